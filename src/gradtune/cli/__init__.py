@@ -1,0 +1,1 @@
+"""The ``gradtune`` command line: one module per subcommand."""

@@ -1,0 +1,54 @@
+"""Entry point: parse, dispatch to a subcommand, and turn errors into exit codes.
+
+Usage errors print one line and exit with 2; runtime failures print one line
+and exit with 1; ``--debug`` shows the traceback instead. Subcommand modules
+import torch only when they run, so ``gradtune --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import problems as problems_cmd
+from . import space as space_cmd
+from . import studies as studies_cmd
+from . import train as train_cmd
+from . import tune as tune_cmd
+
+__all__ = ["main", "build_parser"]
+
+SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, space_cmd, studies_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradtune", description="Choose and tune the optimiser of a neural network.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("gradtune: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from ..errors import GradtuneError
+
+        if args.debug:
+            raise
+        code = error.exit_code if isinstance(error, GradtuneError) else 1
+        label = "error" if isinstance(error, GradtuneError) else f"error: {type(error).__name__}"
+        print(f"gradtune {args.command}: {label}: {error}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

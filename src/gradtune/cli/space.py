@@ -1,0 +1,29 @@
+"""``gradtune space --show``: print the default search space in the space-file format."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("space", help="show the default search space",
+                            description="Print the default search space as YAML, to start a --space file from.")
+    parser.add_argument("--show", action="store_true", help="print the default space (the default action)")
+    parser.add_argument("--strategy", default="tpe", help="grid shows the default grid")
+    parser.add_argument("--format", default="yaml", choices=("yaml", "json"), help="output format")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from ..tune.defaults import default_space
+
+    data = default_space(None, args.strategy).to_data()
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0

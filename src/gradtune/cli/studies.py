@@ -1,0 +1,35 @@
+"""``gradtune studies``: the studies in a storage, with trials done and best value."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("studies", help="list the studies in a storage",
+                            description="List the studies in a storage: name, trials done, best value.")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+    from optuna.trial import TrialState
+    from rich.table import Table
+
+    from ..tune.storage import open_storage
+    from ._console import make_console
+
+    storage = open_storage(args.storage)
+    table = Table(title="gradtune studies")
+    for column in ("study", "problem", "direction", "trials done", "best value"):
+        table.add_column(column)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        meta = summary.user_attrs.get("gradtune", {})
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        best = summary.best_trial.value if summary.best_trial is not None else None
+        table.add_row(summary.study_name, meta.get("problem", "-"), summary.direction.name.lower(), str(done),
+                      "-" if best is None else f"{best:.6g}")
+    make_console().print(table)
+    return 0

@@ -1,0 +1,110 @@
+"""``gradtune train PROBLEM``: train one configuration, with a progress bar, a result file and a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+# Flags that map one-to-one onto TrainConfig fields (dest -> type).
+CONFIG_FLAGS: dict[str, object] = {
+    "optimizer": str, "lr": float, "batch_size": int, "epochs": int, "steps": int, "momentum": float,
+    "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "schedule": str,
+    "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
+    "device": str,
+}
+_HELP = {
+    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad or lbfgs (default sgd)",
+    "lr": "learning rate (default: the optimizer's)",
+    "batch_size": "mini-batch size (default 32; full-batch optimizers use the whole training set)",
+    "epochs": "training length in epochs (default 10)",
+    "steps": "training length in optimizer steps, instead of epochs",
+    "schedule": "constant, step, exponential, cosine, onecycle or batch-growth (default constant)",
+    "warmup": "fraction of training spent in linear warm-up, in [0, 1) (default 0)",
+    "gamma": "decay factor of the step/exponential/batch-growth schedules",
+    "init": "default, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal, orthogonal, zeros",
+    "activation": "relu, tanh, sigmoid, gelu, leaky_relu or elu (built-in models)",
+    "hidden": "hidden layer sizes of the MLP, such as 128,64",
+    "device": "auto (CUDA when present), cpu, cuda or cuda:N (default auto)",
+    "shuffle": "true: a new data order each epoch (default); false: the dataset's order (MNIST-1D's default)",
+}
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("train", help="train one configuration",
+                            description="Train one configuration of a problem and write result.json and model.pt.")
+    parser.add_argument("problem", help="a built-in problem (see 'gradtune problems'), csv:PATH or npz:PATH")
+    for dest, kind in CONFIG_FLAGS.items():
+        parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=_HELP.get(dest))
+    add_data_flags(parser)
+    parser.add_argument("--config", help="JSON, YAML or TOML file of the same keys; flags override it")
+    parser.add_argument("--out", default=None, help="output directory (default runs/train-PROBLEM)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    parser.set_defaults(run=run)
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", help="the target column of a CSV problem")
+    parser.add_argument("--task", choices=None, help="classification or regression, for CSV/NPZ (default: inferred)")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The file's values, then every flag the user gave on top."""
+    from ..config import TrainConfig, load_config_file
+
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    source = f"config file '{args.config}'"
+    TrainConfig.from_mapping(values, source)  # unknown keys are refused before flags are merged
+    values.update({k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None})
+    return TrainConfig.from_mapping(values, source)
+
+
+def load_problem(args: argparse.Namespace, config):
+    from ..problems import get_problem
+
+    options = {"hidden": config.hidden}
+    if args.problem.startswith(("csv:", "npz:")):
+        options.update(target=args.target, task=args.task)
+    elif args.target is not None or args.task is not None:
+        from ..errors import UsageError
+
+        raise UsageError(f"The '--target' and '--task' flags apply to csv:PATH and npz:PATH problems. Got them "
+                         f"for '{args.problem}'.")
+    return get_problem(args.problem, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import save_checkpoint, train
+    from ._progress import TrainProgress, print_summary
+
+    config = config_from_args(args)
+    problem = load_problem(args, config)
+    config = config.resolve_for(problem)
+    out = Path(args.out or f"runs/train-{_slug(args.problem)}")
+    progress = TrainProgress(problem, enabled=not args.quiet)
+    with progress:
+        result = train(problem, config, callbacks=[progress])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    save_checkpoint(out / "model.pt", model_state=result.model.state_dict(),
+                    optimizer_state=result.optimizer.state_dict(), config=result.config, seed=config.seed,
+                    epoch=result.epochs_run, status=result.status)
+    if not args.quiet:
+        print_summary(result, out)
+    return 0
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(name.split(":", 1)[-1]).stem or name)

@@ -1,0 +1,182 @@
+"""The typed configuration of one training run, and reading it from JSON, YAML or TOML.
+
+A :class:`TrainConfig` holds what the user asked for; ``None`` means "the
+default for this optimiser or problem". :meth:`TrainConfig.resolve` checks every
+value against the problem and fills in the defaults, so that bad input is
+refused before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import UsageError, check_choice, check_number, invalid_value
+from .models import ACTIVATIONS, INITS
+from .optim import get_optimizer_def, resolve_hyperparameters
+from .schedules import SCHEDULES, make_lr_schedule
+
+__all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS"]
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_EPOCHS = 10
+HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Fields left ``None`` take the optimiser's or problem's default.
+
+    The budget is ``epochs`` or ``steps`` (optimiser steps), not both.
+    ``warmup`` is a fraction of training in [0, 1); ``gamma`` is the decay
+    factor of ``step``/``exponential``/``batch-growth`` schedules. ``shuffle``
+    draws a new data order each epoch; ``False`` keeps the dataset's own order
+    (the MNIST-1D reference loop does this).
+    """
+
+    optimizer: str = "sgd"
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    alpha: float | None = None
+    history_size: int | None = None
+    max_iter: int | None = None
+    schedule: str = "constant"
+    warmup: float = 0.0
+    gamma: float | None = None
+    init: str = "default"
+    activation: str = "relu"
+    hidden: tuple[int, ...] | None = None
+    shuffle: bool | None = None
+    seed: int = 0
+    device: str = "auto"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise UsageError(f"The {source} must hold only these keys: {', '.join(cls.keys())}. Got unknown key "
+                             f"'{unknown[0]}'.")
+        values = dict(values)
+        if values.get("hidden") is not None:
+            values["hidden"] = parse_hidden(values["hidden"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The optimiser's hyperparameters, defaults filled in and validated."""
+        given = {k: getattr(self, k) for k in HYPERPARAMETER_KEYS}
+        return resolve_hyperparameters(self.optimizer, given)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.keys()}
+        out["hidden"] = list(self.hidden) if self.hidden is not None else None
+        return {k: v for k, v in out.items() if v is not None}
+
+    def resolve_for(self, problem) -> "TrainConfig":
+        """Validate against ``problem`` and fill in every default, the problem's own first."""
+        return self.resolve(problem.n_train, full_batch_only=problem.task == "function", defaults=problem.defaults)
+
+    def resolve(self, n_train: int, full_batch_only: bool = False,
+                defaults: Mapping[str, Any] | None = None) -> "TrainConfig":
+        """Validate against a training set of ``n_train`` samples and fill in every default."""
+        definition = get_optimizer_def(self.optimizer)
+        hp = self.hyperparameters()
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("init", self.init, INITS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_number("seed", self.seed, low=0, integer=True)
+        epochs, steps = self._budget()
+        batch_size = self._batch_size(n_train, definition.full_batch or full_batch_only)
+        shuffle = (defaults or {}).get("shuffle", True) if self.shuffle is None else self.shuffle
+        if not isinstance(shuffle, bool):
+            raise invalid_value("shuffle", shuffle, "true or false")
+        resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp)
+        make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma)  # validates
+        return resolved
+
+    def _budget(self) -> tuple[int | None, int | None]:
+        if self.epochs is not None and self.steps is not None:
+            raise UsageError(f"The 'epochs' and 'steps' parameters cannot both be set; the budget is one of them. "
+                             f"Got epochs={self.epochs} and steps={self.steps}.")
+        if self.steps is not None:
+            return None, check_number("steps", self.steps, low=1, integer=True)
+        epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
+        return check_number("epochs", epochs, low=1, integer=True), None
+
+    def _batch_size(self, n_train: int, full_batch: bool) -> int:
+        if full_batch:
+            if self.batch_size not in (None, n_train):
+                raise invalid_value("batch_size", self.batch_size, f"left unset for full-batch optimizer "
+                                    f"'{self.optimizer}' (it uses all {n_train} training samples)")
+            return n_train
+        size = min(DEFAULT_BATCH_SIZE, n_train) if self.batch_size is None else self.batch_size
+        return check_number("batch_size", size, low=1, high=n_train, integer=True)
+
+
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """``"128,64"``, ``[128, 64]`` or ``64`` -> a tuple of sizes; ``""`` or ``[]`` is a linear model."""
+    accepted = "comma-separated positive integers, such as 128,64"
+    if isinstance(value, str):
+        items: list[Any] = [v for v in value.split(",") if v.strip()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]  # ``hidden: 64`` in a YAML/TOML/JSON file is one hidden layer
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise invalid_value("hidden", value, accepted)
+    if any(isinstance(v, (bool, float)) for v in items):
+        raise invalid_value("hidden", value, accepted)
+    try:
+        sizes = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise invalid_value("hidden", value, accepted) from None
+    if any(s < 1 for s in sizes):
+        raise invalid_value("hidden", value, accepted)
+    return sizes
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON, YAML or TOML mapping; the file's ending picks the parser."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"The 'config' parameter must name an existing file. Got '{path}'.")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            raise UsageError(f"The 'config' parameter must be a .json, .yaml, .yml or .toml file. Got '{path}'.")
+    except UsageError:
+        raise
+    except Exception as error:  # each parser has its own error class
+        raise UsageError(f"The config file '{path}' could not be parsed: {error}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"The config file '{path}' must hold a mapping of keys to values. Got "
+                         f"{type(data).__name__}.")
+    return data

@@ -1,0 +1,105 @@
+"""The optimisers gradtune knows, by name, with their hyperparameters.
+
+Each entry pairs a functional kernel (``init_state`` / ``update``, which
+broadcast over a leading member axis) with the hyperparameters it takes. The
+same kernels drive the single training loop, through
+:class:`~gradtune.optim.KernelOptimizer`, and the population trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping
+
+from ..errors import invalid_choice, UsageError
+from . import adagrad, adam, rmsprop, sgd
+from ._hyper import Hyperparameter, learning_rate
+
+__all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
+
+
+@dataclass(frozen=True)
+class OptimizerDef:
+    """An optimiser: its name, hyperparameters and kernel.
+
+    ``full_batch`` optimisers ignore the batch size and take the whole training
+    set each step. ``kernel`` is ``None`` for optimisers that only exist as a
+    ``torch.optim`` class (L-BFGS), which cannot run in a population.
+    """
+
+    name: str
+    summary: str
+    hyperparameters: tuple[Hyperparameter, ...]
+    init_state: Callable | None = None
+    update: Callable | None = None
+    full_batch: bool = False
+    reference: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def hyperparameter_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hyperparameters)
+
+    @property
+    def vectorisable(self) -> bool:
+        return self.update is not None
+
+
+_LBFGS_HYPERPARAMETERS = (
+    learning_rate(1.0),
+    Hyperparameter("history_size", 100, low=1, integer=True, help="curvature pairs kept"),
+    Hyperparameter("max_iter", 20, low=1, integer=True, help="iterations per step"),
+)
+
+OPTIMIZERS: dict[str, OptimizerDef] = {
+    d.name: d
+    for d in [
+        OptimizerDef("gd", "full-batch gradient descent", sgd.SGD_HYPERPARAMETERS, sgd.init_state, sgd.update,
+                     full_batch=True, reference="Cauchy 1847"),
+        OptimizerDef("sgd", "mini-batch stochastic gradient descent", sgd.SGD_HYPERPARAMETERS, sgd.init_state,
+                     sgd.update, reference="Robbins & Monro 1951"),
+        OptimizerDef("momentum", "SGD with heavy-ball momentum", sgd.MOMENTUM_HYPERPARAMETERS, sgd.init_state,
+                     sgd.update, reference="Polyak 1964"),
+        OptimizerDef("nesterov", "SGD with Nesterov momentum", sgd.MOMENTUM_HYPERPARAMETERS, sgd.init_state,
+                     partial(sgd.update, nesterov=True), reference="Sutskever et al. 2013"),
+        OptimizerDef("adam", "Adam", adam.ADAM_HYPERPARAMETERS, adam.init_state, adam.update,
+                     reference="Kingma & Ba 2015"),
+        OptimizerDef("adamw", "Adam with decoupled weight decay", adam.ADAMW_HYPERPARAMETERS, adam.init_state,
+                     partial(adam.update, decoupled=True), reference="Loshchilov & Hutter 2019"),
+        OptimizerDef("rmsprop", "RMSprop", rmsprop.RMSPROP_HYPERPARAMETERS, rmsprop.init_state, rmsprop.update,
+                     reference="Tieleman & Hinton 2012"),
+        OptimizerDef("adagrad", "Adagrad", adagrad.ADAGRAD_HYPERPARAMETERS, adagrad.init_state, adagrad.update,
+                     reference="Duchi et al. 2011"),
+        OptimizerDef("lbfgs", "full-batch L-BFGS with a strong-Wolfe line search", _LBFGS_HYPERPARAMETERS,
+                     full_batch=True, reference="Liu & Nocedal 1989"),
+    ]
+}
+
+
+def optimizer_names() -> list[str]:
+    return list(OPTIMIZERS)
+
+
+def get_optimizer_def(name: str) -> OptimizerDef:
+    if name not in OPTIMIZERS:
+        raise invalid_choice("optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name]
+
+
+def resolve_hyperparameters(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fill in defaults and validate; a value set to ``None`` counts as not given.
+
+    A hyperparameter that the optimiser does not take is a usage error, so that
+    ``--momentum 0.9 --optimizer adam`` is not silently ignored.
+    """
+    definition = get_optimizer_def(name)
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(definition.hyperparameter_names))
+    if unknown:
+        accepted = ", ".join(definition.hyperparameter_names)
+        raise UsageError(
+            f"The '{unknown[0]}' parameter does not apply to optimizer '{name}'. Got {given[unknown[0]]}; "
+            f"'{name}' accepts: {accepted}."
+        )
+    return {h.name: h.check(given.get(h.name, h.default)) for h in definition.hyperparameters}

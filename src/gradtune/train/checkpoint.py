@@ -1,0 +1,73 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint holds the model's and optimiser's ``state_dict``, the config, the
+seed, the epoch and the data order's generator state, so that a run can resume
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes"]
+
+CHECKPOINT_KEYS = ("model_state", "optimizer_state", "config", "seed", "epoch")
+_FORMAT = "gradtune-checkpoint-1"
+
+
+def _atomic_replace(path: Path, write) -> None:
+    """Write through ``write(handle)`` to a temporary file beside ``path``, then rename.
+
+    The rename is atomic on POSIX, so a reader sees the old file or the whole new
+    one, never half of it, even if the process is killed mid-write.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic_replace(Path(path), lambda handle: handle.write(data))
+
+
+def save_checkpoint(path: str | Path, *, model_state: dict, optimizer_state: dict, config: dict, seed: int,
+                    epoch: int, **extra: Any) -> Path:
+    path = Path(path)
+    payload = {"format": _FORMAT, "model_state": model_state, "optimizer_state": optimizer_state,
+               "config": config, "seed": seed, "epoch": epoch, **extra}
+    _atomic_replace(path, lambda handle: torch.save(payload, handle))
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint, refusing anything that is not a whole gradtune checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"The checkpoint '{path}' does not exist.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"The checkpoint '{path}' is corrupt or truncated and cannot be loaded "
+                              f"({reason[:200]}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(f"The file '{path}' is not a gradtune checkpoint.")
+    missing = [k for k in CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"The checkpoint '{path}' lacks {', '.join(missing)}.")
+    return payload

@@ -1,0 +1,194 @@
+"""The training loop for one configuration.
+
+Seeded and reproducible: the seed fixes the initial weights (through torch's
+global generator while the model is built, then a private generator for the
+initialisation scheme) and the data order (a private generator), so the same
+seed gives the same numbers in a fresh process.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from ..models import apply_init
+from ..optim import make_optimizer
+from ..problems import Problem, accuracy
+from .callbacks import Callback
+from .device import resolve_device
+from .plan import TrainingPlan
+from .result import TrainResult
+
+__all__ = ["train", "evaluate", "build_model", "DIVERGENCE_FACTOR"]
+
+# A loss this many times the first one (or 1, if larger) counts as diverged even
+# while still finite: such runs only reach inf a few steps later.
+DIVERGENCE_FACTOR = 1e3
+_EVAL_CHUNK = 8192
+
+
+class Diverged(Exception):
+    def __init__(self, loss: float):
+        self.loss = loss
+
+
+def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> nn.Module:
+    torch.manual_seed(config.seed)
+    model = problem.build_model(config.activation)
+    generator = torch.Generator().manual_seed(config.seed)
+    apply_init(model, config.init, config.activation, generator)
+    return model.to(device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, problem: Problem, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Mean loss (and accuracy for classification) over ``(x, y)``, in chunks."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0.0, len(x)
+    for start in range(0, n, _EVAL_CHUNK):
+        xb, yb = x[start:start + _EVAL_CHUNK], y[start:start + _EVAL_CHUNK]
+        out = model(xb)
+        loss_sum += problem.loss_fn(out, yb).item() * len(xb)
+        if problem.task == "classification":
+            correct += accuracy(out, yb).item() * len(xb)
+    model.train(was_training)
+    metrics = {"valid_loss": loss_sum / n}
+    if problem.task == "classification":
+        metrics["valid_accuracy"] = correct / n
+    return metrics
+
+
+def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
+          **overrides: Any) -> TrainResult:
+    """Train ``problem`` with one configuration and return a :class:`TrainResult`.
+
+    Example:
+        >>> from gradtune import get_problem, train
+        >>> result = train(get_problem("linreg"), optimizer="sgd", lr=0.1, batch_size=10, epochs=50)
+        >>> result.report["weight"], result.status
+    """
+    config = (config or TrainConfig()).replace(**overrides)
+    config = config.resolve(problem.n_train, full_batch_only=problem.task == "function")
+    return _Run(problem, config, callbacks).run()
+
+
+class _Run:
+    """The state of one run; split from :func:`train` so each phase reads on its own."""
+
+    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Iterable[Callback]):
+        self.problem, self.config, self.callbacks = problem, config, list(callbacks)
+        self.device = resolve_device(config.device)
+        self.model = build_model(problem, config, self.device)
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
+        self.plan = TrainingPlan(config, problem.n_train)
+        self.x, self.y = (t.to(self.device) for t in problem.train)
+        self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
+        self.data_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.step = self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.bound = math.inf
+        self.last_good = None
+
+    def run(self) -> TrainResult:
+        self.start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_train_start(self.plan.total_steps, self.config.epochs)
+        status, diverged_at = "completed", None
+        self.model.train()
+        while self.plan.epochs_left(self.epoch, self.step):
+            try:
+                train_loss, batch_size = self._epoch()
+            except Diverged as d:
+                status = "diverged"
+                diverged_at = {"epoch": self.epoch + 1, "step": self.step, "loss": d.loss}
+                self._record(d.loss, self.plan.batch_size(self.epoch, self.step), evaluated=False)
+                break
+            record = self._record(train_loss, batch_size, evaluated=True)
+            self.epoch += 1
+            if not all(math.isfinite(record[k]) for k in ("valid_loss",)):
+                status, diverged_at = "diverged", {"epoch": self.epoch, "step": self.step,
+                                                    "loss": record["valid_loss"]}
+                break
+            self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+            if any(cb.on_epoch_end(record) for cb in self.callbacks):
+                status = "stopped"
+                break
+        return self._finish(status, diverged_at)
+
+    def _epoch(self) -> tuple[float, int]:
+        batch_size = self.plan.batch_size(self.epoch, self.step)
+        if batch_size >= len(self.x):
+            batches = [None]  # full batch: no shuffle, no copy
+        elif not self.config.shuffle:
+            batches = torch.arange(len(self.x), device=self.device).split(batch_size)
+        else:
+            order = torch.randperm(len(self.x), generator=self.data_generator).to(self.device)
+            batches = order.split(batch_size)[:len(order) // batch_size]
+        losses = []
+        for index in batches:
+            if not self.plan.epochs_left(self.epoch, self.step):
+                break
+            losses.append(self._step(index))
+        return sum(losses) / len(losses), batch_size
+
+    def _step(self, index: torch.Tensor | None) -> float:
+        xb, yb = (self.x, self.y) if index is None else (self.x[index], self.y[index])
+        lr = self.plan.lr(self.epoch, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.problem.loss_fn(self.model(xb), yb)
+            loss.backward()
+            return loss
+
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            loss = self.optimizer.step(closure).item()
+            self._check(loss)
+        else:
+            loss_tensor = closure()
+            loss = loss_tensor.item()
+            self._check(loss)  # before the step, so a NaN gradient never reaches the weights
+            self.optimizer.step()
+        self.step += 1
+        for cb in self.callbacks:
+            cb.on_step(self.step, loss, lr)
+        return loss
+
+    def _check(self, loss: float) -> None:
+        if self.bound == math.inf and math.isfinite(loss):
+            self.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
+        if not math.isfinite(loss) or loss > self.bound:
+            raise Diverged(loss)
+
+    def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
+        record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
+        if evaluated:
+            record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
+        record.update(lr=self.optimizer.param_groups[0]["lr"], batch_size=batch_size,
+                      seconds=time.perf_counter() - self.start)
+        self.history.append(record)
+        return record
+
+    def _finish(self, status: str, diverged_at: dict | None) -> TrainResult:
+        if status == "diverged" and self.last_good is not None:
+            self.model.load_state_dict(self.last_good[0])
+            self.optimizer.load_state_dict(self.last_good[1])
+        metrics: dict[str, Any] = {"valid_loss": None}
+        if self.problem.task == "classification":
+            metrics["valid_accuracy"] = None
+        if status != "diverged":
+            metrics.update({k: self.history[-1][k] for k in metrics})
+        for cb in self.callbacks:
+            cb.on_train_end(status)
+        report = self.problem.report(self.model) if self.problem.report else {}
+        return TrainResult(self.problem.name, self.config.to_dict(), status, metrics, self.history,
+                           time.perf_counter() - self.start, self.model, self.optimizer, report, diverged_at)

@@ -1,0 +1,59 @@
+"""The outcome of one training run, and its JSON form."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["TrainResult", "json_number", "STATUSES"]
+
+STATUSES = ("completed", "diverged", "stopped")
+
+
+def json_number(value: Any) -> Any:
+    """NaN and inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class TrainResult:
+    """What :func:`gradtune.train` returns.
+
+    ``status`` is ``completed``, ``diverged`` (a non-finite loss or one above the
+    divergence bound) or ``stopped`` (a callback ended the run early). After a
+    divergence ``model`` holds the weights of the last finite epoch.
+    """
+
+    problem: str
+    config: dict[str, Any]
+    status: str
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    model: torch.nn.Module = field(repr=False)
+    optimizer: torch.optim.Optimizer = field(repr=False)
+    report: dict[str, Any] = field(default_factory=dict)
+    diverged_at: dict[str, Any] | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "problem": self.problem,
+            "config": self.config,
+            "status": self.status,
+            "metrics": {k: json_number(v) for k, v in self.metrics.items()},
+            "history": [{k: json_number(v) for k, v in r.items()} for r in self.history],
+            "seconds": self.seconds,
+            **self.report,
+        }
+        if self.diverged_at is not None:
+            out["diverged_at"] = {k: json_number(v) for k, v in self.diverged_at.items()}
+        return out

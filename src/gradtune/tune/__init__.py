@@ -1,0 +1,12 @@
+"""Tuning: search spaces, strategies on Optuna, resumable studies, and the tuning loop."""
+
+from .budget import Budget, parse_budget
+from .defaults import default_space
+from .result import TuneResult
+from .runner import TuneCallback, tune
+from .space import SearchSpace
+from .storage import DEFAULT_STORAGE, open_storage
+from .strategies import STRATEGIES
+
+__all__ = ["Budget", "DEFAULT_STORAGE", "STRATEGIES", "SearchSpace", "TuneCallback", "TuneResult",
+           "default_space", "open_storage", "parse_budget", "tune"]

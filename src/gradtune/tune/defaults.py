@@ -1,0 +1,69 @@
+"""The default search spaces: what an experienced practitioner would search first.
+
+Learning-rate ranges differ by optimiser family because their sensible rates
+differ by orders of magnitude: plain SGD wants ~0.1, Adam ~1e-3 (Wilson et al.
+2017; Schmidt et al. 2021, "Descending through a crowded valley").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..problems import Problem
+from .space import SearchSpace
+
+__all__ = ["default_space_data", "default_space", "default_grid_data"]
+
+LR_RANGES = {
+    "sgd": (1e-3, 1.0),
+    "momentum": (1e-4, 0.3),
+    "nesterov": (1e-4, 0.3),
+    "adam": (1e-5, 3e-2),
+    "adamw": (1e-5, 3e-2),
+    "rmsprop": (1e-5, 1e-2),
+    "adagrad": (1e-3, 1.0),
+}
+BATCH_SIZES = [16, 32, 64, 128, 256]
+
+
+def default_space_data(accepts_activation: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "optimizer": {"choices": list(LR_RANGES)},
+        "lr": {name: {"low": low, "high": high, "log": True} for name, (low, high) in LR_RANGES.items()},
+        "momentum": {"low": 0.8, "high": 0.99, "optimizers": ["momentum", "nesterov"]},
+        "beta1": {"low": 0.8, "high": 0.95},
+        "beta2": {"choices": [0.99, 0.999]},
+        "batch_size": {"choices": BATCH_SIZES},
+        "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "schedule": {"choices": ["constant", "cosine", "step", "onecycle"]},
+        "warmup": {"choices": [0.0, 0.05, 0.1]},
+        "init": {"choices": ["default", "kaiming_normal", "xavier_uniform", "orthogonal"]},
+        "activation": {"choices": ["relu", "tanh", "gelu", "elu"]},
+        "epochs": {"choices": [10, 20, 30]},
+    }
+    if not accepts_activation:
+        del data["activation"]
+    return data
+
+
+def default_grid_data() -> dict[str, Any]:
+    """The method's grid: the learning rate on a log grid against the batch size, plain SGD."""
+    return {
+        "optimizer": "sgd",
+        "lr": {"low": 1e-3, "high": 1.0, "log": True, "points": 7},
+        "batch_size": {"choices": [16, 32, 64, 128]},
+        "epochs": 20,
+    }
+
+
+def default_space(problem: Problem | None = None, strategy: str = "tpe") -> SearchSpace:
+    """The default space for ``problem``, with batch sizes that fit its training set."""
+    data = default_grid_data() if strategy == "grid" else default_space_data(
+        problem is None or problem.accepts_activation)
+    if problem is not None and problem.task == "function":
+        data.pop("batch_size", None)
+        data.pop("init", None)
+    if problem is not None and "batch_size" in data:
+        sizes = [b for b in data["batch_size"]["choices"] if b <= problem.n_train] or [problem.n_train]
+        data["batch_size"] = {"choices": sizes}
+    return SearchSpace.from_mapping(data)

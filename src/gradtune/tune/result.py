@@ -1,0 +1,120 @@
+"""What a study produced: the leaderboard, the best configuration and the best model, and their files."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..config import TrainConfig
+from ..problems import Problem
+from ..train import save_checkpoint, train
+from ..train.checkpoint import atomic_write_bytes
+from .study import METADATA_KEY
+
+__all__ = ["TuneResult", "trial_rows", "best_model_for"]
+
+_STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+
+
+def _finite(value: Any) -> Any:
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial: number, config, state, value, epochs_run, seconds."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
+        state = t.user_attrs.get("status") or _STATE_NAMES[t.state]
+        if t.state == TrialState.RUNNING:
+            state = "running"
+        value = t.value if t.state == TrialState.COMPLETE else None
+        rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
+                     "value": _finite(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
+                     "seconds": t.user_attrs.get("seconds", _duration(t))})
+    return rows
+
+
+def _duration(t: optuna.trial.FrozenTrial) -> float:
+    if t.datetime_start and t.datetime_complete:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return 0.0
+
+
+@dataclass
+class TuneResult:
+    """What :func:`gradtune.tune` returns; ``to_json()`` is ``result.json``."""
+
+    study: str
+    strategy: str
+    metric: str
+    direction: str
+    best_config: dict[str, Any] | None
+    best_value: float | None
+    best_trial: int | None
+    trials: list[dict[str, Any]]
+    interrupted: bool = False
+    best_model: Any = field(default=None, repr=False)
+    best_model_trial: int | None = None
+
+    @classmethod
+    def from_study(cls, study: optuna.Study, strategy: str, metric: str, outcomes=(), interrupted=False):
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = None
+        if completed:
+            best = study.best_trial
+        direction = study.direction.name.lower()
+        return cls(study.study_name, strategy, metric, direction,
+                   best.user_attrs.get("config") if best else None, best.value if best else None,
+                   best.number if best else None, trial_rows(study), interrupted)
+
+    def leaderboard(self, top: int = 10) -> list[dict[str, Any]]:
+        done = [t for t in self.trials if t["state"] == "completed" and t["value"] is not None]
+        done.sort(key=lambda t: t["value"], reverse=self.direction == "maximize")
+        return done[:top]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t["state"]] = out.get(t["state"], 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"study": self.study, "strategy": self.strategy, "metric": self.metric,
+                "best_config": self.best_config, "best_value": _finite(self.best_value),
+                "best_trial": self.best_trial, "direction": self.direction, "interrupted": self.interrupted,
+                "trials": self.trials}
+
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "result.json", (json.dumps(self.to_json(), indent=2) + "\n").encode())
+        if self.best_config is not None:
+            atomic_write_bytes(out / "best_config.json", (json.dumps(self.best_config, indent=2) + "\n").encode())
+        if self.best_model is not None:
+            save_checkpoint(out / "best_model.pt", model_state=self.best_model.state_dict(), optimizer_state={},
+                            config=self.best_config, seed=self.best_config.get("seed", 0),
+                            epoch=self.best_config.get("epochs") or 0, trial=self.best_model_trial)
+        return out
+
+
+def best_model_for(result: TuneResult, problem: Problem, best_in_process) -> tuple[Any, int | None]:
+    """The best trial's trained model: kept from this process, or trained again from its config.
+
+    A resumed study's best trial may come from an earlier run or another worker;
+    training its config again with its seed reproduces its model.
+    """
+    if result.best_config is None:
+        return None, None
+    if best_in_process is not None and best_in_process[0] == result.best_trial:
+        return best_in_process[2].model, result.best_trial
+    config = TrainConfig.from_mapping(result.best_config, "best configuration")
+    return train(problem, config).model, result.best_trial

@@ -1,0 +1,105 @@
+"""Opening a study: create it with gradtune's metadata, or resume it if it matches.
+
+The problem, space, metric and settings that give trial values their meaning
+are stored in the study's user attributes. Resuming with any of them changed
+would mix incomparable trials, so it is refused with a message naming what
+differs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import UsageError
+
+__all__ = ["open_study", "worker_id", "recover_orphans", "FINISHED_STATES", "METADATA_KEY"]
+
+METADATA_KEY = "gradtune"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Metadata that must match for a study to be resumed; the strategy and seed may change.
+_MUST_MATCH = ("problem", "metric", "direction", "space", "trial_epochs", "cv")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner) -> tuple[optuna.Study, bool]:
+    """Load ``name`` if it exists and matches ``metadata``, else create it. Returns (study, created)."""
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        stored = existing[name].user_attrs.get(METADATA_KEY)
+        _check_compatible(name, stored, metadata)
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=metadata["direction"])
+    study.set_user_attr(METADATA_KEY, dict(metadata))
+    return study, True
+
+
+def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> None:
+    if stored is None:
+        raise UsageError(f"The study '{name}' exists but was not made by gradtune tune. Choose another name "
+                         f"with --study.")
+    differs = [key for key in _MUST_MATCH if stored.get(key) != wanted.get(key)]
+    if differs:
+        detail = "; ".join(_describe(key, stored.get(key), wanted.get(key)) for key in differs)
+        raise UsageError(f"The study '{name}' cannot be resumed: {detail}. Re-run with the original settings, "
+                         f"or start a new study with --study NAME.")
+
+
+def _describe(key: str, old: Any, new: Any) -> str:
+    if key == "space" and isinstance(old, dict) and isinstance(new, dict):
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return f"the space differs in {', '.join(changed)}"
+    return f"{key} was {old!r}, now {new!r}"
+
+
+def recover_orphans(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials of dead processes on this host, and queue their configs again.
+
+    A process killed with SIGKILL cannot mark its own trial; heartbeats catch
+    that across machines after a grace period, and this catches it at once on
+    the machine that restarts. Returns the numbers of the trials it failed.
+    """
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker", "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            failed.append(trial.number)
+    requeue_failed(study)
+    return failed
+
+
+def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
+    """Queue each interrupted or crashed trial's parameters again, as Optuna's heartbeat retry does.
+
+    One mechanism for both: the retry carries ``failed_trial``/``retry_history``
+    system attributes, so a trial is retried once and a chain at most ``max_retry`` times.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
+    for trial in trials:
+        if trial.state == TrialState.FAIL and trial.number not in retried and trial.params:
+            retry(study, trial)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
