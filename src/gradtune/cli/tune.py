@@ -49,13 +49,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         with display:
             result = tune(problem, space, args.strategy, args.budget, args.storage, study, seed=args.seed,
-                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, out=out,
-                          callbacks=[display])
+                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display])
+        if config.hidden is not None:
+            _record_hidden(result, config.hidden)
+        result.save(out)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not args.quiet:
         print_leaderboard(result, out)
     return 130 if result.interrupted else 0
+
+
+def _record_hidden(result, hidden) -> None:
+    """``--hidden`` shapes the problem's model, not a trial's config: write it into the saved configs,
+    so that ``gradtune train --config best_config.json`` builds the same network."""
+    sizes = list(hidden)
+    if result.best_config is not None:
+        result.best_config = {**result.best_config, "hidden": sizes}
+    result.trials = [{**row, "config": {**row["config"], "hidden": sizes}} for row in result.trials]
 
 
 def _raise_interrupt(signum, frame):

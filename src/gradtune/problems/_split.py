@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 __all__ = ["split", "standardise"]
 
 
 def split(x: np.ndarray, y: np.ndarray, valid_fraction: float = 0.2, seed: int = 0, stratify: bool = False):
     """A seeded split; stratified when asked and every class has two members."""
+    from sklearn.model_selection import train_test_split  # ~2 s to import: only when a split is made
+
     labels = y if stratify and np.unique(y, return_counts=True)[1].min() >= 2 else None
     return train_test_split(x, y, test_size=valid_fraction, random_state=seed, stratify=labels)
 

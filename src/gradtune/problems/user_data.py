@@ -51,7 +51,10 @@ def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(f"The 'problem' parameter must be a CSV with a header and at least one row. Got "
                          f"'{path}', which is empty.")
     header, body = [h.strip() for h in rows[0]], rows[1:]
-    if target is None or target not in header:
+    if target is None:
+        raise UsageError(f"The 'target' parameter (--target) must name the CSV's target column, one of: "
+                         f"{', '.join(header)}. Got none.")
+    if target not in header:
         raise UsageError(f"The 'target' parameter must be one of the CSV's columns: {', '.join(header)}. "
                          f"Got {target!r}.")
     column = header.index(target)

@@ -130,7 +130,7 @@ class _Run:
             batches = torch.arange(len(self.x), device=self.device).split(batch_size)
         else:
             order = torch.randperm(len(self.x), generator=self.data_generator).to(self.device)
-            batches = order.split(batch_size)[:len(order) // batch_size]
+            batches = order.split(batch_size)
         losses = []
         for index in batches:
             if not self.plan.epochs_left(self.epoch, self.step):

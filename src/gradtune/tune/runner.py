@@ -8,6 +8,8 @@ trains, so a worker that dies is noticed by the others.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -156,24 +158,41 @@ class _Loop:
         return self.budget.seconds is None or time.monotonic() - start < self.budget.seconds
 
     def run(self) -> bool:
-        """Run trials until the budget is spent; True if interrupted (Ctrl-C or SIGTERM)."""
+        """Run trials until the budget is spent; True if interrupted (Ctrl-C or SIGTERM).
+
+        A Ctrl-C can come at any moment, not only while a trial trains: while
+        the next trial is asked for, it is held until the trial is owned
+        (``worker``), so that no trial is left RUNNING with no one to fail it.
+        """
         start = time.monotonic()
-        for cb in self.callbacks:
-            cb.on_tune_start(self.study, self.budget, self.finished())
-        while self._budget_left(start):
-            trial = self.study.ask()
-            try:
+        trial = None
+        try:
+            for cb in self.callbacks:
+                cb.on_tune_start(self.study, self.budget, self.finished())
+            while True:
+                with _HeldInterrupts():
+                    if not self._budget_left(start):
+                        return False
+                    trial = self.study.ask()
+                    trial.set_user_attr("worker", worker_id())
                 with get_heartbeat_thread(trial._trial_id, self.study._storage):
                     outcome = self._run_trial(trial)
-            except KeyboardInterrupt:
-                trial.set_user_attr("status", "interrupted")
-                self.study.tell(trial, state=TrialState.FAIL)
-                self.outcomes.append(TrialOutcome(trial.number, {}, "interrupted", None, 0, 0.0))
-                return True
-            self.outcomes.append(outcome)
-            for cb in self.callbacks:
-                cb.on_trial_end(outcome, self.study)
-        return False
+                trial = None
+                self.outcomes.append(outcome)
+                for cb in self.callbacks:
+                    cb.on_trial_end(outcome, self.study)
+        except KeyboardInterrupt:
+            if trial is not None:
+                self._interrupt(trial)
+            return True
+
+    def _interrupt(self, trial: optuna.Trial) -> None:
+        with _HeldInterrupts():
+            if self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                return  # told just before the interrupt: it keeps its outcome
+            trial.set_user_attr("status", "interrupted")
+            self.study.tell(trial, state=TrialState.FAIL)
+        self.outcomes.append(TrialOutcome(trial.number, {}, "interrupted", None, 0, 0.0))
 
     def _config(self, trial: optuna.Trial) -> TrainConfig:
         s = self.settings
@@ -186,7 +205,6 @@ class _Loop:
         return TrainConfig.from_mapping(values, "space")
 
     def _run_trial(self, trial: optuna.Trial) -> TrialOutcome:
-        trial.set_user_attr("worker", worker_id())
         config = self._config(trial)
         for cb in self.callbacks:
             cb.on_trial_start(trial.number, config.to_dict())
@@ -224,6 +242,33 @@ class _Loop:
                                        else value < self.best[1])
         if better:
             self.best = (number, value, result)
+
+
+class _HeldInterrupts:
+    """Hold SIGINT (and SIGTERM where a handler turns it into KeyboardInterrupt) during storage bookkeeping.
+
+    A signal that comes meanwhile raises KeyboardInterrupt on leaving the block.
+    Handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+
+    def __enter__(self):
+        self.saved, self.caught = {}, False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(sig)
+                if callable(handler):
+                    self.saved[sig] = signal.signal(sig, self._hold)
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.caught = True
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.caught and kind is None:
+            raise KeyboardInterrupt
+        return False
 
 
 def _compact(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

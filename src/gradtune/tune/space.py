@@ -254,6 +254,8 @@ def _parse_param(name: str, spec: Any) -> Param:
                                          for k in spec):
         unknown = [k for k in spec if k not in OPTIMIZERS and k not in ("low", "high", "log", "choices", "points",
                                                                             "optimizers")]
+        if any(k in ("low", "high", "choices") for k in spec):  # a range with a misspelt key, not an optimiser
+            Domain.parse(name, spec, integer)  # raises, naming the key
         raise invalid_choice(f"optimizer (in '{name}')", unknown[0], OPTIMIZERS)
     optimizers = tuple(spec["optimizers"]) if isinstance(spec, Mapping) and "optimizers" in spec else None
     return Param(name, Domain.parse(name, spec, integer), optimizers=optimizers)

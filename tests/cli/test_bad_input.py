@@ -1,0 +1,89 @@
+"""Every bad input to ``gradtune train`` ends with one clear line on stderr and exit code 2.
+
+Each case runs the real CLI in a fresh process (the ``cli`` fixture) in its own
+``tmp_path``, where the bad CSV/NPZ/config files are written first. The check is
+the same for all of them: exit code 2, exactly one non-empty line on stderr that
+names the parameter and the value given and says what is accepted, no
+traceback anywhere, and no result.json or model.pt written (the refusal comes
+before any training). The same checks for config files in YAML and TOML, which
+share this path once parsed, run in-process in test_train_cli.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(20))
+
+
+def _write(name: str, text: str):
+    def setup(root: Path) -> None:
+        (root / name).write_text(text)
+
+    return setup
+
+
+def _write_npz(name: str, **arrays):
+    def setup(root: Path) -> None:
+        np.savez(root / name, **arrays)
+
+    return setup
+
+
+# (id, setup(tmp_path) or None, arguments after "train", substrings the one stderr line must hold).
+# The substrings name the parameter, the value given, and (part of) what is accepted. Checks that do
+# not depend on the data use the 'quadratic' problem, which needs no data split (and so starts faster).
+CASES = [
+    ("unknown-problem", None, ["no-such-problem"],
+     ["'problem'", "'no-such-problem'", "linreg", "digits-mlp", "mnist1d-cnn", "csv:PATH", "npz:PATH"]),
+    ("unknown-optimizer", None, ["quadratic", "--optimizer", "sgdx"],
+     ["'optimizer'", "'sgdx'", "adam", "sgd", "rmsprop", "lbfgs"]),
+    ("lr-zero", None, ["quadratic", "--lr", "0"], ["'lr'", "Got 0", "(0, inf)"]),  # <= 0 is refused
+    ("batch-size-zero", None, ["linreg", "--batch-size", "0"], ["batch_size", "Got 0", "[1, 800]"]),
+    # linreg trains on 800 of its 1000 samples.
+    ("batch-size-above-train-set", None, ["linreg", "--batch-size", "801"], ["batch_size", "Got 801", "[1, 800]"]),
+    ("epochs-negative", None, ["quadratic", "--epochs", "-3"], ["'epochs'", "Got -3", "integer"]),
+    ("unknown-schedule", None, ["quadratic", "--schedule", "sometimes"],
+     ["'schedule'", "'sometimes'", "cosine", "constant", "onecycle"]),
+    ("csv-missing", None, ["csv:absent.csv", "--target", "label"], ["'problem'", "absent.csv", "existing"]),
+    ("csv-empty", _write("empty.csv", ""), ["csv:empty.csv", "--target", "label"],
+     ["'problem'", "empty.csv", "header"]),
+    ("csv-no-target-column", _write("data.csv", GOOD_CSV), ["csv:data.csv", "--target", "price"],
+     ["'target'", "'price'", "a, b, label"]),
+    ("csv-nan-feature", _write("nan.csv", "a,b,label\n1,2,x\n3,nan,y\n5,6,x\n"), ["csv:nan.csv", "--target", "label"],
+     ["'b'", "nan", "finite"]),
+    ("csv-inf-feature", _write("inf.csv", "a,b,label\n1,2,x\n-inf,4,y\n5,6,x\n"), ["csv:inf.csv", "--target", "label"],
+     ["'a'", "-inf", "finite"]),
+    ("csv-non-numeric-feature", _write("str.csv", "a,b,label\n1,2,x\n3,four,y\n5,6,x\n"),
+     ["csv:str.csv", "--target", "label"], ["'b'", "'four'", "numbers"]),
+    ("npz-length-mismatch", _write_npz("bad.npz", x=np.zeros((7, 2)), y=np.zeros(5)), ["npz:bad.npz"],
+     ["'x'", "'y'", "7", "5", "same length"]),
+    ("config-json-unknown-key", _write("c.json", '{"lr": 0.1, "learning_rate": 0.1}'),
+     ["quadratic", "--config", "c.json"], ["c.json", "'learning_rate'", "optimizer, lr, batch_size"]),
+    # A bad value read from a config file is refused like the same flag.
+    ("config-lr-negative", _write("neg.yaml", "lr: -1.5\n"), ["quadratic", "--config", "neg.yaml"],
+     ["'lr'", "Got -1.5", "(0, inf)"]),
+]
+
+
+@pytest.mark.parametrize(("setup", "args", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_code_2(cli, tmp_path, setup, args, expected):
+    if setup is not None:
+        setup(tmp_path)
+    done = cli("train", *args, "--out", "out", timeout=120)
+
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"stderr must be one non-empty line, got:\n{done.stderr}"
+    line = lines[0]
+    assert line.startswith("gradtune train: error: "), line
+    assert "must" in line, f"the line does not say what is accepted: {line}"
+    missing = [s for s in expected if s not in line]
+    assert not missing, f"{missing} not in: {line}"
+    # Refused before any training: nothing was written.
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("model.pt"))

@@ -1,0 +1,142 @@
+"""``gradtune train`` and ``gradtune problems`` end to end, each in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from gradtune import get_problem
+from gradtune.cli.main import main
+
+RESULT_KEYS = {"problem", "config", "status", "metrics", "history", "seconds"}
+
+
+def _result(path) -> dict:
+    return json.loads((path / "result.json").read_text())
+
+
+def test_linreg_run_writes_result_json_and_a_loadable_model(cli, tmp_path):
+    done = cli("train", "linreg", "--optimizer", "sgd", "--lr", "0.3", "--batch-size", "16", "--epochs", "8",
+               "--seed", "3", "--device", "cpu", "--out", "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+    result = _result(tmp_path / "run")
+    assert RESULT_KEYS | {"weight", "bias"} <= set(result)
+    assert result["problem"] == "linreg"
+    assert result["status"] == "completed"
+    config = result["config"]
+    assert (config["optimizer"], config["lr"], config["batch_size"], config["epochs"], config["seed"]) == \
+        ("sgd", 0.3, 16, 8, 3)
+    assert set(result["metrics"]) == {"valid_loss"}  # regression: no accuracy
+    assert [r["epoch"] for r in result["history"]] == list(range(1, 9))
+    assert result["history"][-1]["step"] == 8 * 50  # 800 training samples / 16
+    assert result["metrics"]["valid_loss"] == result["history"][-1]["valid_loss"]
+    assert math.isfinite(result["metrics"]["valid_loss"]) and result["metrics"]["valid_loss"] < 0.4  # noise 0.25
+    assert result["seconds"] > 0
+    # The data is y = 2x + 1 + noise: the trained unit must be near it.
+    assert abs(result["weight"] - 2.0) < 0.2 and abs(result["bias"] - 1.0) < 0.2
+
+    checkpoint = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=True)
+    model = get_problem("linreg").build_model()
+    model.load_state_dict(checkpoint["model_state"])
+    (layer,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert layer.weight.item() == pytest.approx(result["weight"], abs=1e-6)
+    assert layer.bias.item() == pytest.approx(result["bias"], abs=1e-6)
+    assert checkpoint["config"] == config
+    assert checkpoint["seed"] == 3 and checkpoint["epoch"] == 8
+
+
+CONFIG_FILES = {
+    "json": '{"optimizer": "adam", "lr": 0.5, "batch_size": 50, "epochs": 3, "seed": 5}',
+    "yaml": "optimizer: adam\nlr: 0.5\nbatch_size: 50\nepochs: 3\nseed: 5\n",
+    "toml": 'optimizer = "adam"\nlr = 0.5\nbatch_size = 50\nepochs = 3\nseed = 5\n',
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(CONFIG_FILES))
+def test_config_file_is_read_and_flags_override_it(tmp_path, monkeypatch, suffix):
+    # In-process (the same main() that the console script calls), to spare three interpreter starts.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"run.{suffix}").write_text(CONFIG_FILES[suffix])
+    code = main(["train", "logreg", "--config", f"run.{suffix}", "--lr", "0.02", "--epochs", "1", "--device", "cpu",
+                 "--out", "run", "--quiet"])
+    assert code == 0
+
+    result = _result(tmp_path / "run")
+    config = result["config"]
+    # From the file:
+    assert (config["optimizer"], config["batch_size"], config["seed"]) == ("adam", 50, 5)
+    # From the flags, over the file's 0.5 and 3:
+    assert (config["lr"], config["epochs"]) == (0.02, 1)
+    assert len(result["history"]) == 1 and result["history"][0]["step"] == 1600 // 50
+    assert result["history"][0]["lr"] == 0.02
+    # Classification reports accuracy too.
+    assert set(result["metrics"]) == {"valid_loss", "valid_accuracy"}
+    assert 0.6 < result["metrics"]["valid_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("suffix", sorted(CONFIG_FILES))
+def test_config_file_with_an_unknown_key_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, suffix):
+    monkeypatch.chdir(tmp_path)
+    text = CONFIG_FILES[suffix].replace("batch_size", "batchsize")
+    (tmp_path / f"bad.{suffix}").write_text(text)
+    code = main(["train", "logreg", "--config", f"bad.{suffix}", "--out", "run", "--quiet"])
+    captured = capsys.readouterr()
+
+    assert code == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err + captured.out
+    assert f"bad.{suffix}" in lines[0] and "'batchsize'" in lines[0] and "must" in lines[0]
+    assert "batch_size" in lines[0]  # the accepted keys are listed
+    assert not (tmp_path / "run").exists()
+
+
+def test_divergence_is_a_result_not_a_crash(cli, tmp_path):
+    done = cli("train", "digits-mlp", "--optimizer", "sgd", "--lr", "1000", "--device", "cpu", "--out", "run",
+               "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+    result = _result(tmp_path / "run")
+    assert result["status"] == "diverged"
+    assert result["history"], "the history up to the divergence is kept"
+    diverged_at = result["diverged_at"]
+    assert {"epoch", "step", "loss"} <= set(diverged_at)
+    assert diverged_at["epoch"] == result["history"][-1]["epoch"] < 10  # stopped early, default is 10 epochs
+    assert diverged_at["loss"] is None or diverged_at["loss"] > 1e3
+    assert result["metrics"] == {"valid_loss": None, "valid_accuracy": None}
+    assert (tmp_path / "run" / "model.pt").is_file()
+
+
+BUILTIN_TASKS = {
+    "linreg": "regression", "logreg": "classification", "digits-mlp": "classification",
+    "mnist1d-mlp": "classification", "mnist1d-cnn": "classification", "quadratic": "function",
+    "rosenbrock": "function",
+}
+
+
+def test_problems_lists_each_builtin_once_with_its_task(cli):
+    done = cli("problems")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name, task in BUILTIN_TASKS.items():
+        word = re.compile(rf"(?<![\w:-]){re.escape(name)}(?![\w-])")
+        matching = [line for line in lines if word.search(line)]
+        assert len(matching) == 1, (name, matching)
+        assert re.search(rf"\b{task}\b", matching[0]), (name, task, matching[0])
+
+
+def test_debug_shows_the_traceback_that_the_default_hides(cli):
+    plain = cli("train", "no-such-problem")
+    debug = cli("--debug", "train", "no-such-problem")
+
+    assert plain.returncode == 2
+    assert "Traceback" not in plain.stderr and len(plain.stderr.splitlines()) == 1
+    assert debug.returncode != 0
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "UsageError" in debug.stderr and "no-such-problem" in debug.stderr

@@ -1,0 +1,288 @@
+"""Every optimiser gradtune knows, against torch.optim as the oracle.
+
+One table, ``CASES``, drives every test here: per optimiser name it gives the
+non-default hyperparameters to try, the torch.optim class (and fixed extra
+arguments) that must compute the same update, and settings under which
+``gradtune.train`` solves the ``quadratic`` problem.
+
+* the kernels, through ``make_optimizer``, equal torch.optim step for step in float64;
+* the same kernels on a stacked population with per-member hyperparameters equal
+  one torch.optim run per member;
+* every name solves ``quadratic``; L-BFGS solves ``rosenbrock``;
+* bad hyperparameters are refused with a ``UsageError`` naming the parameter and value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import gradtune
+from gradtune import get_problem
+from gradtune.errors import UsageError
+from gradtune.optim import OPTIMIZERS, KernelOptimizer, make_optimizer
+
+RTOL = 1e-10
+STEPS = 50
+P = 8  # population members
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    name: str  # gradtune optimiser name
+    hp: dict[str, float]  # non-default hyperparameters for the float64 comparison
+    torch_cls: type[torch.optim.Optimizer] | None  # None: no gradtune kernel (L-BFGS)
+    torch_extra: dict[str, Any] = field(default_factory=dict)  # fixed torch arguments (nesterov=True)
+    population: dict[str, list[float]] = field(default_factory=dict)  # per-member values overriding MEMBER_VALUES
+    quadratic: dict[str, Any] = field(default_factory=dict)  # gradtune.train overrides that solve `quadratic`
+
+
+CASES = [
+    Case("gd", "gd", dict(lr=0.05, weight_decay=0.02), torch.optim.SGD,
+         quadratic=dict(lr=0.1, epochs=150)),
+    Case("sgd", "sgd", dict(lr=0.03, weight_decay=0.005), torch.optim.SGD,
+         quadratic=dict(lr=0.15, epochs=100)),
+    Case("momentum", "momentum", dict(lr=0.02, momentum=0.8, weight_decay=0.01), torch.optim.SGD,
+         quadratic=dict(lr=0.2, momentum=0.3, epochs=60)),
+    Case("nesterov", "nesterov", dict(lr=0.02, momentum=0.7, weight_decay=0.01), torch.optim.SGD,
+         dict(nesterov=True), population=dict(momentum=[0.9, 0.5, 0.99, 0.1, 0.7, 0.3, 0.95, 0.6]),
+         quadratic=dict(lr=0.1, momentum=0.5, epochs=60)),
+    Case("adam", "adam", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01), torch.optim.Adam,
+         quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
+    Case("adamw", "adamw", dict(lr=0.01, beta1=0.85, beta2=0.995, eps=1e-7, weight_decay=0.05), torch.optim.AdamW,
+         quadratic=dict(lr=0.1, epochs=300, schedule="cosine", weight_decay=0.0)),  # decay would move the optimum
+    Case("rmsprop", "rmsprop", dict(lr=0.005, alpha=0.9, eps=1e-6, weight_decay=0.01), torch.optim.RMSprop,
+         population=dict(momentum=[0.0] * P),
+         quadratic=dict(lr=0.03, epochs=300, schedule="cosine")),
+    Case("rmsprop-momentum", "rmsprop", dict(lr=0.005, alpha=0.95, eps=1e-5, momentum=0.6, weight_decay=0.02),
+         torch.optim.RMSprop, quadratic=dict(lr=0.01, momentum=0.5, epochs=300, schedule="cosine")),
+    Case("adagrad", "adagrad", dict(lr=0.05, eps=1e-8, weight_decay=0.01), torch.optim.Adagrad,
+         quadratic=dict(lr=1.0, epochs=200)),
+    Case("lbfgs", "lbfgs", dict(lr=0.5, history_size=7, max_iter=4), None,
+         quadratic=dict(lr=1.0, epochs=3)),
+]
+KERNEL_CASES = [c for c in CASES if c.torch_cls is not None]
+
+# Per-member values for the population test: each hyperparameter differs between
+# members, zero included where torch takes a different code path for zero.
+MEMBER_LR_FACTORS = [1.0, 0.5, 2.0, 0.25, 1.5, 0.75, 3.0, 0.1]
+MEMBER_VALUES = {
+    "momentum": [0.0, 0.5, 0.9, 0.3, 0.99, 0.7, 0.1, 0.8],
+    "weight_decay": [0.0, 1e-2, 0.0, 5e-2, 1e-3, 0.0, 0.1, 2e-2],
+    "beta1": [0.9, 0.0, 0.5, 0.8, 0.95, 0.99, 0.7, 0.85],
+    "beta2": [0.999, 0.9, 0.99, 0.5, 0.0, 0.95, 0.9999, 0.8],
+    "eps": [1e-8, 1e-6, 1e-3, 1e-10, 1e-8, 1e-4, 1e-7, 1e-5],
+    "alpha": [0.99, 0.9, 0.5, 0.0, 0.999, 0.8, 0.95, 0.7],
+}
+
+
+def by_id(cases):
+    return pytest.mark.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def torch_kwargs(case: Case, hp: dict[str, float]) -> dict[str, Any]:
+    """gradtune's hyperparameter names -> the torch.optim class's arguments."""
+    kwargs = dict(case.torch_extra)
+    for key, value in hp.items():
+        if key not in ("beta1", "beta2"):
+            kwargs[key] = value
+    if "beta1" in hp:
+        kwargs["betas"] = (hp["beta1"], hp["beta2"])
+    return kwargs
+
+
+def lr_at(base: float, step: int) -> float:
+    """A learning rate that changes every step, between 0.1 and 1.9 times ``base``."""
+    return base * (1.0 + 0.9 * math.sin(0.7 * step + 0.3))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * scale, msg=lambda m: f"{what}: {m}")
+
+
+def test_table_covers_every_optimizer():
+    assert {c.name for c in CASES} == set(OPTIMIZERS)
+    assert {c.name for c in CASES if c.torch_cls is None} == {n for n, d in OPTIMIZERS.items() if not d.vectorisable}
+
+
+# --------------------------------------------------------------------------- a. make_optimizer vs torch.optim
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(1234)
+    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Two groups, the second without weight decay, as one would exclude biases."""
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    return [{"params": weights}, {"params": biases, "weight_decay": 0.0}]
+
+
+@by_id(KERNEL_CASES)
+def test_make_optimizer_matches_torch_optim_float64(case):
+    ours, theirs = small_model(), small_model()
+    opt = make_optimizer(case.name, param_groups(ours), **case.hp)
+    assert isinstance(opt, KernelOptimizer)
+    ref = case.torch_cls(param_groups(theirs), **torch_kwargs(case, case.hp))
+    generator = torch.Generator().manual_seed(7)
+    for step in range(STEPS):
+        x = torch.randn(16, 6, generator=generator, dtype=torch.float64)
+        y = torch.randn(16, 3, generator=generator, dtype=torch.float64)
+        for model, optimizer in ((ours, opt), (theirs, ref)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(case.hp["lr"], step)
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+    moved = 0.0
+    for (name, a), b, start in zip(ours.named_parameters(), theirs.parameters(), small_model().parameters()):
+        assert_close(a.detach(), b.detach(), f"{case.id} {name}")
+        moved = max(moved, (a - start).abs().max().item())
+    assert moved > 1e-3, "the parameters barely moved, so the comparison proves little"
+
+
+def test_lbfgs_is_torch_lbfgs_with_strong_wolfe():
+    params = [nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer("lbfgs", params, lr=0.5, history_size=7, max_iter=4)
+    assert type(opt) is torch.optim.LBFGS
+    group = opt.param_groups[0]
+    assert (group["lr"], group["history_size"], group["max_iter"], group["line_search_fn"]) == (
+        0.5, 7, 4, "strong_wolfe")
+    with pytest.raises(ValueError, match="lbfgs"):
+        KernelOptimizer(params, "lbfgs")
+
+
+# --------------------------------------------------------------------------- b. population vs one torch run per member
+
+SHAPES = [(4, 3), (3,), ()]  # per member; a population parameter is [P, *shape]
+
+
+def member_hp(case: Case) -> list[dict[str, float]]:
+    names = OPTIMIZERS[case.name].hyperparameter_names
+    members = []
+    for k in range(P):
+        hp = {"lr": case.hp["lr"] * MEMBER_LR_FACTORS[k]}
+        for name in names:
+            if name != "lr":
+                hp[name] = case.population.get(name, MEMBER_VALUES[name])[k]
+        members.append(hp)
+    return members
+
+
+def stacked_hp(members: list[dict[str, float]], ndim: int, step: int) -> dict[str, torch.Tensor]:
+    """Hyperparameters as [P, 1, ..., 1] float64 tensors that broadcast over a [P, ...] parameter."""
+    shape = (P,) + (1,) * (ndim - 1)
+    hp = {name: torch.tensor([m[name] for m in members], dtype=torch.float64).reshape(shape) for name in members[0]}
+    hp["lr"] = torch.tensor([lr_at(m["lr"], step) for m in members], dtype=torch.float64).reshape(shape)
+    return hp
+
+
+@by_id(KERNEL_CASES)
+def test_population_kernels_match_one_torch_run_per_member(case):
+    definition = OPTIMIZERS[case.name]
+    members = member_hp(case)
+    assert all(len({m[name] for m in members}) > 1 for name in members[0] if name not in case.population), \
+        "every hyperparameter should differ between members"
+    generator = torch.Generator().manual_seed(11)
+    start = [torch.randn(P, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
+    noise = [[torch.randn(P, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
+             for _ in range(STEPS)]
+
+    def grad(t: int, i: int, param: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        # elementwise, so a member's slice of the stacked gradient is bitwise its own gradient
+        n = noise[t][i] if member is None else noise[t][i][member]
+        return n + 0.5 * param + 0.1 * param**3
+
+    # the population: stacked parameters, the kernels called directly
+    stacked = [s.clone() for s in start]
+    states = [definition.init_state(p, stacked_hp(members, p.dim(), 0)) for p in stacked]
+    for t in range(STEPS):
+        for i, p in enumerate(stacked):
+            definition.update(p, grad(t, i, p), states[i], stacked_hp(members, p.dim(), t), float(t + 1))
+
+    # the oracle: one torch.optim run per member
+    for k, hp in enumerate(members):
+        params = [nn.Parameter(s[k].clone()) for s in start]
+        ref = case.torch_cls(params, **torch_kwargs(case, hp))
+        for t in range(STEPS):
+            ref.param_groups[0]["lr"] = lr_at(hp["lr"], t)
+            for i, p in enumerate(params):
+                p.grad = grad(t, i, p.detach(), member=k)
+            ref.step()
+        for i, p in enumerate(params):
+            assert_close(stacked[i][k], p.detach(), f"{case.id} member {k} ({hp}) param {i}")
+            assert not torch.equal(stacked[i][k], start[i][k])
+
+
+# --------------------------------------------------------------------------- c, d. convergence through gradtune.train
+
+
+@by_id(CASES)
+def test_each_optimizer_solves_the_quadratic(case):
+    problem = get_problem("quadratic")
+    assert problem.info["optimum"] == [1.0] * 10
+    result = gradtune.train(problem, optimizer=case.name, **case.quadratic)
+    assert result.status == "completed"
+    assert result.report["distance_to_optimum"] < 1e-3, case.quadratic
+
+
+def test_lbfgs_solves_rosenbrock():
+    result = gradtune.train(get_problem("rosenbrock"), optimizer="lbfgs", epochs=5)
+    assert result.status == "completed"
+    assert result.report["distance_to_optimum"] < 1e-4
+    assert result.report["params"] == pytest.approx([1.0, 1.0], abs=1e-4)
+
+
+# --------------------------------------------------------------------------- e. validation
+
+
+BAD_HYPERPARAMETERS = [
+    ("sgd", dict(lr=0.0), r"'lr'.*\(0, inf\).*Got 0\.0"),
+    ("adam", dict(lr=-1e-3), r"'lr'.*Got -0\.001"),
+    ("lbfgs", dict(lr=-1.0), r"'lr'.*Got -1\.0"),
+    ("momentum", dict(momentum=1.0), r"'momentum'.*\[0, 1\).*Got 1\.0"),
+    ("nesterov", dict(momentum=1.5), r"'momentum'.*Got 1\.5"),
+    ("rmsprop", dict(momentum=-0.1), r"'momentum'.*Got -0\.1"),
+    ("adam", dict(beta2=1.0), r"'beta2'.*\[0, 1\).*Got 1\.0"),
+    ("adamw", dict(beta2=-0.5), r"'beta2'.*Got -0\.5"),
+    ("adam", dict(beta1=1.2), r"'beta1'.*Got 1\.2"),
+    ("rmsprop", dict(alpha=1.0), r"'alpha'.*Got 1\.0"),
+    ("adam", dict(eps=0.0), r"'eps'.*\(0, inf\).*Got 0\.0"),
+    ("adagrad", dict(eps=-1e-10), r"'eps'.*Got -1e-10"),
+    ("sgd", dict(weight_decay=-0.01), r"'weight_decay'.*Got -0\.01"),
+    ("lbfgs", dict(history_size=0), r"'history_size'.*Got 0"),
+    ("lbfgs", dict(max_iter=2.5), r"'max_iter'.*integer.*Got 2\.5"),
+    ("adam", dict(lr=float("nan")), r"'lr'.*Got nan"),
+    ("sgd", dict(lr=True), r"'lr'.*Got True"),
+    ("adam", dict(momentum=0.9), r"'momentum'.*does not apply to optimizer 'adam'.*Got 0\.9"),
+    ("sgd", dict(beta1=0.9), r"'beta1'.*does not apply to optimizer 'sgd'.*Got 0\.9"),
+    ("adagrad", dict(alpha=0.5), r"'alpha'.*does not apply to optimizer 'adagrad'.*Got 0\.5"),
+    ("lbfgs", dict(momentum=0.5), r"'momentum'.*does not apply to optimizer 'lbfgs'.*Got 0\.5"),
+    ("adamax", dict(), r"'optimizer'.*Got 'adamax'"),
+]
+
+
+@pytest.mark.parametrize("name, hp, pattern", BAD_HYPERPARAMETERS,
+                         ids=[f"{n}-{'-'.join(hp) or 'name'}" for n, hp, _ in BAD_HYPERPARAMETERS])
+def test_bad_hyperparameters_raise_usage_error(name, hp, pattern):
+    with pytest.raises(UsageError, match=pattern):
+        make_optimizer(name, [nn.Parameter(torch.zeros(2))], **hp)
+    # ... and gradtune.train refuses them before training, with the same message
+    with pytest.raises(UsageError, match=pattern):
+        gradtune.train(get_problem("quadratic"), optimizer=name, epochs=1, **hp)
+
+
+@by_id(CASES)
+def test_case_hyperparameters_are_accepted_and_kept(case):
+    opt = make_optimizer(case.name, [nn.Parameter(torch.zeros(2))], **case.hp)
+    group = opt.param_groups[0]
+    assert {k: group[k] for k in case.hp} == case.hp

@@ -1,0 +1,163 @@
+"""The population trainer against its oracles: torch.optim runs one at a time, and the single loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradtune
+from gradtune.config import TrainConfig
+from gradtune.train.population import fallback_reason, train_population
+
+TORCH = {
+    "sgd": lambda p, h: torch.optim.SGD(p, lr=h["lr"], weight_decay=h["weight_decay"]),
+    "momentum": lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=h["momentum"], weight_decay=h["weight_decay"]),
+    "nesterov": lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=h["momentum"], nesterov=True,
+                                             weight_decay=h["weight_decay"]),
+    "adam": lambda p, h: torch.optim.Adam(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                                          weight_decay=h["weight_decay"]),
+    "adamw": lambda p, h: torch.optim.AdamW(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                                            weight_decay=h["weight_decay"]),
+    "rmsprop": lambda p, h: torch.optim.RMSprop(p, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
+                                                momentum=h["momentum"], weight_decay=h["weight_decay"]),
+    "adagrad": lambda p, h: torch.optim.Adagrad(p, lr=h["lr"], eps=h["eps"], weight_decay=h["weight_decay"]),
+}
+
+# Eight members per optimiser: different learning rates, seeds, batch sizes and hyperparameters.
+VARIANTS = {
+    "sgd": [{}, {"weight_decay": 1e-3}],
+    "momentum": [{"momentum": 0.9}, {"momentum": 0.5, "weight_decay": 1e-3}],
+    "nesterov": [{"momentum": 0.9}, {"momentum": 0.7, "weight_decay": 1e-3}],
+    "adam": [{}, {"beta1": 0.8, "beta2": 0.99, "weight_decay": 1e-3}],
+    "adamw": [{}, {"beta1": 0.85, "beta2": 0.995, "weight_decay": 0.05}],
+    "rmsprop": [{}, {"alpha": 0.9, "momentum": 0.5, "weight_decay": 1e-3}],
+    "adagrad": [{}, {"eps": 1e-8, "weight_decay": 1e-3}],
+}
+BASE_LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3,
+           "adagrad": 0.02}
+
+
+def float64_problem() -> gradtune.Problem:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 6, dtype=torch.float64, generator=generator)
+    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 0).long()
+
+    def model(activation: str = "relu") -> nn.Module:
+        return gradtune.mlp(6, (12,), 3, activation).double()
+
+    return gradtune.Problem(model, train=(x[:80], y[:80]), valid=(x[80:], y[80:]), loss="cross_entropy",
+                            task="classification", accepts_activation=True)
+
+
+def member_configs(name: str) -> list[TrainConfig]:
+    configs = []
+    for i in range(8):
+        extra = VARIANTS[name][i % 2]
+        configs.append(TrainConfig(optimizer=name, lr=BASE_LR[name] * (1 + 0.3 * i), batch_size=(8, 16)[i // 4 % 2],
+                                   steps=50, seed=i, schedule=("constant", "cosine")[i % 2], **extra))
+    return configs
+
+
+def torch_run(problem: gradtune.Problem, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The oracle: torch.optim, the same init, data order and schedule, one member at a time."""
+    config = config.resolve_for(problem)
+    torch.manual_seed(config.seed)
+    model = problem.build_model(config.activation)
+    optimizer = TORCH[config.optimizer](model.parameters(), config.hyperparameters())
+    lr_at = gradtune.make_lr_schedule(config.schedule, config.lr, config.steps)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    x, y = problem.train
+    step = 0
+    while step < config.steps:
+        for index in torch.randperm(len(x), generator=generator).split(config.batch_size):
+            if step == config.steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+            optimizer.step()
+            step += 1
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_population_matches_torch_optim_in_float64(name):
+    problem = float64_problem()
+    configs = member_configs(name)
+    results = train_population(problem, configs)
+    assert fallback_reason(problem, [c.resolve_for(problem) for c in configs]) is None
+    for config, result in zip(configs, results):
+        assert result.status == "completed"
+        expected = torch_run(problem, config)
+        for key, value in result.model.state_dict().items():
+            relative = ((value - expected[key]).norm() / expected[key].norm()).item()
+            assert relative < 1e-10, (name, config.seed, key, relative)
+
+
+def test_float32_members_match_their_single_loop_twins_on_digits():
+    problem = gradtune.get_problem("digits-mlp", hidden=(32,))
+    configs = [TrainConfig(optimizer=o, lr=lr, batch_size=b, epochs=4, seed=s)
+               for s, (o, lr, b) in enumerate([("momentum", 0.05, 32), ("adam", 2e-3, 32), ("momentum", 0.02, 64),
+                                               ("nesterov", 0.03, 32), ("adamw", 3e-3, 64), ("rmsprop", 1e-3, 32)])]
+    for population, config in zip(train_population(problem, configs), configs):
+        single = gradtune.train(problem, config)
+        assert abs(population.metrics["valid_accuracy"] - single.metrics["valid_accuracy"]) <= 0.01
+        assert len(population.history) == len(single.history) == 4
+
+
+def test_a_diverging_member_leaves_the_others_bit_for_bit_unchanged():
+    problem = gradtune.get_problem("digits-mlp", hidden=(32,))
+    good = [TrainConfig(optimizer="sgd", lr=lr, batch_size=32, epochs=3, seed=s)
+            for s, lr in enumerate([0.01, 0.05, 0.1])]
+    bad = TrainConfig(optimizer="sgd", lr=1e4, batch_size=32, epochs=3, seed=7)
+    with_bad = train_population(problem, [good[0], bad, *good[1:]])
+    without = train_population(problem, good)
+    assert with_bad[1].status == "diverged" and with_bad[1].diverged_at is not None
+    others = [with_bad[0], *with_bad[2:]]
+    for a, b in zip(others, without):
+        assert a.status == b.status == "completed"
+        for key, value in a.model.state_dict().items():
+            assert torch.equal(value, b.model.state_dict()[key]), key
+        assert [r["valid_loss"] for r in a.history] == [r["valid_loss"] for r in b.history]
+        assert all(math.isfinite(r["train_loss"]) for r in a.history)
+
+
+def test_members_of_different_lengths_and_pruned_members_stop_early():
+    problem = gradtune.get_problem("digits-mlp", hidden=(16,))
+
+    class StopAfter(gradtune.Callback):
+        def on_epoch_end(self, record):
+            return record["epoch"] >= 2
+
+    configs = [TrainConfig(optimizer="adam", lr=1e-3, epochs=e, seed=e) for e in (1, 3, 5)]
+    results = train_population(problem, configs, callbacks=[[], [], [StopAfter()]])
+    assert [len(r.history) for r in results] == [1, 3, 2]
+    assert [r.status for r in results] == ["completed", "completed", "stopped"]
+    single = gradtune.train(problem, configs[1])
+    assert abs(results[1].metrics["valid_loss"] - single.metrics["valid_loss"]) < 1e-4
+
+
+def test_lbfgs_falls_back_to_the_single_loop_and_says_why(caplog):
+    problem = gradtune.get_problem("digits-mlp", hidden=(8,))
+    configs = [TrainConfig(optimizer="lbfgs", epochs=2, seed=s) for s in range(2)]
+    with caplog.at_level("WARNING", logger="gradtune"):
+        results = train_population(problem, configs)
+    assert "one at a time" in caplog.text and "lbfgs" in caplog.text
+    assert [r.status for r in results] == ["completed", "completed"]
+
+
+def test_a_stack_of_mixed_optimizers_matches_torch_optim_in_float64():
+    """Momentum, Adam, RMSprop ... members share one forward/backward; each steps its own rows."""
+    problem = float64_problem()
+    configs = [member_configs(name)[i] for i, name in enumerate(sorted(TORCH))]
+    configs += [member_configs("adam")[5]]
+    results = train_population(problem, configs)
+    for config, result in zip(configs, results):
+        expected = torch_run(problem, config)
+        for key, value in result.model.state_dict().items():
+            relative = ((value - expected[key]).norm() / expected[key].norm()).item()
+            assert relative < 1e-10, (config.optimizer, key, relative)

@@ -1,0 +1,222 @@
+"""Search spaces: parsing, refusals, conditional parameters, grid expansion, and ``gradtune space --show``.
+
+Refusals are checked twice: through :meth:`SearchSpace.from_mapping` (a
+``UsageError`` naming the parameter) and through ``gradtune tune --space FILE``
+in a fresh process (exit code 2, exactly one line on stderr, no traceback, and
+no trial recorded in the storage). Conditional parameters are checked by
+drawing many configurations through a real Optuna sampler.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import optuna
+import pytest
+import yaml
+
+from gradtune.errors import UsageError
+from gradtune.problems import get_problem
+from gradtune.tune import SearchSpace, default_space
+from gradtune.tune.defaults import LR_RANGES
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# (id, space mapping, substrings the error message must hold, problem the CLI case runs on)
+BAD_SPACES = [
+    ("low-not-below-high", {"lr": {"low": 1.0, "high": 0.1}}, ["'lr'", "low < high", "low=1.0", "high=0.1"]),
+    ("low-equals-high", {"lr": {"low": 0.1, "high": 0.1}}, ["'lr'", "low < high"]),
+    ("log-with-zero-low", {"lr": {"low": 0, "high": 0.1, "log": True}}, ["'lr'", "log scale", "low=0"]),
+    ("log-with-negative-low", {"weight_decay": {"low": -1e-3, "high": 0.1, "log": True}},
+     ["'weight_decay'", "log scale"]),
+    ("per-optimizer-low-not-below-high", {"optimizer": {"choices": ["sgd", "adam"]},
+                                          "lr": {"sgd": {"low": 0.1, "high": 0.1}, "adam": {"low": 1e-4, "high": 1e-2}}},
+     ["lr[sgd]", "low < high"]),
+    ("empty-choices", {"batch_size": {"choices": []}}, ["'batch_size'", "non-empty"]),
+    ("empty-optimizer-choices", {"optimizer": {"choices": []}}, ["'optimizer'", "non-empty"]),
+    ("unknown-parameter", {"learning_rate": {"low": 0.01, "high": 0.1}}, ["'learning_rate'", "lr", "batch_size"]),
+    ("unknown-optimizer-in-choices", {"optimizer": {"choices": ["sgd", "adamx"]}}, ["'adamx'", "adam", "sgd"]),
+    ("unknown-fixed-optimizer", {"optimizer": "sgdd"}, ["'sgdd'", "sgd"]),
+    ("unknown-optimizer-in-per-optimizer-range", {"lr": {"sgd": {"low": 0.01, "high": 0.1},
+                                                         "adamx": {"low": 1e-4, "high": 1e-2}}}, ["'adamx'", "adam"]),
+    ("misspelt-range-key", {"lr": {"low": 1e-3, "hi": 1.0}}, ["'lr'", "unknown key 'hi'", "low, high"]),
+    ("unknown-optimizer-in-optimizers-list", {"momentum": {"low": 0.8, "high": 0.9, "optimizers": ["momentun"]}},
+     ["'momentun'", "momentum"]),
+]
+
+
+@pytest.mark.parametrize("data, expected", [c[1:] for c in BAD_SPACES], ids=[c[0] for c in BAD_SPACES])
+def test_from_mapping_refuses_bad_spaces(data, expected):
+    with pytest.raises(UsageError) as caught:
+        SearchSpace.from_mapping(data)
+    message = str(caught.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message, f"{part!r} missing from: {message}"
+
+
+def test_batch_size_above_the_training_set_is_refused_by_the_space():
+    n_train = get_problem("linreg").n_train  # 800 of linreg's 1000 samples
+    for spec in ({"choices": [16, n_train + 1]}, {"low": 16, "high": n_train + 1}):
+        space = SearchSpace.from_mapping({"batch_size": spec})
+        with pytest.raises(UsageError, match="batch_size") as caught:
+            space.check_batch_sizes(n_train)
+        assert str(n_train) in str(caught.value) and str(n_train + 1) in str(caught.value)
+    SearchSpace.from_mapping({"batch_size": {"choices": [16, n_train]}}).check_batch_sizes(n_train)  # the limit is fine
+
+
+# The CLI cases: one per kind of bad input (each costs a fresh interpreter), plus the batch size that only
+# the problem can refuse.
+CLI_CASES = [(c[0], yaml.safe_dump(c[1]), c[2]) for c in BAD_SPACES if c[0] in (
+    "low-not-below-high", "log-with-zero-low", "empty-choices", "unknown-parameter",
+    "unknown-optimizer-in-per-optimizer-range")] + [
+    ("batch-size-above-train-set", "batch_size: {choices: [16, 801]}\n", ["batch_size", "800", "801"]),
+]
+
+
+@pytest.mark.parametrize("text, expected", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_refuses_bad_space_before_any_trial(cli, tmp_path, text, expected):
+    (tmp_path / "space.yaml").write_text(text)
+    done = cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+               "--trial-epochs", "1", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    for part in expected:
+        assert part in lines[0], f"{part!r} missing from: {lines[0]}"
+    assert not (tmp_path / "out").exists()
+    db = tmp_path / "x.db"
+    if db.exists():  # opening the storage is allowed; recording a trial is not
+        with sqlite3.connect(db) as connection:
+            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "trials" in tables:
+                assert connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+
+
+def _draw(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[dict, dict]]:
+    """``n`` configurations drawn through a seeded random sampler: (config, Optuna params) pairs."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        config = space.suggest(trial)
+        out.append((config, dict(trial.params)))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_default_space_conditional_parameters():
+    draws = _draw(default_space(get_problem("digits-mlp")), 600)
+    seen_optimizers = {c["optimizer"] for c, _ in draws}
+    assert seen_optimizers == set(LR_RANGES)  # every optimiser was drawn, so the checks below are not vacuous
+    assert {c["schedule"] for c, _ in draws} == {"constant", "cosine", "step", "onecycle"}
+    for config, params in draws:
+        optimizer = config["optimizer"]
+        has_momentum = optimizer in ("momentum", "nesterov")
+        assert ("momentum" in config) == has_momentum, config
+        assert ("momentum" in params) == has_momentum, params
+        has_betas = optimizer in ("adam", "adamw")
+        assert ("beta1" in config) == has_betas and ("beta2" in config) == has_betas, config
+        assert ("beta1" in params) == has_betas and ("beta2" in params) == has_betas, params
+        assert ("warmup" in config) == (config["schedule"] != "onecycle"), config
+        low, high = LR_RANGES[optimizer]
+        assert low <= config["lr"] <= high, config
+        # lr is one Optuna parameter per optimiser, so samplers never mix the ranges.
+        assert [k for k in params if k.startswith("lr")] == [f"lr[{optimizer}]"], params
+        assert config["batch_size"] in (16, 32, 64, 128, 256)
+
+
+def test_optimizers_list_makes_a_parameter_conditional():
+    space = SearchSpace.from_mapping({
+        "optimizer": {"choices": ["sgd", "momentum", "rmsprop", "adam"]},
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        # rmsprop takes a momentum too; the list restricts it to the heavy-ball optimiser.
+        "momentum": {"low": 0.5, "high": 0.99, "optimizers": ["momentum"]},
+        "beta1": {"choices": [0.85, 0.9]},
+    })
+    draws = _draw(space, 200, seed=1)
+    assert {c["optimizer"] for c, _ in draws} == {"sgd", "momentum", "rmsprop", "adam"}
+    for config, _ in draws:
+        assert ("momentum" in config) == (config["optimizer"] == "momentum"), config
+        assert ("beta1" in config) == (config["optimizer"] == "adam"), config
+        assert 1e-4 <= config["lr"] <= 1e-1
+
+
+def test_per_optimizer_ranges_are_respected():
+    ranges = {"sgd": (0.05, 0.5), "adam": (1e-4, 1e-3)}
+    space = SearchSpace.from_mapping({
+        "optimizer": {"choices": ["sgd", "adam"]},
+        "lr": {name: {"low": lo, "high": hi, "log": True} for name, (lo, hi) in ranges.items()},
+    })
+    for config, _ in _draw(space, 100, seed=2):
+        lo, hi = ranges[config["optimizer"]]
+        assert lo <= config["lr"] <= hi, config
+
+
+def test_yaml_exponent_strings_are_numbers():
+    # YAML 1.1 reads 1e-3 (no dot) as a string; a space file with it must still work.
+    space = SearchSpace.from_mapping(yaml.safe_load("lr: {low: 1e-3, high: 1e-1, log: true}\n"))
+    domain = space.params["lr"].domain
+    assert (domain.low, domain.high, domain.log) == (1e-3, 1e-1, True)
+
+
+def test_default_grid_is_seven_learning_rates_by_four_batch_sizes():
+    points = default_space(get_problem("linreg"), "grid").grid()
+    assert len(points) == 28
+    pairs = {(p["lr"], p["batch_size"]) for p in points}
+    assert len(pairs) == 28
+    rates = sorted({lr for lr, _ in pairs})
+    assert len(rates) == 7 and math.isclose(rates[0], 1e-3) and math.isclose(rates[-1], 1.0)
+    ratios = [b / a for a, b in zip(rates, rates[1:])]
+    assert all(math.isclose(r, 10 ** 0.5, rel_tol=1e-4) for r in ratios)  # evenly spaced on a log scale
+    assert {b for _, b in pairs} == {16, 32, 64, 128}
+
+
+def test_grid_expands_conditional_parameters():
+    space = SearchSpace.from_mapping({
+        "optimizer": {"choices": ["sgd", "momentum", "adam"]},
+        "lr": {"sgd": {"low": 0.01, "high": 1.0, "log": True, "points": 3},
+               "momentum": {"low": 0.001, "high": 0.1, "log": True, "points": 2},
+               "adam": {"choices": [1e-3, 1e-2]}},
+        "momentum": {"choices": [0.8, 0.9]},
+        "batch_size": {"choices": [32, 64]},
+        "epochs": 5,
+    })
+    points = space.grid()
+    # sgd: 3 lr x 2 batch; momentum: 2 lr x 2 momentum x 2 batch; adam: 2 lr x 2 batch (no momentum).
+    assert len(points) == 6 + 8 + 4
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points)
+    for point in points:
+        assert ("momentum" in point) == (point["optimizer"] == "momentum"), point
+        assert [k for k in point if k.startswith("lr")] == [f"lr[{point['optimizer']}]"], point
+
+
+def test_grid_leaves_warmup_out_for_onecycle():
+    space = SearchSpace.from_mapping({
+        "lr": {"low": 0.01, "high": 0.1, "log": True, "points": 2},
+        "schedule": {"choices": ["constant", "onecycle"]},
+        "warmup": {"choices": [0.0, 0.1]},
+    })
+    points = space.grid()
+    assert len(points) == 2 * 2 + 2  # constant: 2 lr x 2 warmup; onecycle: 2 lr
+    assert all(("warmup" in p) == (p["schedule"] == "constant") for p in points)
+
+
+@pytest.mark.parametrize("extra", [[], ["--strategy", "grid"]], ids=["default", "grid"])
+def test_space_show_prints_yaml_that_round_trips(cli, extra):
+    done = cli("space", "--show", *extra)
+    assert done.returncode == 0, done.stderr
+    data = yaml.safe_load(done.stdout)
+    assert isinstance(data, dict) and data
+    space = SearchSpace.from_mapping(data)
+    assert space.to_data() == data
+    if extra:
+        assert len(space.grid()) == 28
+    else:
+        assert set(data["optimizer"]["choices"]) == set(LR_RANGES)
+        assert set(data["lr"]) == set(LR_RANGES)
+        assert data["momentum"]["optimizers"] == ["momentum", "nesterov"]
+        # The printed space draws the same conditional configurations as the built-in one.
+        assert [c for c, _ in _draw(space, 50)] == [c for c, _ in _draw(default_space(), 50)]
