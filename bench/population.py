@@ -28,8 +28,8 @@ import torch
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.train.population import train_population
-from gradtune.tune.defaults import default_space
+from gradtune.training.population import train_population
+from gradtune.tuning.defaults import default_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

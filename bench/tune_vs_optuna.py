@@ -26,7 +26,7 @@ from torch import nn
 
 import gradtune
 from gradtune.problems import get_problem
-from gradtune.tune.defaults import LR_RANGES, default_space
+from gradtune.tuning.defaults import LR_RANGES, default_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

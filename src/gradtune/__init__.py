@@ -23,8 +23,8 @@ _EXPORTS = {
     "gradtune.optim": ("OPTIMIZERS", "KernelOptimizer", "make_optimizer", "optimizer_names"),
     "gradtune.problems": ("Problem", "get_problem", "list_problems", "register_problem"),
     "gradtune.schedules": ("SCHEDULES", "BatchGrowth", "make_lr_schedule"),
-    "gradtune.train": ("Callback", "TrainResult", "evaluate", "load_checkpoint", "save_checkpoint", "train"),
-    "gradtune.tune": ("SearchSpace", "TuneCallback", "TuneResult", "default_space", "tune"),
+    "gradtune.training": ("Callback", "TrainResult", "evaluate", "load_checkpoint", "save_checkpoint", "train"),
+    "gradtune.tuning": ("SearchSpace", "TuneCallback", "TuneResult", "default_space", "tune"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -50,5 +50,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .optim import OPTIMIZERS, KernelOptimizer, make_optimizer, optimizer_names
     from .problems import Problem, get_problem, list_problems, register_problem
     from .schedules import SCHEDULES, BatchGrowth, make_lr_schedule
-    from .train import Callback, TrainResult, evaluate, load_checkpoint, save_checkpoint, train
-    from .tune import SearchSpace, TuneCallback, TuneResult, default_space, tune
+    from .training import Callback, TrainResult, evaluate, load_checkpoint, save_checkpoint, train
+    from .tuning import SearchSpace, TuneCallback, TuneResult, default_space, tune

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..tune.runner import TuneCallback
+from ..tuning.runner import TuneCallback
 from ._console import make_console
 
 _SHOWN = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "schedule", "epochs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train import Callback, TrainResult
+from ..training import Callback, TrainResult
 from ._console import make_console
 
 

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ..tune.defaults import default_space
+    from ..tuning.defaults import default_space
 
     data = default_space(None, args.strategy).to_data()
     if args.format == "json":

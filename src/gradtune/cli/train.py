@@ -86,7 +86,7 @@ def load_problem(args: argparse.Namespace, config):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import save_checkpoint, train
+    from ..training import save_checkpoint, train
     from ._progress import TrainProgress, print_summary
 
     config = config_from_args(args)

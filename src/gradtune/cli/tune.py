@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig, load_config_file, parse_hidden
-    from ..tune import SearchSpace, tune
-    from ..tune.strategies import STRATEGIES
+    from ..tuning import SearchSpace, tune
+    from ..tuning.strategies import STRATEGIES
     from ..errors import check_choice
     from ._live import TuneDisplay, print_leaderboard
 
@@ -46,27 +46,19 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/tune-{_slug(study)}")
     display = TuneDisplay(problem, enabled=not args.quiet)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A shell may start background jobs with SIGINT ignored; Ctrl-C must still stop cleanly.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with display:
             result = tune(problem, space, args.strategy, args.budget, args.storage, study, seed=args.seed,
                           trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display])
-        if config.hidden is not None:
-            _record_hidden(result, config.hidden)
         result.save(out)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if not args.quiet:
         print_leaderboard(result, out)
     return 130 if result.interrupted else 0
-
-
-def _record_hidden(result, hidden) -> None:
-    """``--hidden`` shapes the problem's model, not a trial's config: write it into the saved configs,
-    so that ``gradtune train --config best_config.json`` builds the same network."""
-    sizes = list(hidden)
-    if result.best_config is not None:
-        result.best_config = {**result.best_config, "hidden": sizes}
-    result.trials = [{**row, "config": {**row["config"], "hidden": sizes}} for row in result.trials]
 
 
 def _raise_interrupt(signum, frame):

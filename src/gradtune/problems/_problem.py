@@ -113,6 +113,7 @@ class Problem:
     report: Callable[[nn.Module], dict[str, Any]] | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    hidden: tuple[int, ...] | None = None  # the MLP sizes a registry problem was built with, if given
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)

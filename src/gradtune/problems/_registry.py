@@ -54,7 +54,9 @@ def get_problem(name: str, **options: Any) -> Problem:
     if name.startswith(USER_DATA_PREFIXES):
         from .user_data import load_user_problem
 
-        return load_user_problem(name, **options)
+        problem = load_user_problem(name, **options)
+        problem.hidden = tuple(options["hidden"]) if options.get("hidden") else None
+        return problem
     entries = {entry.name: entry for entry in list_problems()}
     if name not in entries:
         raise invalid_choice("problem", name, [*entries, "csv:PATH", "npz:PATH"])
@@ -65,4 +67,6 @@ def get_problem(name: str, **options: Any) -> Problem:
             accepted = ", ".join(entry.options) or "none"
             raise UsageError(f"The '{key}' parameter does not apply to problem '{name}'. Got {given[key]}; "
                              f"options it accepts: {accepted}.")
-    return entry.build(**given)
+    problem = entry.build(**given)
+    problem.hidden = tuple(given["hidden"]) if given.get("hidden") else None
+    return problem

@@ -16,7 +16,7 @@ import optuna
 
 from ..config import TrainConfig
 from ..problems import Problem
-from ..train import Callback, TrainResult, train
+from ..training import Callback, TrainResult, train
 
 __all__ = ["TrialOutcome", "PruningReporter", "worst_value", "run_config"]
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gradtune import CheckpointError, get_problem, load_checkpoint, save_checkpoint
-from gradtune.train import checkpoint as checkpoint_module
+from gradtune.training import checkpoint as checkpoint_module
 
 
 def _trained(steps: int = 3, seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from ..config import TrainConfig
 from ..problems import Problem
-from ..train import save_checkpoint, train
-from ..train.checkpoint import atomic_write_bytes
+from ..training import save_checkpoint, train
+from ..training.checkpoint import atomic_write_bytes
 from .study import METADATA_KEY
 
 __all__ = ["TuneResult", "trial_rows", "best_model_for"]
@@ -34,8 +34,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         if t.state == TrialState.WAITING:
             continue
         state = t.user_attrs.get("status") or _STATE_NAMES[t.state]
-        if t.state == TrialState.RUNNING:
-            state = "running"
+        if t.state == TrialState.RUNNING or state == "running":  # "running" outlives a killed worker
+            state = _STATE_NAMES[t.state]
         value = t.value if t.state == TrialState.COMPLETE else None
         rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
                      "value": _finite(value), "epochs_run": t.user_attrs.get("epochs_run", 0),

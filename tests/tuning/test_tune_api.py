@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 import gradtune
 from gradtune.errors import UsageError
 from gradtune.problems import Problem, get_problem
-from gradtune.train import evaluate, load_checkpoint
-from gradtune.tune import TuneResult
+from gradtune.training import evaluate, load_checkpoint
+from gradtune.tuning import TuneResult
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]

@@ -16,7 +16,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from ..config import TrainConfig
 from ..problems import Problem
-from ..train import Callback, TrainResult
+from ..training import Callback, TrainResult
 
 __all__ = ["train_folds", "fold_problems"]
 
@@ -46,6 +46,8 @@ def train_folds(problem: Problem, config: TrainConfig, k: int, callbacks: Sequen
     last = results[-1]
     for key in last.metrics:
         last.metrics[key] = float(np.mean([r.metrics[key] for r in results]))
+    metric = "valid_accuracy" if "valid_accuracy" in last.metrics else "valid_loss"
+    last.report = {**last.report, "cv_folds": k, "cv_values": [r.metrics[metric] for r in results]}
     last.metrics["cv_folds"] = k
     last.seconds = sum(r.seconds for r in results)
     return last

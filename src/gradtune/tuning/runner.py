@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from ..config import TrainConfig
 from ..errors import UsageError
 from ..problems import Problem
-from ..train import Callback
+from ..training import Callback
 from .budget import Budget, parse_budget
 from .defaults import default_space
 from .result import TuneResult, best_model_for
@@ -97,7 +97,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     name = study or f"{problem.name}-{strategy}"
     metadata = {"problem": problem.name, "metric": settings.metric, "direction": settings.direction,
                 "space": space.to_data(), "trial_epochs": trial_epochs, "cv": cv, "strategy": strategy,
-                "seed": seed}
+                "seed": seed, "hidden": list(problem.hidden) if problem.hidden else None}
     the_study, created = open_study(name, open_storage(storage), metadata, plan.sampler, plan.pruner)
     if created:
         for point in plan.enqueue:
@@ -173,8 +173,10 @@ class _Loop:
                 with _HeldInterrupts():
                     if not self._budget_left(start):
                         return False
+                    _fail_stale_trials(self.study)
                     trial = self.study.ask()
                     trial.set_user_attr("worker", worker_id())
+                    trial.set_user_attr("status", "running")
                 with get_heartbeat_thread(trial._trial_id, self.study._storage):
                     outcome = self._run_trial(trial)
                 trial = None
@@ -198,6 +200,8 @@ class _Loop:
         s = self.settings
         values = s.space.suggest(trial)
         values.update(seed=s.seed, device=s.device)
+        if s.problem.hidden:  # recorded so that best_config.json rebuilds the same network
+            values["hidden"] = list(s.problem.hidden)
         if "epochs" not in values and "steps" not in values:
             values["epochs"] = s.trial_epochs or DEFAULT_TRIAL_EPOCHS
         elif s.trial_epochs and "epochs" in values:
@@ -226,6 +230,8 @@ class _Loop:
         for key, item in (("config", result.config), ("status", status), ("epochs_run", result.epochs_run),
                           ("seconds", result.seconds), ("history", _compact(result.history))):
             trial.set_user_attr(key, item)
+        if "cv_values" in result.report:
+            trial.set_user_attr("cv_values", result.report["cv_values"])
         if status == "completed":
             self.study.tell(trial, value)
             self._remember_best(trial.number, value, result)
@@ -242,6 +248,16 @@ class _Loop:
                                        else value < self.best[1])
         if better:
             self.best = (number, value, result)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and, through the storage's retry callback, re-queue) trials whose worker stopped beating.
+
+    ``Study.optimize`` does this before each trial; gradtune's own loop must too,
+    so that a worker killed on another machine has its trial retried here.
+    """
+    if getattr(study._storage, "heartbeat_interval", None):
+        optuna.storages.fail_stale_trials(study)
 
 
 class _HeldInterrupts:

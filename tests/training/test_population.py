@@ -10,7 +10,7 @@ from torch import nn
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.train.population import fallback_reason, train_population
+from gradtune.training.population import fallback_reason, train_population
 
 TORCH = {
     "sgd": lambda p, h: torch.optim.SGD(p, lr=h["lr"], weight_decay=h["weight_decay"]),

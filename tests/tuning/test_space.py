@@ -18,8 +18,8 @@ import yaml
 
 from gradtune.errors import UsageError
 from gradtune.problems import get_problem
-from gradtune.tune import SearchSpace, default_space
-from gradtune.tune.defaults import LR_RANGES
+from gradtune.tuning import SearchSpace, default_space
+from gradtune.tuning.defaults import LR_RANGES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

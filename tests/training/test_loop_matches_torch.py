@@ -191,11 +191,11 @@ def test_the_data_order_matters():
     assert not all(torch.allclose(ours[k], other[k], rtol=1e-3) for k in ours)
 
 
-def test_gradtune_train_runs_when_bound_to_the_train_package(monkeypatch):
-    # `gradtune.train` is both a function and a subpackage: importing the subpackage
-    # (`from gradtune import Callback`, `import gradtune.train.checkpoint`) binds the
-    # attribute to the package, which then has to run training when called.
-    package = importlib.import_module("gradtune.train")
-    monkeypatch.setattr(gradtune, "train", package)
+def test_gradtune_train_stays_the_function_after_importing_subpackages():
+    # The subpackages are named training/ and tuning/ so that importing them never
+    # rebinds gradtune.train or gradtune.tune to a module.
+    importlib.import_module("gradtune.training.checkpoint")
+    importlib.import_module("gradtune.tuning.runner")
+    assert callable(gradtune.train) and callable(gradtune.tune)
     result = gradtune.train(get_problem("quadratic"), optimizer="gd", lr=0.1, epochs=3)
     assert result.status == "completed" and result.epochs_run == 3

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from gradtune.errors import UsageError
 from gradtune.problems import get_problem
-from gradtune.tune import Budget, parse_budget, tune
+from gradtune.tuning import Budget, parse_budget, tune
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]

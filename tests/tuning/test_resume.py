@@ -208,8 +208,8 @@ BETWEEN_TRIALS = r'''
 import json, os, signal, sys
 import optuna
 from gradtune.problems import get_problem
-from gradtune.tune import runner
-from gradtune.tune.runner import TuneCallback, tune
+from gradtune.tuning import runner
+from gradtune.tuning.runner import TuneCallback, tune
 
 SPACE = {"optimizer": "sgd", "lr": {"low": 0.01, "high": 0.3, "log": True}, "batch_size": 64}
 make_strategy = runner.make_strategy
