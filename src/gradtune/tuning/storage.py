@@ -48,14 +48,37 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY),
             )
+        if url.startswith("sqlite"):
+            _fast_sqlite_commits(storage)
+        return storage
     except Exception as error:  # sqlalchemy raises many types; the user needs one line
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise GradtuneError(f"Could not open the storage {_redact(url)}: {reason[:300]}") from None
+
+
+def _fast_sqlite_commits(storage: optuna.storages.RDBStorage) -> None:
+    """Write-ahead logging with ``synchronous=NORMAL`` for SQLite studies.
+
+    Each trial makes a dozen small commits; with SQLite's default rollback
+    journal every one waits for an fsync, which measured as 18% of a digits-mlp
+    trial's training time. In WAL mode a commit survives a killed process (a
+    power cut may lose the last few), and costs far less.
+    """
+    import sqlalchemy
+
+    def on_connect(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # pooled connections made before the listener reconnect with it
 
 
 def _redact(url: str) -> str:
