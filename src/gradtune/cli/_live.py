@@ -102,6 +102,7 @@ def print_leaderboard(result, out: Path) -> None:
         table.add_row(str(rank), str(row["number"]), f"{row['value']:.4f}",
                       *(_fmt(config.get(k)) for k in _SHOWN))
     console = make_console()
+    console.print()  # the live display's last frame ends without a newline
     console.print(table)
     console.print(f"best {result.metric}: {_fmt(result.best_value)}; written to {out}/"
                   f"{{result.json, best_config.json, best_model.pt}}")
