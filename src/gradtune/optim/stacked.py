@@ -66,10 +66,6 @@ class StackedOptimizer:
             values = {**self._hyper_view(name, param), "lr": self._view(param, lr)}
             self.definition.update(param, param.grad, self.state[name], values, self.step_count)
 
-    def zero_grad(self) -> None:
-        for param in self.params.values():
-            param.grad = None
-
     def keep(self, rows: Tensor, params: Mapping[str, Tensor]) -> None:
         """Keep only members ``rows`` (a compaction); ``params`` are the already-compacted parameters."""
         self.params = dict(params)

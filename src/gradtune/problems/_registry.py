@@ -51,12 +51,16 @@ def get_problem(name: str, **options: Any) -> Problem:
         >>> get_problem("digits-mlp", hidden=(64,))
         >>> get_problem("csv:data.csv", target="price")
     """
+    problem = _build(name, options)
+    problem.hidden = tuple(options["hidden"]) if options.get("hidden") else None
+    return problem
+
+
+def _build(name: str, options: dict[str, Any]) -> Problem:
     if name.startswith(USER_DATA_PREFIXES):
         from .user_data import load_user_problem
 
-        problem = load_user_problem(name, **options)
-        problem.hidden = tuple(options["hidden"]) if options.get("hidden") else None
-        return problem
+        return load_user_problem(name, **options)
     entries = {entry.name: entry for entry in list_problems()}
     if name not in entries:
         raise invalid_choice("problem", name, [*entries, "csv:PATH", "npz:PATH"])
@@ -67,6 +71,4 @@ def get_problem(name: str, **options: Any) -> Problem:
             accepted = ", ".join(entry.options) or "none"
             raise UsageError(f"The '{key}' parameter does not apply to problem '{name}'. Got {given[key]}; "
                              f"options it accepts: {accepted}.")
-    problem = entry.build(**given)
-    problem.hidden = tuple(given["hidden"]) if given.get("hidden") else None
-    return problem
+    return entry.build(**given)

@@ -25,12 +25,24 @@ from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
 
-__all__ = ["train", "evaluate", "build_model", "DIVERGENCE_FACTOR"]
+__all__ = ["train", "evaluate", "build_model", "DIVERGENCE_FACTOR", "DivergenceGuard"]
 
 # A loss this many times the first one (or 1, if larger) counts as diverged even
 # while still finite: such runs only reach inf a few steps later.
 DIVERGENCE_FACTOR = 1e3
 _EVAL_CHUNK = 8192
+
+
+class DivergenceGuard:
+    """The divergence rule: a non-finite loss, or one above the bound set by the first finite loss."""
+
+    def __init__(self) -> None:
+        self.bound = math.inf
+
+    def exceeded(self, loss: float) -> bool:
+        if self.bound == math.inf and math.isfinite(loss):
+            self.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
+        return not math.isfinite(loss) or loss > self.bound
 
 
 class Diverged(Exception):
@@ -93,7 +105,7 @@ class _Run:
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.step = self.epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.bound = math.inf
+        self.guard = DivergenceGuard()
         self.last_good = None
 
     def run(self) -> TrainResult:
@@ -164,9 +176,7 @@ class _Run:
         return loss
 
     def _check(self, loss: float) -> None:
-        if self.bound == math.inf and math.isfinite(loss):
-            self.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
-        if not math.isfinite(loss) or loss > self.bound:
+        if self.guard.exceeded(loss):
             raise Diverged(loss)
 
     def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
@@ -182,13 +192,7 @@ class _Run:
         if status == "diverged" and self.last_good is not None:
             self.model.load_state_dict(self.last_good[0])
             self.optimizer.load_state_dict(self.last_good[1])
-        metrics: dict[str, Any] = {"valid_loss": None}
-        if self.problem.task == "classification":
-            metrics["valid_accuracy"] = None
-        if status != "diverged":
-            metrics.update({k: self.history[-1][k] for k in metrics})
         for cb in self.callbacks:
             cb.on_train_end(status)
-        report = self.problem.report(self.model) if self.problem.report else {}
-        return TrainResult(self.problem.name, self.config.to_dict(), status, metrics, self.history,
-                           time.perf_counter() - self.start, self.model, self.optimizer, report, diverged_at)
+        return TrainResult.close(self.problem, self.config, status, self.history, time.perf_counter() - self.start,
+                                 self.model, self.optimizer, diverged_at)

@@ -3,8 +3,9 @@
 Members are grouped by what must be shared to stack them: the activation (it
 changes the forward function) and the batch-size plan (each member sees its
 own batches, of its own size, drawn by its own generator, exactly as in the
-single loop). Grouping by batch size measured faster than masking within a
-padded batch, which wastes the compute of every padded row. Within a group
+single loop). Grouping by batch size was chosen over masking within a padded
+batch, which would spend compute on every padded row; the two have not yet
+been measured against each other. Within a group
 everything else differs freely: the optimiser (each optimiser steps its own
 rows), learning rate, momentum, betas, weight decay, schedule, warm-up,
 initialisation and seed, and training length.
@@ -34,10 +35,10 @@ from ..optim.stacked import MixedStackedOptimizer
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .device import resolve_device
-from .loop import DIVERGENCE_FACTOR, build_model, train
+from .loop import DivergenceGuard, build_model, train
 from .plan import TrainingPlan
 from .result import TrainResult
-from .stacked import StackedModel
+from .stacked import StackedModel, row_state
 
 __all__ = ["train_population", "fallback_reason"]
 
@@ -115,7 +116,7 @@ class _Member:
     generator: torch.Generator
     history: list[dict[str, Any]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
-    bound: float = math.inf
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
     lr: float = 0.0
     status: str | None = None
     diverged_at: dict[str, Any] | None = None
@@ -123,7 +124,7 @@ class _Member:
 
 
 class _Group:
-    """One stack of members sharing optimiser, activation and batch-size plan."""
+    """One stack of members sharing activation and batch-size plan; optimisers may differ."""
 
     def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]]):
         self.problem = problem
@@ -187,7 +188,7 @@ class _Group:
         losses = torch.vmap(self.problem.loss_fn)(self.stack(xb), yb)
         losses.sum().backward()
         values = losses.detach().tolist()
-        bad = [pos for pos, (m, v) in enumerate(zip(active, values)) if self._diverges(m, v)]
+        bad = [pos for pos, (m, v) in enumerate(zip(active, values)) if m.guard.exceeded(v)]
         for pos, (m, v, lr) in enumerate(zip(active, values, lrs)):
             m.lr = lr
             if pos not in bad:
@@ -203,11 +204,6 @@ class _Group:
         for m, v in zip((self.members[i] for i in self.active), (v for p, v in enumerate(values) if p not in bad)):
             for cb in m.callbacks:
                 cb.on_step(self.step, v, m.lr)
-
-    def _diverges(self, m: _Member, loss: float) -> bool:
-        if m.bound == math.inf and math.isfinite(loss):
-            m.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
-        return not math.isfinite(loss) or loss > m.bound
 
     def _diverge(self, positions: list[int], values: list[float]) -> None:
         for pos in positions:
@@ -285,9 +281,7 @@ class _Group:
     def _from_snapshot(self, member: int):
         members, params, buffers, opt_state, step_count = self.snapshot
         row = members.index(member)
-        state = {k: v[row].clone() for k, v in params.items()}
-        state.update({k: v[row].clone() for k, v in buffers.items()})
-        return state, MixedStackedOptimizer.member_state_from(opt_state, row), step_count
+        return row_state(params, buffers, row), MixedStackedOptimizer.member_state_from(opt_state, row), step_count
 
     def _member_state(self, row: int):
         return self.stack.member_state_dict(row), self.optimizer.member_state(row), self.optimizer.step_count
@@ -301,13 +295,7 @@ class _Group:
             if name in opt_state and step_count > 0:
                 optimizer.state[param] = {**opt_state[name],
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
-        metrics: dict[str, Any] = {"valid_loss": None}
-        if self.problem.task == "classification":
-            metrics["valid_accuracy"] = None
-        if m.status != "diverged":
-            metrics.update({k: m.history[-1][k] for k in metrics})
         for cb in m.callbacks:
             cb.on_train_end(m.status)
-        report = self.problem.report(model) if self.problem.report else {}
-        return TrainResult(self.problem.name, m.config.to_dict(), m.status, metrics, m.history,
-                           time.perf_counter() - self.start, model, optimizer, report, m.diverged_at)
+        return TrainResult.close(self.problem, m.config, m.status, m.history, time.perf_counter() - self.start,
+                                 model, optimizer, m.diverged_at)

@@ -40,6 +40,21 @@ class TrainResult:
     report: dict[str, Any] = field(default_factory=dict)
     diverged_at: dict[str, Any] | None = None
 
+    @classmethod
+    def close(cls, problem, config, status: str, history: list[dict[str, Any]], seconds: float,
+              model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              diverged_at: dict[str, Any] | None) -> "TrainResult":
+        """The result of a finished run: final metrics from its last epoch (none if it diverged) and the
+        problem's report on the model (linreg's weight and bias)."""
+        metrics: dict[str, Any] = {"valid_loss": None}
+        if problem.task == "classification":
+            metrics["valid_accuracy"] = None
+        if status != "diverged":
+            metrics.update({k: history[-1][k] for k in metrics})
+        report = problem.report(model) if problem.report else {}
+        return cls(problem.name, config.to_dict(), status, metrics, history, seconds, model, optimizer, report,
+                   diverged_at)
+
     @property
     def epochs_run(self) -> int:
         return len(self.history)

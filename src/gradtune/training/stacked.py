@@ -15,7 +15,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["StackedModel"]
+__all__ = ["StackedModel", "row_state"]
+
+
+def row_state(params: dict[str, Tensor], buffers: dict[str, Tensor], row: int) -> dict[str, Tensor]:
+    """One member's ``state_dict`` out of stacked parameters and buffers (live or a snapshot)."""
+    state = {k: v[row].detach().clone() for k, v in params.items()}
+    state.update({k: v[row].clone() for k, v in buffers.items()})
+    return state
 
 
 class StackedModel:
@@ -57,9 +64,7 @@ class StackedModel:
         self.buffers = {k: v[rows] for k, v in self.buffers.items()}
 
     def member_state_dict(self, row: int) -> dict[str, Tensor]:
-        state = {k: v[row].detach().clone() for k, v in self.params.items()}
-        state.update({k: v[row].clone() for k, v in self.buffers.items()})
-        return state
+        return row_state(self.params, self.buffers, row)
 
     def snapshot(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         return ({k: v.detach().clone() for k, v in self.params.items()},

@@ -47,7 +47,7 @@ def train_folds(problem: Problem, config: TrainConfig, k: int, callbacks: Sequen
     for key in last.metrics:
         last.metrics[key] = float(np.mean([r.metrics[key] for r in results]))
     metric = "valid_accuracy" if "valid_accuracy" in last.metrics else "valid_loss"
-    last.report = {**last.report, "cv_folds": k, "cv_values": [r.metrics[metric] for r in results]}
+    last.report = {**last.report, "cv_values": [r.metrics[metric] for r in results]}
     last.metrics["cv_folds"] = k
     last.seconds = sum(r.seconds for r in results)
     return last

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,13 @@ from ..config import TrainConfig
 from ..problems import Problem
 from ..training import save_checkpoint, train
 from ..training.checkpoint import atomic_write_bytes
+from ..training.result import json_number
 from .study import METADATA_KEY
 
 __all__ = ["TuneResult", "trial_rows", "best_model_for"]
 
 _STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
                 TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
-
-
-def _finite(value: Any) -> Any:
-    return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -38,7 +34,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             state = _STATE_NAMES[t.state]
         value = t.value if t.state == TrialState.COMPLETE else None
         rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
-                     "value": _finite(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
+                     "value": json_number(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
                      "seconds": t.user_attrs.get("seconds", _duration(t))})
     return rows
 
@@ -89,7 +85,7 @@ class TuneResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"study": self.study, "strategy": self.strategy, "metric": self.metric,
-                "best_config": self.best_config, "best_value": _finite(self.best_value),
+                "best_config": self.best_config, "best_value": json_number(self.best_value),
                 "best_trial": self.best_trial, "direction": self.direction, "interrupted": self.interrupted,
                 "trials": self.trials}
 

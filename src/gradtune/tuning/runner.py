@@ -24,6 +24,7 @@ from ..config import TrainConfig
 from ..errors import UsageError
 from ..problems import Problem
 from ..training import Callback
+from ..training.result import json_number
 from .budget import Budget, parse_budget
 from .defaults import default_space
 from .result import TuneResult, best_model_for
@@ -290,5 +291,4 @@ class _HeldInterrupts:
 def _compact(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """History as stored with a trial: the numbers a report plots, NaN/inf as None."""
     keep = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "batch_size", "seconds")
-    return [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items() if k in keep}
-            for r in history]
+    return [{k: json_number(v) for k, v in r.items() if k in keep} for r in history]
