@@ -6,8 +6,8 @@ arguments) that must compute the same update, and settings under which
 ``gradtune.train`` solves the ``quadratic`` problem.
 
 * the kernels, through ``make_optimizer``, equal torch.optim step for step in float64;
-* the same kernels on a stacked population with per-member hyperparameters equal
-  one torch.optim run per member;
+* the same rule on a flat population with per-member hyperparameters, and on one
+  population mixing every optimiser, equals one torch.optim run per member;
 * every name solves ``quadratic``; L-BFGS solves ``rosenbrock``;
 * bad hyperparameters are refused with a ``UsageError`` naming the parameter and value.
 """
@@ -25,7 +25,7 @@ from torch import nn
 import gradtune
 from gradtune import get_problem
 from gradtune.errors import UsageError
-from gradtune.optim import OPTIMIZERS, KernelOptimizer, make_optimizer
+from gradtune.optim import OPTIMIZERS, KernelOptimizer, PopulationOptimizer, make_optimizer, resolve_hyperparameters
 
 RTOL = 1e-10
 STEPS = 50
@@ -178,23 +178,39 @@ def member_hp(case: Case) -> list[dict[str, float]]:
     return members
 
 
-def stacked_hp(members: list[dict[str, float]], ndim: int, step: int) -> dict[str, torch.Tensor]:
-    """Hyperparameters as [P, 1, ..., 1] float64 tensors that broadcast over a [P, ...] parameter."""
-    shape = (P,) + (1,) * (ndim - 1)
-    hp = {name: torch.tensor([m[name] for m in members], dtype=torch.float64).reshape(shape) for name in members[0]}
-    hp["lr"] = torch.tensor([lr_at(m["lr"], step) for m in members], dtype=torch.float64).reshape(shape)
-    return hp
+def flat_steps(names: list[str], members: list[dict[str, float]], start: list[torch.Tensor], grad) -> list[torch.Tensor]:
+    """Run a PopulationOptimizer over ``start`` (one [P, *shape] tensor per parameter) stored flat."""
+    count = len(names)
+    sizes = [s[0].numel() for s in start]
+    flat = torch.cat([s.reshape(count, -1) for s in start], dim=1).clone()
+    optimizer = PopulationOptimizer(names, members, flat)
+
+    def unflat():
+        return [part.view(count, *s.shape[1:]) for part, s in zip(flat.split(sizes, dim=1), start)]
+
+    for t in range(STEPS):
+        grads = [grad(t, i, p).reshape(count, -1) for i, p in enumerate(unflat())]
+        lrs = torch.tensor([lr_at(m["lr"], t) for m in members], dtype=torch.float64)
+        optimizer.step(torch.cat(grads, dim=1), lrs)
+    return unflat()
 
 
-@by_id(KERNEL_CASES)
-def test_population_kernels_match_one_torch_run_per_member(case):
-    definition = OPTIMIZERS[case.name]
-    members = member_hp(case)
-    assert all(len({m[name] for m in members}) > 1 for name in members[0] if name not in case.population), \
-        "every hyperparameter should differ between members"
-    generator = torch.Generator().manual_seed(11)
-    start = [torch.randn(P, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
-    noise = [[torch.randn(P, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
+def torch_run(case: Case, hp: dict[str, float], start: list[torch.Tensor], grad) -> list[torch.Tensor]:
+    """The oracle: one torch.optim run from ``start`` (one member's tensors)."""
+    params = [nn.Parameter(s.clone()) for s in start]
+    ref = case.torch_cls(params, **torch_kwargs(case, hp))
+    for t in range(STEPS):
+        ref.param_groups[0]["lr"] = lr_at(hp["lr"], t)
+        for i, p in enumerate(params):
+            p.grad = grad(t, i, p.detach())
+        ref.step()
+    return [p.detach() for p in params]
+
+
+def noisy_gradient(count: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    start = [torch.randn(count, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
+    noise = [[torch.randn(count, *shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
              for _ in range(STEPS)]
 
     def grad(t: int, i: int, param: torch.Tensor, member: int | None = None) -> torch.Tensor:
@@ -202,25 +218,32 @@ def test_population_kernels_match_one_torch_run_per_member(case):
         n = noise[t][i] if member is None else noise[t][i][member]
         return n + 0.5 * param + 0.1 * param**3
 
-    # the population: stacked parameters, the kernels called directly
-    stacked = [s.clone() for s in start]
-    states = [definition.init_state(p, stacked_hp(members, p.dim(), 0)) for p in stacked]
-    for t in range(STEPS):
-        for i, p in enumerate(stacked):
-            definition.update(p, grad(t, i, p), states[i], stacked_hp(members, p.dim(), t), float(t + 1))
+    return start, grad
 
-    # the oracle: one torch.optim run per member
+
+@by_id(KERNEL_CASES)
+def test_population_optimizer_matches_one_torch_run_per_member(case):
+    members = member_hp(case)
+    assert all(len({m[name] for m in members}) > 1 for name in members[0] if name not in case.population), \
+        "every hyperparameter should differ between members"
+    start, grad = noisy_gradient(P, seed=11)
+    stacked = flat_steps([case.name] * P, members, start, grad)
     for k, hp in enumerate(members):
-        params = [nn.Parameter(s[k].clone()) for s in start]
-        ref = case.torch_cls(params, **torch_kwargs(case, hp))
-        for t in range(STEPS):
-            ref.param_groups[0]["lr"] = lr_at(hp["lr"], t)
-            for i, p in enumerate(params):
-                p.grad = grad(t, i, p.detach(), member=k)
-            ref.step()
-        for i, p in enumerate(params):
-            assert_close(stacked[i][k], p.detach(), f"{case.id} member {k} ({hp}) param {i}")
+        expected = torch_run(case, hp, [s[k] for s in start], lambda t, i, p: grad(t, i, p, member=k))
+        for i, p in enumerate(expected):
+            assert_close(stacked[i][k], p, f"{case.id} member {k} ({hp}) param {i}")
             assert not torch.equal(stacked[i][k], start[i][k])
+
+
+def test_one_population_mixing_every_optimizer_matches_torch():
+    """Members with different optimisers share one flat tensor and one sequence of kernels."""
+    start, grad = noisy_gradient(len(KERNEL_CASES), seed=12)
+    members = [resolve_hyperparameters(c.name, c.hp) for c in KERNEL_CASES]
+    stacked = flat_steps([c.name for c in KERNEL_CASES], members, start, grad)
+    for k, case in enumerate(KERNEL_CASES):
+        expected = torch_run(case, members[k], [s[k] for s in start], lambda t, i, p: grad(t, i, p, member=k))
+        for i, p in enumerate(expected):
+            assert_close(stacked[i][k], p, f"{case.id} in a mixed population, param {i}")
 
 
 # --------------------------------------------------------------------------- c, d. convergence through gradtune.train

@@ -30,9 +30,11 @@ pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.Experimental
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 BUDGET = 2
 SPACE = "optimizer: adam\nlr: {low: 1.0e-4, high: 1.0e-2, log: true}\nbatch_size: 16\n"
+# One trial at a time, so that a trial trains after a completed one (test_population_tune.py interrupts
+# a population).
 TUNE = ["tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", str(BUDGET),
         "--trial-epochs", "15", "--hidden", "16", "--seed", "2", "--storage", "sqlite:///x.db", "--study", "s",
-        "--out", "out", "--quiet"]
+        "--out", "out", "--quiet", "--population", "off"]
 
 
 def _env() -> dict:
@@ -200,8 +202,8 @@ def test_same_command_resumes_and_changed_study_is_refused(cli, tmp_path):
     assert float(row["best value"]) == pytest.approx(study.best_value, rel=1e-5)
 
 
-# Ctrl-C between trials: while the loop asks Optuna for the next trial (the trial row exists but has not
-# started training), and while a callback runs after a trial. Short trials spend most of their wall time
+# Ctrl-C between trials (one at a time): while the loop asks Optuna for the next trial (the trial row exists
+# but has not started training), and while a callback runs after a trial. Short trials spend most of their wall time
 # there, so a real Ctrl-C lands there often. A real SIGINT is sent from inside those moments, in a fresh
 # interpreter whose SIGINT handler is Python's default.
 BETWEEN_TRIALS = r'''
@@ -235,7 +237,7 @@ for case, storage in (("ask", "ask.db"), ("callback", "callback.db")):
     callbacks = [InterruptAfterTrial()] if case == "callback" else []
     try:
         result = tune(get_problem("linreg"), SPACE, "random", 3, f"sqlite:///{storage}", "s", trial_epochs=1,
-                      callbacks=callbacks)
+                      callbacks=callbacks, population="off")
         outcome = {"interrupted": result.interrupted, "rows": [(t["number"], t["state"]) for t in result.trials]}
     except KeyboardInterrupt:
         outcome = {"escaped": True}

@@ -13,7 +13,10 @@ _SHOWN = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "schedule
 
 
 class TuneDisplay(TuneCallback):
-    """Trials done against the budget, the best value, the running trial, pruned and diverged counts."""
+    """Trials done against the budget, the best value, the trials in flight, pruned and diverged counts.
+
+    A population trains many trials at once: ``running`` shows the one that last ended an epoch.
+    """
 
     def __init__(self, problem, enabled: bool = True):
         self.problem, self.enabled = problem, enabled
@@ -21,6 +24,7 @@ class TuneDisplay(TuneCallback):
         self.done = self.pruned = self.diverged = 0
         self.best: tuple[int, float] | None = None
         self.running = ""
+        self.in_flight: dict[int, dict[str, Any]] = {}  # trial number -> config
         self.budget = None
         self.start = time.monotonic()
 
@@ -48,6 +52,7 @@ class TuneDisplay(TuneCallback):
         table.add_row("trials done", f"{self.done}{of}")
         best = "-" if self.best is None else f"{self.best[1]:.4f} (trial {self.best[0]})"
         table.add_row(f"best {self.problem.metric_name}", best)
+        table.add_row("members in flight", str(len(self.in_flight)))
         table.add_row("running", self.running or "-")
         table.add_row("pruned / diverged", f"{self.pruned} / {self.diverged}")
         table.add_row("elapsed", f"{time.monotonic() - self.start:.0f}s")
@@ -62,20 +67,21 @@ class TuneDisplay(TuneCallback):
         self._refresh()
 
     def on_trial_start(self, number: int, config: dict[str, Any]) -> None:
-        self.current = (number, config)
+        self.in_flight[number] = config
         self.running = f"trial {number}: {config['optimizer']} lr={config.get('lr', 0):.3g}, starting"
         self._refresh()
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        number, config = self.current
+    def on_trial_epoch_end(self, number: int, record: dict[str, Any]) -> None:
+        config = self.in_flight.get(number, {})
         total = config.get("epochs") or "?"
         metric = record.get(self.problem.metric_name)
         shown = f"{metric:.4f}" if isinstance(metric, float) else "-"
-        self.running = (f"trial {number}: {config['optimizer']} lr={config.get('lr', 0):.3g}, "
+        self.running = (f"trial {number}: {config.get('optimizer')} lr={config.get('lr', 0):.3g}, "
                         f"epoch {record['epoch']}/{total}, {self.problem.metric_name} {shown}")
         self._refresh()
 
     def on_trial_end(self, outcome, study) -> None:
+        self.in_flight.pop(outcome.number, None)
         self.done += outcome.status in ("completed", "pruned", "diverged")
         self.pruned += outcome.status in ("pruned", "diverged")
         self.diverged += outcome.status == "diverged"
@@ -83,7 +89,7 @@ class TuneDisplay(TuneCallback):
             maximize = self.problem.direction == "maximize"
             if self.best is None or (outcome.value > self.best[1]) == maximize:
                 self.best = (outcome.number, outcome.value)
-        self.running = ""
+        self.running = "" if not self.in_flight else self.running
         self._refresh()
 
 

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
     parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--population", default="auto",
+                        help="trials trained at once as one stacked computation: auto (default; 16 where the "
+                             "model allows it), off, or a number")
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
     add_data_flags(parser)
     parser.add_argument("--out", default=None, help="output directory (default runs/tune-STUDY)")
@@ -34,11 +37,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig, load_config_file, parse_hidden
     from ..tuning import SearchSpace, tune
+    from ..tuning.population import parse_population
     from ..tuning.strategies import STRATEGIES
     from ..errors import check_choice
     from ._live import TuneDisplay, print_leaderboard
 
     check_choice("strategy", args.strategy, STRATEGIES)
+    population = parse_population(args.population)
     space = SearchSpace.from_mapping(load_config_file(args.space)) if args.space else None
     config = TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None)
     problem = load_problem(args, config)
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with display:
             result = tune(problem, space, args.strategy, args.budget, args.storage, study, seed=args.seed,
-                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display])
+                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
+                          population=population)
         result.save(out)
     finally:
         signal.signal(signal.SIGTERM, previous)

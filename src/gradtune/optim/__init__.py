@@ -1,14 +1,16 @@
-"""Optimisers: functional kernels that broadcast over a member axis, and a torch.optim wrapper."""
+"""Optimisers: one update rule that broadcasts over a member axis, a torch.optim wrapper and a population stepper."""
 
 from ._hyper import Hyperparameter
 from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
 from ._torch_optimizer import KernelOptimizer, make_optimizer
+from .population import PopulationOptimizer
 
 __all__ = [
     "Hyperparameter",
     "OPTIMIZERS",
     "OptimizerDef",
     "KernelOptimizer",
+    "PopulationOptimizer",
     "get_optimizer_def",
     "make_optimizer",
     "optimizer_names",

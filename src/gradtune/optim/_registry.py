@@ -1,15 +1,14 @@
 """The optimisers gradtune knows, by name, with their hyperparameters.
 
-Each entry pairs a functional kernel (``init_state`` / ``update``, which
-broadcast over a leading member axis) with the hyperparameters it takes. The
-same kernels drive the single training loop, through
-:class:`~gradtune.optim.KernelOptimizer`, and the population trainer.
+Each entry pairs the hyperparameters an optimiser takes with its coefficients
+in the one update rule of :mod:`gradtune.optim.kernel`. The same rule drives
+the single training loop, through :class:`~gradtune.optim.KernelOptimizer`,
+and the population trainer, through :class:`~gradtune.optim.PopulationOptimizer`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Mapping
 
 from ..errors import invalid_choice, UsageError
@@ -24,15 +23,15 @@ class OptimizerDef:
     """An optimiser: its name, hyperparameters and kernel.
 
     ``full_batch`` optimisers ignore the batch size and take the whole training
-    set each step. ``kernel`` is ``None`` for optimisers that only exist as a
+    set each step. ``coefficients`` maps resolved hyperparameters to the update
+    rule's coefficients; it is ``None`` for optimisers that only exist as a
     ``torch.optim`` class (L-BFGS), which cannot run in a population.
     """
 
     name: str
     summary: str
     hyperparameters: tuple[Hyperparameter, ...]
-    init_state: Callable | None = None
-    update: Callable | None = None
+    coefficients: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
     full_batch: bool = False
     reference: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -43,7 +42,7 @@ class OptimizerDef:
 
     @property
     def vectorisable(self) -> bool:
-        return self.update is not None
+        return self.coefficients is not None
 
 
 _LBFGS_HYPERPARAMETERS = (
@@ -55,21 +54,21 @@ _LBFGS_HYPERPARAMETERS = (
 OPTIMIZERS: dict[str, OptimizerDef] = {
     d.name: d
     for d in [
-        OptimizerDef("gd", "full-batch gradient descent", sgd.SGD_HYPERPARAMETERS, sgd.init_state, sgd.update,
+        OptimizerDef("gd", "full-batch gradient descent", sgd.SGD_HYPERPARAMETERS, sgd.coefficients,
                      full_batch=True, reference="Cauchy 1847"),
-        OptimizerDef("sgd", "mini-batch stochastic gradient descent", sgd.SGD_HYPERPARAMETERS, sgd.init_state,
-                     sgd.update, reference="Robbins & Monro 1951"),
-        OptimizerDef("momentum", "SGD with heavy-ball momentum", sgd.MOMENTUM_HYPERPARAMETERS, sgd.init_state,
-                     sgd.update, reference="Polyak 1964"),
-        OptimizerDef("nesterov", "SGD with Nesterov momentum", sgd.MOMENTUM_HYPERPARAMETERS, sgd.init_state,
-                     partial(sgd.update, nesterov=True), reference="Sutskever et al. 2013"),
-        OptimizerDef("adam", "Adam", adam.ADAM_HYPERPARAMETERS, adam.init_state, adam.update,
+        OptimizerDef("sgd", "mini-batch stochastic gradient descent", sgd.SGD_HYPERPARAMETERS,
+                     sgd.coefficients, reference="Robbins & Monro 1951"),
+        OptimizerDef("momentum", "SGD with heavy-ball momentum", sgd.MOMENTUM_HYPERPARAMETERS,
+                     sgd.coefficients, reference="Polyak 1964"),
+        OptimizerDef("nesterov", "SGD with Nesterov momentum", sgd.MOMENTUM_HYPERPARAMETERS,
+                     sgd.nesterov_coefficients, reference="Sutskever et al. 2013"),
+        OptimizerDef("adam", "Adam", adam.ADAM_HYPERPARAMETERS, adam.coefficients,
                      reference="Kingma & Ba 2015"),
-        OptimizerDef("adamw", "Adam with decoupled weight decay", adam.ADAMW_HYPERPARAMETERS, adam.init_state,
-                     partial(adam.update, decoupled=True), reference="Loshchilov & Hutter 2019"),
-        OptimizerDef("rmsprop", "RMSprop", rmsprop.RMSPROP_HYPERPARAMETERS, rmsprop.init_state, rmsprop.update,
+        OptimizerDef("adamw", "Adam with decoupled weight decay", adam.ADAMW_HYPERPARAMETERS,
+                     adam.adamw_coefficients, reference="Loshchilov & Hutter 2019"),
+        OptimizerDef("rmsprop", "RMSprop", rmsprop.RMSPROP_HYPERPARAMETERS, rmsprop.coefficients,
                      reference="Tieleman & Hinton 2012"),
-        OptimizerDef("adagrad", "Adagrad", adagrad.ADAGRAD_HYPERPARAMETERS, adagrad.init_state, adagrad.update,
+        OptimizerDef("adagrad", "Adagrad", adagrad.ADAGRAD_HYPERPARAMETERS, adagrad.coefficients,
                      reference="Duchi et al. 2011"),
         OptimizerDef("lbfgs", "full-batch L-BFGS with a strong-Wolfe line search", _LBFGS_HYPERPARAMETERS,
                      full_batch=True, reference="Liu & Nocedal 1989"),

@@ -1,4 +1,4 @@
-"""A ``torch.optim.Optimizer`` around a gradtune kernel, for the single loop.
+"""A ``torch.optim.Optimizer`` around gradtune's update rule, for the single loop.
 
 Wrapping the kernel gives the loop ``param_groups`` (the schedule writes the
 learning rate there), ``state_dict()`` for checkpoints, and ``step(closure)``,
@@ -12,13 +12,14 @@ from typing import Any, Iterable
 
 import torch
 
+from . import kernel
 from ._registry import get_optimizer_def, resolve_hyperparameters
 
 __all__ = ["KernelOptimizer", "make_optimizer"]
 
 
 class KernelOptimizer(torch.optim.Optimizer):
-    """Runs a gradtune kernel (``init_state``/``update``) under the torch.optim API.
+    """Runs gradtune's update rule (:mod:`gradtune.optim.kernel`) under the torch.optim API.
 
     Example:
         >>> model = torch.nn.Linear(2, 1)
@@ -40,15 +41,16 @@ class KernelOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             hp = {name: group[name] for name in self.definition.hyperparameter_names}
+            coefficients = self.definition.coefficients(hp)
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 state = self.state[param]
                 if not state:
-                    state.update(self.definition.init_state(param, hp))
+                    state.update(kernel.init_state(param, coefficients))
                     state["step"] = torch.zeros((), dtype=torch.float64)
                 state["step"] += 1
-                self.definition.update(param, param.grad, state, hp, state["step"].item())
+                kernel.update(param, param.grad, state, coefficients, group["lr"], state["step"].item())
         return loss
 
 

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import torch
-from torch import Tensor
-
 from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
-from .sgd import _nonzero
+from .kernel import coefficients_with
 
-__all__ = ["init_state", "update", "ADAM_HYPERPARAMETERS", "ADAMW_HYPERPARAMETERS"]
+__all__ = ["coefficients", "adamw_coefficients", "ADAM_HYPERPARAMETERS", "ADAMW_HYPERPARAMETERS"]
 
 _BETAS = (
     unit_interval("beta1", 0.9, "decay of the first moment"),
@@ -32,23 +29,15 @@ ADAM_HYPERPARAMETERS = (learning_rate(1e-3), *_BETAS, weight_decay())
 ADAMW_HYPERPARAMETERS = (learning_rate(1e-3), *_BETAS, weight_decay(0.01, "decoupled weight decay"))
 
 
-def init_state(param: Tensor, hp: Mapping[str, object]) -> dict[str, Tensor]:
-    return {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
+def _moments(hp: Mapping[str, float]) -> dict[str, float]:
+    beta1, beta2 = hp["beta1"], hp["beta2"]
+    return dict(a1=beta1, b1=1.0 - beta1, n1=0.0, n2=1.0, bc1=beta1,
+                a2=beta2, b2=1.0 - beta2, post_scale=1.0, post_eps=hp["eps"], bc2=beta2)
 
 
-def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], hp: Mapping, step, decoupled: bool = False) -> None:
-    """Apply one step in place; ``step`` is the 1-based step count (float or tensor)."""
-    lr, beta1, beta2, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["weight_decay"]
-    g = grad
-    if _nonzero(wd):
-        if decoupled:
-            param.mul_(1 - lr * wd)
-        else:
-            g = grad.add(param * wd)
-    m, v = state["exp_avg"], state["exp_avg_sq"]
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).add_(g * g * (1 - beta2))
-    bias_correction1 = 1 - beta1**step
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    denom = (v.sqrt() / bias_correction2_sqrt).add_(hp["eps"])
-    param.sub_(m / denom * (lr / bias_correction1))
+def coefficients(hp: Mapping[str, float]) -> dict[str, float]:
+    return coefficients_with(l2=hp["weight_decay"], **_moments(hp))
+
+
+def adamw_coefficients(hp: Mapping[str, float]) -> dict[str, float]:
+    return coefficients_with(decoupled=hp["weight_decay"], **_moments(hp))

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import torch
-from torch import Tensor
-
 from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
-from .sgd import _nonzero
+from .kernel import coefficients_with
 
-__all__ = ["init_state", "update", "RMSPROP_HYPERPARAMETERS"]
+__all__ = ["coefficients", "RMSPROP_HYPERPARAMETERS"]
 
 RMSPROP_HYPERPARAMETERS = (
     learning_rate(0.01),
@@ -31,18 +28,9 @@ RMSPROP_HYPERPARAMETERS = (
 )
 
 
-def init_state(param: Tensor, hp: Mapping[str, object]) -> dict[str, Tensor]:
-    return {"square_avg": torch.zeros_like(param), "momentum_buffer": torch.zeros_like(param)}
-
-
-def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], hp: Mapping, step) -> None:
-    g = grad.add(param * hp["weight_decay"]) if _nonzero(hp["weight_decay"]) else grad
-    v = state["square_avg"]
-    alpha = hp["alpha"]
-    v.mul_(alpha).add_(g * g * (1 - alpha))
-    scaled = g / v.sqrt().add_(hp["eps"])
-    if _nonzero(hp["momentum"]):
-        buf = state["momentum_buffer"]
-        buf.mul_(hp["momentum"]).add_(scaled)
-        scaled = buf
-    param.sub_(scaled * hp["lr"])
+def coefficients(hp: Mapping[str, float]) -> dict[str, float]:
+    alpha, momentum = hp["alpha"], hp["momentum"]
+    normalised = dict(l2=hp["weight_decay"], a2=alpha, b2=1.0 - alpha, pre_scale=1.0, pre_eps=hp["eps"])
+    if momentum == 0:  # torch keeps no buffer then: d = g / (sqrt(v) + eps)
+        return coefficients_with(**normalised)
+    return coefficients_with(**normalised, a1=momentum, b1=1.0, n1=0.0, n2=1.0)

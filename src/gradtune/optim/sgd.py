@@ -7,10 +7,6 @@ Update rule (as in ``torch.optim.SGD`` with ``dampening=0``)::
     d   = g + momentum * buf  if nesterov else buf
     param -= lr * d
 
-Every hyperparameter may be a Python float or a tensor that broadcasts against
-``param``; a population passes tensors of shape ``[P, 1, ..., 1]`` so that each
-member along the leading axis follows its own values.
-
 References: Polyak 1964 (heavy ball); Sutskever et al. 2013 (Nesterov form).
 """
 
@@ -18,12 +14,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import torch
-from torch import Tensor
-
 from ._hyper import learning_rate, unit_interval, weight_decay
+from .kernel import coefficients_with
 
-__all__ = ["init_state", "update", "SGD_HYPERPARAMETERS", "MOMENTUM_HYPERPARAMETERS"]
+__all__ = ["coefficients", "nesterov_coefficients", "SGD_HYPERPARAMETERS", "MOMENTUM_HYPERPARAMETERS"]
 
 SGD_HYPERPARAMETERS = (learning_rate(0.1), weight_decay())
 MOMENTUM_HYPERPARAMETERS = (
@@ -33,24 +27,12 @@ MOMENTUM_HYPERPARAMETERS = (
 )
 
 
-def init_state(param: Tensor, hp: Mapping[str, object]) -> dict[str, Tensor]:
+def coefficients(hp: Mapping[str, float]) -> dict[str, float]:
+    """Plain SGD, or heavy-ball momentum when ``hp`` has a momentum."""
     if "momentum" not in hp:
-        return {}
-    return {"momentum_buffer": torch.zeros_like(param)}
+        return coefficients_with(l2=hp["weight_decay"])
+    return coefficients_with(l2=hp["weight_decay"], a1=hp["momentum"], b1=1.0, n1=0.0, n2=1.0)
 
 
-def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], hp: Mapping, step, nesterov: bool = False) -> None:
-    """Apply one step in place. ``step`` is unused: SGD keeps no step count."""
-    g = grad.add(param * hp["weight_decay"]) if _nonzero(hp["weight_decay"]) else grad
-    if "momentum_buffer" in state:
-        buf = state["momentum_buffer"]
-        buf.mul_(hp["momentum"]).add_(g)
-        g = g.add(buf * hp["momentum"]) if nesterov else buf
-    param.sub_(g * hp["lr"])
-
-
-def _nonzero(value) -> bool:
-    """Skip arithmetic that is a no-op for every member (keeps float64 oracles exact)."""
-    if isinstance(value, (int, float)):
-        return value != 0
-    return bool(torch.as_tensor(value).ne(0).any())
+def nesterov_coefficients(hp: Mapping[str, float]) -> dict[str, float]:
+    return coefficients_with(l2=hp["weight_decay"], a1=hp["momentum"], b1=1.0, n1=1.0, n2=hp["momentum"])

@@ -30,15 +30,15 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..config import TrainConfig
-from ..optim import make_optimizer
-from ..optim.stacked import MixedStackedOptimizer
+from ..optim import PopulationOptimizer, get_optimizer_def, kernel, make_optimizer
+from ..optim.population import block_order
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .device import resolve_device
 from .loop import DivergenceGuard, build_model, train
 from .plan import TrainingPlan
 from .result import TrainResult
-from .stacked import StackedModel, row_state
+from .stacked import stack_models
 
 __all__ = ["train_population", "fallback_reason"]
 
@@ -64,7 +64,7 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     """A forward and backward pass of two stacked members on two samples."""
     device = resolve_device(config.device)
     models = [build_model(problem, config.replace(seed=config.seed + i), device) for i in range(2)]
-    stack = StackedModel(models)
+    stack = stack_models(models)
     x, y = (t[:2].to(device) for t in problem.train)
     out = stack(x.expand(2, *x.shape))
     torch.vmap(problem.loss_fn)(out, y.expand(2, *y.shape)).sum().backward()
@@ -94,6 +94,8 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
             for i in indices:
                 results[i] = train(problem, configs[i], callbacks=callbacks[i])
             continue
+        order = block_order([configs[i].optimizer for i in indices], [configs[i].hyperparameters() for i in indices])
+        indices = [indices[k] for k in order]
         group = _Group(problem, [configs[i] for i in indices], [callbacks[i] for i in indices])
         for i, result in zip(indices, group.run()):
             results[i] = result
@@ -132,9 +134,9 @@ class _Group:
         n = problem.n_train
         self.members = [_Member(c, cbs, TrainingPlan(c, n), torch.Generator().manual_seed(c.seed + 1))
                         for c, cbs in zip(configs, callbacks)]
-        self.stack = StackedModel([build_model(problem, c, self.device) for c in configs])
-        self.optimizer = MixedStackedOptimizer([c.optimizer for c in configs], self.stack.params,
-                                               [c.hyperparameters() for c in configs])
+        self.stack = stack_models([build_model(problem, c, self.device) for c in configs])
+        self.optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+                                             self.stack.params.flat)
         self.active = list(range(len(configs)))  # member index of each stack row
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
@@ -187,6 +189,7 @@ class _Group:
         lrs = [m.plan.lr(self.epoch, self.step) for m in active]
         losses = torch.vmap(self.problem.loss_fn)(self.stack(xb), yb)
         losses.sum().backward()
+        grad = self.stack.params.grad()
         values = losses.detach().tolist()
         bad = [pos for pos, (m, v) in enumerate(zip(active, values)) if m.guard.exceeded(v)]
         for pos, (m, v, lr) in enumerate(zip(active, values, lrs)):
@@ -194,18 +197,17 @@ class _Group:
             if pos not in bad:
                 m.losses.append(v)
         if bad:
-            self._diverge(bad, values)
+            grad = grad[self._diverge(bad, values)]
             lrs = [lr for pos, lr in enumerate(lrs) if pos not in bad]
         if self.active:
-            lr = torch.tensor(lrs, dtype=torch.float64)
-            self.optimizer.step(lr)
-        self.optimizer.zero_grad()
+            self.optimizer.step(grad, torch.tensor(lrs, dtype=torch.float64))
         self.step += 1
         for m, v in zip((self.members[i] for i in self.active), (v for p, v in enumerate(values) if p not in bad)):
             for cb in m.callbacks:
                 cb.on_step(self.step, v, m.lr)
 
-    def _diverge(self, positions: list[int], values: list[float]) -> None:
+    def _diverge(self, positions: list[int], values: list[float]) -> torch.Tensor:
+        """Freeze the members at stack ``positions``; returns the rows kept."""
         for pos in positions:
             m = self.members[self.active[pos]]
             m.status = "diverged"
@@ -213,15 +215,16 @@ class _Group:
             m.history.append({"epoch": self.epoch + 1, "step": self.step, "train_loss": values[pos], "lr": m.lr,
                               "batch_size": self.batch_size, "seconds": time.perf_counter() - self.start})
             m.final_state = self._from_snapshot(self.active[pos])
-        self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
+        return self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
 
     # -- bookkeeping ---------------------------------------------------------------
-    def _keep(self, members: list[int]) -> None:
-        """Compact the stack to ``members`` (member indices, in current row order)."""
+    def _keep(self, members: list[int]) -> torch.Tensor:
+        """Compact the stack to ``members`` (member indices, in current row order); returns the rows kept."""
         rows = torch.tensor([self.active.index(i) for i in members], dtype=torch.long, device=self.device)
         self.stack.keep(rows)
-        self.optimizer.keep(rows, self.stack.params)
+        self.optimizer.keep(rows, self.stack.params.flat)
         self.active = list(members)
+        return rows
 
     def _finish_done(self, evaluated: bool) -> None:
         done = [i for i in self.active if not self.members[i].plan.epochs_left(self.epoch, self.step)]
@@ -275,25 +278,32 @@ class _Group:
         return metrics
 
     def _take_snapshot(self) -> None:
-        params, buffers = self.stack.snapshot()
-        self.snapshot = (list(self.active), params, buffers, self.optimizer.snapshot(), self.optimizer.step_count)
+        self.snapshot = (list(self.active), self.stack.snapshot(), self.optimizer.snapshot(),
+                         self.optimizer.step_count)
 
     def _from_snapshot(self, member: int):
-        members, params, buffers, opt_state, step_count = self.snapshot
+        """The member's weights and optimiser state at the last epoch end (before it diverged)."""
+        members, stack_snapshot, opt_state, step_count = self.snapshot
         row = members.index(member)
-        return row_state(params, buffers, row), MixedStackedOptimizer.member_state_from(opt_state, row), step_count
+        return (self.stack.member_state_dict(row, stack_snapshot),
+                {k: v[row].clone() for k, v in opt_state.items()}, step_count)
 
     def _member_state(self, row: int):
-        return self.stack.member_state_dict(row), self.optimizer.member_state(row), self.optimizer.step_count
+        opt_state = {k: v[row].clone() for k, v in self.optimizer.state.items()}
+        return self.stack.member_state_dict(row), opt_state, self.optimizer.step_count
 
     def _result(self, m: _Member) -> TrainResult:
         model = self.problem.build_model(m.config.activation).to(self.device)
         state, opt_state, step_count = m.final_state
         model.load_state_dict(state)
-        optimizer = make_optimizer(m.config.optimizer, model.parameters(), **m.config.hyperparameters())
-        for (name, param) in model.named_parameters():
-            if name in opt_state and step_count > 0:
-                optimizer.state[param] = {**opt_state[name],
+        hyperparameters = m.config.hyperparameters()
+        optimizer = make_optimizer(m.config.optimizer, model.parameters(), **hyperparameters)
+        # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
+        slots = kernel.init_state(torch.empty(0), get_optimizer_def(m.config.optimizer).coefficients(hyperparameters))
+        per_slot = {slot: self.stack.params.unflatten(opt_state[slot]) for slot in slots}
+        if step_count > 0:
+            for name, param in model.named_parameters():
+                optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         for cb in m.callbacks:
             cb.on_train_end(m.status)

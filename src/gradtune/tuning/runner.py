@@ -1,8 +1,10 @@
 """The tuning loop: ask Optuna for a configuration, train it, tell the outcome, until the budget is spent.
 
 It speaks ask/tell so that the same strategies drive this sequential loop, the
-population trainer and distributed workers. Heartbeats run while a trial
-trains, so a worker that dies is noticed by the others.
+population trainer and distributed workers. With a population (``population``)
+it asks for several trials at once and trains them as one stacked computation;
+each is still told as its own trial. Heartbeats run while trials train, so a
+worker that dies is noticed by the others.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from ..config import TrainConfig
@@ -27,6 +28,7 @@ from ..training import Callback
 from ..training.result import json_number
 from .budget import Budget, parse_budget
 from .defaults import default_space
+from .population import heartbeats, parse_population, population_size
 from .result import TuneResult, best_model_for
 from .space import SearchSpace
 from .storage import open_storage
@@ -52,6 +54,13 @@ class TuneCallback(Callback):
     def on_trial_start(self, number: int, config: dict[str, Any]) -> None:
         pass
 
+    def on_trial_epoch_end(self, number: int, record: dict[str, Any]) -> bool | None:
+        """An epoch of trial ``number`` ended; True stops the trial. By default, the hook ``on_epoch_end``.
+
+        The trial's number is given because the trials of a population train, and end epochs, together.
+        """
+        return self.on_epoch_end(record)
+
     def on_trial_end(self, outcome: TrialOutcome, study: optuna.Study) -> None:
         pass
 
@@ -71,7 +80,8 @@ class _Settings:
 def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
          budget: str | int | Budget | None = None, storage: str | None = None, study: str | None = None, *,
          seed: int = 0, trial_epochs: int | None = None, cv: int | None = None, device: str = "auto",
-         out: str | Path | None = None, callbacks: Sequence[TuneCallback] = ()) -> TuneResult:
+         out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
+         population: str | int = "auto") -> TuneResult:
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
@@ -85,6 +95,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         trial_epochs: each trial's epochs where the space sets none, and their cap where it does.
         cv: score each trial by K-fold cross-validation.
         out: if given, write result.json, best_config.json and best_model.pt there.
+        population: trials trained at once as one stacked computation: ``"auto"`` (default: 16 where
+            the model runs under ``vmap`` and ``cv`` is unset, else 1), ``"off"`` or a number >= 1.
 
     Example:
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
@@ -92,6 +104,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     """
     space = _as_space(space, problem, strategy)
     _check_settings(problem, space, trial_epochs, cv, seed)
+    population = parse_population(population)
     settings = _Settings(problem, space, problem.metric_name, problem.direction, seed, trial_epochs, cv, device)
     plan = make_strategy(strategy, space, seed, _max_epochs(space, trial_epochs))
     budget = parse_budget(budget, default_trials=len(plan.enqueue) if plan.enqueue else 50)
@@ -99,12 +112,14 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     metadata = {"problem": problem.name, "metric": settings.metric, "direction": settings.direction,
                 "space": space.to_data(), "trial_epochs": trial_epochs, "cv": cv, "strategy": strategy,
                 "seed": seed, "hidden": list(problem.hidden) if problem.hidden else None}
+    # The population is not stored: it changes how trials are scheduled, not what their values mean.
     the_study, created = open_study(name, open_storage(storage), metadata, plan.sampler, plan.pruner)
     if created:
         for point in plan.enqueue:
             the_study.enqueue_trial(point)
     recover_orphans(the_study)
-    loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None)
+    size = population_size(population, problem, TrainConfig(seed=seed, device=device), cv)
+    loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size)
     interrupted = loop.run()
     result = TuneResult.from_study(the_study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
     result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
@@ -139,55 +154,72 @@ def _max_epochs(space: SearchSpace, trial_epochs: int | None) -> int:
 
 
 class _Loop:
-    """The ask/tell loop of one process; ``outcomes`` are the trials it ran."""
+    """The ask/tell loop of one process; ``outcomes`` are the trials it ran.
+
+    Each round asks for ``population`` trials (fewer where the budget or the grid
+    has fewer left), trains them, and tells each its outcome. A population of 1
+    is the plain sequential loop.
+    """
 
     def __init__(self, study: optuna.Study, settings: _Settings, prunes: bool, budget: Budget,
-                 callbacks: list[TuneCallback], grid_size: int | None):
+                 callbacks: list[TuneCallback], grid_size: int | None, population: int = 1):
         self.study, self.settings, self.prunes, self.budget = study, settings, prunes, budget
-        self.callbacks, self.grid_size = callbacks, grid_size
+        self.callbacks, self.grid_size, self.population = callbacks, grid_size, population
         self.outcomes: list[TrialOutcome] = []
         self.best: tuple[int, float, Any] | None = None  # (trial number, value, TrainResult)
 
     def finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
-    def _budget_left(self, start: float) -> bool:
-        if self.budget.trials is not None and self.finished() >= self.budget.trials:
-            return False
-        if self.grid_size is not None and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            return False
-        return self.budget.seconds is None or time.monotonic() - start < self.budget.seconds
+    def _round_size(self, start: float) -> int:
+        """How many trials to ask for next; 0 once the budget (or the grid) is spent.
+
+        The time budget is checked only between rounds, so a round may overrun it by its own length.
+        """
+        left = [self.population]
+        if self.budget.trials is not None:
+            left.append(self.budget.trials - self.finished())
+        if self.grid_size is not None:
+            left.append(len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
+        if self.budget.seconds is not None and time.monotonic() - start >= self.budget.seconds:
+            left.append(0)
+        return max(min(left), 0)
 
     def run(self) -> bool:
         """Run trials until the budget is spent; True if interrupted (Ctrl-C or SIGTERM).
 
-        A Ctrl-C can come at any moment, not only while a trial trains: while
-        the next trial is asked for, it is held until the trial is owned
+        A Ctrl-C can come at any moment, not only while trials train: while
+        the next trials are asked for, it is held until they are owned
         (``worker``), so that no trial is left RUNNING with no one to fail it.
         """
         start = time.monotonic()
-        trial = None
+        trials: list[optuna.Trial] = []
         try:
             for cb in self.callbacks:
                 cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
                 with _HeldInterrupts():
-                    if not self._budget_left(start):
+                    size = self._round_size(start)
+                    if not size:
                         return False
                     _fail_stale_trials(self.study)
-                    trial = self.study.ask()
-                    trial.set_user_attr("worker", worker_id())
-                    trial.set_user_attr("status", "running")
-                with get_heartbeat_thread(trial._trial_id, self.study._storage):
-                    outcome = self._run_trial(trial)
-                trial = None
-                self.outcomes.append(outcome)
-                for cb in self.callbacks:
-                    cb.on_trial_end(outcome, self.study)
+                    trials = [self._ask() for _ in range(size)]
+                with heartbeats(trials, self.study._storage):
+                    outcomes = self._run_round(trials)
+                trials = []
+                for outcome in outcomes:
+                    for cb in self.callbacks:
+                        cb.on_trial_end(outcome, self.study)
         except KeyboardInterrupt:
-            if trial is not None:
+            for trial in trials:
                 self._interrupt(trial)
             return True
+
+    def _ask(self) -> optuna.Trial:
+        trial = self.study.ask()
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("status", "running")
+        return trial
 
     def _interrupt(self, trial: optuna.Trial) -> None:
         with _HeldInterrupts():
@@ -209,19 +241,54 @@ class _Loop:
             values["epochs"] = min(values["epochs"], s.trial_epochs)
         return TrainConfig.from_mapping(values, "space")
 
-    def _run_trial(self, trial: optuna.Trial) -> TrialOutcome:
-        config = self._config(trial)
-        for cb in self.callbacks:
-            cb.on_trial_start(trial.number, config.to_dict())
+    def _run_round(self, trials: list[optuna.Trial]) -> list[TrialOutcome]:
+        configs = [self._config(trial) for trial in trials]
+        for trial, config in zip(trials, configs):
+            for cb in self.callbacks:
+                cb.on_trial_start(trial.number, config.to_dict())
+        if len(trials) == 1:
+            return [self._run_trial(trials[0], configs[0])]
+        return self._run_population(trials, configs)
+
+    def _run_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome:
         reporter = PruningReporter(trial, self.settings.metric, self.prunes and not self.settings.cv)
         try:
-            result = run_config(self.settings.problem, config, [reporter, *self.callbacks], self.settings.cv)
-        except UsageError as error:  # a sampled combination the config refuses: not the user's fault
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("error", str(error))
-            self.study.tell(trial, state=TrialState.FAIL)
-            return TrialOutcome(trial.number, config.to_dict(), "failed", None, 0, 0.0)
+            result = run_config(self.settings.problem, config, [reporter, *self._hooks(trial)], self.settings.cv)
+        except UsageError as error:
+            return self._fail(trial, config, error)
         return self._tell(trial, result)
+
+    def _run_population(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
+        """Train the trials as one population (never with cv: see ``population_size``)."""
+        from ..training.population import train_population
+
+        outcomes, members = [], []
+        for trial, config in zip(trials, configs):
+            try:  # refused here, a bad sampled combination fails its own trial and not the whole population
+                config.resolve_for(self.settings.problem)
+            except UsageError as error:
+                outcomes.append(self._fail(trial, config, error))
+                continue
+            members.append((trial, config))
+        if not members:
+            return outcomes
+        hooks = [[PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
+                 for trial, _ in members]
+        results = train_population(self.settings.problem, [config for _, config in members], callbacks=hooks)
+        return outcomes + [self._tell(trial, result) for (trial, _), result in zip(members, results)]
+
+    def _hooks(self, trial: optuna.Trial) -> list[Callback]:
+        return [_ForTrial(cb, trial.number) for cb in self.callbacks]
+
+    def _fail(self, trial: optuna.Trial, config: TrainConfig, error: UsageError) -> TrialOutcome:
+        """A sampled combination the config refuses: the trial fails, but it is not the user's fault."""
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("error", str(error))
+        outcome = TrialOutcome(trial.number, config.to_dict(), "failed", None, 0, 0.0)
+        with _HeldInterrupts():  # told and recorded together, so an interrupt cannot split them
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.outcomes.append(outcome)
+        return outcome
 
     def _tell(self, trial: optuna.Trial, result) -> TrialOutcome:
         value = result.metrics.get(self.settings.metric)
@@ -233,22 +300,43 @@ class _Loop:
             trial.set_user_attr(key, item)
         if "cv_values" in result.report:
             trial.set_user_attr("cv_values", result.report["cv_values"])
-        if status == "completed":
-            self.study.tell(trial, value)
-            self._remember_best(trial.number, value, result)
-        else:
-            if status == "diverged":
-                trial.report(worst_value(self.settings.direction), step=max(result.epochs_run, 1))
-            self.study.tell(trial, state=TrialState.PRUNED)
-            value = None
-        return TrialOutcome(trial.number, result.config, status, value, result.epochs_run, result.seconds,
-                            result.history)
+        if status == "diverged":
+            trial.report(worst_value(self.settings.direction), step=max(result.epochs_run, 1))
+        outcome = TrialOutcome(trial.number, result.config, status, value if status == "completed" else None,
+                               result.epochs_run, result.seconds, result.history)
+        with _HeldInterrupts():  # told and recorded together, so an interrupt cannot split them
+            if status == "completed":
+                self.study.tell(trial, value)
+                self._remember_best(trial.number, value, result)
+            else:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            self.outcomes.append(outcome)
+        return outcome
 
     def _remember_best(self, number: int, value: float, result) -> None:
         better = self.best is None or (value > self.best[1] if self.settings.direction == "maximize"
                                        else value < self.best[1])
         if better:
             self.best = (number, value, result)
+
+
+class _ForTrial(Callback):
+    """A tuning callback's training hooks for one trial, whose epoch ends carry the trial's number."""
+
+    def __init__(self, callback: TuneCallback, number: int):
+        self.callback, self.number = callback, number
+
+    def on_train_start(self, total_steps: int, total_epochs: int | None) -> None:
+        self.callback.on_train_start(total_steps, total_epochs)
+
+    def on_step(self, step: int, loss: float, lr: float) -> None:
+        self.callback.on_step(step, loss, lr)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> bool | None:
+        return self.callback.on_trial_epoch_end(self.number, record)
+
+    def on_train_end(self, status: str) -> None:
+        self.callback.on_train_end(status)
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

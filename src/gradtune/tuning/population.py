@@ -1,0 +1,78 @@
+"""How many trials a tuning run trains at once (``--population``), and the heartbeats of those trials.
+
+With a population the loop asks Optuna for P trials, trains them together as
+one stacked computation (:func:`gradtune.training.population.train_population`)
+and tells each trial its own outcome, so the study reads like one run trial by
+trial. Stacking pays where one small model leaves the device mostly idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Sequence
+
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
+
+from ..config import TrainConfig
+from ..errors import invalid_value
+from ..problems import Problem
+
+__all__ = ["AUTO_SIZE", "parse_population", "population_size", "heartbeats"]
+
+# Trials per population under ``auto``. Large enough that the stacked kernels beat a
+# loop over members; small enough that TPE still learns from several rounds of a 50-trial budget.
+AUTO_SIZE = 16
+_ACCEPTED = "'auto', 'off' or an integer in [1, inf)"
+log = logging.getLogger("gradtune")
+
+
+def parse_population(value: str | int) -> str | int:
+    """``'auto'``, or how many trials train at once (``'off'`` means 1); refuses anything else."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)  # the CLI passes text; '-3' is then reported as the number it is
+    if value == "off":
+        return 1
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise invalid_value("population", value, _ACCEPTED)
+
+
+def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv: int | None) -> int:
+    """Trials per batch for a parsed ``setting``: 1 means one trial at a time, as without populations.
+
+    ``auto`` stacks on CUDA only, and only problems whose model runs under ``vmap`` (``probe`` builds it). An
+    explicit size is taken as asked: ``train_population`` falls back itself, with one line saying why.
+    """
+    if cv:
+        # A cross-validated trial trains K fold problems one after another; members of a population
+        # must share one problem, so cv trials stay one at a time.
+        return 1
+    if setting != "auto":
+        return int(setting)
+    from ..training.device import resolve_device
+    from ..training.population import fallback_reason
+
+    if resolve_device(probe.device).type != "cuda":
+        # Measured on the 2-core CPU (BENCHMARKS.md): tuning rounds of 16 split into one stack per
+        # batch size, stacks of about 3, which train slower than one trial at a time. Until that
+        # changes, auto stacks only where kernel launches are expensive; an explicit N still stacks.
+        return 1
+    reason = fallback_reason(problem, [probe.resolve_for(problem)])
+    if reason is not None:
+        log.info("gradtune: tuning one trial at a time: %s", reason)
+        return 1
+    return AUTO_SIZE
+
+
+@contextmanager
+def heartbeats(trials: Sequence[optuna.Trial], storage) -> Iterator[None]:
+    """A heartbeat for each running trial, so that other workers see every one of them alive."""
+    with ExitStack() as stack:
+        for trial in trials:
+            stack.enter_context(get_heartbeat_thread(trial._trial_id, storage))
+        yield

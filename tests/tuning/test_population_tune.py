@@ -1,0 +1,233 @@
+"""Tuning with populations: P trials trained as one stacked computation, each told to Optuna as its own trial.
+
+The oracle is the single loop: every trial's value must be what ``gradtune.train``
+gives for that trial's configuration. The rest checks that the study reads like a
+sequential one: pruning, divergence, grids, interrupts and time budgets.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+import gradtune
+from gradtune import Problem, TrainConfig, UsageError
+from gradtune.cli._live import TuneDisplay
+from gradtune.problems import get_problem
+from gradtune.training import population as population_module
+from gradtune.training.population import fallback_reason
+from gradtune.tuning import TuneCallback, tune
+from gradtune.tuning.population import population_size
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+
+SPACE = {"optimizer": {"choices": ["sgd", "momentum", "adam"]},
+         "lr": {"sgd": {"low": 0.01, "high": 0.5, "log": True}, "momentum": {"low": 0.005, "high": 0.1, "log": True},
+                "adam": {"low": 1e-3, "high": 0.03, "log": True}},
+         "batch_size": {"choices": [32, 64]}}
+# Adam is left out where a model has BatchNorm: the bias before a BatchNorm gets a gradient that is
+# rounding noise, which Adam scales up to full steps, so stacked and single runs part ways there.
+SGD_SPACE = {"optimizer": {"choices": ["sgd", "momentum"]}, "lr": {"low": 0.01, "high": 0.3, "log": True},
+             "batch_size": 32}
+USER_ATTRS = {"worker", "status", "config", "epochs_run", "seconds", "history"}
+
+
+def _storage(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'pop.db'}"
+
+
+def _study(tmp_path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=_storage(tmp_path))
+
+
+class InFlight(TuneDisplay):
+    """The live display, not drawn, noting how many trials it shows in flight at each epoch end."""
+
+    def __init__(self, problem):
+        super().__init__(problem, enabled=False)
+        self.seen: list[int] = []
+
+    def on_trial_epoch_end(self, number, record):
+        self.seen.append(len(self.in_flight))
+        return super().on_trial_epoch_end(number, record)
+
+
+def _spy_on_populations(monkeypatch) -> list[int]:
+    """Sizes of the train_population calls the tuner makes."""
+    sizes, real = [], population_module.train_population
+
+    def spy(problem, configs, **kwargs):
+        sizes.append(len(configs))
+        return real(problem, configs, **kwargs)
+
+    monkeypatch.setattr(population_module, "train_population", spy)
+    return sizes
+
+
+def test_population_trials_equal_single_runs(tmp_path, monkeypatch):
+    problem = get_problem("digits-mlp", hidden=(16,))
+    calls = _spy_on_populations(monkeypatch)
+    display = InFlight(problem)
+    result = tune(problem, SPACE, "random", 8, _storage(tmp_path), "pop", seed=1, trial_epochs=3, population=4,
+                  callbacks=[display])
+
+    assert calls == [4, 4]  # one stacked run per round of four trials
+    assert max(display.seen) == 4 and not display.in_flight  # four in flight while they train; none after
+    study = _study(tmp_path, "pop")
+    trials = study.get_trials()
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 8  # each trial its own draw
+    for trial in trials:
+        assert USER_ATTRS <= set(trial.user_attrs) and trial.user_attrs["epochs_run"] == 3
+        config = TrainConfig.from_mapping(trial.user_attrs["config"])
+        assert config.optimizer == trial.params["optimizer"] and config.lr in trial.params.values()
+        single = gradtune.train(problem, config).metrics["valid_accuracy"]
+        assert trial.value == pytest.approx(single, rel=0.01), (trial.number, trial.params)
+    assert result.best_value == max(t.value for t in trials)
+
+
+def test_sequential_display_shows_one_trial_in_flight(tmp_path):
+    problem = get_problem("linreg")
+    display = InFlight(problem)
+    tune(problem, SGD_SPACE, "random", 2, _storage(tmp_path), "off", trial_epochs=2, population="off",
+         callbacks=[display])
+    assert display.seen and set(display.seen) == {1}
+
+
+def test_halving_prunes_members_and_leaves_none_running(tmp_path):
+    problem = get_problem("digits-mlp", hidden=(16,))
+    tune(problem, SPACE, "halving", 8, _storage(tmp_path), "halving", trial_epochs=4, population=8)
+    study = _study(tmp_path, "halving")
+    trials = study.get_trials()
+    assert len(trials) == 8 and not study.get_trials(states=(TrialState.RUNNING,))
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.user_attrs["status"] == "pruned" for t in pruned)
+    assert any(t.state == TrialState.COMPLETE for t in trials)
+    for trial in trials:  # each member reported its own epochs to the pruner
+        history = trial.user_attrs["history"]
+        assert sorted(trial.intermediate_values) == [r["epoch"] for r in history]
+        assert all(trial.intermediate_values[r["epoch"]] == pytest.approx(r["valid_accuracy"]) for r in history)
+
+
+def test_diverging_member_is_pruned_while_the_others_complete(tmp_path):
+    # A grid of four rates under a budget of ten: the default population asks for the four grid points only.
+    space = {"optimizer": "sgd", "lr": {"choices": [0.01, 0.1, 1e3, 1e4]}, "batch_size": 32}
+    result = tune(get_problem("digits-mlp", hidden=(16,)), space, "grid", 10, _storage(tmp_path), "grid",
+                  trial_epochs=2)
+    assert len(result.trials) == 4
+    states = {row["config"]["lr"]: row["state"] for row in result.trials}
+    assert states == {0.01: "completed", 0.1: "completed", 1e3: "diverged", 1e4: "diverged"}
+    study = _study(tmp_path, "grid")
+    for trial in study.get_trials():
+        if trial.user_attrs["status"] == "diverged":
+            assert trial.state == TrialState.PRUNED
+            assert list(trial.intermediate_values.values()) == [0.0]  # the worst accuracy, so TPE avoids it
+
+
+@pytest.mark.parametrize(("value", "shown"), [("0", "Got 0."), ("-3", "Got -3."), ("many", "Got 'many'.")])
+def test_cli_refuses_bad_population(cli, tmp_path, value, shown):
+    done = cli("tune", "linreg", "--population", value, "--storage", "sqlite:///x.db", "--quiet", timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "The 'population' parameter must be 'auto', 'off' or an integer in [1, inf)" in lines[0]
+    assert lines[0].endswith(shown)
+    assert not (tmp_path / "x.db").exists()  # refused before a study was made
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "many", None])
+def test_api_refuses_bad_population(tmp_path, value):
+    with pytest.raises(UsageError, match="'population' parameter"):
+        tune(get_problem("linreg"), SGD_SPACE, "random", 2, _storage(tmp_path), "bad", population=value)
+
+
+def _blobs(n: int = 240, seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    x = torch.randn(n, 6, generator=torch.Generator().manual_seed(seed))
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    cut = n * 4 // 5
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def test_batchnorm_model_tunes_stacked(tmp_path):
+    train_data, valid_data = _blobs()
+    problem = Problem(lambda: nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2)),
+                      train=train_data, valid=valid_data, name="bn")
+    assert fallback_reason(problem, [TrainConfig(device="cpu").resolve_for(problem)]) is None
+    assert population_size("auto", problem, TrainConfig(device="cpu"), cv=None) == 1  # auto stacks on CUDA only
+    tune(problem, SGD_SPACE, "random", 4, _storage(tmp_path), "bn", trial_epochs=3, device="cpu", population=4)
+    trials = _study(tmp_path, "bn").get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        single = gradtune.train(problem, TrainConfig.from_mapping(trial.user_attrs["config"]))
+        assert trial.value == pytest.approx(single.metrics["valid_accuracy"], rel=0.01)
+
+
+class Branching(nn.Module):
+    """Data-dependent Python control flow, which ``vmap`` cannot trace."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.linear(x) if x.sum() > 0 else self.linear(-x)
+
+
+def test_model_that_fails_under_vmap_tunes_through_the_fallback(tmp_path, caplog):
+    train_data, valid_data = _blobs()
+    problem = Problem(Branching, train=train_data, valid=valid_data, name="branching")
+    assert population_size("auto", problem, TrainConfig(device="cpu"), cv=None) == 1  # auto: one at a time
+    with caplog.at_level(logging.WARNING, logger="gradtune"):
+        tune(problem, SGD_SPACE, "random", 4, _storage(tmp_path), "branching", trial_epochs=2, device="cpu",
+             population=4)
+    fallbacks = [r.getMessage() for r in caplog.records if "one at a time" in r.getMessage()]
+    assert len(fallbacks) == 1 and "vmap" in fallbacks[0], caplog.text
+    trials = _study(tmp_path, "branching").get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        single = gradtune.train(problem, TrainConfig.from_mapping(trial.user_attrs["config"]))
+        assert trial.value == pytest.approx(single.metrics["valid_accuracy"], rel=1e-6)
+
+
+def test_cross_validation_stays_one_trial_at_a_time():
+    assert population_size("auto", get_problem("linreg"), TrainConfig(device="cpu"), cv=3) == 1
+    assert population_size(8, get_problem("linreg"), TrainConfig(device="cpu"), cv=3) == 1
+
+
+class InterruptAtEpoch(TuneCallback):
+    """Ctrl-C while a population trains: raised from inside one member's epoch end."""
+
+    def on_trial_epoch_end(self, number, record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_fails_every_member_in_flight_and_resume_retries_them(tmp_path):
+    problem = get_problem("linreg")
+    args = (problem, SGD_SPACE, "random", 4, _storage(tmp_path), "stop")
+    result = tune(*args, trial_epochs=3, population=4, callbacks=[InterruptAtEpoch()])
+    assert result.interrupted
+    study = _study(tmp_path, "stop")
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 4
+    assert all(t.user_attrs["status"] == "interrupted" for t in study.get_trials())
+    assert [row["state"] for row in result.trials] == ["interrupted"] * 4
+
+    tune(*args, trial_epochs=3, population=4)
+    trials = _study(tmp_path, "stop").get_trials()
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE and t.params == trials[t.system_attrs["failed_trial"]].params
+               for t in retries)
+    assert not _study(tmp_path, "stop").get_trials(states=(TrialState.RUNNING,))
+
+
+def test_time_budget_is_checked_between_rounds(tmp_path):
+    tune(get_problem("linreg"), SGD_SPACE, "random", "1s", _storage(tmp_path), "time", trial_epochs=1, population=4)
+    finished = _study(tmp_path, "time").get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert finished and len(finished) % 4 == 0  # whole rounds only: none started after the time ran out
