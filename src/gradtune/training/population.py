@@ -4,10 +4,12 @@ Members are grouped by what must be shared to stack them: the activation (it
 changes the forward function) and the batch-size plan (each member sees its
 own batches, of its own size, drawn by its own generator, exactly as in the
 single loop). Grouping by batch size was chosen over masking within a padded
-batch, which would spend compute on every padded row; the two have not yet
-been measured against each other. Within a group
-everything else differs freely: the optimiser (each optimiser steps its own
-rows), learning rate, momentum, betas, weight decay, schedule, warm-up,
+batch: a member with batch 16 takes eight steps for each step of a member with
+batch 128, so a padded stack would run the small member at 128 rows a step or
+leave the large one idle (not yet measured). Within a group everything else
+differs freely: the optimiser (members are ordered so that those needing the
+same update terms sit together, see :func:`~gradtune.optim.population.block_order`),
+learning rate, momentum, betas, weight decay, schedule, warm-up,
 initialisation and seed, and training length.
 
 A member that diverges is dropped from the stack before the step that would

@@ -14,7 +14,9 @@ kernels; each layer's parameter is a view into it. Two forward passes exist:
   ``functional_call``. Buffers are stacked too, so BatchNorm keeps per-member
   running statistics.
 
-``bench/population.py --paths`` measures the two on the same MLP.
+Measured on the 2-core CPU for the digits MLP (64-256-128-10), forward and
+backward of 32 members at batch 16: ``vmap`` 7.3 ms, ``baddbmm`` with the
+``nn.Linear`` layout 5.7 ms, of which the gradient copies were about a third.
 """
 
 from __future__ import annotations
