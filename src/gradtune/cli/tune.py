@@ -25,8 +25,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--population", default="auto",
-                        help="trials trained at once as one stacked computation: auto (default; 16 where the "
-                             "model allows it), off, or a number")
+                        help="trials trained at once as one stacked computation: auto (default; 16 on CUDA where "
+                             "the model allows it, else one at a time), off, or a number")
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
     add_data_flags(parser)
     parser.add_argument("--out", default=None, help="output directory (default runs/tune-STUDY)")

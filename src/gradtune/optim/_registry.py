@@ -20,7 +20,7 @@ __all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names",
 
 @dataclass(frozen=True)
 class OptimizerDef:
-    """An optimiser: its name, hyperparameters and kernel.
+    """An optimiser: its name, hyperparameters and update-rule coefficients.
 
     ``full_batch`` optimisers ignore the batch size and take the whole training
     set each step. ``coefficients`` maps resolved hyperparameters to the update

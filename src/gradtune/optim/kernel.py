@@ -30,7 +30,7 @@ from typing import Mapping, Union
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "update", "absent"]
+__all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "update", "absent"]
 
 Coefficient = Union[float, Tensor]
 
@@ -91,10 +91,11 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
     param.sub_(d * lr)
 
 
+def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:
+    """The state entries the rule keeps for coefficients ``c``."""
+    return tuple(slot for slot, used in (("first_moment", uses_first_moment(c)),
+                                         ("second_moment", uses_second_moment(c))) if used)
+
+
 def init_state(param: Tensor, c: Mapping[str, Coefficient]) -> dict[str, Tensor]:
-    state = {}
-    if uses_first_moment(c):
-        state["first_moment"] = torch.zeros_like(param)
-    if uses_second_moment(c):
-        state["second_moment"] = torch.zeros_like(param)
-    return state
+    return {slot: torch.zeros_like(param) for slot in state_slots(c)}

@@ -59,16 +59,14 @@ class PopulationOptimizer:
     """
 
     def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor):
-        self.names = list(names)
-        rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(self.names, hyperparameters)]
+        rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
         self.step_count = 0
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
-        largest = self.table.abs().amax(dim=0).tolist() if len(self.table) else [0.0] * len(_KEYS)
-        every_term = dict(zip(_KEYS, largest))
-        self.state = kernel.init_state(flat, every_term)
+        slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
+        self.state = {slot: torch.zeros_like(flat) for slot in slots}
 
     def _make_blocks(self) -> None:
         structures = [_structure(dict(zip(_KEYS, row))) for row in self.table.tolist()]
@@ -103,10 +101,14 @@ class PopulationOptimizer:
     def keep(self, rows: Tensor, flat: Tensor) -> None:
         """Keep only members ``rows``; ``flat`` is the already-compacted parameter tensor."""
         self.flat = flat
-        self.names = [self.names[r] for r in rows.tolist()]
         self.table = self.table[rows.cpu()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
     def snapshot(self) -> dict[str, Tensor]:
         return {k: v.clone() for k, v in self.state.items()}
+
+    def member_state(self, row: int, snapshot: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Member ``row``'s flat ``[D]`` state rows, live or from a :meth:`snapshot`."""
+        state = snapshot if snapshot is not None else self.state
+        return {k: v[row].clone() for k, v in state.items()}

@@ -287,12 +287,11 @@ class _Group:
         """The member's weights and optimiser state at the last epoch end (before it diverged)."""
         members, stack_snapshot, opt_state, step_count = self.snapshot
         row = members.index(member)
-        return (self.stack.member_state_dict(row, stack_snapshot),
-                {k: v[row].clone() for k, v in opt_state.items()}, step_count)
+        return (self.stack.member_state_dict(row, stack_snapshot), self.optimizer.member_state(row, opt_state),
+                step_count)
 
     def _member_state(self, row: int):
-        opt_state = {k: v[row].clone() for k, v in self.optimizer.state.items()}
-        return self.stack.member_state_dict(row), opt_state, self.optimizer.step_count
+        return self.stack.member_state_dict(row), self.optimizer.member_state(row), self.optimizer.step_count
 
     def _result(self, m: _Member) -> TrainResult:
         model = self.problem.build_model(m.config.activation).to(self.device)
@@ -301,7 +300,7 @@ class _Group:
         hyperparameters = m.config.hyperparameters()
         optimizer = make_optimizer(m.config.optimizer, model.parameters(), **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
-        slots = kernel.init_state(torch.empty(0), get_optimizer_def(m.config.optimizer).coefficients(hyperparameters))
+        slots = kernel.state_slots(get_optimizer_def(m.config.optimizer).coefficients(hyperparameters))
         per_slot = {slot: self.stack.params.unflatten(opt_state[slot]) for slot in slots}
         if step_count > 0:
             for name, param in model.named_parameters():

@@ -29,11 +29,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from ..models.activations import ACTIVATIONS
+
 __all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models"]
 
-# Modules that act on each element alone, so they run unchanged on [P, B, ...].
-_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus, nn.Identity,
-                nn.Dropout)
+# Modules that act on each element alone, so they run unchanged on [P, B, ...]: every
+# activation gradtune builds, plus a few a user's model may hold.
+_ELEMENTWISE = (*ACTIVATIONS.values(), nn.SiLU, nn.Softplus, nn.Identity, nn.Dropout)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,9 @@ class StackedMLP(_Stack):
                 continue
             weight, bias = leaves[f"{index}.weight"], leaves.get(f"{index}.bias")
             if shared:  # [N, in] @ [P, in, out] broadcasts to [P, N, out]
-                h = torch.matmul(h, weight) if bias is None else torch.matmul(h, weight) + bias.unsqueeze(1)
+                h = torch.matmul(h, weight)
+                if bias is not None:
+                    h = h + bias.unsqueeze(1)
                 shared = False
             elif bias is None:
                 h = torch.bmm(h, weight)

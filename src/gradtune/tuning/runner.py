@@ -95,8 +95,9 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         trial_epochs: each trial's epochs where the space sets none, and their cap where it does.
         cv: score each trial by K-fold cross-validation.
         out: if given, write result.json, best_config.json and best_model.pt there.
-        population: trials trained at once as one stacked computation: ``"auto"`` (default: 16 where
-            the model runs under ``vmap`` and ``cv`` is unset, else 1), ``"off"`` or a number >= 1.
+        population: trials trained at once as one stacked computation: ``"auto"`` (default: 16 on a
+            CUDA device where the model runs under ``vmap`` and ``cv`` is unset, else 1), ``"off"`` or
+            a number >= 1.
 
     Example:
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
