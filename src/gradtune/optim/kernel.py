@@ -64,31 +64,76 @@ def uses_second_moment(c: Mapping[str, Coefficient]) -> bool:
     return not absent(c["b2"])
 
 
+def _is(value: Coefficient, number: float) -> bool:
+    return not isinstance(value, Tensor) and value == number
+
+
+def _add_product_(target: Tensor, x: Tensor, coefficient: Coefficient) -> Tensor:
+    """``target += coefficient * x`` in one pass, for a number or a broadcasting tensor coefficient."""
+    if isinstance(coefficient, Tensor):
+        return target.addcmul_(x, coefficient)
+    return target.add_(x, alpha=coefficient)
+
+
+def _plus_product(base: Tensor, x: Tensor, coefficient: Coefficient) -> Tensor:
+    """A new tensor ``base + coefficient * x``, in one pass."""
+    if isinstance(coefficient, Tensor):
+        return torch.addcmul(base, x, coefficient)
+    return torch.add(base, x, alpha=coefficient)
+
+
+def _scaled(x: Tensor, scale: Coefficient, shift: Coefficient) -> Tensor:
+    """A new tensor ``x * scale + shift``."""
+    out = x * scale
+    return out if _is(shift, 0.0) else out.add_(shift)
+
+
 @torch.no_grad()
 def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
-           lr: Coefficient, step: float) -> None:
-    """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them."""
-    g = grad if absent(c["l2"]) else grad + param * c["l2"]
+           lr: Coefficient, step: Coefficient) -> None:
+    """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them.
+
+    Written for memory traffic rather than for reading: a step is a few passes
+    over ``[P, D]`` and each saved pass (fused ``addcmul_``/``addcdiv_``, the
+    learning rate folded into a per-row scale) is a measurable part of it.
+    ``step`` is a float, or a ``[P, 1]`` tensor when rows have taken different
+    numbers of steps.
+    """
+    g = grad if absent(c["l2"]) else _plus_product(grad, param, c["l2"])
     root = None
     if uses_second_moment(c):
         v = state["second_moment"]
-        v.mul_(c["a2"]).add_(g * g * c["b2"])
+        if not _is(c["a2"], 1.0):
+            v.mul_(c["a2"])
+        if isinstance(c["b2"], Tensor):
+            v.addcmul_(g * c["b2"], g)
+        else:
+            v.addcmul_(g, g, value=c["b2"])
         root = v.sqrt()
-    x = g if absent(c["pre_scale"]) else g / (root * c["pre_scale"] + c["pre_eps"])
-    if uses_first_moment(c):
-        m = state["first_moment"]
-        m.mul_(c["a1"]).add_(x * c["b1"])
-        scale = c["n2"] / (1 - c["bc1"] ** step)
-        d = m if isinstance(scale, float) and scale == 1.0 else m * scale
-        if not absent(c["n1"]):
-            d = d + x * c["n1"]
-    else:
-        d = x
-    if not absent(c["post_scale"]):
-        d = d / (root * (c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5) + c["post_eps"])
+    x = g if absent(c["pre_scale"]) else g / _scaled(root, c["pre_scale"], c["pre_eps"])
     if not absent(c["decoupled"]):
         param.mul_(1 - lr * c["decoupled"])
-    param.sub_(d * lr)
+    # The direction is n1 * x + scale * m, over a denominator for Adam's normalise-last rule.
+    terms: list[tuple[Tensor, Coefficient]] = []
+    if uses_first_moment(c):
+        m = state["first_moment"]
+        if not _is(c["a1"], 1.0):
+            m.mul_(c["a1"])
+        _add_product_(m, x, c["b1"])
+        terms.append((m, c["n2"] / (1 - c["bc1"] ** step)))
+        if not absent(c["n1"]):
+            terms.append((x, c["n1"]))
+    else:
+        terms.append((x, 1.0))
+    if absent(c["post_scale"]):
+        for tensor, scale in terms:
+            _add_product_(param, tensor, -(lr * scale))
+        return
+    numerator = terms[0][0] * (lr * terms[0][1])
+    for tensor, scale in terms[1:]:
+        _add_product_(numerator, tensor, lr * scale)
+    denominator = _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
+    param.addcdiv_(numerator, denominator, value=-1.0)
 
 
 def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:

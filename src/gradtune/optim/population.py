@@ -24,7 +24,7 @@ from torch import Tensor
 from . import kernel
 from ._registry import get_optimizer_def
 
-__all__ = ["PopulationOptimizer", "block_order"]
+__all__ = ["PopulationOptimizer", "block_order", "runs"]
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
@@ -35,10 +35,28 @@ def _structure(coefficients: Mapping[str, float]) -> tuple[bool, ...]:
     return tuple(coefficients[k] != 0 for k in _STRUCTURE)
 
 
-def block_order(names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Member indices in an order that puts members of one block next to each other."""
+def block_order(names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]],
+                then: Sequence[Any] | None = None) -> list[int]:
+    """Member indices in an order that puts members of one block next to each other.
+
+    Within a block, members are sorted by ``then`` (a key per member): the
+    trainer passes batch sizes, so that the members stepping together are a
+    contiguous run of rows of each block.
+    """
     keys = [_structure(get_optimizer_def(n).coefficients(hp)) for n, hp in zip(names, hyperparameters)]
-    return sorted(range(len(keys)), key=lambda i: keys[i])
+    then = then if then is not None else [0] * len(keys)
+    return sorted(range(len(keys)), key=lambda i: (keys[i], then[i]))
+
+
+def runs(rows: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted row indices as ``(start, stop)`` runs of consecutive rows."""
+    out: list[tuple[int, int]] = []
+    for row in rows:
+        if out and out[-1][1] == row:
+            out[-1] = (out[-1][0], row + 1)
+        else:
+            out.append((row, row + 1))
+    return out
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class PopulationOptimizer:
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
-        self.step_count = 0
+        self.steps = [0] * len(rows)  # each member's own count, for bias correction
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
@@ -89,26 +107,48 @@ class PopulationOptimizer:
         return coefficients
 
     @torch.no_grad()
-    def step(self, grad: Tensor, lr: Tensor) -> None:
-        """``grad`` is ``[P, D]``; ``lr`` is ``[P]``, each member's rate for this step."""
-        self.step_count += 1
+    def step(self, grad: Tensor, lr: Tensor, rows: Sequence[int] | None = None) -> None:
+        """``grad`` is ``[P, D]``; ``lr`` is ``[P]``, each member's rate for this step.
+
+        ``rows`` (sorted) are the members that step now, all of them by default;
+        the others keep their weights, state and step count. Members with
+        different batch sizes step at different times, and the trainer orders
+        them so that those stepping together are runs of contiguous rows: each
+        run is a view, stepped with no gather or scatter.
+        """
+        rows = range(len(self.steps)) if rows is None else rows
+        for row in rows:
+            self.steps[row] += 1
         lr = lr.to(device=self.flat.device, dtype=self.flat.dtype).view(-1, 1)
-        for b in self.blocks:  # row slices are views: the kernel's in-place updates land in flat and state
-            state = {k: v[b.start:b.stop] for k, v in self.state.items()}
-            kernel.update(self.flat[b.start:b.stop], grad[b.start:b.stop], state, b.coefficients,
-                          lr[b.start:b.stop], self.step_count)
+        for start, stop in runs(rows):
+            for b in self.blocks:
+                lo, hi = max(start, b.start), min(stop, b.stop)
+                if lo < hi:
+                    self._update(b, lo, hi, grad, lr)
+
+    def _update(self, block: _Block, lo: int, hi: int, grad: Tensor, lr: Tensor) -> None:
+        # Row slices are views: the kernel's in-place updates land in flat and state.
+        state = {k: v[lo:hi] for k, v in self.state.items()}
+        coefficients = {k: v if isinstance(v, float) else v[lo - block.start:hi - block.start]
+                        for k, v in block.coefficients.items()}
+        steps = self.steps[lo:hi]
+        step: float | Tensor = float(steps[0])
+        if any(s != steps[0] for s in steps):
+            step = torch.tensor(steps, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
+        kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
         """Keep only members ``rows``; ``flat`` is the already-compacted parameter tensor."""
         self.flat = flat
         self.table = self.table[rows.cpu()]
+        self.steps = [self.steps[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
-    def snapshot(self) -> dict[str, Tensor]:
-        return {k: v.clone() for k, v in self.state.items()}
+    def snapshot(self) -> dict[str, Any]:
+        return {"steps": list(self.steps), **{k: v.clone() for k, v in self.state.items()}}
 
-    def member_state(self, row: int, snapshot: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """Member ``row``'s flat ``[D]`` state rows, live or from a :meth:`snapshot`."""
-        state = snapshot if snapshot is not None else self.state
-        return {k: v[row].clone() for k, v in state.items()}
+    def member_state(self, row: int, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Member ``row``'s flat ``[D]`` state rows and its ``step`` count, live or from a :meth:`snapshot`."""
+        snapshot = snapshot if snapshot is not None else {"steps": self.steps, **self.state}
+        return {k: v[row] if k == "steps" else v[row].clone() for k, v in snapshot.items()}

@@ -3,10 +3,12 @@
 Members are grouped by what must be shared to stack them: the activation (it
 changes the forward function) and the batch-size plan (each member sees its
 own batches, of its own size, drawn by its own generator, exactly as in the
-single loop). Grouping by batch size was chosen over masking within a padded
-batch: a member with batch 16 takes eight steps for each step of a member with
-batch 128, so a padded stack would run the small member at 128 rows a step or
-leave the large one idle (not yet measured). Within a group everything else
+single loop). Members with different batch sizes train either in one stack per
+batch size (the default) or, for per-sample models, in one stack stepping over
+micro-batches of the smallest size (``batching="micro"``). Masking within a
+padded batch was not kept: a member with batch 16 takes eight steps for each
+step of a member with batch 128, so a padded stack would run the small member
+at 128 rows a step, eight times the arithmetic. Within a group everything else
 differs freely: the optimiser (members are ordered so that those needing the
 same update terms sit together, see :func:`~gradtune.optim.population.block_order`),
 learning rate, momentum, betas, weight decay, schedule, warm-up,
@@ -32,20 +34,22 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..config import TrainConfig
+from ..errors import check_choice
 from ..optim import PopulationOptimizer, get_optimizer_def, kernel, make_optimizer
-from ..optim.population import block_order
+from ..optim.population import block_order, runs
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .device import resolve_device
 from .loop import DivergenceGuard, build_model, train
 from .plan import TrainingPlan
 from .result import TrainResult
-from .stacked import stack_models
+from .stacked import StackedMLP, stack_models
 
 __all__ = ["train_population", "fallback_reason"]
 
 log = logging.getLogger("gradtune")
 MIN_STACK = 2
+BATCHING = ("grouped", "micro")
 
 
 def fallback_reason(problem: Problem, configs: Sequence[TrainConfig]) -> str | None:
@@ -73,8 +77,16 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
 
 
 def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
-                     callbacks: Sequence[Sequence[Callback]] | None = None) -> list[TrainResult]:
+                     callbacks: Sequence[Sequence[Callback]] | None = None,
+                     batching: str = "grouped") -> list[TrainResult]:
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
+
+    ``batching`` decides how members with different batch sizes share stacks:
+    ``"grouped"`` (one stack per batch size) or ``"micro"`` (one stack, stepping
+    in micro-batches of the smallest size; see :class:`_Group`). Both give every
+    member its own batches; on the 2-core CPU grouped measured faster, because a
+    micro-batch of 16 makes every member's matrix products small (see
+    BENCHMARKS.md, which prints both).
 
     Each result equals what :func:`gradtune.train` gives for the same config,
     up to floating-point reassociation in the batched kernels.
@@ -85,18 +97,20 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
     """
     configs = [c if isinstance(c, TrainConfig) else TrainConfig.from_mapping(c) for c in configs]
     configs = [c.resolve_for(problem) for c in configs]
+    check_choice("batching", batching, BATCHING)
     callbacks = list(callbacks) if callbacks is not None else [[] for _ in configs]
     reason = fallback_reason(problem, configs)
     if reason is not None:
         log.warning("gradtune: training %d configurations one at a time: %s", len(configs), reason)
         return [train(problem, c, callbacks=cbs) for c, cbs in zip(configs, callbacks)]
     results: list[TrainResult | None] = [None] * len(configs)
-    for indices in _groups(configs).values():
+    for indices in _groups(problem, configs, merge=batching == "micro"):
         if len(indices) < MIN_STACK:  # a stack of one only adds vmap's overhead
             for i in indices:
                 results[i] = train(problem, configs[i], callbacks=callbacks[i])
             continue
-        order = block_order([configs[i].optimizer for i in indices], [configs[i].hyperparameters() for i in indices])
+        order = block_order([configs[i].optimizer for i in indices], [configs[i].hyperparameters() for i in indices],
+                            then=[configs[i].batch_size for i in indices])
         indices = [indices[k] for k in order]
         group = _Group(problem, [configs[i] for i in indices], [callbacks[i] for i in indices])
         for i, result in zip(indices, group.run()):
@@ -104,12 +118,44 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
     return results  # type: ignore[return-value]
 
 
-def _groups(configs: Sequence[TrainConfig]) -> dict[tuple, list[int]]:
-    groups: dict[tuple, list[int]] = defaultdict(list)
+def _groups(problem: Problem, configs: Sequence[TrainConfig], merge: bool) -> list[list[int]]:
+    """Member indices that share a stack.
+
+    Members share a stack when they share activation, shuffling, device and
+    batch plan. With ``merge``, members of a per-sample model (``Linear`` and elementwise layers, a built-in
+    mean loss) share a stack across batch sizes that are multiples of the
+    smallest: they step in micro-batches of the smallest size, each summing
+    its gradient until its own batch is complete (see :class:`_Group`). Any
+    other model (BatchNorm, say, whose statistics depend on the batch) is
+    grouped by batch size. Batch-growth members always share their plan.
+    """
+    keyed: dict[tuple, list[int]] = defaultdict(list)
     for i, c in enumerate(configs):
-        growth = (c.gamma, c.epochs, c.steps) if c.schedule == "batch-growth" else None
-        groups[(c.activation, c.batch_size, growth, c.shuffle, c.device)].append(i)
+        if c.schedule == "batch-growth":
+            batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
+        else:
+            batch = "merged" if merge and _per_sample(problem, c.activation) else c.batch_size
+        keyed[(c.activation, batch, c.shuffle, c.device)].append(i)
+    groups = []
+    for key, indices in keyed.items():
+        if key[1] != "merged":
+            groups.append(indices)
+            continue
+        sizes = {i: min(configs[i].batch_size, problem.n_train) for i in indices}
+        micro = min(sizes.values())
+        fits = [i for i in indices if sizes[i] % micro == 0 or sizes[i] == problem.n_train]
+        groups.append(fits)
+        by_size: dict[int, list[int]] = defaultdict(list)
+        for i in indices:
+            if i not in fits:
+                by_size[sizes[i]].append(i)
+        groups.extend(by_size.values())
     return groups
+
+
+def _per_sample(problem: Problem, activation: str | None) -> bool:
+    """True when a batch's loss is the mean of per-sample losses, so micro-batches may sum to it."""
+    return isinstance(problem.loss, str) and StackedMLP.supports(problem.build_model(activation))
 
 
 @dataclass
@@ -122,13 +168,29 @@ class _Member:
     losses: list[float] = field(default_factory=list)
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
     lr: float = 0.0
+    step: int = 0
+    batch_size: int = 0
+    batch_loss: float = 0.0  # this batch's loss, summed over its micro-batches so far
     status: str | None = None
     diverged_at: dict[str, Any] | None = None
-    final_state: tuple[dict, dict, int] | None = None  # (model state, optimizer state, step count)
+    final_state: tuple[dict, dict] | None = None  # (model state, optimizer state with its step count)
 
 
 class _Group:
-    """One stack of members sharing activation and batch-size plan; optimisers may differ."""
+    """One stack of members sharing activation and batch plan; optimisers and batch sizes may differ.
+
+    Every member sees its own batches, of its own size, in its own order, as
+    in the single loop. Members step in lockstep over micro-batches of the
+    smallest batch size ``u`` in the stack: at each micro-step every member
+    takes its next ``u`` samples, its loss weighted by ``u`` over its own batch
+    length, and gradients sum in place until a member's batch is complete; then
+    that member (and only it) steps. Against one stack per batch size, this
+    runs the whole population with one forward/backward per micro-step at the
+    same arithmetic, since every member still processes each sample once per
+    epoch, but in small matrix products. Members are ordered by batch size
+    within each optimiser block, so the members stepping together are
+    contiguous rows. With one batch size, a micro-batch is the batch.
+    """
 
     def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]]):
         self.problem = problem
@@ -142,7 +204,7 @@ class _Group:
         self.active = list(range(len(configs)))  # member index of each stack row
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
-        self.epoch = self.step = 0
+        self.epoch = 0
         self.snapshot = None
 
     def run(self) -> list[TrainResult]:
@@ -157,65 +219,89 @@ class _Group:
         return [self._result(m) for m in self.members]
 
     # -- one epoch -----------------------------------------------------------------
-    def _orders(self, batch_size: int) -> torch.Tensor | None:
-        """Each active member's data order for this epoch, one row each (None: full batch)."""
-        if batch_size >= len(self.x):
-            return None
-        if not self.members[0].config.shuffle:
-            return torch.arange(len(self.x)).expand(len(self.active), -1)
-        return torch.stack([torch.randperm(len(self.x), generator=self.members[i].generator) for i in self.active])
+    def _orders(self) -> torch.Tensor:
+        """Each active member's data order for this epoch, one row each.
+
+        A full-batch member, or any member without shuffling, takes the data in
+        order and draws nothing from its generator, as in the single loop.
+        """
+        n = len(self.x)
+        rows = []
+        for i in self.active:
+            m = self.members[i]
+            if m.batch_size >= n or not m.config.shuffle:
+                rows.append(torch.arange(n))
+            else:
+                rows.append(torch.randperm(n, generator=m.generator))
+        return torch.stack(rows)
 
     def _epoch(self) -> None:
-        lead = self.members[self.active[0]]
-        self.batch_size = batch_size = lead.plan.batch_size(self.epoch, self.step)
-        orders, order_members = self._orders(batch_size), list(self.active)
+        n = len(self.x)
         for i in self.active:
-            self.members[i].losses = []
-        for start in range(0, len(self.x), batch_size):
+            m = self.members[i]
+            m.losses, m.batch_loss = [], 0.0
+            m.batch_size = m.plan.batch_size(self.epoch, m.step)
+        micro = min(min(self.members[i].batch_size, n) for i in self.active)
+        orders, order_members = self._orders(), list(self.active)
+        for start in range(0, n, micro):
             self._finish_done(evaluated=False)
             if not self.active:
                 return
-            if orders is not None and order_members != self.active:  # members left mid-epoch
+            if order_members != self.active:  # members left mid-epoch
                 orders = orders[[order_members.index(i) for i in self.active]]
                 order_members = list(self.active)
-            self._step(None if orders is None else orders[:, start:start + batch_size])
+            self._micro_step(orders[:, start:start + micro], start, min(start + micro, n))
 
-    def _step(self, rows: torch.Tensor | None) -> None:
+    def _micro_step(self, rows: torch.Tensor, start: int, stop: int) -> None:
+        n = len(self.x)
         active = [self.members[i] for i in self.active]
-        if rows is None:
-            xb = self.x.expand(len(active), *self.x.shape)
-            yb = self.y.expand(len(active), *self.y.shape)
+        if stop - start == n:  # full batch for everyone: no gather
+            xb, yb = self.x.expand(len(active), *self.x.shape), self.y.expand(len(active), *self.y.shape)
         else:
             rows = rows.to(self.device)
             xb, yb = self.x[rows], self.y[rows]
-        lrs = [m.plan.lr(self.epoch, self.step) for m in active]
+        sizes = [min(m.batch_size, n) for m in active]
+        # Each member's weight: this micro-batch's share of the member's current batch.
+        weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
         losses = torch.vmap(self.problem.loss_fn)(self.stack(xb), yb)
-        losses.sum().backward()
-        grad = self.stack.params.grad()
-        values = losses.detach().tolist()
-        bad = [pos for pos, (m, v) in enumerate(zip(active, values)) if m.guard.exceeded(v)]
-        for pos, (m, v, lr) in enumerate(zip(active, values, lrs)):
-            m.lr = lr
-            if pos not in bad:
-                m.losses.append(v)
-        if bad:
-            grad = grad[self._diverge(bad, values)]
-            lrs = [lr for pos, lr in enumerate(lrs) if pos not in bad]
-        if self.active:
-            self.optimizer.step(grad, torch.tensor(lrs, dtype=torch.float64))
-        self.step += 1
-        for m, v in zip((self.members[i] for i in self.active), (v for p, v in enumerate(values) if p not in bad)):
+        weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
+        weighted.sum().backward()
+        stepping, lrs, bad = [], [0.0] * len(active), []
+        for pos, (m, size, v) in enumerate(zip(active, sizes, weighted.detach().tolist())):
+            m.batch_loss += v
+            if stop % size and stop != n:
+                continue  # this member's batch goes on
+            loss, m.batch_loss = m.batch_loss, 0.0
+            m.lr = lrs[pos] = m.plan.lr(self.epoch, m.step)
+            if m.guard.exceeded(loss):
+                bad.append((pos, loss))
+                continue
+            m.losses.append(loss)
+            stepping.append(pos)
+        grad = self.stack.params.grad
+        if bad:  # dropped before the step that would use their NaN gradient
+            kept = self._diverge([pos for pos, _ in bad], [loss for _, loss in bad])
+            position = {int(old): new for new, old in enumerate(kept.tolist())}
+            stepping = [position[pos] for pos in stepping]
+            lrs = [lrs[int(old)] for old in kept.tolist()]
+            grad = self.stack.params.grad
+        if stepping:
+            self.optimizer.step(grad, torch.tensor(lrs, dtype=torch.float64), stepping)
+            self.stack.params.zero_grad(runs(stepping))
+        for pos in stepping:
+            m = self.members[self.active[pos]]
+            m.step += 1
             for cb in m.callbacks:
-                cb.on_step(self.step, v, m.lr)
+                cb.on_step(m.step, m.losses[-1], m.lr)
 
-    def _diverge(self, positions: list[int], values: list[float]) -> torch.Tensor:
-        """Freeze the members at stack ``positions``; returns the rows kept."""
-        for pos in positions:
+    def _diverge(self, positions: list[int], losses: list[float]) -> torch.Tensor:
+        """Freeze the members at stack ``positions`` (``losses`` their batch losses); returns the rows kept."""
+        for pos, loss in zip(positions, losses):
             m = self.members[self.active[pos]]
             m.status = "diverged"
-            m.diverged_at = {"epoch": self.epoch + 1, "step": self.step, "loss": values[pos]}
-            m.history.append({"epoch": self.epoch + 1, "step": self.step, "train_loss": values[pos], "lr": m.lr,
-                              "batch_size": self.batch_size, "seconds": time.perf_counter() - self.start})
+            m.diverged_at = {"epoch": self.epoch + 1, "step": m.step, "loss": loss}
+            m.history.append({"epoch": self.epoch + 1, "step": m.step, "train_loss": loss, "lr": m.lr,
+                              "batch_size": m.batch_size, "seconds": time.perf_counter() - self.start})
             m.final_state = self._from_snapshot(self.active[pos])
         return self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
 
@@ -229,7 +315,7 @@ class _Group:
         return rows
 
     def _finish_done(self, evaluated: bool) -> None:
-        done = [i for i in self.active if not self.members[i].plan.epochs_left(self.epoch, self.step)]
+        done = [i for i in self.active if not self.members[i].plan.epochs_left(self.epoch, self.members[i].step)]
         for i in done:
             m = self.members[i]
             if not evaluated:
@@ -248,7 +334,7 @@ class _Group:
             m = self.members[i]
             record = self._record(m, metrics)
             if not math.isfinite(record["valid_loss"]):
-                m.status, m.diverged_at = "diverged", {"epoch": self.epoch + 1, "step": self.step,
+                m.status, m.diverged_at = "diverged", {"epoch": self.epoch + 1, "step": m.step,
                                                        "loss": record["valid_loss"]}
                 m.final_state = self._from_snapshot(i)
                 stopped.append(i)
@@ -264,8 +350,8 @@ class _Group:
 
     def _record(self, m: _Member, metrics: dict[str, float]) -> dict[str, Any]:
         train_loss = sum(m.losses) / len(m.losses) if m.losses else math.nan
-        record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss, **metrics, "lr": m.lr,
-                  "batch_size": self.batch_size, "seconds": time.perf_counter() - self.start}
+        record = {"epoch": self.epoch + 1, "step": m.step, "train_loss": train_loss, **metrics, "lr": m.lr,
+                  "batch_size": m.batch_size, "seconds": time.perf_counter() - self.start}
         m.history.append(record)
         return record
 
@@ -280,22 +366,21 @@ class _Group:
         return metrics
 
     def _take_snapshot(self) -> None:
-        self.snapshot = (list(self.active), self.stack.snapshot(), self.optimizer.snapshot(),
-                         self.optimizer.step_count)
+        self.snapshot = (list(self.active), self.stack.snapshot(), self.optimizer.snapshot())
 
     def _from_snapshot(self, member: int):
         """The member's weights and optimiser state at the last epoch end (before it diverged)."""
-        members, stack_snapshot, opt_state, step_count = self.snapshot
+        members, stack_snapshot, opt_state = self.snapshot
         row = members.index(member)
-        return (self.stack.member_state_dict(row, stack_snapshot), self.optimizer.member_state(row, opt_state),
-                step_count)
+        return self.stack.member_state_dict(row, stack_snapshot), self.optimizer.member_state(row, opt_state)
 
     def _member_state(self, row: int):
-        return self.stack.member_state_dict(row), self.optimizer.member_state(row), self.optimizer.step_count
+        return self.stack.member_state_dict(row), self.optimizer.member_state(row)
 
     def _result(self, m: _Member) -> TrainResult:
         model = self.problem.build_model(m.config.activation).to(self.device)
-        state, opt_state, step_count = m.final_state
+        state, opt_state = m.final_state
+        step_count = opt_state.pop("steps")
         model.load_state_dict(state)
         hyperparameters = m.config.hyperparameters()
         optimizer = make_optimizer(m.config.optimizer, model.parameters(), **hyperparameters)

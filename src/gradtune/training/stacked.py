@@ -22,6 +22,7 @@ backward of 32 members at batch 16: ``vmap`` 7.3 ms, ``baddbmm`` with the
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,6 +33,11 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..models.activations import ACTIVATIONS
 
 __all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models"]
+
+# A leaf's row stride is the whole flat row, so its gradient view cannot have the
+# dense layout autograd prefers; autograd still accumulates into it in place, as
+# intended (see FlatParameters), and says so once per process.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 # Modules that act on each element alone, so they run unchanged on [P, B, ...]: every
 # activation gradtune builds, plus a few a user's model may hold.
@@ -58,30 +64,34 @@ class FlatParameters:
             self.slots.append(_Slot(name, tuple(value.shape[1:]), offset, offset + size, name in transposed))
             offset += size
         self.flat = torch.cat([v.detach().reshape(v.shape[0], -1) for v in tensors.values()], dim=1)
+        self.grad = torch.zeros_like(self.flat)
         self._make_leaves()
 
     def _make_leaves(self) -> None:
         # Detached views share the flat tensor's storage: the optimiser updates ``flat``
-        # in place and every layer sees the new values, with no copy back.
-        self.leaves = {s.name: self.flat[:, s.start:s.stop].view(-1, *s.shape).detach().requires_grad_()
-                       for s in self.slots}
+        # in place and every layer sees the new values, with no copy back. Each leaf's
+        # ``.grad`` is likewise a view into ``grad``: autograd accumulates into an existing
+        # gradient in place, so backward writes the ``[P, D]`` gradient the optimiser
+        # reads, and successive backward passes sum there (micro-batches) until
+        # :meth:`zero_grad` clears the rows that stepped.
+        self.leaves = {}
+        for s in self.slots:
+            leaf = self.flat[:, s.start:s.stop].view(-1, *s.shape).detach().requires_grad_()
+            leaf.grad = self.grad[:, s.start:s.stop].view(-1, *s.shape)
+            self.leaves[s.name] = leaf
 
     @property
     def size(self) -> int:
         return self.flat.shape[0]
 
-    def grad(self) -> Tensor:
-        """Every leaf's gradient as one ``[P, D]`` tensor (zeros where a parameter got none); clears them."""
-        parts = []
-        for slot in self.slots:
-            leaf = self.leaves[slot.name]
-            g = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-            parts.append(g.reshape(self.size, -1))
-            leaf.grad = None
-        return torch.cat(parts, dim=1)
+    def zero_grad(self, runs: Sequence[tuple[int, int]] | None = None) -> None:
+        """Clear the gradient rows of ``runs`` (``(start, stop)`` row ranges), or all of them."""
+        for start, stop in runs if runs is not None else [(0, self.size)]:
+            self.grad[start:stop].zero_()
 
     def keep(self, rows: Tensor) -> None:
         self.flat = self.flat[rows]
+        self.grad = self.grad[rows]
         self._make_leaves()
 
     def unflatten(self, row_values: Tensor) -> dict[str, Tensor]:
