@@ -24,7 +24,9 @@ _EXPORTS = {
     "gradtune.problems": ("Problem", "get_problem", "list_problems", "register_problem"),
     "gradtune.schedules": ("SCHEDULES", "BatchGrowth", "make_lr_schedule"),
     "gradtune.training": ("Callback", "TrainResult", "evaluate", "load_checkpoint", "save_checkpoint", "train"),
+    "gradtune.training.population": ("Population", "PopulationController", "train_population"),
     "gradtune.tuning": ("SearchSpace", "TuneCallback", "TuneResult", "default_space", "tune"),
+    "gradtune.tuning.strategies.pbt": ("PBT",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -51,4 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .problems import Problem, get_problem, list_problems, register_problem
     from .schedules import SCHEDULES, BatchGrowth, make_lr_schedule
     from .training import Callback, TrainResult, evaluate, load_checkpoint, save_checkpoint, train
+    from .training.population import Population, PopulationController, train_population
     from .tuning import SearchSpace, TuneCallback, TuneResult, default_space, tune
+    from .tuning.strategies.pbt import PBT

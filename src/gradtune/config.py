@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .errors import UsageError, check_choice, check_number, invalid_value
 from .models import ACTIVATIONS, INITS
@@ -59,6 +59,9 @@ class TrainConfig:
     shuffle: bool | None = None
     seed: int = 0
     device: str = "auto"
+    # Hyperparameters that change at epoch boundaries, as population-based training
+    # found them: [{"epoch": 0, "lr": ..., "momentum": ...}, {"epoch": 4, ...}, ...].
+    hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -74,6 +77,8 @@ class TrainConfig:
         values = dict(values)
         if values.get("hidden") is not None:
             values["hidden"] = parse_hidden(values["hidden"])
+        if values.get("hyper_schedule") is not None:
+            values["hyper_schedule"] = parse_hyper_schedule(values["hyper_schedule"])
         return cls(**values)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -87,6 +92,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.keys()}
         out["hidden"] = list(self.hidden) if self.hidden is not None else None
+        out["hyper_schedule"] = [dict(s) for s in self.hyper_schedule] if self.hyper_schedule else None
         return {k: v for k, v in out.items() if v is not None}
 
     def resolve_for(self, problem) -> "TrainConfig":
@@ -128,6 +134,37 @@ class TrainConfig:
             return n_train
         size = min(DEFAULT_BATCH_SIZE, n_train) if self.batch_size is None else self.batch_size
         return check_number("batch_size", size, low=1, high=n_train, integer=True)
+
+
+SCHEDULED_KEYS = ("lr", "momentum", "beta1", "weight_decay")
+
+
+def segment_at(schedule: Sequence[Mapping[str, Any]] | None, epoch: int) -> dict[str, Any]:
+    """The ``hyper_schedule`` values in force at ``epoch`` (empty without a schedule)."""
+    current: Mapping[str, Any] = {}
+    for segment in schedule or ():
+        if segment["epoch"] > epoch:
+            break
+        current = segment
+    return {k: v for k, v in current.items() if k != "epoch"}
+
+
+def parse_hyper_schedule(value: Any) -> tuple[dict[str, Any], ...]:
+    """A list of ``{"epoch": E, "lr": ..., ...}`` segments, the first at epoch 0, epochs increasing."""
+    accepted = (f"a list of mappings with an integer 'epoch' (the first 0, then increasing) and any of "
+                f"{', '.join(SCHEDULED_KEYS)}")
+    if not isinstance(value, (list, tuple)) or not value:
+        raise invalid_value("hyper_schedule", value, accepted)
+    segments, last = [], -1
+    for item in value:
+        if (not isinstance(item, Mapping) or set(item) - {"epoch", *SCHEDULED_KEYS}
+                or not isinstance(item.get("epoch"), int) or item["epoch"] <= last):
+            raise invalid_value("hyper_schedule", value, accepted)
+        last = item["epoch"]
+        segments.append(dict(item))
+    if segments[0]["epoch"] != 0:
+        raise invalid_value("hyper_schedule", value, accepted)
+    return tuple(segments)
 
 
 def parse_hidden(value: Any) -> tuple[int, ...]:

@@ -145,6 +145,22 @@ class PopulationOptimizer:
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Row ``target`` takes row ``source``'s state and step count (population-based training's exploit)."""
+        for value in self.state.values():
+            value[target] = value[source]
+        self.steps[target] = self.steps[source]
+
+    def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any]) -> None:
+        """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore)."""
+        row = get_optimizer_def(name).coefficients(hyperparameters)
+        missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
+        for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's
+            self.state[slot] = torch.zeros_like(self.flat)
+        self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)
+        self._make_blocks()
+
     def snapshot(self) -> dict[str, Any]:
         return {"steps": list(self.steps), **{k: v.clone() for k, v in self.state.items()}}
 

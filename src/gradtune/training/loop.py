@@ -135,6 +135,9 @@ class _Run:
         return self._finish(status, diverged_at)
 
     def _epoch(self) -> tuple[float, int]:
+        segment = self.plan.segment(self.epoch)
+        for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
+            group.update({k: v for k, v in segment.items() if k != "lr" and k in group})
         batch_size = self.plan.batch_size(self.epoch, self.step)
         if batch_size >= len(self.x):
             batches = [None]  # full batch: no shuffle, no copy

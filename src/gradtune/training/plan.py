@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import TrainConfig
+from ..config import TrainConfig, segment_at
 from ..schedules import BatchGrowth, default_gamma, make_lr_schedule
 
 __all__ = ["TrainingPlan"]
@@ -49,7 +49,14 @@ class TrainingPlan:
 
     def lr(self, epoch: int, step: int) -> float:
         factor = 1.0 if self.growth is None else self.growth.lr_factor(self.progress(epoch, step))
+        segment = self.segment(epoch)
+        if "lr" in segment:  # a hyperparameter schedule sets the base rate; warm-up and decay still apply
+            return segment["lr"] * (self._lr_at(step) / self.config.lr) * factor
         return self._lr_at(step) * factor
+
+    def segment(self, epoch: int) -> dict:
+        """The ``hyper_schedule`` values in force at ``epoch`` (empty without one)."""
+        return segment_at(self.config.hyper_schedule, epoch)
 
     def epochs_left(self, epoch: int, step: int) -> bool:
         if self.config.steps is not None:

@@ -29,7 +29,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ from .plan import TrainingPlan
 from .result import TrainResult
 from .stacked import StackedMLP, stack_models
 
-__all__ = ["train_population", "fallback_reason"]
+__all__ = ["train_population", "fallback_reason", "Population", "PopulationController"]
 
 log = logging.getLogger("gradtune")
 MIN_STACK = 2
@@ -78,7 +78,8 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
 
 def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
                      callbacks: Sequence[Sequence[Callback]] | None = None,
-                     batching: str = "grouped") -> list[TrainResult]:
+                     batching: str = "grouped", controller: "PopulationController | None" = None
+                     ) -> list[TrainResult]:
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
 
     ``batching`` decides how members with different batch sizes share stacks:
@@ -87,6 +88,11 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
     member its own batches; on the 2-core CPU grouped measured faster, because a
     micro-batch of 16 makes every member's matrix products small (see
     BENCHMARKS.md, which prints both).
+
+    ``controller`` (population-based training, say) is called at every epoch
+    end of every stack with a :class:`Population` view, through which it may
+    copy one member into another with new hyperparameters; members are named
+    by their index in ``configs``.
 
     Each result equals what :func:`gradtune.train` gives for the same config,
     up to floating-point reassociation in the batched kernels.
@@ -112,7 +118,7 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
         order = block_order([configs[i].optimizer for i in indices], [configs[i].hyperparameters() for i in indices],
                             then=[configs[i].batch_size for i in indices])
         indices = [indices[k] for k in order]
-        group = _Group(problem, [configs[i] for i in indices], [callbacks[i] for i in indices])
+        group = _Group(problem, [configs[i] for i in indices], [callbacks[i] for i in indices], indices, controller)
         for i, result in zip(indices, group.run()):
             results[i] = result
     return results  # type: ignore[return-value]
@@ -158,6 +164,36 @@ def _per_sample(problem: Problem, activation: str | None) -> bool:
     return isinstance(problem.loss, str) and StackedMLP.supports(problem.build_model(activation))
 
 
+class PopulationController(Protocol):
+    """Acts on a population between epochs (see :func:`train_population`)."""
+
+    def after_epoch(self, population: "Population") -> None: ...
+
+
+class Population:
+    """What a :class:`PopulationController` sees of one stack between epochs; members by caller index."""
+
+    def __init__(self, group: "_Group"):
+        self._group = group
+        self.epoch = group.epoch  # epochs completed
+
+    @property
+    def members(self) -> list[int]:
+        """The members still training."""
+        return [self._group.ids[i] for i in self._group.active]
+
+    def record(self, member: int) -> dict[str, Any]:
+        """The member's latest epoch record (``valid_accuracy``, ``valid_loss``, ...)."""
+        return self._group.members[self._group.ids.index(member)].history[-1]
+
+    def config(self, member: int) -> TrainConfig:
+        return self._group.members[self._group.ids.index(member)].config
+
+    def exploit(self, target: int, source: int, config: TrainConfig) -> None:
+        """``target`` continues from ``source``'s weights and optimiser state, training as ``config``."""
+        self._group.exploit(self._group.ids.index(target), self._group.ids.index(source), config)
+
+
 @dataclass
 class _Member:
     config: TrainConfig
@@ -192,8 +228,11 @@ class _Group:
     contiguous rows. With one batch size, a micro-batch is the batch.
     """
 
-    def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]]):
+    def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]],
+                 ids: list[int] | None = None, controller: "PopulationController | None" = None):
         self.problem = problem
+        self.ids = ids if ids is not None else list(range(len(configs)))  # the caller's name for each member
+        self.controller = controller
         self.device = resolve_device(configs[0].device)
         n = problem.n_train
         self.members = [_Member(c, cbs, TrainingPlan(c, n), torch.Generator().manual_seed(c.seed + 1))
@@ -241,6 +280,8 @@ class _Group:
             m = self.members[i]
             m.losses, m.batch_loss = [], 0.0
             m.batch_size = m.plan.batch_size(self.epoch, m.step)
+            if any(segment["epoch"] == self.epoch for segment in m.config.hyper_schedule or ()):
+                self._set_hyperparameters(i)
         micro = min(min(self.members[i].batch_size, n) for i in self.active)
         orders, order_members = self._orders(), list(self.active)
         for start in range(0, n, micro):
@@ -345,6 +386,8 @@ class _Group:
         self.epoch += 1
         if stopped:
             self._keep([i for i in self.active if i not in stopped])
+        if self.controller is not None and self.active:
+            self.controller.after_epoch(Population(self))
         self._finish_done(evaluated=True)
         self._take_snapshot()
 
@@ -365,6 +408,21 @@ class _Group:
                 d["valid_accuracy"] = a
         return metrics
 
+    def exploit(self, target: int, source: int, config: TrainConfig) -> None:
+        """Member ``target`` (a member index) continues from ``source``'s weights and optimiser state, with ``config``."""
+        rows = self.active.index(source), self.active.index(target)
+        self.stack.copy_member(*rows)
+        self.optimizer.copy_member(*rows)
+        self.members[target].config = config
+        self.members[target].plan = TrainingPlan(config, self.problem.n_train)
+        self._set_hyperparameters(target)
+
+    def _set_hyperparameters(self, member: int) -> None:
+        """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
+        m = self.members[member]
+        hyperparameters = m.config.replace(**m.plan.segment(self.epoch)).hyperparameters()
+        self.optimizer.set_member(self.active.index(member), m.config.optimizer, hyperparameters)
+
     def _take_snapshot(self) -> None:
         self.snapshot = (list(self.active), self.stack.snapshot(), self.optimizer.snapshot())
 
@@ -382,7 +440,8 @@ class _Group:
         state, opt_state = m.final_state
         step_count = opt_state.pop("steps")
         model.load_state_dict(state)
-        hyperparameters = m.config.hyperparameters()
+        # The hyperparameters in force at the end (a PBT member's schedule may have changed them).
+        hyperparameters = m.config.replace(**m.plan.segment(max(self.epoch - 1, 0))).hyperparameters()
         optimizer = make_optimizer(m.config.optimizer, model.parameters(), **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(m.config.optimizer).coefficients(hyperparameters))

@@ -117,6 +117,13 @@ class _Stack:
         self.params.keep(rows)
         self.buffers = {k: v[rows] for k, v in self.buffers.items()}
 
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Row ``target`` takes row ``source``'s parameters and buffers."""
+        self.params.flat[target] = self.params.flat[source]
+        for value in self.buffers.values():
+            value[target] = value[source]
+
     def snapshot(self) -> tuple[Tensor, dict[str, Tensor]]:
         return self.params.flat.clone(), {k: v.clone() for k, v in self.buffers.items()}
 

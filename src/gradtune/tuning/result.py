@@ -60,6 +60,7 @@ class TuneResult:
     interrupted: bool = False
     best_model: Any = field(default=None, repr=False)
     best_model_trial: int | None = None
+    pbt: dict[str, Any] | None = None  # population-based training: lineage and the best member's schedule
 
     @classmethod
     def from_study(cls, study: optuna.Study, strategy: str, metric: str, outcomes=(), interrupted=False):
@@ -68,9 +69,14 @@ class TuneResult:
         if completed:
             best = study.best_trial
         direction = study.direction.name.lower()
-        return cls(study.study_name, strategy, metric, direction,
-                   best.user_attrs.get("config") if best else None, best.value if best else None,
-                   best.number if best else None, trial_rows(study), interrupted)
+        result = cls(study.study_name, strategy, metric, direction,
+                     best.user_attrs.get("config") if best else None, best.value if best else None,
+                     best.number if best else None, trial_rows(study), interrupted)
+        if strategy == "pbt":
+            lineage = [event for t in study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
+            result.pbt = {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+                          "best_schedule": (result.best_config or {}).get("hyper_schedule")}
+        return result
 
     def leaderboard(self, top: int = 10) -> list[dict[str, Any]]:
         done = [t for t in self.trials if t["state"] == "completed" and t["value"] is not None]
@@ -87,7 +93,7 @@ class TuneResult:
         return {"study": self.study, "strategy": self.strategy, "metric": self.metric,
                 "best_config": self.best_config, "best_value": json_number(self.best_value),
                 "best_trial": self.best_trial, "direction": self.direction, "interrupted": self.interrupted,
-                "trials": self.trials}
+                "trials": self.trials, **({"pbt": self.pbt} if self.pbt is not None else {})}
 
     def save(self, out: str | Path) -> Path:
         out = Path(out)

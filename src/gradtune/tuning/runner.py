@@ -22,17 +22,17 @@ import optuna
 from optuna.trial import TrialState
 
 from ..config import TrainConfig
-from ..errors import UsageError
+from ..errors import UsageError, invalid_value
 from ..problems import Problem
 from ..training import Callback
 from ..training.result import json_number
 from .budget import Budget, parse_budget
 from .defaults import default_space
-from .population import heartbeats, parse_population, population_size
+from .population import AUTO_SIZE, heartbeats, parse_population, population_size
 from .result import TuneResult, best_model_for
 from .space import SearchSpace
 from .storage import open_storage
-from .strategies import make_strategy
+from .strategies import make_strategy, pbt
 from .study import FINISHED_STATES, open_study, recover_orphans, worker_id
 from .trial import PruningReporter, TrialOutcome, run_config, worst_value
 
@@ -87,7 +87,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     Args:
         problem: a :class:`~gradtune.Problem` (e.g. ``get_problem("digits-mlp")``).
         space: a :class:`SearchSpace`, a mapping in the space-file shape, or None for the default.
-        strategy: ``grid``, ``random``, ``tpe`` (default) or ``halving``.
+        strategy: ``grid``, ``random``, ``tpe`` (default), ``halving`` or ``pbt`` (population-based
+            training: members share optimiser, batch size and length, and copy and perturb each other).
         budget: trials (``50``), time (``"5m"``) or both (``"50,5m"``); trials count across resumes.
         storage: an Optuna storage URL; default ``sqlite:///gradtune.db``.
         study: the study name; default ``PROBLEM-STRATEGY``. The same name resumes.
@@ -106,6 +107,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     space = _as_space(space, problem, strategy)
     _check_settings(problem, space, trial_epochs, cv, seed)
     population = parse_population(population)
+    if strategy == "pbt":
+        space, population = pbt.population_space(space), _pbt_population(population, cv)
     settings = _Settings(problem, space, problem.metric_name, problem.direction, seed, trial_epochs, cv, device)
     plan = make_strategy(strategy, space, seed, _max_epochs(space, trial_epochs))
     budget = parse_budget(budget, default_trials=len(plan.enqueue) if plan.enqueue else 50)
@@ -120,13 +123,26 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
             the_study.enqueue_trial(point)
     recover_orphans(the_study)
     size = population_size(population, problem, TrainConfig(seed=seed, device=device), cv)
-    loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size)
+    loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size,
+                 pbt=strategy == "pbt")
     interrupted = loop.run()
     result = TuneResult.from_study(the_study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
     result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
     if out is not None:
         result.save(out)
     return result
+
+
+def _pbt_population(population: str | int, cv: int | None) -> int:
+    """PBT's members train together, so it needs a population: 16 by default, at least MIN_MEMBERS."""
+    if cv:
+        raise UsageError(f"The 'cv' parameter cannot be used with strategy 'pbt', whose members train together on "
+                         f"one split. Got cv={cv}.")
+    size = AUTO_SIZE if population == "auto" else int(population)
+    if size < pbt.MIN_MEMBERS:
+        raise invalid_value("population", population if population != 1 else "off",
+                            f"'auto' or an integer >= {pbt.MIN_MEMBERS} with strategy 'pbt'")
+    return size
 
 
 def _as_space(space, problem: Problem, strategy: str) -> SearchSpace:
@@ -163,8 +179,9 @@ class _Loop:
     """
 
     def __init__(self, study: optuna.Study, settings: _Settings, prunes: bool, budget: Budget,
-                 callbacks: list[TuneCallback], grid_size: int | None, population: int = 1):
+                 callbacks: list[TuneCallback], grid_size: int | None, population: int = 1, pbt: bool = False):
         self.study, self.settings, self.prunes, self.budget = study, settings, prunes, budget
+        self.pbt = pbt
         self.callbacks, self.grid_size, self.population = callbacks, grid_size, population
         self.outcomes: list[TrialOutcome] = []
         self.best: tuple[int, float, Any] | None = None  # (trial number, value, TrainResult)
@@ -247,7 +264,7 @@ class _Loop:
         for trial, config in zip(trials, configs):
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
-        if len(trials) == 1:
+        if len(trials) == 1 and not self.pbt:
             return [self._run_trial(trials[0], configs[0])]
         return self._run_population(trials, configs)
 
@@ -275,8 +292,23 @@ class _Loop:
             return outcomes
         hooks = [[PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
                  for trial, _ in members]
-        results = train_population(self.settings.problem, [config for _, config in members], callbacks=hooks)
+        configs, controller = [config for _, config in members], None
+        if self.pbt:
+            controller = self._pbt_controller(len(self.outcomes))
+            configs = controller.start(configs)
+        results = train_population(self.settings.problem, configs, callbacks=hooks, controller=controller)
+        if controller is not None:
+            numbers = [trial.number for trial, _ in members]
+            for event in controller.lineage:
+                event.update(member=numbers[event["member"]], copied_from=numbers[event["copied_from"]])
+            for trial, _ in members:
+                trial.set_user_attr("pbt_lineage", [e for e in controller.lineage if e["member"] == trial.number])
         return outcomes + [self._tell(trial, result) for (trial, _), result in zip(members, results)]
+
+    def _pbt_controller(self, round_seed: int) -> pbt.PBT:
+        s = self.settings
+        return pbt.PBT(maximize=s.direction == "maximize", metric=s.metric, seed=s.seed + round_seed,
+                       resample=pbt.space_resampler(s.space, s.seed + round_seed))
 
     def _hooks(self, trial: optuna.Trial) -> list[Callback]:
         return [_ForTrial(cb, trial.number) for cb in self.callbacks]

@@ -30,7 +30,7 @@ from ..optim import OPTIMIZERS, get_optimizer_def
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 
 # Config keys a space may set; hidden sizes, seed and device are not tuned.
-TUNABLE_KEYS = tuple(k for k in TrainConfig.keys() if k not in ("hidden", "seed", "device"))
+TUNABLE_KEYS = tuple(k for k in TrainConfig.keys() if k not in ("hidden", "seed", "device", "hyper_schedule"))
 # Keys that only make sense for some schedules.
 _SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth"),
                   "gamma": ("step", "exponential", "batch-growth")}

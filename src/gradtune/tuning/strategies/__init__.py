@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ...errors import check_choice
 from ..space import SearchSpace
-from . import grid, halving, random, tpe
+from . import grid, halving, pbt, random, tpe
 from ._base import Strategy
 
 __all__ = ["STRATEGIES", "Strategy", "make_strategy"]
 
-STRATEGIES = {"grid": grid.make, "random": random.make, "tpe": tpe.make, "halving": halving.make}
+STRATEGIES = {"grid": grid.make, "random": random.make, "tpe": tpe.make, "halving": halving.make, "pbt": pbt.make}
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, max_epochs: int = 1) -> Strategy:

@@ -1,0 +1,145 @@
+"""Population-based training: exploit copies exactly, schedules replay, and the tuner records lineage.
+
+Oracles: a member copied from another with the same config and data order ends
+bit-for-bit equal to it; a replayed hyperparameter schedule equals torch.optim
+with the same changes made by hand between epochs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import gradtune
+from gradtune import TrainConfig, UsageError
+from gradtune.training.population import train_population
+from gradtune.tuning import tune
+from gradtune.tuning.defaults import default_space
+from gradtune.tuning.strategies import pbt
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+
+
+def small_problem(dtype=torch.float32) -> gradtune.Problem:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, dtype=dtype, generator=generator)
+    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 0).long()
+
+    def model(activation: str = "relu") -> nn.Module:
+        return gradtune.mlp(6, (12,), 3, activation).to(dtype)
+
+    return gradtune.Problem(model, train=(x[:96], y[:96]), valid=(x[96:], y[96:]), task="classification",
+                            accepts_activation=True)
+
+
+class CopyOnce:
+    """Copies member ``source`` into ``target`` after epoch ``epoch``, with ``source``'s own config."""
+
+    def __init__(self, source: int, target: int, epoch: int):
+        self.source, self.target, self.epoch = source, target, epoch
+
+    def after_epoch(self, population) -> None:
+        if population.epoch == self.epoch:
+            population.exploit(self.target, self.source, population.config(self.source))
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_an_exploited_member_continues_exactly_as_its_source(optimizer):
+    problem = small_problem()
+    configs = [TrainConfig(optimizer=optimizer, lr=lr, batch_size=16, epochs=4, seed=s, shuffle=False)
+               for s, lr in enumerate([0.05, 0.01, 0.02])]
+    if optimizer == "adam":
+        configs = [c.replace(lr=c.lr / 10) for c in configs]
+    results = train_population(problem, configs, controller=CopyOnce(source=0, target=2, epoch=2))
+    source, target = results[0].model.state_dict(), results[2].model.state_dict()
+    for key in source:  # same weights, optimiser state and data order from epoch 2 on: the same arithmetic
+        assert torch.equal(source[key], target[key]), key
+    untouched = train_population(problem, configs[:2])
+    for key, value in untouched[1].model.state_dict().items():
+        assert torch.equal(results[1].model.state_dict()[key], value), key
+
+
+def test_a_replayed_schedule_equals_torch_optim_changed_by_hand_between_epochs():
+    problem = small_problem(torch.float64)
+    schedule = [{"epoch": 0, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
+                {"epoch": 2, "lr": 0.02, "momentum": 0.5, "weight_decay": 1e-4}]
+    config = TrainConfig.from_mapping({"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3,
+                                       "batch_size": 16, "epochs": 4, "seed": 3, "hyper_schedule": schedule})
+    result = gradtune.train(problem, config)
+    assert [r["lr"] for r in result.history] == [0.05, 0.05, 0.02, 0.02]
+
+    torch.manual_seed(3)
+    model = problem.build_model("relu")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    generator = torch.Generator().manual_seed(4)
+    x, y = problem.train
+    for epoch in range(4):
+        if epoch == 2:
+            optimizer.param_groups[0].update(lr=0.02, momentum=0.5, weight_decay=1e-4)
+        for index in torch.randperm(len(x), generator=generator).split(16):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+            optimizer.step()
+    for key, value in model.state_dict().items():
+        got = result.model.state_dict()[key]
+        assert ((got - value).norm() / value.norm()).item() < 1e-10, key
+    # The population follows the same schedule.
+    stacked = train_population(problem, [config, config.replace(seed=4)])[0]
+    for key, value in model.state_dict().items():
+        got = stacked.model.state_dict()[key]
+        assert ((got - value).norm() / value.norm()).item() < 1e-10, key
+
+
+def test_pbt_space_pins_what_members_of_one_stack_share():
+    space = pbt.population_space(default_space(gradtune.get_problem("digits-mlp")))
+    data = space.to_data()
+    assert data["optimizer"] == "momentum" and data["batch_size"] == 64 and data["epochs"] == 30
+    assert data["schedule"] == "constant" and "warmup" not in data and data["activation"] == "relu"
+
+
+def test_explore_perturbs_by_the_paper_factors_and_keeps_momentum_below_one():
+    controller = pbt.PBT(resample_probability=0.0, seed=1)
+    config = TrainConfig(optimizer="momentum", lr=0.1, momentum=0.99, weight_decay=1e-4)
+    for _ in range(20):
+        out = controller._explore(config, {"lr": 0.1, "momentum": 0.99, "weight_decay": 1e-4})
+        assert out["lr"] in (pytest.approx(0.08), pytest.approx(0.125))
+        assert out["weight_decay"] in (pytest.approx(8e-5), pytest.approx(1.25e-4))
+        assert out["momentum"] <= 0.999
+
+
+def test_tune_pbt_records_lineage_and_a_replayable_best_schedule(tmp_path, cli):
+    problem = gradtune.get_problem("digits-mlp", hidden=(16,))
+    result = tune(problem, strategy="pbt", budget=8, population=8, trial_epochs=6,
+                  storage=f"sqlite:///{tmp_path}/s.db", out=tmp_path / "out")
+    assert result.counts() == {"completed": 8}
+    numbers = {t["number"] for t in result.trials}
+    assert result.pbt["lineage"], "eight members over six epochs exploit at epochs 2 and 4"
+    for event in result.pbt["lineage"]:
+        assert event["member"] in numbers and event["copied_from"] in numbers
+        assert event["epoch"] in (2, 4) and event["source_score"] >= event["score"]
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved["pbt"]["best_schedule"] == result.best_config["hyper_schedule"]
+    assert {c["config"]["batch_size"] for c in result.trials} == {64}
+    done = cli("train", "digits-mlp", "--hidden", "16", "--config", str(tmp_path / "out" / "best_config.json"),
+               "--out", str(tmp_path / "replay"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    replayed = json.loads((tmp_path / "replay" / "result.json").read_text())
+    lrs = {segment["epoch"]: segment["lr"] for segment in result.best_config["hyper_schedule"]}
+    for record in replayed["history"]:  # the replay follows the best member's learning rates
+        assert record["lr"] == pytest.approx(lrs[max(e for e in lrs if e < record["epoch"])])
+
+
+@pytest.mark.parametrize("population", ["off", 2])
+def test_pbt_needs_a_population_of_four(population):
+    with pytest.raises(UsageError, match="population"):
+        tune(gradtune.get_problem("digits-mlp"), strategy="pbt", population=population, budget=4,
+             storage="sqlite:///:memory:")
+
+
+def test_pbt_refuses_cross_validation():
+    with pytest.raises(UsageError, match="cv"):
+        tune(gradtune.get_problem("digits-mlp"), strategy="pbt", cv=3, budget=4, storage="sqlite:///:memory:")
