@@ -21,8 +21,10 @@ _EXPORTS = {
     "gradtune.errors": ("CheckpointError", "GradtuneError", "UsageError"),
     "gradtune.models": ("ACTIVATIONS", "INITS", "apply_init", "mlp"),
     "gradtune.optim": ("OPTIMIZERS", "KernelOptimizer", "make_optimizer", "optimizer_names"),
+    "gradtune.probes": ("BatchSizeResult", "LRFindResult", "NoiseEstimate", "gradient_noise_scale", "lr_find",
+                        "lr_find_many", "measure_noise_scale"),
     "gradtune.problems": ("Problem", "get_problem", "list_problems", "register_problem"),
-    "gradtune.schedules": ("SCHEDULES", "BatchGrowth", "make_lr_schedule"),
+    "gradtune.schedules": ("SCHEDULES", "BatchGrowth", "lr_range_schedule", "make_lr_schedule"),
     "gradtune.training": ("Callback", "TrainResult", "evaluate", "load_checkpoint", "save_checkpoint", "train"),
     "gradtune.training.population": ("Population", "PopulationController", "train_population"),
     "gradtune.tuning": ("SearchSpace", "TuneCallback", "TuneResult", "default_space", "tune"),
@@ -50,8 +52,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import CheckpointError, GradtuneError, UsageError
     from .models import ACTIVATIONS, INITS, apply_init, mlp
     from .optim import OPTIMIZERS, KernelOptimizer, make_optimizer, optimizer_names
+    from .probes import (BatchSizeResult, LRFindResult, NoiseEstimate, gradient_noise_scale, lr_find, lr_find_many,
+                         measure_noise_scale)
     from .problems import Problem, get_problem, list_problems, register_problem
-    from .schedules import SCHEDULES, BatchGrowth, make_lr_schedule
+    from .schedules import SCHEDULES, BatchGrowth, lr_range_schedule, make_lr_schedule
     from .training import Callback, TrainResult, evaluate, load_checkpoint, save_checkpoint, train
     from .training.population import Population, PopulationController, train_population
     from .tuning import SearchSpace, TuneCallback, TuneResult, default_space, tune

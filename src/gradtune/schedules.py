@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 from .errors import UsageError, check_choice, check_number, invalid_value
 
-__all__ = ["SCHEDULES", "make_lr_schedule", "BatchGrowth", "default_gamma"]
+__all__ = ["SCHEDULES", "make_lr_schedule", "lr_range_schedule", "BatchGrowth", "default_gamma"]
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "batch-growth")
 _DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.01, "batch-growth": 0.2}
@@ -122,6 +122,27 @@ def make_lr_schedule(
             return lr * min((step + 1) / warmup_steps, 1.0)
         span = max(total_steps - warmup_steps, 1.0)
         return lr * shape(min((step - warmup_steps) / span, 1.0))
+
+    return lr_at
+
+
+def lr_range_schedule(start_lr: float, end_lr: float, steps: int) -> LRSchedule:
+    """The learning-rate range test's ramp: ``start_lr`` at step 0 to ``end_lr`` at step ``steps - 1``, geometrically.
+
+    ``lr(i) = start_lr * (end_lr / start_lr) ** (i / (steps - 1))`` (Smith 2017; fastai's ``lr_find``).
+
+    Example:
+        >>> lr_at = lr_range_schedule(1e-7, 10.0, 100)
+        >>> lr_at(0), round(lr_at(99), 6)
+        (1e-07, 10.0)
+    """
+    check_number("start_lr", start_lr, low=0.0, low_open=True)
+    check_number("end_lr", end_lr, low=start_lr, low_open=True)
+    check_number("steps", steps, low=2, integer=True)
+    ratio = end_lr / start_lr
+
+    def lr_at(step: int) -> float:
+        return start_lr * ratio ** (min(step, steps - 1) / (steps - 1))
 
     return lr_at
 

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from . import batch_size as batch_size_cmd
+from . import lr_find as lr_find_cmd
 from . import problems as problems_cmd
 from . import space as space_cmd
 from . import studies as studies_cmd
@@ -19,7 +21,7 @@ from . import tune as tune_cmd
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, space_cmd, studies_cmd)
+SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, lr_find_cmd, batch_size_cmd, space_cmd, studies_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

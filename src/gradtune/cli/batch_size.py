@@ -1,0 +1,78 @@
+"""``gradtune batch-size PROBLEM``: the gradient noise scale during training, and the batch size it advises."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .train import add_data_flags, load_problem
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("batch-size", help="gradient noise scale: recommend a batch size",
+                            description="Train briefly, measure the simple gradient noise scale tr(Σ)/|G|² from "
+                                        "per-example gradients at several points (McCandlish et al. 2018), and "
+                                        "recommend a batch size and a batch-growth schedule.")
+    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
+    parser.add_argument("--optimizer", default=None, help="the optimizer of the measuring run (default sgd)")
+    parser.add_argument("--lr", type=float, default=None, help="its learning rate (default: the optimizer's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="its batch size (default 32)")
+    parser.add_argument("--epochs", type=int, default=None, help="its length (default 10)")
+    parser.add_argument("--points", type=int, default=5,
+                        help="measurements: before training and at evenly spaced epoch ends (default 5)")
+    parser.add_argument("--samples", type=int, default=2048,
+                        help="training examples per measurement (default 2048, or all if fewer)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the run and the sample (default 0)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
+    add_data_flags(parser)
+    parser.add_argument("--out", default=None, help="output directory (default runs/batch-size-PROBLEM)")
+    parser.add_argument("--quiet", action="store_true", help="no table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import TrainConfig
+    from ..errors import check_number
+    from ..probes import measure_noise_scale
+    from .train import _slug
+
+    check_number("points", args.points, low=2, integer=True)
+    check_number("samples", args.samples, low=2, integer=True)
+    given = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size", "epochs", "seed", "device", "hidden")}
+    config = TrainConfig.from_mapping({k: v for k, v in given.items() if v is not None}, "command line")
+    problem = load_problem(args, config)
+    config.resolve_for(problem)  # every bad value is refused here, before the run starts
+    result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
+    out = Path(args.out or f"runs/batch-size-{_slug(args.problem)}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps({"problem": problem.name, **result.to_json()}, indent=2) + "\n")
+    if result.batch_schedule is not None:
+        (out / "batch_growth_config.json").write_text(json.dumps(result.batch_schedule["config"], indent=2) + "\n")
+    if not args.quiet:
+        _print(problem.name, result, out)
+    return 0
+
+
+def _print(problem: str, result, out: Path) -> None:
+    from rich.table import Table
+
+    from ._console import make_console
+
+    table = Table(title=f"{problem}: gradient noise scale B_simple = tr(Σ)/|G|²")
+    for column in ("epoch", "step", "loss", "tr(Σ)", "|G|²", "noise scale"):
+        table.add_column(column, justify="right")
+    for h in result.history:
+        scale = f"{h['noise_scale']:.1f}" if h["noise_scale"] is not None else "gradient lost in noise"
+        table.add_row(str(h["epoch"]), str(h["step"]), f"{h['loss']:.4g}", f"{h['trace_covariance']:.4g}",
+                      f"{h['gradient_norm_sq']:.4g}", scale)
+    console = make_console()
+    console.print(table)
+    critical = f"{result.critical_batch_size:.0f}" if result.critical_batch_size is not None else "above the data"
+    console.print(f"critical batch size ≈ {critical}; recommended batch size {result.recommended_batch_size}")
+    if result.batch_schedule is not None:
+        sizes = " -> ".join(str(s) for s in result.batch_schedule["batch_sizes"])
+        console.print(f"batch growth (Smith et al. 2017): {sizes} at 50% and 75% of training; "
+                      f"gradtune train {problem} --config {out / 'batch_growth_config.json'}")
+    console.print(f"written to {out}")

@@ -1,0 +1,69 @@
+"""``gradtune lr-find`` and ``gradtune batch-size`` end to end, each in a fresh process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradtune.cli.main import main
+
+
+def test_lr_find_one_optimizer_writes_result_and_figure(cli, tmp_path):
+    done = cli("lr-find", "digits-mlp", "--optimizer", "sgd", "--device", "cpu", "--out", "lr")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "lr" / "result.json").read_text())
+    assert {"suggested_lr", "range", "lrs", "losses"} <= set(result)
+    assert result["problem"] == "digits-mlp" and result["optimizer"] == "sgd" and result["suggest"] == "valley"
+    low, high = result["range"]
+    assert low < result["suggested_lr"] <= high
+    assert len(result["lrs"]) == len(result["losses"]) <= 100 and result["lrs"][0] == pytest.approx(1e-7)
+    assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 10_000
+    assert f"{result['suggested_lr']:.3g}" in done.stdout
+
+
+def test_lr_find_several_optimizers_at_once(cli, tmp_path):
+    done = cli("lr-find", "logreg", "--optimizer", "sgd,adam", "--suggest", "minimum", "--steps", "40",
+               "--device", "cpu", "--out", "lr", "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "lr" / "result.json").read_text())
+    assert result["optimizers"] == ["sgd", "adam"] and result["suggest"] == "minimum"
+    for key in ("suggested_lr", "range", "lrs", "losses"):
+        assert set(result[key]) == {"sgd", "adam"}
+    assert result["losses"]["sgd"] != result["losses"]["adam"]
+
+
+def test_batch_size_reports_a_noise_scale(cli, tmp_path):
+    done = cli("batch-size", "logreg", "--epochs", "2", "--points", "3", "--samples", "256", "--device", "cpu",
+               "--out", "bs")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "bs" / "result.json").read_text())
+    assert {"noise_scale", "history", "recommended_batch_size"} <= set(result)
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    assert result["noise_scale"] == result["history"][-1]["noise_scale"] > 0
+    assert "recommended batch size" in done.stdout
+
+
+CASES = [
+    (["lr-find", "quadratic", "--optimizer", "sgdx"], ["'optimizer'", "'sgdx'", "adamw"]),
+    (["lr-find", "quadratic", "--optimizer", "sgd,lbfgs"], ["'optimizer'", "'lbfgs'", "line search"]),
+    (["lr-find", "quadratic", "--suggest", "middle"], ["'suggest'", "'middle'", "valley", "steepest"]),
+    (["lr-find", "no-such-problem"], ["'problem'", "'no-such-problem'", "digits-mlp"]),
+    (["lr-find", "quadratic", "--start-lr", "-1"], ["'start_lr'", "Got -1", "(0, inf)"]),
+    (["batch-size", "no-such-problem"], ["'problem'", "'no-such-problem'"]),
+    (["batch-size", "logreg", "--optimizer", "sgdx"], ["'optimizer'", "'sgdx'"]),
+    (["batch-size", "logreg", "--points", "1"], ["'points'", "Got 1"]),
+    (["batch-size", "logreg", "--batch-size", "0"], ["batch_size", "Got 0"]),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, args, expected):
+    # In-process (main() is what the command runs): the refusal comes before any training or file.
+    code = main([*args, "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gradtune {args[0]}: error: "), stderr
+    assert "must" in lines[0] and all(s in lines[0] for s in expected), lines[0]
+    assert not (tmp_path / "out").exists()
