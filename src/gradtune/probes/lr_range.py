@@ -213,17 +213,16 @@ class _Test:
             losses = torch.vmap(self.problem.loss_fn)(stack(xb.expand(len(active), *xb.shape)),
                                                       yb.expand(len(active), *yb.shape))
             losses.sum().backward()
-            grad = stack.params.grad()
             stopped = [recorders[m].add(lr, v) for m, v in zip(active, losses.detach().tolist())]
             if any(stopped):
                 rows = torch.tensor([r for r, s in enumerate(stopped) if not s], dtype=torch.long, device=self.device)
-                stack.keep(rows)
+                stack.keep(rows)  # the gradient buffer compacts with the parameters
                 optimizer.keep(rows, stack.params.flat)
-                grad = grad[rows]
                 active = [m for m, s in zip(active, stopped) if not s]
                 if not active:
                     break
-            optimizer.step(grad, torch.full((len(active),), lr, dtype=torch.float64))
+            optimizer.step(stack.params.grad, torch.full((len(active),), lr, dtype=torch.float64))
+            stack.params.zero_grad()
         return [self._result(c.optimizer, r) for c, r in zip(configs, recorders)]
 
     def _result(self, name: str, recorder: LossRecorder) -> LRFindResult:
