@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("tune", help="tune the optimiser and its hyperparameters",
                             description="Search optimisers and hyperparameters on an Optuna study; resumable.")
     parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
-    parser.add_argument("--strategy", default="tpe", help="grid, random, tpe, halving or pbt (default tpe)")
+    parser.add_argument("--strategy", default="tpe", help="grid, random, tpe, halving, pbt or auto (default tpe)")
     parser.add_argument("--budget", default=None,
                         help="trials (50), time (90s, 5m, 2h) or both (50,5m); default 50, or the whole grid")
     parser.add_argument("--space", help="search space file (YAML, JSON or TOML); see 'gradtune space --show'")
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous_int)
     if not args.quiet:
         print_leaderboard(result, out)
+        for line in (result.auto or {}).get("explanation", []):
+            print(line)
     return 130 if result.interrupted else 0
 
 

@@ -61,6 +61,7 @@ class TuneResult:
     best_model: Any = field(default=None, repr=False)
     best_model_trial: int | None = None
     pbt: dict[str, Any] | None = None  # population-based training: lineage and the best member's schedule
+    auto: dict[str, Any] | None = None  # --strategy auto: range tests, narrowed space, advice, explanation
 
     @classmethod
     def from_study(cls, study: optuna.Study, strategy: str, metric: str, outcomes=(), interrupted=False):
@@ -93,7 +94,8 @@ class TuneResult:
         return {"study": self.study, "strategy": self.strategy, "metric": self.metric,
                 "best_config": self.best_config, "best_value": json_number(self.best_value),
                 "best_trial": self.best_trial, "direction": self.direction, "interrupted": self.interrupted,
-                "trials": self.trials, **({"pbt": self.pbt} if self.pbt is not None else {})}
+                "trials": self.trials, **({"pbt": self.pbt} if self.pbt is not None else {}),
+                **({"auto": self.auto} if self.auto is not None else {})}
 
     def save(self, out: str | Path) -> Path:
         out = Path(out)

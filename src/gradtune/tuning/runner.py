@@ -32,6 +32,7 @@ from .population import AUTO_SIZE, heartbeats, parse_population, population_size
 from .result import TuneResult, best_model_for
 from .space import SearchSpace
 from .storage import open_storage
+from . import auto
 from .strategies import make_strategy, pbt
 from .study import FINISHED_STATES, open_study, recover_orphans, worker_id
 from .trial import PruningReporter, TrialOutcome, run_config, worst_value
@@ -87,8 +88,10 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     Args:
         problem: a :class:`~gradtune.Problem` (e.g. ``get_problem("digits-mlp")``).
         space: a :class:`SearchSpace`, a mapping in the space-file shape, or None for the default.
-        strategy: ``grid``, ``random``, ``tpe`` (default), ``halving`` or ``pbt`` (population-based
-            training: members share optimiser, batch size and length, and copy and perturb each other).
+        strategy: ``grid``, ``random``, ``tpe`` (default), ``halving``, ``pbt`` (population-based
+            training: members share optimiser, batch size and length, and copy and perturb each other)
+            or ``auto`` (range tests for a portfolio of optimisers, then halving over the narrowed
+            space; see :mod:`gradtune.tuning.auto`).
         budget: trials (``50``), time (``"5m"``) or both (``"50,5m"``); trials count across resumes.
         storage: an Optuna storage URL; default ``sqlite:///gradtune.db``.
         study: the study name; default ``PROBLEM-STRATEGY``. The same name resumes.
@@ -122,12 +125,18 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         for point in plan.enqueue:
             the_study.enqueue_trial(point)
     recover_orphans(the_study)
+    if strategy == "auto":
+        settings.space, auto_report = auto.prepare(problem, space, the_study, seed, device)
     size = population_size(population, problem, TrainConfig(seed=seed, device=device), cv)
     loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size,
                  pbt=strategy == "pbt")
     interrupted = loop.run()
     result = TuneResult.from_study(the_study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
     result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
+    if strategy == "auto":
+        auto_report = {**auto_report, "batch_size": auto.batch_size_advice(problem, result.best_config)}
+        result.auto = {**auto_report, "explanation": auto.explain(auto_report, result.best_config,
+                                                                  result.best_value, settings.metric)}
     if out is not None:
         result.save(out)
     return result

@@ -9,7 +9,9 @@ from ._base import Strategy
 
 __all__ = ["STRATEGIES", "Strategy", "make_strategy"]
 
-STRATEGIES = {"grid": grid.make, "random": random.make, "tpe": tpe.make, "halving": halving.make, "pbt": pbt.make}
+STRATEGIES = {"grid": grid.make, "random": random.make, "tpe": tpe.make, "halving": halving.make, "pbt": pbt.make,
+              # auto searches with halving, over a space it narrows first (see gradtune.tuning.auto)
+              "auto": halving.make}
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int = 0, max_epochs: int = 1) -> Strategy:

@@ -1,0 +1,116 @@
+"""``gradtune tune --strategy auto`` against a plain Optuna TPE loop, at the same wall-clock budget.
+
+The TPE loop is what users write today: ``optuna.create_study`` with the TPE
+sampler, an objective that draws a configuration from the same full default
+space and trains it with the single loop (sequential torch training, the same
+model), ``study.optimize(timeout=T)``. Auto runs range tests for its portfolio,
+narrows the space and runs successive halving in what remains of T. Runs
+alternate (auto, TPE, TPE, auto, ...) over seeds. Printed per problem: each
+method's best validation accuracy (median over seeds), and the time each took to
+first reach the TPE loop's final accuracy of the same seed (TPE's is the time of
+its last improvement); ``ratio`` is auto's time over TPE's, whose median must
+be at most 1/3.
+
+Usage:
+    .venv/bin/python bench/auto_vs_tpe.py [--problems digits-mlp,mnist1d-mlp,mnist1d-cnn] [--budget 120]
+                                         [--seeds 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+
+import optuna
+import torch
+
+import gradtune
+from gradtune.config import TrainConfig
+from gradtune.tuning import TuneCallback
+from gradtune.tuning.defaults import default_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class _Clock(TuneCallback):
+    """Best value so far against seconds since the start, at every trial end."""
+
+    def __init__(self, start: float):
+        self.start, self.best, self.curve = start, -math.inf, []
+
+    def on_trial_end(self, outcome, study) -> None:
+        if outcome.value is not None and outcome.value > self.best:
+            self.best = outcome.value
+            self.curve.append((time.perf_counter() - self.start, self.best))
+
+
+def run_auto(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[float, float]]:
+    clock = _Clock(time.perf_counter())
+    with tempfile.TemporaryDirectory() as tmp:
+        gradtune.tune(problem, strategy="auto", budget=f"{int(budget)}s", storage=f"sqlite:///{tmp}/a.db",
+                      seed=seed, trial_epochs=trial_epochs, callbacks=[clock])
+    return clock.curve
+
+
+def run_tpe(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[float, float]]:
+    space = default_space(problem)
+    start, curve, best = time.perf_counter(), [], -math.inf
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal best
+        values = space.suggest(trial)
+        values.update(seed=seed, epochs=min(values.get("epochs", trial_epochs), trial_epochs))
+        result = gradtune.train(problem, TrainConfig.from_mapping(values))
+        value = result.metrics.get("valid_accuracy") or 0.0
+        if value > best:
+            best = value
+            curve.append((time.perf_counter() - start, best))
+        return value
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
+    study.optimize(objective, timeout=budget)
+    return curve
+
+
+def time_to(curve: list[tuple[float, float]], target: float) -> float:
+    return next((t for t, v in curve if v >= target), math.inf)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", default="digits-mlp,mnist1d-mlp,mnist1d-cnn")
+    parser.add_argument("--budget", type=float, default=120, help="seconds per run")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trial-epochs", type=int, default=20, help="cap on each trial's epochs, for both")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"budget {args.budget:.0f} s per run, {args.seeds} seeds, trials capped at {args.trial_epochs} epochs, "
+          f"torch threads {args.threads}")
+    print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'auto best':>10s} {'TPE s':>7s} {'auto s':>7s} {'ratio':>6s}")
+    for name in args.problems.split(","):
+        problem = gradtune.get_problem(name)
+        ratios, tpe_best, auto_best = [], [], []
+        for seed in range(args.seeds):
+            runs = {}
+            for who in (("auto", "tpe") if seed % 2 == 0 else ("tpe", "auto")):
+                runner = run_auto if who == "auto" else run_tpe
+                runs[who] = runner(problem, args.budget, seed, args.trial_epochs)
+            target = runs["tpe"][-1][1] if runs["tpe"] else math.inf
+            t_tpe, t_auto = time_to(runs["tpe"], target), time_to(runs["auto"], target)
+            best_auto = runs["auto"][-1][1] if runs["auto"] else float("nan")
+            ratio = t_auto / t_tpe if t_tpe > 0 else math.inf
+            ratios.append(ratio)
+            tpe_best.append(target)
+            auto_best.append(best_auto)
+            print(f"{name:12s} {seed:4d} {target:9.4f} {best_auto:10.4f} {t_tpe:7.1f} {t_auto:7.1f} {ratio:6.2f}",
+                  flush=True)
+        print(f"{name:12s} {'med':>4s} {statistics.median(tpe_best):9.4f} {statistics.median(auto_best):10.4f} "
+              f"{'':7s} {'':7s} {statistics.median(ratios):6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``--strategy auto``: what is known about gradient descent first, generic search second.
+
+1. A learning-rate range test (:func:`gradtune.lr_find_many`) for a small
+   portfolio of optimisers at their defaults, stacked as one population: SGD
+   with momentum, AdamW and RMSprop (those the space holds). Schmidt et al.
+   2021 ("Descending through a Crowded Valley") found that trying several
+   optimisers at their defaults is about as good as tuning one, and that the
+   learning rate is what matters most.
+2. The space narrowed around each suggestion: each optimiser's learning rate
+   searched over the range the test gives (a decade either side of the
+   suggestion, capped at the loss minimum); every other parameter as the space
+   has it.
+3. Successive halving over that narrowed space, sampled by TPE (the
+   ``halving`` strategy): bad draws cost one epoch, and the population trainer
+   trains each round where ``--population`` asks for it.
+4. The best configuration's trained model, and batch-size advice from the
+   gradient noise scale (:func:`gradtune.measure_noise_scale`), measured on a
+   short run of the best configuration.
+
+The narrowed space and the range tests are stored with the study, so a resumed
+study searches the same space without testing again. PBT on the survivors is
+available as its own strategy (``pbt``) and is not part of ``auto``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from ..optim import get_optimizer_def
+from ..problems import Problem
+from .defaults import LR_RANGES
+from .space import SearchSpace
+
+__all__ = ["PORTFOLIO", "AUTO_KEY", "prepare", "batch_size_advice", "explain"]
+
+PORTFOLIO = ("momentum", "adamw", "rmsprop")
+AUTO_KEY = "gradtune_auto"
+_NOISE_EPOCHS = 5  # the noise scale is read off a short run: it settles within a few epochs
+
+
+def _portfolio(space: SearchSpace) -> list[str]:
+    offered = [o for o in space.optimizers if get_optimizer_def(o).coefficients is not None]
+    chosen = [o for o in PORTFOLIO if o in offered]
+    return (chosen + [o for o in offered if o not in chosen])[:len(PORTFOLIO)]
+
+
+def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int, device: str
+            ) -> tuple[SearchSpace, dict[str, Any]]:
+    """The narrowed space and what led to it: stored with ``study``, or measured now and stored."""
+    stored = study.user_attrs.get(AUTO_KEY)
+    if stored is None:
+        stored = _measure(problem, space, seed, device)
+        study.set_user_attr(AUTO_KEY, stored)
+    return SearchSpace.from_mapping(stored["space"]), stored
+
+
+def _measure(problem: Problem, space: SearchSpace, seed: int, device: str) -> dict[str, Any]:
+    from ..probes import lr_find_many
+
+    portfolio = _portfolio(space)
+    if not portfolio:  # L-BFGS only: nothing to range-test, search the space as given
+        return {"portfolio": [], "lr_find": {}, "space": space.to_data()}
+    results = lr_find_many(problem, portfolio, seed=seed, device=device)
+    data = space.to_data()
+    data["optimizer"] = {"choices": portfolio}
+    ranges, found = {}, {}
+    for name in portfolio:
+        result = results[name]
+        low, high = result.range if result.range else LR_RANGES.get(name, (1e-4, 1.0))
+        ranges[name] = {"low": float(low), "high": float(high), "log": True}
+        found[name] = {"suggested_lr": result.suggested_lr, "range": [float(low), float(high)],
+                       "diverged": result.diverged}
+    data["lr"] = ranges
+    # Parameters limited to optimisers outside the portfolio would be refused by the space parser.
+    for key, value in list(data.items()):
+        if isinstance(value, dict) and "optimizers" in value:
+            kept = [o for o in value["optimizers"] if o in portfolio]
+            if kept:
+                value["optimizers"] = kept
+            else:
+                del data[key]
+    return {"portfolio": portfolio, "lr_find": found, "space": data}
+
+
+def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gradient noise scale on a short run of the best configuration, and the batch size it suggests."""
+    from ..config import TrainConfig
+    from ..probes import measure_noise_scale
+
+    if not best_config or problem.task == "function":
+        return None
+    config = TrainConfig.from_mapping(best_config).replace(epochs=min(best_config.get("epochs") or 1, _NOISE_EPOCHS),
+                                                           steps=None, hyper_schedule=None)
+    result = measure_noise_scale(problem, config, points=2, samples=1024)
+    return {"noise_scale": result.noise_scale, "recommended_batch_size": result.recommended_batch_size,
+            "batch_schedule": result.batch_schedule, "measured_after_epochs": config.epochs}
+
+
+def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_value: float | None,
+            metric: str) -> list[str]:
+    """The choices ``auto`` made, in words and numbers."""
+    lines = []
+    if report.get("portfolio"):
+        lines.append(f"Portfolio: {', '.join(report['portfolio'])} at their defaults (Schmidt et al. 2021: "
+                     f"several optimisers at their defaults do about as well as tuning one).")
+    for name, found in report.get("lr_find", {}).items():
+        suggestion = found["suggested_lr"]
+        low, high = found["range"]
+        said = f"suggested {suggestion:.3g}" if suggestion is not None else "no clear suggestion"
+        lines.append(f"Range test, {name}: {said}; learning rate searched in [{low:.3g}, {high:.3g}].")
+    lines.append("Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by TPE.")
+    if best_config is not None and best_value is not None:
+        lines.append(f"Best: {best_config.get('optimizer')} at lr {best_config.get('lr', 0):.3g}, batch "
+                     f"{best_config.get('batch_size')}, {metric} {best_value:.4f}.")
+    advice = report.get("batch_size")
+    if advice and advice.get("noise_scale") is not None:
+        lines.append(f"Batch size: gradient noise scale {advice['noise_scale']:.0f} after "
+                     f"{advice['measured_after_epochs']} epochs of the best configuration; recommended batch "
+                     f"size {advice['recommended_batch_size']} (McCandlish et al. 2018).")
+    return lines

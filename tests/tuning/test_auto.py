@@ -1,0 +1,49 @@
+"""--strategy auto: range tests narrow the space, halving searches it, and the result explains itself."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import gradtune
+from gradtune.tuning import tune
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+
+
+def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_path, monkeypatch):
+    problem = gradtune.get_problem("digits-mlp", hidden=(16,))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    result = tune(problem, strategy="auto", budget=6, trial_epochs=3, storage=storage, out=tmp_path / "out")
+    report = result.auto
+    assert report["portfolio"] == ["momentum", "adamw", "rmsprop"]
+    for name, found in report["lr_find"].items():
+        low, high = found["range"]
+        assert low < found["suggested_lr"] < high
+        assert report["space"]["lr"][name] == {"low": low, "high": high, "log": True}
+    for trial in result.trials:  # every trial drew from the narrowed space
+        config = trial["config"]
+        low, high = report["lr_find"][config["optimizer"]]["range"]
+        assert low <= config["lr"] <= high
+    assert report["batch_size"]["recommended_batch_size"] >= 8
+    assert any("Range test, momentum" in line for line in report["explanation"])
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]
+
+    # A resumed study searches the stored space: no second range test.
+    def refuse(*args, **kwargs):
+        raise AssertionError("range tests ran again on resume")
+
+    monkeypatch.setattr("gradtune.probes.lr_find_many", refuse)
+    again = tune(problem, strategy="auto", budget=8, trial_epochs=3, storage=storage, study=result.study)
+    assert again.auto["lr_find"] == report["lr_find"] and len(again.trials) == 8
+
+
+def test_auto_keeps_to_the_optimizers_the_space_offers_portfolio_first(tmp_path):
+    space = {"optimizer": {"choices": ["adam", "momentum"]}, "lr": {"low": 1e-4, "high": 0.3, "log": True},
+             "momentum": {"low": 0.8, "high": 0.95, "optimizers": ["momentum"]}, "batch_size": 32, "epochs": 2}
+    result = tune(gradtune.get_problem("digits-mlp", hidden=(8,)), space, strategy="auto", budget=3,
+                  storage=f"sqlite:///{tmp_path}/s.db")
+    assert result.auto["portfolio"] == ["momentum", "adam"]
+    assert {t["config"]["optimizer"] for t in result.trials} <= {"momentum", "adam"}
