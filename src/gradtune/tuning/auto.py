@@ -48,12 +48,41 @@ def _portfolio(space: SearchSpace) -> list[str]:
 
 def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int, device: str
             ) -> tuple[SearchSpace, dict[str, Any]]:
-    """The narrowed space and what led to it: stored with ``study``, or measured now and stored."""
+    """The narrowed space and what led to it: stored with ``study``, or measured now and stored.
+
+    A new study first tries each portfolio optimiser at its defaults and its suggested rate.
+    """
     stored = study.user_attrs.get(AUTO_KEY)
     if stored is None:
         stored = _measure(problem, space, seed, device)
         study.set_user_attr(AUTO_KEY, stored)
+        narrowed = SearchSpace.from_mapping(stored["space"])
+        for name, found in stored["lr_find"].items():
+            if found["suggested_lr"] is not None:
+                study.enqueue_trial(_at_defaults(narrowed, name, found["suggested_lr"]))
     return SearchSpace.from_mapping(stored["space"]), stored
+
+
+# Values that mean "the optimiser at its defaults", where the space can take them.
+_DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "schedule": "constant", "warmup": 0.0,
+             "init": "default", "activation": "relu", "batch_size": 32}
+
+
+def _at_defaults(space: SearchSpace, optimizer: str, lr: float) -> dict[str, Any]:
+    """Optuna parameters for ``optimizer`` at ``lr`` with every default the space allows; the rest is sampled."""
+    point: dict[str, Any] = {"optimizer": optimizer}
+    chosen = {"optimizer": optimizer, "schedule": "constant"}
+    for key, value in {"lr": lr, **_DEFAULTS}.items():
+        param = space.params.get(key)
+        found = space._applies(param, optimizer, chosen) if param is not None else None
+        if found is None:
+            continue
+        name, domain = found
+        fits = (value in domain.choices if domain.choices is not None
+                else domain.low is not None and domain.low <= value <= domain.high)
+        if fits:
+            point[name] = value
+    return point
 
 
 def _measure(problem: Problem, space: SearchSpace, seed: int, device: str) -> dict[str, Any]:
