@@ -23,7 +23,8 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "DEFAULT_BA
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
-HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter")
+HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
+                       "hypergrad_lr", "max_lr")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TrainConfig:
     alpha: float | None = None
     history_size: int | None = None
     max_iter: int | None = None
+    hypergrad_lr: float | None = None
+    max_lr: float | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None

@@ -21,12 +21,16 @@ def _boolean(text: str) -> bool:
 # Flags that map one-to-one onto TrainConfig fields (dest -> type).
 CONFIG_FLAGS: dict[str, object] = {
     "optimizer": str, "lr": float, "batch_size": int, "epochs": int, "steps": int, "momentum": float,
-    "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "schedule": str,
+    "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "hypergrad_lr": float,
+    "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
     "device": str,
 }
 _HELP = {
-    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad or lbfgs (default sgd)",
+    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, sgd-hd, adam-hd or lbfgs "
+                 "(default sgd)",
+    "hypergrad_lr": "sgd-hd/adam-hd: how fast the learning rate adapts (default 1e-3 / 1e-7, the paper's)",
+    "max_lr": "sgd-hd/adam-hd: the adapted learning rate stays in [0, max_lr] (default 1.0 / 0.1)",
     "lr": "learning rate (default: the optimizer's)",
     "batch_size": "mini-batch size (default 32; full-batch optimizers use the whole training set)",
     "epochs": "training length in epochs (default 10)",

@@ -66,8 +66,11 @@ def uses_second_moment(c: Mapping[str, Coefficient]) -> bool:
 
 @torch.no_grad()
 def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
-           lr: Coefficient, step: float) -> None:
-    """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them."""
+           lr: Coefficient, step: float) -> Tensor:
+    """One step in place; returns the direction ``d`` (``param -= lr * d``), which may alias ``grad`` or state.
+
+    ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them.
+    """
     g = grad if absent(c["l2"]) else grad + param * c["l2"]
     root = None
     if uses_second_moment(c):
@@ -89,6 +92,7 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
     if not absent(c["decoupled"]):
         param.mul_(1 - lr * c["decoupled"])
     param.sub_(d * lr)
+    return d
 
 
 def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..models import apply_init
-from ..optim import make_optimizer
+from ..optim import current_lr, make_optimizer
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .device import resolve_device
@@ -172,7 +172,7 @@ class _Run:
             self.optimizer.step()
         self.step += 1
         for cb in self.callbacks:
-            cb.on_step(self.step, loss, lr)
+            cb.on_step(self.step, loss, current_lr(self.optimizer))
         return loss
 
     def _check(self, loss: float) -> None:
@@ -183,7 +183,7 @@ class _Run:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
             record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
-        record.update(lr=self.optimizer.param_groups[0]["lr"], batch_size=batch_size,
+        record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)
         self.history.append(record)
         return record
