@@ -24,7 +24,7 @@ CONFIG_FLAGS: dict[str, object] = {
     "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "hypergrad_lr": float,
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
-    "device": str,
+    "device": str, "sampling": str,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, sgd-hd, adam-hd or lbfgs "
@@ -43,6 +43,8 @@ _HELP = {
     "hidden": "hidden layer sizes of the MLP, such as 128,64",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N (default auto)",
     "shuffle": "true: a new data order each epoch (default); false: the dataset's order (MNIST-1D's default)",
+    "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
+                "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }
 
 

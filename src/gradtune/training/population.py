@@ -52,6 +52,8 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig]) -> str | N
     """Why these configurations cannot train stacked, or None if they can."""
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
+    if any(c.sampling == "importance" for c in configs):
+        return "importance sampling scores and draws each member's batches itself, in the single loop"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
         why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
