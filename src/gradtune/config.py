@@ -21,7 +21,8 @@ from .schedules import SCHEDULES, make_lr_schedule
 
 SAMPLINGS = ("uniform", "importance")  # how a step picks its samples: see gradtune.training.sampling
 
-__all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS"]
+__all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_EPOCHS"]
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10

@@ -15,24 +15,28 @@ variance. gradtune's choices:
   weights. (Scores cached from each sample's last step were tried first: they
   go stale, and a stale small score weights a now-hard sample up to ``1 / eps``
   times, which made training unstable on MNIST-1D.)
-* **Draw.** ``p_i = (1 - eps) s_i / sum(s) + eps / B`` with ``eps = UNIFORM_MIX``
-  and ``B = PRESAMPLE * b``: the uniform part bounds every weight by ``1 / eps``.
+* **Draw.** The presample (``B = PRESAMPLE * b = 3b``, drawn with replacement)
+  and the batch from it by ``p_i = (1 - eps) s_i / sum(s) + eps / B`` with
+  ``eps = UNIFORM_MIX``: the uniform part bounds every weight by ``1 / eps``.
+  An epoch is ``ceil(N / b)`` such steps.
 * **Switch.** The paper's criterion. ``tau = (1 - sum((g - u)^2) / sum(g^2))^(-1/2)``
   for normalised scores ``g`` and ``u = 1 / B`` is the equivalent batch-size
   increase; smoothed over steps (momentum ``TAU_MOMENTUM``), importance
   sampling is used in an epoch only if ``tau`` exceeds the cost ratio
   ``t_importance / t_uniform`` per step: the paper's a-priori
   ``(B + 3b) / 3b`` (a forward pass costs a third of a forward and backward)
-  until an importance epoch has been timed, then the measured ratio. The first
-  epoch is uniform; its backward passes score the batches (free) for ``tau``.
+  until an importance epoch has been timed, then the measured ratio (the
+  epoch's time over its time less the drawing, so both are timed under the
+  same load; on CUDA, where kernels run asynchronously, this undercounts the
+  drawing). The first epoch is uniform; its backward passes score the batches
+  (free) for ``tau``.
   Since ``tau**2`` is the ratio of the two estimators' second moments, the
   criterion is conservative: it asks for ``tau``, not ``tau**2``, above the cost.
 """
 
 from __future__ import annotations
 
-from __future__ import annotations
-
+import statistics
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -138,7 +142,7 @@ class ImportanceSampling:
         self.sampler = ImportanceSampler(self.output_gradient_norms, x, y, generator)
         self.weights: Tensor | None = None
         self.on, self.tau = False, None
-        self.step_seconds: dict[bool, float] = {}  # seconds per step, by "importance on"
+        self.measured_costs: list[float] = []  # the step-time cost ratio of each importance epoch
         self.epochs: list[dict[str, Any]] = []
         self.reason = "training ended within the first epoch, which is uniform"
 
@@ -155,12 +159,14 @@ class ImportanceSampling:
         """This epoch's batch indices: ``uniform`` as given, or as many weighted draws."""
         self.on, record = self._decide(batch_size)
         self.epochs.append(record)
-        self.start, self.steps = time.perf_counter(), 0
+        self.start, self.steps, self.drawing = time.perf_counter(), 0, 0.0
         for index in uniform:
             self.weights = None
             if self.on:
+                start = time.perf_counter()
                 index, self.weights, scores = self.sampler.draw(batch_size)
                 self._smooth(tau(scores))
+                self.drawing += time.perf_counter() - start
             self.steps += 1
             yield index
 
@@ -177,16 +183,21 @@ class ImportanceSampling:
         self.tau = value if self.tau is None else TAU_MOMENTUM * self.tau + (1 - TAU_MOMENTUM) * value
 
     def end_epoch(self) -> dict[str, Any]:
-        """Time this epoch's steps; returns the epoch's entries for the history."""
-        if self.steps:
-            self.step_seconds[self.on] = (time.perf_counter() - self.start) / self.steps
+        """Measure an importance epoch's cost; returns the epoch's entries for the history.
+
+        The cost is the epoch's time over that time less the drawing (presample, scores, draw): what the
+        same steps take with importance sampling against without, measured under the same machine load.
+        """
+        elapsed = time.perf_counter() - self.start
+        if self.on and self.steps and elapsed > self.drawing:
+            self.measured_costs.append(elapsed / (elapsed - self.drawing))
         return self.epochs[-1]
 
     def _decide(self, batch_size: int) -> tuple[bool, dict[str, Any]]:
         if batch_size >= self.n:
             self.reason = "each step already uses the whole training set"
             return False, {"sampling": "uniform"}
-        if self.tau is None or False not in self.step_seconds:
+        if self.tau is None:
             return False, {"sampling": "uniform"}
         cost = self._cost(batch_size)
         on = self.tau > cost
@@ -195,9 +206,10 @@ class ImportanceSampling:
         return on, {"sampling": "importance" if on else "uniform", "tau": self.tau, "cost_ratio": cost}
 
     def _cost(self, batch_size: int) -> float:
-        """Seconds per importance step over seconds per uniform step: measured, or the paper's estimate."""
-        if True in self.step_seconds:
-            return self.step_seconds[True] / self.step_seconds[False]
+        """Seconds per importance step over seconds per uniform step: measured (the median over importance
+        epochs, as the machine's load varies), or the paper's estimate before any importance epoch."""
+        if self.measured_costs:
+            return statistics.median(self.measured_costs)
         presample = self.sampler.presample * batch_size
         return (presample + 3 * batch_size) / (3 * batch_size)
 
