@@ -140,3 +140,20 @@ def test_population_trainer_falls_back_to_the_single_loop(caplog):
     assert "one at a time: optimizer sgd-hd" in caplog.text
     single = gradtune.train(problem, configs[1])
     assert results[1].history[-1]["valid_loss"] == single.history[-1]["valid_loss"]
+
+
+def test_a_search_space_can_tune_them(tmp_path):
+    space = {"optimizer": {"choices": ["sgd-hd", "adam-hd"]},
+             "lr": {"sgd-hd": {"low": 0.01, "high": 0.1, "log": True},
+                    "adam-hd": {"low": 1e-3, "high": 1e-2, "log": True}},
+             "hypergrad_lr": {"sgd-hd": {"low": 1e-4, "high": 1e-2, "log": True},
+                              "adam-hd": {"low": 1e-8, "high": 1e-6, "log": True}},
+             "epochs": 1}
+    result = gradtune.tune(get_problem("logreg"), space, "random", budget=4, seed=1,
+                           storage=f"sqlite:///{tmp_path}/s.db")
+    configs = [t["config"] for t in result.trials]
+    assert {c["optimizer"] for c in configs} == {"sgd-hd", "adam-hd"}
+    for c in configs:
+        low, high = (1e-4, 1e-2) if c["optimizer"] == "sgd-hd" else (1e-8, 1e-6)
+        assert low <= c["hypergrad_lr"] <= high
+    assert all(t["state"] == "completed" for t in result.trials)
