@@ -19,11 +19,15 @@ from .models import ACTIVATIONS, INITS
 from .optim import get_optimizer_def, resolve_hyperparameters
 from .schedules import SCHEDULES, make_lr_schedule
 
-__all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS"]
+SAMPLINGS = ("uniform", "importance")  # how a step picks its samples: see gradtune.training.sampling
+
+__all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_EPOCHS"]
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
-HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter")
+HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
+                       "hypergrad_lr", "max_lr")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class TrainConfig:
     ``warmup`` is a fraction of training in [0, 1); ``gamma`` is the decay
     factor of ``step``/``exponential``/``batch-growth`` schedules. ``shuffle``
     draws a new data order each epoch; ``False`` keeps the dataset's own order
-    (the MNIST-1D reference loop does this).
+    (the MNIST-1D reference loop does this). ``sampling`` is ``uniform`` or
+    ``importance`` (:mod:`gradtune.training.sampling`).
     """
 
     optimizer: str = "sgd"
@@ -50,6 +55,8 @@ class TrainConfig:
     alpha: float | None = None
     history_size: int | None = None
     max_iter: int | None = None
+    hypergrad_lr: float | None = None
+    max_lr: float | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None
@@ -57,6 +64,7 @@ class TrainConfig:
     activation: str = "relu"
     hidden: tuple[int, ...] | None = None
     shuffle: bool | None = None
+    sampling: str = "uniform"
     seed: int = 0
     device: str = "auto"
     # Hyperparameters that change at epoch boundaries, as population-based training
@@ -110,12 +118,19 @@ class TrainConfig:
         check_number("seed", self.seed, low=0, integer=True)
         epochs, steps = self._budget()
         batch_size = self._batch_size(n_train, definition.full_batch or full_batch_only)
+        self._check_sampling(definition.full_batch, full_batch_only)
         shuffle = (defaults or {}).get("shuffle", True) if self.shuffle is None else self.shuffle
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
         resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp)
         make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma)  # validates
         return resolved
+
+    def _check_sampling(self, full_batch_optimizer: bool, function_problem: bool) -> None:
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        if self.sampling == "importance" and (full_batch_optimizer or function_problem):
+            what = f"full-batch optimizer '{self.optimizer}'" if full_batch_optimizer else "test-function problems"
+            raise invalid_value("sampling", self.sampling, f"'uniform' for {what}: each step uses every sample")
 
     def _budget(self) -> tuple[int | None, int | None]:
         if self.epochs is not None and self.steps is not None:

@@ -45,6 +45,13 @@ CASES = [
     ("batch-size-zero", None, ["linreg", "--batch-size", "0"], ["batch_size", "Got 0", "[1, 800]"]),
     # linreg trains on 800 of its 1000 samples.
     ("batch-size-above-train-set", None, ["linreg", "--batch-size", "801"], ["batch_size", "Got 801", "[1, 800]"]),
+    ("unknown-sampling", None, ["quadratic", "--sampling", "often"], ["'sampling'", "'often'", "importance, uniform"]),
+    ("importance-on-a-function", None, ["quadratic", "--sampling", "importance"],
+     ["'sampling'", "'importance'", "'uniform' for test-function problems"]),
+    ("importance-full-batch", None, ["linreg", "--optimizer", "gd", "--sampling", "importance"],
+     ["'sampling'", "'importance'", "full-batch optimizer 'gd'"]),
+    ("hd-lr-above-max-lr", None, ["quadratic", "--optimizer", "sgd-hd", "--lr", "2", "--max-lr", "1"],
+     ["'lr'", "Got 2", "at most max_lr (1)"]),
     ("epochs-negative", None, ["quadratic", "--epochs", "-3"], ["'epochs'", "Got -3", "integer"]),
     ("unknown-schedule", None, ["quadratic", "--schedule", "sometimes"],
      ["'schedule'", "'sometimes'", "cosine", "constant", "onecycle"]),

@@ -5,7 +5,9 @@ non-default hyperparameters to try, the torch.optim class (and fixed extra
 arguments) that must compute the same update, and settings under which
 ``gradtune.train`` solves the ``quadratic`` problem.
 
-* the kernels, through ``make_optimizer``, equal torch.optim step for step in float64;
+* the kernels, through ``make_optimizer``, equal torch.optim step for step in float64
+  (the hypergradient optimisers with ``hypergrad_lr=0``; tests/optim/test_hypergradient.py
+  checks them with it on, against the paper's equations);
 * the same rule on a flat population with per-member hyperparameters, and on one
   population mixing every optimiser, equals one torch.optim run per member;
 * every name solves ``quadratic``; L-BFGS solves ``rosenbrock``;
@@ -25,7 +27,8 @@ from torch import nn
 import gradtune
 from gradtune import get_problem
 from gradtune.errors import UsageError
-from gradtune.optim import OPTIMIZERS, KernelOptimizer, PopulationOptimizer, make_optimizer, resolve_hyperparameters
+from gradtune.optim import (OPTIMIZERS, HypergradientOptimizer, KernelOptimizer, PopulationOptimizer, make_optimizer,
+                            resolve_hyperparameters)
 
 RTOL = 1e-10
 STEPS = 50
@@ -37,7 +40,7 @@ class Case:
     id: str
     name: str  # gradtune optimiser name
     hp: dict[str, float]  # non-default hyperparameters for the float64 comparison
-    torch_cls: type[torch.optim.Optimizer] | None  # None: no gradtune kernel (L-BFGS)
+    torch_cls: type[torch.optim.Optimizer] | None  # None: no torch.optim oracle (L-BFGS is torch's own)
     torch_extra: dict[str, Any] = field(default_factory=dict)  # fixed torch arguments (nesterov=True)
     population: dict[str, list[float]] = field(default_factory=dict)  # per-member values overriding MEMBER_VALUES
     quadratic: dict[str, Any] = field(default_factory=dict)  # gradtune.train overrides that solve `quadratic`
@@ -64,10 +67,15 @@ CASES = [
          torch.optim.RMSprop, quadratic=dict(lr=0.01, momentum=0.5, epochs=300, schedule="cosine")),
     Case("adagrad", "adagrad", dict(lr=0.05, eps=1e-8, weight_decay=0.01), torch.optim.Adagrad,
          quadratic=dict(lr=1.0, epochs=200)),
+    Case("sgd-hd", "sgd-hd", dict(lr=0.03, weight_decay=0.005, hypergrad_lr=0.0), torch.optim.SGD,
+         quadratic=dict(lr=0.05, epochs=100)),
+    Case("adam-hd", "adam-hd", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01, hypergrad_lr=0.0),
+         torch.optim.Adam, quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
     Case("lbfgs", "lbfgs", dict(lr=0.5, history_size=7, max_iter=4), None,
          quadratic=dict(lr=1.0, epochs=3)),
 ]
-KERNEL_CASES = [c for c in CASES if c.torch_cls is not None]
+TORCH_CASES = [c for c in CASES if c.torch_cls is not None]
+KERNEL_CASES = [c for c in TORCH_CASES if OPTIMIZERS[c.name].vectorisable]  # these also run in a population
 
 # Per-member values for the population test: each hyperparameter differs between
 # members, zero included where torch takes a different code path for zero.
@@ -94,6 +102,7 @@ def torch_kwargs(case: Case, hp: dict[str, float]) -> dict[str, Any]:
             kwargs[key] = value
     if "beta1" in hp:
         kwargs["betas"] = (hp["beta1"], hp["beta2"])
+    kwargs.pop("hypergrad_lr", None)  # zero: the hypergradient optimisers are then their base optimiser
     return kwargs
 
 
@@ -109,7 +118,8 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> Non
 
 def test_table_covers_every_optimizer():
     assert {c.name for c in CASES} == set(OPTIMIZERS)
-    assert {c.name for c in CASES if c.torch_cls is None} == {n for n, d in OPTIMIZERS.items() if not d.vectorisable}
+    assert {c.name for c in CASES if c.torch_cls is None} == {"lbfgs"}
+    assert {c.name for c in KERNEL_CASES} == {n for n, d in OPTIMIZERS.items() if d.vectorisable}
 
 
 # --------------------------------------------------------------------------- a. make_optimizer vs torch.optim
@@ -127,11 +137,11 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"params": weights}, {"params": biases, "weight_decay": 0.0}]
 
 
-@by_id(KERNEL_CASES)
+@by_id(TORCH_CASES)
 def test_make_optimizer_matches_torch_optim_float64(case):
     ours, theirs = small_model(), small_model()
     opt = make_optimizer(case.name, param_groups(ours), **case.hp)
-    assert isinstance(opt, KernelOptimizer)
+    assert isinstance(opt, KernelOptimizer if OPTIMIZERS[case.name].vectorisable else HypergradientOptimizer)
     ref = case.torch_cls(param_groups(theirs), **torch_kwargs(case, case.hp))
     generator = torch.Generator().manual_seed(7)
     for step in range(STEPS):
@@ -291,6 +301,10 @@ BAD_HYPERPARAMETERS = [
     ("adagrad", dict(alpha=0.5), r"'alpha'.*does not apply to optimizer 'adagrad'.*Got 0\.5"),
     ("lbfgs", dict(momentum=0.5), r"'momentum'.*does not apply to optimizer 'lbfgs'.*Got 0\.5"),
     ("adamax", dict(), r"'optimizer'.*Got 'adamax'"),
+    ("sgd-hd", dict(hypergrad_lr=-1e-3), r"'hypergrad_lr'.*\[0, inf\).*Got -0\.001"),
+    ("adam-hd", dict(max_lr=0.0), r"'max_lr'.*\(0, inf\).*Got 0\.0"),
+    ("adam-hd", dict(lr=0.5), r"'lr'.*at most max_lr \(0\.1\).*Got 0\.5"),
+    ("sgd", dict(hypergrad_lr=1e-3), r"'hypergrad_lr'.*does not apply to optimizer 'sgd'"),
 ]
 
 

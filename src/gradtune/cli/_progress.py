@@ -50,8 +50,12 @@ def print_summary(result: TrainResult, out: Path) -> None:
     table.add_column("value")
     rows = {"optimizer": result.config["optimizer"], "lr": result.config["lr"],
             "batch size": result.config["batch_size"], "epochs run": result.epochs_run}
+    if "hypergrad_lr" in result.config and result.history:
+        rows["adapted lr"] = result.history[-1]["lr"]
     rows.update({k: v for k, v in result.metrics.items()})
     rows.update(result.report)
+    if result.sampling is not None:
+        rows["importance sampling"] = result.sampling["reason"]
     if result.diverged_at:
         rows["diverged at"] = f"epoch {result.diverged_at['epoch']}, step {result.diverged_at['step']}"
     rows.update({"seconds": f"{result.seconds:.1f}", "written to": str(out)})

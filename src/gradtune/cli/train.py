@@ -21,12 +21,16 @@ def _boolean(text: str) -> bool:
 # Flags that map one-to-one onto TrainConfig fields (dest -> type).
 CONFIG_FLAGS: dict[str, object] = {
     "optimizer": str, "lr": float, "batch_size": int, "epochs": int, "steps": int, "momentum": float,
-    "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "schedule": str,
+    "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "hypergrad_lr": float,
+    "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
-    "device": str,
+    "device": str, "sampling": str,
 }
 _HELP = {
-    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad or lbfgs (default sgd)",
+    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, sgd-hd, adam-hd or lbfgs "
+                 "(default sgd)",
+    "hypergrad_lr": "sgd-hd/adam-hd: how fast the learning rate adapts (default 1e-3 / 1e-7, the paper's)",
+    "max_lr": "sgd-hd/adam-hd: the adapted learning rate stays in [0, max_lr] (default 1.0 / 0.1)",
     "lr": "learning rate (default: the optimizer's)",
     "batch_size": "mini-batch size (default 32; full-batch optimizers use the whole training set)",
     "epochs": "training length in epochs (default 10)",
@@ -39,6 +43,8 @@ _HELP = {
     "hidden": "hidden layer sizes of the MLP, such as 128,64",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N (default auto)",
     "shuffle": "true: a new data order each epoch (default); false: the dataset's order (MNIST-1D's default)",
+    "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
+                "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }
 
 

@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 on CUDA where "
                              "the model allows it, else one at a time), off, or a number")
+    parser.add_argument("--sampling", default="uniform",
+                        help="uniform (default) or importance: importance-sampled batches in every trial, where "
+                             "they pay for their cost; such trials train one at a time")
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
     add_data_flags(parser)
     parser.add_argument("--out", default=None, help="output directory (default runs/tune-STUDY)")
@@ -35,7 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import TrainConfig, load_config_file, parse_hidden
+    from ..config import SAMPLINGS, TrainConfig, load_config_file, parse_hidden
     from ..tuning import SearchSpace, tune
     from ..tuning.population import parse_population
     from ..tuning.strategies import STRATEGIES
@@ -43,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from ._live import TuneDisplay, print_leaderboard
 
     check_choice("strategy", args.strategy, STRATEGIES)
+    check_choice("sampling", args.sampling, SAMPLINGS)
     population = parse_population(args.population)
     space = SearchSpace.from_mapping(load_config_file(args.space)) if args.space else None
     config = TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None)
     problem = load_problem(args, config)
+    config.replace(sampling=args.sampling).resolve_for(problem)  # refused before the live display starts
     study = args.study or f"{problem.name}-{args.strategy}"
     out = Path(args.out or f"runs/tune-{_slug(study)}")
     display = TuneDisplay(problem, enabled=not args.quiet)
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         with display:
             result = tune(problem, space, args.strategy, args.budget, args.storage, study, seed=args.seed,
                           trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
-                          population=population)
+                          population=population, sampling=args.sampling)
         result.save(out)
     finally:
         signal.signal(signal.SIGTERM, previous)

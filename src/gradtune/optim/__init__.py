@@ -3,15 +3,18 @@
 from ._hyper import Hyperparameter
 from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
 from ._torch_optimizer import KernelOptimizer, make_optimizer
+from .hypergradient import HypergradientOptimizer, current_lr
 from .population import PopulationOptimizer
 
 __all__ = [
     "Hyperparameter",
     "OPTIMIZERS",
     "OptimizerDef",
+    "HypergradientOptimizer",
     "KernelOptimizer",
     "PopulationOptimizer",
     "get_optimizer_def",
+    "current_lr",
     "make_optimizer",
     "optimizer_names",
     "resolve_hyperparameters",

@@ -4,6 +4,9 @@ Each entry pairs the hyperparameters an optimiser takes with its coefficients
 in the one update rule of :mod:`gradtune.optim.kernel`. The same rule drives
 the single training loop, through :class:`~gradtune.optim.KernelOptimizer`,
 and the population trainer, through :class:`~gradtune.optim.PopulationOptimizer`.
+The hypergradient optimisers step along another entry's direction with a rate
+of their own (:mod:`gradtune.optim.hypergradient`), so they run in the single
+loop only.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import invalid_choice, UsageError
-from . import adagrad, adam, rmsprop, sgd
+from . import adagrad, adam, hypergradient, rmsprop, sgd
 from ._hyper import Hyperparameter, learning_rate
 
 __all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
@@ -25,7 +28,10 @@ class OptimizerDef:
     ``full_batch`` optimisers ignore the batch size and take the whole training
     set each step. ``coefficients`` maps resolved hyperparameters to the update
     rule's coefficients; it is ``None`` for optimisers that only exist as a
-    ``torch.optim`` class (L-BFGS), which cannot run in a population.
+    ``torch.optim`` class (L-BFGS) or keep state the stacked rule has no slot
+    for (the hypergradient optimisers' adapted rate), which cannot run in a
+    population. ``direction`` is the base rule a hypergradient optimiser steps
+    along; ``check`` validates hyperparameters against each other.
     """
 
     name: str
@@ -35,6 +41,8 @@ class OptimizerDef:
     full_batch: bool = False
     reference: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    direction: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
     @property
     def hyperparameter_names(self) -> tuple[str, ...]:
@@ -70,6 +78,12 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
                      reference="Tieleman & Hinton 2012"),
         OptimizerDef("adagrad", "Adagrad", adagrad.ADAGRAD_HYPERPARAMETERS, adagrad.coefficients,
                      reference="Duchi et al. 2011"),
+        OptimizerDef("sgd-hd", "SGD whose learning rate adapts by hypergradient descent",
+                     hypergradient.SGD_HD_HYPERPARAMETERS, direction=sgd.coefficients,
+                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018"),
+        OptimizerDef("adam-hd", "Adam whose learning rate adapts by hypergradient descent",
+                     hypergradient.ADAM_HD_HYPERPARAMETERS, direction=adam.coefficients,
+                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018"),
         OptimizerDef("lbfgs", "full-batch L-BFGS with a strong-Wolfe line search", _LBFGS_HYPERPARAMETERS,
                      full_batch=True, reference="Liu & Nocedal 1989"),
     ]
@@ -101,4 +115,7 @@ def resolve_hyperparameters(name: str, given: Mapping[str, Any] | None = None) -
             f"The '{unknown[0]}' parameter does not apply to optimizer '{name}'. Got {given[unknown[0]]}; "
             f"'{name}' accepts: {accepted}."
         )
-    return {h.name: h.check(given.get(h.name, h.default)) for h in definition.hyperparameters}
+    resolved = {h.name: h.check(given.get(h.name, h.default)) for h in definition.hyperparameters}
+    if definition.check is not None:
+        definition.check(resolved)
+    return resolved

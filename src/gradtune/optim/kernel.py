@@ -90,8 +90,11 @@ def _scaled(x: Tensor, scale: Coefficient, shift: Coefficient) -> Tensor:
 
 @torch.no_grad()
 def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
-           lr: Coefficient, step: Coefficient) -> None:
+           lr: Coefficient, step: Coefficient, direction: bool = False) -> Tensor | None:
     """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them.
+
+    With ``direction``, returns the direction ``d`` of ``param -= lr * d`` (hypergradient
+    descent needs it), at the cost of materialising it.
 
     Written for memory traffic rather than for reading: a step is a few passes
     over ``[P, D]`` and each saved pass (fused ``addcmul_``/``addcdiv_``, the
@@ -125,15 +128,24 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
             terms.append((x, c["n1"]))
     else:
         terms.append((x, 1.0))
+    if direction:
+        d = terms[0][0] * terms[0][1]
+        for tensor, scale in terms[1:]:
+            _add_product_(d, tensor, scale)
+        if not absent(c["post_scale"]):
+            d = d / _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
+        _add_product_(param, d, -lr)
+        return d
     if absent(c["post_scale"]):
         for tensor, scale in terms:
             _add_product_(param, tensor, -(lr * scale))
-        return
+        return None
     numerator = terms[0][0] * (lr * terms[0][1])
     for tensor, scale in terms[1:]:
         _add_product_(numerator, tensor, lr * scale)
     denominator = _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
     param.addcdiv_(numerator, denominator, value=-1.0)
+    return None
 
 
 def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:

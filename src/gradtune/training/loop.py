@@ -18,12 +18,13 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..models import apply_init
-from ..optim import make_optimizer
+from ..optim import current_lr, make_optimizer
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
+from .sampling import ImportanceSampling
 
 __all__ = ["train", "evaluate", "build_model", "DIVERGENCE_FACTOR", "DivergenceGuard"]
 
@@ -102,6 +103,9 @@ class _Run:
         self.plan = TrainingPlan(config, problem.n_train)
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
+        self.sampling = None  # the hook that picks and weights samples; None: the plain uniform loop
+        if config.sampling == "importance":
+            self.sampling = ImportanceSampling(problem, self.model, self.x, self.y, config.seed + 2)
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.step = self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -146,11 +150,15 @@ class _Run:
         else:
             order = torch.randperm(len(self.x), generator=self.data_generator).to(self.device)
             batches = order.split(batch_size)
+        if self.sampling is not None:
+            batches = self.sampling.batches(batches, batch_size)
         losses = []
         for index in batches:
             if not self.plan.epochs_left(self.epoch, self.step):
                 break
             losses.append(self._step(index))
+        if self.sampling is not None:
+            self.epoch_sampling = self.sampling.end_epoch()
         return sum(losses) / len(losses), batch_size
 
     def _step(self, index: torch.Tensor | None) -> float:
@@ -161,7 +169,8 @@ class _Run:
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.problem.loss_fn(self.model(xb), yb)
+            loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
+            loss = loss_fn(self.model(xb), yb)
             loss.backward()
             return loss
 
@@ -175,7 +184,7 @@ class _Run:
             self.optimizer.step()
         self.step += 1
         for cb in self.callbacks:
-            cb.on_step(self.step, loss, lr)
+            cb.on_step(self.step, loss, current_lr(self.optimizer))
         return loss
 
     def _check(self, loss: float) -> None:
@@ -186,8 +195,10 @@ class _Run:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
             record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
-        record.update(lr=self.optimizer.param_groups[0]["lr"], batch_size=batch_size,
+        record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)
+        if self.sampling is not None and evaluated:
+            record.update(self.epoch_sampling)
         self.history.append(record)
         return record
 
@@ -197,5 +208,8 @@ class _Run:
             self.optimizer.load_state_dict(self.last_good[1])
         for cb in self.callbacks:
             cb.on_train_end(status)
-        return TrainResult.close(self.problem, self.config, status, self.history, time.perf_counter() - self.start,
-                                 self.model, self.optimizer, diverged_at)
+        result = TrainResult.close(self.problem, self.config, status, self.history,
+                                   time.perf_counter() - self.start, self.model, self.optimizer, diverged_at)
+        if self.sampling is not None:
+            result.sampling = self.sampling.summary()
+        return result

@@ -56,9 +56,12 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig]) -> str | N
     """Why these configurations cannot train stacked, or None if they can."""
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
-    unstackable = sorted({c.optimizer for c in configs if c.optimizer == "lbfgs"})
+    if any(c.sampling == "importance" for c in configs):
+        return "importance sampling scores and draws each member's batches itself, in the single loop"
+    unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
-        return f"optimizer {unstackable[0]} needs a line search per member"
+        why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
+        return f"optimizer {unstackable[0]} {why}"
     try:
         _probe(problem, configs[0])
     except Exception as error:  # any failure under vmap means: do not stack

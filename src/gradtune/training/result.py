@@ -39,6 +39,7 @@ class TrainResult:
     optimizer: torch.optim.Optimizer = field(repr=False)
     report: dict[str, Any] = field(default_factory=dict)
     diverged_at: dict[str, Any] | None = None
+    sampling: dict[str, Any] | None = None  # with importance sampling: whether it was used, and why
 
     @classmethod
     def close(cls, problem, config, status: str, history: list[dict[str, Any]], seconds: float,
@@ -69,6 +70,8 @@ class TrainResult:
             "seconds": self.seconds,
             **self.report,
         }
+        if self.sampling is not None:
+            out["sampling"] = {k: json_number(v) for k, v in self.sampling.items()}
         if self.diverged_at is not None:
             out["diverged_at"] = {k: json_number(v) for k, v in self.diverged_at.items()}
         return out

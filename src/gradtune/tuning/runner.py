@@ -76,13 +76,14 @@ class _Settings:
     trial_epochs: int | None
     cv: int | None
     device: str
+    sampling: str
 
 
 def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
          budget: str | int | Budget | None = None, storage: str | None = None, study: str | None = None, *,
          seed: int = 0, trial_epochs: int | None = None, cv: int | None = None, device: str = "auto",
          out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
-         population: str | int = "auto") -> TuneResult:
+         population: str | int = "auto", sampling: str = "uniform") -> TuneResult:
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
@@ -102,23 +103,28 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         population: trials trained at once as one stacked computation: ``"auto"`` (default: 16 on a
             CUDA device where the model runs under ``vmap`` and ``cv`` is unset, else 1), ``"off"`` or
             a number >= 1.
+        sampling: ``"uniform"`` (default) or ``"importance"``, for every trial (see
+            :mod:`gradtune.training.sampling`); importance trials train one at a time.
 
     Example:
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
         >>> result.best_config, result.best_value, result.best_model
     """
     space = _as_space(space, problem, strategy)
-    _check_settings(problem, space, trial_epochs, cv, seed)
+    _check_settings(problem, space, trial_epochs, cv, seed, sampling)
     population = parse_population(population)
     if strategy == "pbt":
         space, population = pbt.population_space(space), _pbt_population(population, cv)
-    settings = _Settings(problem, space, problem.metric_name, problem.direction, seed, trial_epochs, cv, device)
+    settings = _Settings(problem, space, problem.metric_name, problem.direction, seed, trial_epochs, cv, device,
+                         sampling)
     plan = make_strategy(strategy, space, seed, _max_epochs(space, trial_epochs))
     budget = parse_budget(budget, default_trials=len(plan.enqueue) if plan.enqueue else 50)
     name = study or f"{problem.name}-{strategy}"
     metadata = {"problem": problem.name, "metric": settings.metric, "direction": settings.direction,
                 "space": space.to_data(), "trial_epochs": trial_epochs, "cv": cv, "strategy": strategy,
                 "seed": seed, "hidden": list(problem.hidden) if problem.hidden else None}
+    if sampling != "uniform":  # only then, so that studies made before the option existed still resume
+        metadata["sampling"] = sampling
     # The population is not stored: it changes how trials are scheduled, not what their values mean.
     the_study, created = open_study(name, open_storage(storage), metadata, plan.sampler, plan.pruner)
     if created:
@@ -127,7 +133,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     recover_orphans(the_study)
     if strategy == "auto":
         settings.space, auto_report = auto.prepare(problem, space, the_study, seed, device)
-    size = population_size(population, problem, TrainConfig(seed=seed, device=device), cv)
+    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv)
     loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size,
                  pbt=strategy == "pbt")
     interrupted = loop.run()
@@ -160,9 +166,13 @@ def _as_space(space, problem: Problem, strategy: str) -> SearchSpace:
     return space if isinstance(space, SearchSpace) else SearchSpace.from_mapping(space)
 
 
-def _check_settings(problem: Problem, space: SearchSpace, trial_epochs, cv, seed) -> None:
+def _check_settings(problem: Problem, space: SearchSpace, trial_epochs, cv, seed, sampling) -> None:
     from ..errors import check_number
+    from ..optim import get_optimizer_def
 
+    for optimizer in space.optimizers:  # a full-batch optimiser or a test function refuses importance sampling
+        TrainConfig(optimizer=optimizer if get_optimizer_def(optimizer).full_batch else "sgd",
+                    sampling=sampling).resolve_for(problem)
     space.check_batch_sizes(problem.n_train)
     if trial_epochs is not None:
         check_number("trial_epochs", trial_epochs, low=1, integer=True)
@@ -259,7 +269,7 @@ class _Loop:
     def _config(self, trial: optuna.Trial) -> TrainConfig:
         s = self.settings
         values = s.space.suggest(trial)
-        values.update(seed=s.seed, device=s.device)
+        values.update(seed=s.seed, device=s.device, sampling=s.sampling)
         if s.problem.hidden:  # recorded so that best_config.json rebuilds the same network
             values["hidden"] = list(s.problem.hidden)
         if "epochs" not in values and "steps" not in values:

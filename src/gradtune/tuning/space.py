@@ -29,8 +29,9 @@ from ..optim import OPTIMIZERS, get_optimizer_def
 
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 
-# Config keys a space may set; hidden sizes, seed and device are not tuned.
-TUNABLE_KEYS = tuple(k for k in TrainConfig.keys() if k not in ("hidden", "seed", "device", "hyper_schedule"))
+# Config keys a space may set; hidden sizes, seed, device and sampling are settings of the whole study,
+# and a hyperparameter schedule is what PBT finds, not a point to search.
+TUNABLE_KEYS = tuple(k for k in TrainConfig.keys() if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule"))
 # Keys that only make sense for some schedules.
 _SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth"),
                   "gamma": ("step", "exponential", "batch-growth")}

@@ -22,7 +22,7 @@ __all__ = ["open_study", "worker_id", "recover_orphans", "FINISHED_STATES", "MET
 METADATA_KEY = "gradtune"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
-_MUST_MATCH = ("problem", "metric", "direction", "space", "trial_epochs", "cv", "hidden")
+_MUST_MATCH = ("problem", "metric", "direction", "space", "trial_epochs", "cv", "hidden", "sampling")
 
 
 def worker_id() -> str:
