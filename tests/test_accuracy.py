@@ -14,10 +14,10 @@ import pytest
 from gradtune import get_problem
 
 
-def _train(cli, tmp_path, *args: str) -> dict:
-    run = cli("train", *args, "--out", "out", "--quiet")
+def _train(cli, tmp_path, *args: str, out: str = "out") -> dict:
+    run = cli("train", *args, "--out", out, "--quiet")
     assert run.returncode == 0, run.stderr
-    return json.loads((tmp_path / "out" / "result.json").read_text())
+    return json.loads((tmp_path / out / "result.json").read_text())
 
 
 def closed_form_valid_mse() -> tuple[float, float, float]:
@@ -58,7 +58,15 @@ def test_mnist1d_cnn_reaches_the_paper_accuracy(cli, tmp_path):
 
 @pytest.mark.slow
 def test_mnist1d_mlp_reaches_the_paper_accuracy(cli, tmp_path):
-    """The MNIST-1D paper reports 68% for its MLP; the issue asks for >= 0.67."""
-    result = _train(cli, tmp_path, "mnist1d-mlp", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "100",
-                    "--steps", "8000")
-    assert result["metrics"]["valid_accuracy"] >= 0.67
+    """The MNIST-1D paper reports 68% for its MLP; the issue asks for >= 0.67.
+
+    The paper's figure is a mean over runs, and one run's final accuracy moves by
+    a few points with float32 rounding alone (0.666-0.703 measured for seed 0
+    across kernel and thread changes), so the mean of three seeds is compared.
+    """
+    accuracies = []
+    for seed in range(3):
+        result = _train(cli, tmp_path, "mnist1d-mlp", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "100",
+                        "--steps", "8000", "--seed", str(seed), out=f"seed{seed}")
+        accuracies.append(result["metrics"]["valid_accuracy"])
+    assert sum(accuracies) / 3 >= 0.67, accuracies
