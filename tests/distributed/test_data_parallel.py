@@ -69,3 +69,16 @@ def test_bad_nproc_is_refused_before_training(cli, args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):
+    """Each trial's value, trained on 2 processes, is its configuration's single-process value."""
+    space = {"optimizer": "sgd", "lr": {"low": 1e-3, "high": 1e-1, "log": True}, "batch_size": 10}
+    problem = gradtune.get_problem("linreg")
+    result = gradtune.tune(problem, space, "random", 2, f"sqlite:///{tmp_path / 't.db'}", "t", trial_epochs=2,
+                           trial_nproc=2, best_model=False)
+    completed = [t for t in result.trials if t["state"] == "completed"]
+    assert len(completed) == 2
+    for trial in completed:
+        alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(trial["config"]))
+        assert trial["value"] == pytest.approx(alone.metrics["valid_loss"], rel=RTOL)

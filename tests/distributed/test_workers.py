@@ -40,8 +40,8 @@ def _gradtune(tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-def _tune_args(url: str, study: str, epochs: int) -> list[str]:
-    return ["tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", str(BUDGET),
+def _tune_args(url: str, study: str, epochs: int, budget: int = BUDGET) -> list[str]:
+    return ["tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", str(budget),
             "--trial-epochs", str(epochs), "--hidden", "8", "--storage", url, "--study", study, "--heartbeat", "1",
             "--out", "out"]
 
@@ -55,14 +55,15 @@ def _logged(text: str) -> dict[int, tuple[str, str, float | None]]:
     return out
 
 
-def _check_budget_and_logs(study: optuna.Study, logs: str, quiet: str = "") -> list[optuna.trial.FrozenTrial]:
+def _check_budget_and_logs(study: optuna.Study, logs: str, quiet: str = "",
+                           budget: int = BUDGET) -> list[optuna.trial.FrozenTrial]:
     """Exactly the budget finished, unique numbers, nothing RUNNING, and each finished trial as its worker logged it
     (but for trials of the ``quiet`` worker, which logs none)."""
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert len(set(numbers)) == len(numbers)
     finished = [t for t in trials if t.state in FINISHED]
-    assert len(finished) == BUDGET
+    assert len(finished) == budget
     assert not study.get_trials(states=(TrialState.RUNNING,))
     logged = _logged(logs)
     for t in finished:
@@ -101,10 +102,10 @@ def _wait(predicate, processes, seconds: float = 300):
     pytest.fail("the awaited moment did not come")
 
 
-def _start_three(tmp_path: Path, url: str, study: str, epochs: int) -> list[subprocess.Popen]:
+def _start_three(tmp_path: Path, url: str, study: str, epochs: int, budget: int) -> list[subprocess.Popen]:
     """One ``gradtune tune`` (which creates the study) and two ``gradtune worker``s that join it."""
     (tmp_path / "space.yaml").write_text(SPACE)
-    first = _gradtune(tmp_path, "w0", *_tune_args(url, study, epochs), "--quiet")
+    first = _gradtune(tmp_path, "w0", *_tune_args(url, study, epochs, budget), "--quiet")
     storage = optuna.storages.RDBStorage(url)
     _wait(lambda: True if study in [s.study_name for s in optuna.get_all_study_summaries(storage)] else None,
           [first])
@@ -124,8 +125,8 @@ def _training_with_checkpoint(study: optuna.Study, directory: Path, pids: dict[i
     return None
 
 
-def _stop_one_mid_trial(tmp_path: Path, url: str, study_name: str, sig: int):
-    processes = _start_three(tmp_path, url, study_name, epochs=6)
+def _stop_one_mid_trial(tmp_path: Path, url: str, study_name: str, sig: int, budget: int):
+    processes = _start_three(tmp_path, url, study_name, epochs=6, budget=budget)
     study = optuna.load_study(study_name=study_name, storage=url)
     directory = tmp_path / "runs" / f"tune-{study_name}" / "checkpoints"  # the default both commands share
     pids = {p.pid: p for p in processes[1:]}
@@ -164,7 +165,7 @@ def _check_retry(study: optuna.Study, stopped: int, victim_pid: int) -> None:
 
 def test_sigkilled_worker_trial_is_retried_elsewhere_from_its_checkpoint(tmp_path, postgres_url, study_name):
     processes, victim, stopped, before, logs = _stop_one_mid_trial(tmp_path, postgres_url, study_name,
-                                                                   signal.SIGKILL)
+                                                                   signal.SIGKILL, BUDGET)
     assert victim.returncode == -signal.SIGKILL
     assert all(p.returncode == 0 for p in processes if p is not victim), logs[-3000:]
     study = optuna.load_study(study_name=study_name, storage=postgres_url)
@@ -175,10 +176,10 @@ def test_sigkilled_worker_trial_is_retried_elsewhere_from_its_checkpoint(tmp_pat
 
 
 def test_sigterm_ends_a_worker_cleanly_and_another_takes_its_trial(tmp_path, postgres_url, study_name):
-    processes, victim, stopped, _, logs = _stop_one_mid_trial(tmp_path, postgres_url, study_name, signal.SIGTERM)
+    processes, victim, stopped, _, logs = _stop_one_mid_trial(tmp_path, postgres_url, study_name, signal.SIGTERM, 15)
     assert victim.returncode == 130
     assert "Traceback" not in logs
     study = optuna.load_study(study_name=study_name, storage=postgres_url)
-    _check_budget_and_logs(study, logs, _quiet(processes))
+    _check_budget_and_logs(study, logs, _quiet(processes), budget=15)
     assert study.trials[stopped.number].user_attrs["status"] == "interrupted"
     _check_retry(study, stopped.number, victim.pid)

@@ -132,7 +132,8 @@ def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
     from ..tuning.runner import prepare_study
 
     prepared = prepare_study(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
-                             trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, heartbeat=args.heartbeat)
+                             trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, heartbeat=args.heartbeat,
+                             trial_nproc=args.trial_nproc)
     worker_args = ["--storage", args.storage, "--study", study, "--device", args.device, "--population",
                    args.population, "--heartbeat", str(args.heartbeat), "--checkpoints",
                    str(checkpoint_dir(args, study)), "--trial-nproc", str(args.trial_nproc)]

@@ -109,7 +109,7 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     torchrun = launched_by_torchrun()
     if torchrun:
         nproc = int(os.environ["WORLD_SIZE"])
-    _check(problem, config, nproc)
+    _check(problem, config, nproc, one_node=not torchrun)
     if torchrun:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
         result = _run_rank(rank, nproc, "env://", problem, config, callbacks, checkpoint, local)
@@ -137,8 +137,12 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     return result
 
 
-def _check(problem: Problem, config: TrainConfig, nproc: int) -> None:
+def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) -> None:
     check_number("nproc", nproc, low=1, integer=True)
+    if one_node and resolve_device(config.device).type == "cuda" and nproc > torch.cuda.device_count():
+        # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
+        raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
+                         f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
     if nproc > 1 and problem.task == "function":
         raise UsageError(f"The 'nproc' parameter must be 1 for function problems such as '{problem.name}', which "
                          f"have no data to share out. Got {nproc}.")

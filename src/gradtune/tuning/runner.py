@@ -435,7 +435,9 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     ``Study.optimize`` does this before each trial; gradtune's own loop must too,
     so that a worker killed on another machine has its trial retried here.
     """
-    optuna.storages.fail_stale_trials(study)  # does nothing where the storage has no heartbeats
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # does nothing where the storage has no heartbeats
 
 
 def _heartbeat_interval(study: optuna.Study) -> int | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["reserved", "over_budget", "give_back", "running_elsewhere", "RESERVED_STATES"]
+__all__ = ["reserved", "over_budget", "give_back", "running_elsewhere", "RESERVED_STATES", "OVER_BUDGET"]
+
+OVER_BUDGET = "over budget"  # the status of a trial given back untrained
 
 RESERVED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -42,7 +44,7 @@ def give_back(study: optuna.Study, trial: optuna.Trial) -> None:
     from the queue (a retry or a grid point) goes back to the queue as it was.
     """
     frozen = study._storage.get_trial(trial._trial_id)
-    trial.set_user_attr("status", "over budget")
+    trial.set_user_attr("status", OVER_BUDGET)
     study.tell(trial, state=TrialState.FAIL)
     if "fixed_params" in frozen.system_attrs:
         study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs=frozen.system_attrs,
