@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "gradtune.config": ("TrainConfig", "load_config_file"),
+    "gradtune.distributed": ("train_parallel",),
     "gradtune.errors": ("CheckpointError", "GradtuneError", "UsageError"),
     "gradtune.models": ("ACTIVATIONS", "INITS", "apply_init", "mlp"),
     "gradtune.optim": ("OPTIMIZERS", "KernelOptimizer", "make_optimizer", "optimizer_names"),
@@ -49,6 +50,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import TrainConfig, load_config_file
+    from .distributed import train_parallel
     from .errors import CheckpointError, GradtuneError, UsageError
     from .models import ACTIVATIONS, INITS, apply_init, mlp
     from .optim import OPTIMIZERS, KernelOptimizer, make_optimizer, optimizer_names

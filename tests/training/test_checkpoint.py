@@ -205,3 +205,36 @@ def test_train_command_model_pt_holds_config_seed_and_epoch(tmp_path, monkeypatc
     # The optimiser state is the momentum buffers of a run that took steps.
     assert payload["optimizer_state"]["param_groups"][0]["lr"] == 0.05
     assert len(payload["optimizer_state"]["state"]) == 2
+
+
+def test_a_run_stopped_mid_way_resumes_from_its_epoch_checkpoint_to_the_same_end(tmp_path):
+    """The oracle: the same configuration trained without a stop. Weights and history must match exactly."""
+    from gradtune import Callback, TrainConfig, get_problem, train
+
+    class KilledAfterEpoch2(Callback):
+        def on_epoch_end(self, record):
+            if record["epoch"] == 2:
+                raise KeyboardInterrupt  # the process dies here, after the epoch's checkpoint
+
+    problem = get_problem("digits-mlp", hidden=(16,))
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=64, epochs=4, seed=3)
+    whole = train(problem, config)
+    path = tmp_path / "trial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(problem, config, callbacks=[KilledAfterEpoch2()], checkpoint=path)
+    resumed = train(problem, config, checkpoint=path)
+    assert resumed.report["resumed_from_epoch"] == 2
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [r["valid_loss"] for r in resumed.history] == [r["valid_loss"] for r in whole.history]
+
+
+def test_a_checkpoint_of_another_configuration_is_ignored(tmp_path):
+    from gradtune import TrainConfig, get_problem, train
+
+    problem = get_problem("linreg")
+    path = tmp_path / "trial.pt"
+    train(problem, TrainConfig(optimizer="sgd", lr=0.1, epochs=2, seed=0), checkpoint=path)
+    other = train(problem, TrainConfig(optimizer="sgd", lr=0.05, epochs=2, seed=0), checkpoint=path)
+    assert "resumed_from_epoch" not in other.report
+    assert len(other.history) == 2

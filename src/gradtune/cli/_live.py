@@ -122,3 +122,18 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class TrialLog(TuneCallback):
+    """One line per trial a worker ends: its number, status and value (in full, as stored)."""
+
+    def __init__(self, metric: str, enabled: bool = True):
+        self.metric, self.enabled, self.count = metric, enabled, 0
+
+    def on_trial_end(self, outcome, study) -> None:
+        from ..tuning.study import worker_id
+
+        self.count += 1
+        if self.enabled:
+            print(f"worker {worker_id()}: trial {outcome.number} {outcome.status} {self.metric}={outcome.value!r} "
+                  f"epochs={outcome.epochs_run}", flush=True)

@@ -18,10 +18,12 @@ from . import space as space_cmd
 from . import studies as studies_cmd
 from . import train as train_cmd
 from . import tune as tune_cmd
+from . import worker as worker_cmd
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, lr_find_cmd, batch_size_cmd, space_cmd, studies_cmd)
+SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, worker_cmd, lr_find_cmd, batch_size_cmd, space_cmd,
+               studies_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

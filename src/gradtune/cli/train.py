@@ -56,6 +56,9 @@ def add_parser(sub) -> None:
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=_HELP.get(dest))
     add_data_flags(parser)
     parser.add_argument("--config", help="JSON, YAML or TOML file of the same keys; flags override it")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="train data-parallel on this many processes (torch.distributed: gloo on CPU, nccl on "
+                             "CUDA); the batch size stays the global one (default 1; under torchrun, its world size)")
     parser.add_argument("--out", default=None, help="output directory (default runs/train-PROBLEM)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
     parser.set_defaults(run=run)
@@ -92,6 +95,7 @@ def load_problem(args: argparse.Namespace, config):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import check_number
     from ..training import save_checkpoint, train
     from ._progress import TrainProgress, print_summary
 
@@ -99,9 +103,20 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, config)
     config = config.resolve_for(problem)
     out = Path(args.out or f"runs/train-{_slug(args.problem)}")
-    progress = TrainProgress(problem, enabled=not args.quiet)
+    check_number("nproc", args.nproc, low=1, integer=True)
+    from ..distributed.data_parallel import launched_by_torchrun, torchrun_rank
+
+    rank = torchrun_rank()
+    progress = TrainProgress(problem, enabled=not args.quiet and rank == 0)
     with progress:
-        result = train(problem, config, callbacks=[progress])
+        if args.nproc > 1 or launched_by_torchrun():
+            from ..distributed.data_parallel import train_parallel
+
+            result = train_parallel(problem, config, args.nproc, callbacks=[progress])
+        else:
+            result = train(problem, config, callbacks=[progress])
+    if rank != 0:
+        return 0  # rank 0 writes the results
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     save_checkpoint(out / "model.pt", model_state=result.model.state_dict(),

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 from .train import add_data_flags, load_problem
+
+# Where several local workers keep a study when no --storage is given: SQLite is not safe for
+# several writing processes, a journal file is.
+WORKERS_JOURNAL = "gradtune.journal"
 
 
 def add_parser(sub) -> None:
@@ -30,6 +35,10 @@ def add_parser(sub) -> None:
     parser.add_argument("--sampling", default="uniform",
                         help="uniform (default) or importance: importance-sampled batches in every trial, where "
                              "they pay for their cost; such trials train one at a time")
+    parser.add_argument("--workers", type=int, default=1,
+                        help=f"worker processes on this machine sharing the study (default 1); with no --storage "
+                             f"they share the journal file {WORKERS_JOURNAL}")
+    add_shared_flags(parser)
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
     add_data_flags(parser)
     parser.add_argument("--out", default=None, help="output directory (default runs/tune-STUDY)")
@@ -37,36 +46,65 @@ def add_parser(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def add_shared_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that ``tune`` and ``worker`` share: how trials survive a dead worker, and how they train."""
+    parser.add_argument("--heartbeat", type=float, default=10,
+                        help="seconds between a running trial's heartbeats; a trial silent for 3 of them is "
+                             "failed and retried by another worker (default 10)")
+    parser.add_argument("--checkpoints", default=None,
+                        help="directory of the trials' epoch checkpoints, from which a retried trial resumes; "
+                             "on a cluster, one the workers share (default runs/tune-STUDY/checkpoints)")
+    parser.add_argument("--trial-nproc", type=int, default=1,
+                        help="train each trial data-parallel on this many processes (default 1)")
+
+
+def checkpoint_dir(args: argparse.Namespace, study: str) -> Path:
+    return Path(args.checkpoints or f"runs/tune-{_slug(study)}/checkpoints")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..distributed.connection import check_reachable
+
+    check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..config import SAMPLINGS, TrainConfig, load_config_file, parse_hidden
+    from ..errors import check_choice, check_number
     from ..tuning import SearchSpace, tune
     from ..tuning.population import parse_population
+    from ..tuning.storage import open_storage
     from ..tuning.strategies import STRATEGIES
-    from ..errors import check_choice
     from ._live import TuneDisplay, print_leaderboard
 
     check_choice("strategy", args.strategy, STRATEGIES)
     check_choice("sampling", args.sampling, SAMPLINGS)
+    check_number("workers", args.workers, low=1, integer=True)
+    check_number("heartbeat", args.heartbeat, low=1)
     population = parse_population(args.population)
     space = SearchSpace.from_mapping(load_config_file(args.space)) if args.space else None
+    args.storage = _storage_for_workers(args.storage, args.workers)
+    storage = open_storage(args.storage, args.heartbeat)  # before loading data: a bad URL is reported at once
     config = TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None)
     problem = load_problem(args, config)
     config.replace(sampling=args.sampling).resolve_for(problem)  # refused before the live display starts
     study = args.study or f"{problem.name}-{args.strategy}"
     out = Path(args.out or f"runs/tune-{_slug(study)}")
-    display = TuneDisplay(problem, enabled=not args.quiet)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    # A shell may start background jobs with SIGINT ignored; Ctrl-C must still stop cleanly.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with display:
-            result = tune(problem, space, args.strategy, args.budget, args.storage, study, seed=args.seed,
-                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
-                          population=population, sampling=args.sampling)
-        result.save(out)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+    if args.workers > 1:
+        result = _run_workers(args, problem, space, storage, study)
+    else:
+        display = TuneDisplay(problem, enabled=not args.quiet)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        # A shell may start background jobs with SIGINT ignored; Ctrl-C must still stop cleanly.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with display:
+                result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
+                              trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
+                              population=population, sampling=args.sampling,
+                              checkpoints=checkpoint_dir(args, study),
+                              trial_nproc=args.trial_nproc)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+    result.save(out)
     if not args.quiet:
         print_leaderboard(result, out)
         for line in (result.auto or {}).get("explanation", []):
@@ -74,7 +112,61 @@ def run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def _raise_interrupt(signum, frame):
+def _storage_for_workers(url: str | None, workers: int) -> str | None:
+    """The storage several local workers share: a server or a journal file, never SQLite."""
+    from ..errors import UsageError
+    from ..tuning.storage import is_sqlite
+
+    if workers == 1:
+        return url
+    if url is None:
+        print(f"gradtune tune: {workers} workers cannot share the default SQLite file safely; the study lives in "
+              f"the journal file ./{WORKERS_JOURNAL} (give --storage postgresql://USER:PASSWORD@HOST/DB to use a "
+              f"server, which workers on other machines can join)", file=sys.stderr)
+        return f"journal:{WORKERS_JOURNAL}"
+    if is_sqlite(url):
+        raise UsageError(f"The 'storage' parameter must be a database server (postgresql://USER:PASSWORD@HOST/DB) "
+                         f"or a journal file (journal:PATH) with --workers {workers}. Got {url!r}: SQLite is not "
+                         f"safe for several processes writing at once.")
+    return url
+
+
+def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
+    """Create the study here, run ``args.workers`` worker processes on it, and collect it."""
+    from ..distributed import launch_workers
+    from ..errors import GradtuneError
+    from ..tuning import TuneResult
+    from ..tuning.result import best_model_for
+    from ..tuning.runner import prepare_study
+
+    prepared = prepare_study(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
+                             trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, heartbeat=args.heartbeat,
+                             trial_nproc=args.trial_nproc)
+    worker_args = ["--storage", args.storage, "--study", study, "--device", args.device, "--population",
+                   args.population, "--heartbeat", str(args.heartbeat), "--checkpoints",
+                   str(checkpoint_dir(args, study)), "--trial-nproc", str(args.trial_nproc)]
+    if args.budget:
+        worker_args += ["--budget", args.budget]
+    for flag in ("target", "task"):
+        if getattr(args, flag) is not None:
+            worker_args += [f"--{flag}", getattr(args, flag)]
+    if args.quiet:
+        worker_args.append("--quiet")
+    exits = launch_workers(args.workers, worker_args)
+    interrupted = any(e.returncode in (130, -2, -15) for e in exits)
+    result = TuneResult.from_study(prepared.study, args.strategy, prepared.settings.metric, interrupted=interrupted)
+    if not interrupted:
+        result.best_model, result.best_model_trial = best_model_for(result, problem, None)
+    crashed = [e for e in exits if e.returncode not in (0, 130, -2, -15)]
+    if crashed:
+        result.save(Path(args.out or f"runs/tune-{_slug(study)}"))
+        listed = ", ".join(f"worker {e.index} (exit code {e.returncode})" for e in crashed)
+        raise GradtuneError(f"{listed} failed; the study keeps every trial that ended, and the same command "
+                            f"resumes it")
+    return result
+
+
+def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 

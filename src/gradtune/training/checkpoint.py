@@ -16,7 +16,7 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes", "load_epoch_checkpoint"]
 
 CHECKPOINT_KEYS = ("model_state", "optimizer_state", "config", "seed", "epoch")
 _FORMAT = "gradtune-checkpoint-1"
@@ -71,3 +71,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"The checkpoint '{path}' lacks {', '.join(missing)}.")
     return payload
+
+
+# What an epoch checkpoint adds, so that a resumed run continues exactly: the steps taken, the
+# history so far, the data order's generator and the divergence bound set by the first loss.
+_EPOCH_KEYS = ("step", "history", "data_generator", "guard_bound")
+
+
+def load_epoch_checkpoint(path: str | Path, config: dict) -> dict[str, Any] | None:
+    """The epoch checkpoint at ``path`` if there is a whole one of ``config``; else None (start afresh).
+
+    A missing, truncated or foreign file, or one of another configuration, is not
+    an error here: the run simply starts from its first epoch.
+    """
+    if not Path(path).is_file():
+        return None
+    try:
+        saved = load_checkpoint(path)
+    except CheckpointError:
+        return None
+    if saved["config"] != config or any(key not in saved for key in _EPOCH_KEYS):
+        return None
+    return saved

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -21,6 +22,7 @@ from ..models import apply_init
 from ..optim import current_lr, make_optimizer
 from ..problems import Problem, accuracy
 from .callbacks import Callback
+from .checkpoint import load_epoch_checkpoint, save_checkpoint
 from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -79,8 +81,12 @@ def evaluate(model: nn.Module, problem: Problem, x: torch.Tensor, y: torch.Tenso
 
 
 def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
-          **overrides: Any) -> TrainResult:
+          checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
     """Train ``problem`` with one configuration and return a :class:`TrainResult`.
+
+    With ``checkpoint``, the run's whole state is written there (atomically) after
+    every epoch, and a run that finds a checkpoint of the same configuration there
+    resumes from it, ending with the same numbers as a run never stopped.
 
     Example:
         >>> from gradtune import get_problem, train
@@ -89,15 +95,16 @@ def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Seq
     """
     config = (config or TrainConfig()).replace(**overrides)
     config = config.resolve(problem.n_train, full_batch_only=problem.task == "function")
-    return _Run(problem, config, callbacks).run()
+    return _Run(problem, config, callbacks, checkpoint).run()
 
 
 class _Run:
     """The state of one run; split from :func:`train` so each phase reads on its own."""
 
-    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Iterable[Callback]):
+    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Iterable[Callback],
+                 checkpoint: str | Path | None = None, device: torch.device | None = None):
         self.problem, self.config, self.callbacks = problem, config, list(callbacks)
-        self.device = resolve_device(config.device)
+        self.device = device or resolve_device(config.device)
         self.model = build_model(problem, config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
         self.plan = TrainingPlan(config, problem.n_train)
@@ -111,6 +118,28 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.guard = DivergenceGuard()
         self.last_good = None
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.resumed_from = 0  # the epoch a checkpoint resumed this run from
+        if self.checkpoint is not None:
+            self._resume(load_epoch_checkpoint(self.checkpoint, config.to_dict()))
+
+    def _resume(self, saved: dict[str, Any] | None) -> None:
+        if saved is None:
+            return
+        self.model.load_state_dict(saved["model_state"])
+        self.optimizer.load_state_dict(saved["optimizer_state"])
+        self.data_generator.set_state(saved["data_generator"])
+        self.epoch, self.step, self.history = saved["epoch"], saved["step"], saved["history"]
+        self.guard.bound = saved["guard_bound"]
+        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        self.resumed_from = self.epoch
+
+    def _save(self) -> None:
+        if self.checkpoint is not None:
+            save_checkpoint(self.checkpoint, model_state=self.model.state_dict(),
+                            optimizer_state=self.optimizer.state_dict(), config=self.config.to_dict(),
+                            seed=self.config.seed, epoch=self.epoch, step=self.step, history=self.history,
+                            data_generator=self.data_generator.get_state(), guard_bound=self.guard.bound)
 
     def run(self) -> TrainResult:
         self.start = time.perf_counter()
@@ -133,7 +162,8 @@ class _Run:
                                                     "loss": record["valid_loss"]}
                 break
             self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-            if any(cb.on_epoch_end(record) for cb in self.callbacks):
+            self._save()
+            if self._stop_requested(record):
                 status = "stopped"
                 break
         return self._finish(status, diverged_at)
@@ -161,18 +191,28 @@ class _Run:
             self.epoch_sampling = self.sampling.end_epoch()
         return sum(losses) / len(losses), batch_size
 
+    def _stop_requested(self, record: dict[str, Any]) -> bool:
+        return any(cb.on_epoch_end(record) for cb in self.callbacks)
+
+    def _batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
+
+    def _loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
+        loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
+        loss = loss_fn(self.model(xb), yb)
+        loss.backward()
+        return loss
+
     def _step(self, index: torch.Tensor | None) -> float:
-        xb, yb = (self.x, self.y) if index is None else (self.x[index], self.y[index])
+        xb, yb = self._batch(index)
         lr = self.plan.lr(self.epoch, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
-            loss = loss_fn(self.model(xb), yb)
-            loss.backward()
-            return loss
+            return self._loss_backward(xb, yb)
 
         if isinstance(self.optimizer, torch.optim.LBFGS):
             loss = self.optimizer.step(closure).item()
@@ -212,4 +252,6 @@ class _Run:
                                    time.perf_counter() - self.start, self.model, self.optimizer, diverged_at)
         if self.sampling is not None:
             result.sampling = self.sampling.summary()
+        if self.resumed_from:
+            result.report["resumed_from_epoch"] = self.resumed_from
         return result

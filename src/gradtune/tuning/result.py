@@ -15,6 +15,7 @@ from ..problems import Problem
 from ..training import save_checkpoint, train
 from ..training.checkpoint import atomic_write_bytes
 from ..training.result import json_number
+from .shared_budget import OVER_BUDGET
 from .study import METADATA_KEY
 
 __all__ = ["TuneResult", "trial_rows", "best_model_for"]
@@ -27,8 +28,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial: number, config, state, value, epochs_run, seconds."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING:
-            continue
+        if t.state == TrialState.WAITING or t.user_attrs.get("status") == OVER_BUDGET:
+            continue  # queued, or asked for by a worker beyond the shared budget and given back untrained
         state = t.user_attrs.get("status") or _STATE_NAMES[t.state]
         if t.state == TrialState.RUNNING or state == "running":  # "running" outlives a killed worker
             state = _STATE_NAMES[t.state]

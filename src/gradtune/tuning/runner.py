@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from ..config import TrainConfig
-from ..errors import UsageError, invalid_value
+from ..errors import UsageError, check_number, invalid_value
 from ..problems import Problem
 from ..training import Callback
 from ..training.result import json_number
@@ -30,14 +31,15 @@ from .budget import Budget, parse_budget
 from .defaults import default_space
 from .population import AUTO_SIZE, heartbeats, parse_population, population_size
 from .result import TuneResult, best_model_for
+from .shared_budget import give_back, over_budget, reserved, running_elsewhere
 from .space import SearchSpace
-from .storage import open_storage
 from . import auto
+from .storage import HEARTBEAT_SECONDS, open_storage
 from .strategies import make_strategy, pbt
-from .study import FINISHED_STATES, open_study, recover_orphans, worker_id
-from .trial import PruningReporter, TrialOutcome, run_config, worst_value
+from .study import FINISHED_STATES, open_study, recover_orphans, requeue_failed, worker_id
+from .trial import PruningReporter, TrialOutcome, checkpoint_path, run_config, worst_value
 
-__all__ = ["tune", "TuneCallback", "DEFAULT_TRIAL_EPOCHS"]
+__all__ = ["tune", "prepare_study", "PreparedStudy", "TuneCallback", "DEFAULT_TRIAL_EPOCHS"]
 
 DEFAULT_TRIAL_EPOCHS = 20
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -76,14 +78,18 @@ class _Settings:
     trial_epochs: int | None
     cv: int | None
     device: str
-    sampling: str
+    sampling: str = "uniform"
+    checkpoints: Path | None = None
+    trial_nproc: int = 1
 
 
 def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
          budget: str | int | Budget | None = None, storage: str | None = None, study: str | None = None, *,
          seed: int = 0, trial_epochs: int | None = None, cv: int | None = None, device: str = "auto",
          out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
-         population: str | int = "auto", sampling: str = "uniform") -> TuneResult:
+         population: str | int = "auto", sampling: str = "uniform", sampler_seed: int | None = None,
+         heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None, trial_nproc: int = 1,
+         best_model: bool = True) -> TuneResult:
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
@@ -94,7 +100,9 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
             or ``auto`` (range tests for a portfolio of optimisers, then halving over the narrowed
             space; see :mod:`gradtune.tuning.auto`).
         budget: trials (``50``), time (``"5m"``) or both (``"50,5m"``); trials count across resumes.
-        storage: an Optuna storage URL; default ``sqlite:///gradtune.db``.
+        storage: an Optuna storage URL (or an opened storage); default ``sqlite:///gradtune.db``. Several
+            processes, on one machine or many, may run the same study on a ``postgresql://`` server;
+            the trial budget then counts the trials of all of them.
         study: the study name; default ``PROBLEM-STRATEGY``. The same name resumes.
         seed: seeds the sampler and every trial's initialisation and data order.
         trial_epochs: each trial's epochs where the space sets none, and their cap where it does.
@@ -105,19 +113,72 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
             a number >= 1.
         sampling: ``"uniform"`` (default) or ``"importance"``, for every trial (see
             :mod:`gradtune.training.sampling`); importance trials train one at a time.
+        sampler_seed: seeds the sampler alone (default ``seed``); workers sharing a study give each
+            their own, so that they do not propose the same configurations.
+        heartbeat: seconds between heartbeats of a running trial; one silent for 3 of them is failed
+            and retried by another worker.
+        checkpoints: a directory for each trial's epoch checkpoint; a retried trial resumes from the
+            checkpoint of the trial it retries. Shared by the workers that should resume each other's trials.
+        trial_nproc: train each trial data-parallel on this many processes (``torch.distributed``).
+        best_model: keep the best trial's trained model in the result (training it again if another
+            process ran it); a worker among many leaves that to whoever collects the study.
 
     Example:
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
         >>> result.best_config, result.best_value, result.best_model
     """
-    space = _as_space(space, problem, strategy)
-    _check_settings(problem, space, trial_epochs, cv, seed, sampling)
     population = parse_population(population)
     if strategy == "pbt":
-        space, population = pbt.population_space(space), _pbt_population(population, cv)
+        population = _pbt_population(population, cv)
+    prepared = prepare_study(problem, space, strategy, budget, storage, study, seed=seed, trial_epochs=trial_epochs,
+                             cv=cv, device=device, sampling=sampling, sampler_seed=sampler_seed, heartbeat=heartbeat,
+                             checkpoints=checkpoints, trial_nproc=trial_nproc)
+    settings, plan = prepared.settings, prepared.plan
+    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv)
+    loop = _Loop(prepared.study, settings, plan.prunes, prepared.budget, list(callbacks), len(plan.enqueue) or None,
+                 size, pbt=strategy == "pbt")
+    interrupted = loop.run()
+    result = TuneResult.from_study(prepared.study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
+    if best_model:
+        result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
+        if prepared.auto is not None:  # the advice, once, by whoever collects the study
+            report = {**prepared.auto, "batch_size": auto.batch_size_advice(problem, result.best_config)}
+            result.auto = {**report, "explanation": auto.explain(report, result.best_config, result.best_value,
+                                                                 settings.metric)}
+    if out is not None:
+        result.save(out)
+    return result
+
+
+@dataclass
+class PreparedStudy:
+    """A study opened (or created) for tuning, with what a loop over it needs."""
+
+    study: optuna.Study
+    settings: _Settings
+    plan: Any  # a strategies.Strategy
+    budget: Budget
+    auto: dict[str, Any] | None = None  # --strategy auto: its range tests and narrowed space
+
+
+def prepare_study(problem: Problem, space, strategy: str, budget, storage, study: str | None, *, seed: int = 0,
+                  trial_epochs: int | None = None, cv: int | None = None, device: str = "auto",
+                  sampling: str = "uniform", sampler_seed: int | None = None, heartbeat: float = HEARTBEAT_SECONDS,
+                  checkpoints: str | Path | None = None, trial_nproc: int = 1) -> PreparedStudy:
+    """Check the settings, open the storage and the study (creating and seeding it if new), recover orphans.
+
+    :func:`tune` runs trials on the result; ``gradtune tune --workers N`` prepares the study once
+    in the parent process, so that its N workers all find it made.
+    """
+    space = _as_space(space, problem, strategy)
+    _check_settings(problem, space, trial_epochs, cv, seed, sampling)
+    check_number("trial_nproc", trial_nproc, low=1, integer=True)
+    if strategy == "pbt":
+        space = pbt.population_space(space)
     settings = _Settings(problem, space, problem.metric_name, problem.direction, seed, trial_epochs, cv, device,
-                         sampling)
-    plan = make_strategy(strategy, space, seed, _max_epochs(space, trial_epochs))
+                         sampling, Path(checkpoints) if checkpoints is not None else None, trial_nproc)
+    plan = make_strategy(strategy, space, seed if sampler_seed is None else sampler_seed,
+                         _max_epochs(space, trial_epochs))
     budget = parse_budget(budget, default_trials=len(plan.enqueue) if plan.enqueue else 50)
     name = study or f"{problem.name}-{strategy}"
     metadata = {"problem": problem.name, "metric": settings.metric, "direction": settings.direction,
@@ -126,26 +187,19 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     if sampling != "uniform":  # only then, so that studies made before the option existed still resume
         metadata["sampling"] = sampling
     # The population is not stored: it changes how trials are scheduled, not what their values mean.
-    the_study, created = open_study(name, open_storage(storage), metadata, plan.sampler, plan.pruner)
+    if budget.trials is not None:  # workers that join with no budget of their own take this one
+        metadata["budget_trials"] = budget.trials
+    if not isinstance(storage, optuna.storages.BaseStorage):
+        storage = open_storage(storage, heartbeat)
+    the_study, created = open_study(name, storage, metadata, plan.sampler, plan.pruner)
     if created:
         for point in plan.enqueue:
             the_study.enqueue_trial(point)
     recover_orphans(the_study)
-    if strategy == "auto":
+    auto_report = None
+    if strategy == "auto":  # the narrowed space is stored with the study: every worker searches it
         settings.space, auto_report = auto.prepare(problem, space, the_study, seed, device)
-    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv)
-    loop = _Loop(the_study, settings, plan.prunes, budget, list(callbacks), len(plan.enqueue) or None, size,
-                 pbt=strategy == "pbt")
-    interrupted = loop.run()
-    result = TuneResult.from_study(the_study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
-    result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
-    if strategy == "auto":
-        auto_report = {**auto_report, "batch_size": auto.batch_size_advice(problem, result.best_config)}
-        result.auto = {**auto_report, "explanation": auto.explain(auto_report, result.best_config,
-                                                                  result.best_value, settings.metric)}
-    if out is not None:
-        result.save(out)
-    return result
+    return PreparedStudy(the_study, settings, plan, budget, auto_report)
 
 
 def _pbt_population(population: str | int, cv: int | None) -> int:
@@ -215,7 +269,7 @@ class _Loop:
         """
         left = [self.population]
         if self.budget.trials is not None:
-            left.append(self.budget.trials - self.finished())
+            left.append(self.budget.trials - reserved(self.study))
         if self.grid_size is not None:
             left.append(len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
         if self.budget.seconds is not None and time.monotonic() - start >= self.budget.seconds:
@@ -228,6 +282,9 @@ class _Loop:
         A Ctrl-C can come at any moment, not only while trials train: while
         the next trials are asked for, it is held until they are owned
         (``worker``), so that no trial is left RUNNING with no one to fail it.
+
+        Once the trial budget is reserved, the loop still waits while other
+        workers run trials: if one of them dies, its trial is retried here.
         """
         start = time.monotonic()
         trials: list[optuna.Trial] = []
@@ -236,11 +293,14 @@ class _Loop:
                 cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
                 with _HeldInterrupts():
-                    size = self._round_size(start)
-                    if not size:
-                        return False
                     _fail_stale_trials(self.study)
+                    size = self._round_size(start)
                     trials = [self._ask() for _ in range(size)]
+                    trials = self._within_budget(trials)
+                if not trials:
+                    if size or self._wait_for_others(start):
+                        continue
+                    return False
                 with heartbeats(trials, self.study._storage):
                     outcomes = self._run_round(trials)
                 trials = []
@@ -252,8 +312,32 @@ class _Loop:
                 self._interrupt(trial)
             return True
 
+    def _within_budget(self, trials: list[optuna.Trial]) -> list[optuna.Trial]:
+        """The trials that fit the shared trial budget; the others are given back (see shared_budget)."""
+        kept = []
+        for trial in trials:
+            if over_budget(self.study, trial, self.budget.trials):
+                give_back(self.study, trial)
+            else:
+                kept.append(trial)
+        return kept
+
+    def _wait_for_others(self, start: float) -> bool:
+        """While the budget is reserved but others still run trials, wait a heartbeat; True to look again."""
+        time_left = self.budget.seconds is None or time.monotonic() - start < self.budget.seconds
+        if not (self.budget.trials is not None and time_left and running_elsewhere(self.study)):
+            return False
+        time.sleep(min(_heartbeat_interval(self.study) or 1.0, 5.0))
+        with _HeldInterrupts():
+            recover_orphans(self.study)  # a dead worker on this machine is known at once, before its heartbeat
+        return True
+
     def _ask(self) -> optuna.Trial:
         trial = self.study.ask()
+        if _heartbeat_interval(self.study):
+            # The first beat at once: a worker killed before its heartbeat thread starts still leaves a trial
+            # that other workers can see go stale.
+            self.study._storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("status", "running")
         return trial
@@ -264,6 +348,7 @@ class _Loop:
                 return  # told just before the interrupt: it keeps its outcome
             trial.set_user_attr("status", "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
+            requeue_failed(self.study)  # queued at once, so that another worker can take it over now
         self.outcomes.append(TrialOutcome(trial.number, {}, "interrupted", None, 0, 0.0))
 
     def _config(self, trial: optuna.Trial) -> TrainConfig:
@@ -288,12 +373,20 @@ class _Loop:
         return self._run_population(trials, configs)
 
     def _run_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome:
-        reporter = PruningReporter(trial, self.settings.metric, self.prunes and not self.settings.cv)
+        s = self.settings
+        reporter = PruningReporter(trial, s.metric, self.prunes and not s.cv)
+        checkpoint = None
+        if s.checkpoints is not None and not s.cv:
+            checkpoint = checkpoint_path(s.checkpoints, self.study._storage.get_trial(trial._trial_id))
         try:
-            result = run_config(self.settings.problem, config, [reporter, *self._hooks(trial)], self.settings.cv)
+            result = run_config(s.problem, config, [reporter, *self._hooks(trial)], s.cv, checkpoint=checkpoint,
+                                nproc=s.trial_nproc)
         except UsageError as error:
             return self._fail(trial, config, error)
-        return self._tell(trial, result)
+        outcome = self._tell(trial, result)
+        if checkpoint is not None:  # told: no retry will need it
+            checkpoint.unlink(missing_ok=True)
+        return outcome
 
     def _run_population(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
         """Train the trials as one population (never with cv: see ``population_size``)."""
@@ -350,8 +443,9 @@ class _Loop:
         for key, item in (("config", result.config), ("status", status), ("epochs_run", result.epochs_run),
                           ("seconds", result.seconds), ("history", _compact(result.history))):
             trial.set_user_attr(key, item)
-        if "cv_values" in result.report:
-            trial.set_user_attr("cv_values", result.report["cv_values"])
+        for key in ("cv_values", "resumed_from_epoch"):
+            if key in result.report:
+                trial.set_user_attr(key, result.report[key])
         if status == "diverged":
             trial.report(worst_value(self.settings.direction), step=max(result.epochs_run, 1))
         outcome = TrialOutcome(trial.number, result.config, status, value if status == "completed" else None,
@@ -397,8 +491,18 @@ def _fail_stale_trials(study: optuna.Study) -> None:
     ``Study.optimize`` does this before each trial; gradtune's own loop must too,
     so that a worker killed on another machine has its trial retried here.
     """
-    if getattr(study._storage, "heartbeat_interval", None):
-        optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # does nothing where the storage has no heartbeats
+
+
+def _heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats, or None. (The study's storage is Optuna's cache around the RDBStorage,
+    which forwards the question: the RDBStorage's own attribute is out of sight.)"""
+    storage = study._storage
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        return storage.get_heartbeat_interval()
+    return None
 
 
 class _HeldInterrupts:

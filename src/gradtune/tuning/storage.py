@@ -14,28 +14,36 @@ from pathlib import Path
 
 import optuna
 
+from ..distributed.connection import check_reachable, engine_kwargs, failure_message
 from ..errors import GradtuneError, UsageError
 
-__all__ = ["DEFAULT_STORAGE", "open_storage", "HEARTBEAT_SECONDS"]
+__all__ = ["DEFAULT_STORAGE", "open_storage", "HEARTBEAT_SECONDS", "is_sqlite", "is_shared_server"]
 
 DEFAULT_STORAGE = "sqlite:///gradtune.db"
 HEARTBEAT_SECONDS = 10
-GRACE_SECONDS = 30
-CONNECT_TIMEOUT_SECONDS = 10
+# A trial is stale after this many missed heartbeats: long enough that a busy
+# machine's late beat is not mistaken for a dead worker.
+GRACE_BEATS = 3
 MAX_RETRY = 2
 
 
-def _engine_kwargs(url: str) -> dict:
-    kwargs: dict = {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    elif url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}  # wait for a writer instead of failing at once
-    return kwargs
+def is_sqlite(url: str | None) -> bool:
+    return (url or DEFAULT_STORAGE).startswith("sqlite")
 
 
-def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
-    """Open ``url`` (default :data:`DEFAULT_STORAGE`), failing with one clear line, never a hang."""
+def is_shared_server(url: str | None) -> bool:
+    """A database server that workers on several machines can share (not SQLite, not a journal file)."""
+    return bool(url) and "://" in url and not is_sqlite(url)
+
+
+def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+    """Open ``url`` (default :data:`DEFAULT_STORAGE`), failing with one clear line, never a hang.
+
+    Args:
+        url: an Optuna storage URL or ``journal:PATH``.
+        heartbeat: seconds between a running trial's heartbeats (relational storages); a trial
+            silent for ``GRACE_BEATS`` of them is failed and retried by the next worker that looks.
+    """
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:") or url.endswith((".log", ".journal")):
         path = Path(url.removeprefix("journal:"))
@@ -45,20 +53,20 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     if "://" not in url:
         raise UsageError(f"The 'storage' parameter must be an Optuna storage URL (sqlite:///x.db, "
                          f"postgresql://user:pass@host/db) or a journal file (journal:PATH). Got {url!r}.")
+    check_reachable(url)  # one connection, one timeout; Optuna's set-up below connects several times
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
+                url, engine_kwargs=engine_kwargs(url), heartbeat_interval=max(1, round(heartbeat)),
+                grace_period=max(1, round(GRACE_BEATS * heartbeat)),
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY),
             )
         if url.startswith("sqlite"):
             _fast_sqlite_commits(storage)
         return storage
     except Exception as error:  # sqlalchemy raises many types; the user needs one line
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise GradtuneError(f"Could not open the storage {_redact(url)}: {reason[:300]}") from None
+        raise GradtuneError(failure_message(url, error)) from None
 
 
 def _fast_sqlite_commits(storage: optuna.storages.RDBStorage) -> None:
@@ -79,12 +87,3 @@ def _fast_sqlite_commits(storage: optuna.storages.RDBStorage) -> None:
 
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # pooled connections made before the listener reconnect with it
-
-
-def _redact(url: str) -> str:
-    """Hide a password in ``scheme://user:password@host``."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
-    return url

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from ..errors import UsageError
 
-__all__ = ["open_study", "worker_id", "recover_orphans", "FINISHED_STATES", "METADATA_KEY"]
+__all__ = ["open_study", "worker_id", "recover_orphans", "stored_metadata", "FINISHED_STATES", "METADATA_KEY"]
 
 METADATA_KEY = "gradtune"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -40,6 +40,19 @@ def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner)
                                 direction=metadata["direction"])
     study.set_user_attr(METADATA_KEY, dict(metadata))
     return study, True
+
+
+def stored_metadata(storage, name: str) -> dict[str, Any]:
+    """The settings ``gradtune tune`` stored with study ``name``: problem, space, strategy, seed, budget..."""
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name not in summaries:
+        listed = ", ".join(sorted(summaries)) or "none"
+        raise UsageError(f"The 'study' parameter must name a study in the storage. Got {name!r}; studies there: "
+                         f"{listed}. Create it with 'gradtune tune PROBLEM --storage URL --study NAME'.")
+    stored = summaries[name].user_attrs.get(METADATA_KEY)
+    if stored is None:
+        raise UsageError(f"The study '{name}' was not made by gradtune tune, so a worker cannot know its problem.")
+    return dict(stored)
 
 
 def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> None:

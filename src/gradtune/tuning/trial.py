@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -18,7 +19,7 @@ from ..config import TrainConfig
 from ..problems import Problem
 from ..training import Callback, TrainResult, train
 
-__all__ = ["TrialOutcome", "PruningReporter", "worst_value", "run_config"]
+__all__ = ["TrialOutcome", "PruningReporter", "worst_value", "run_config", "checkpoint_path"]
 
 
 def worst_value(direction: str) -> float:
@@ -52,11 +53,26 @@ class PruningReporter(Callback):
         return self.pruned
 
 
+def checkpoint_path(directory: Path, trial: optuna.trial.FrozenTrial) -> Path:
+    """Where a trial keeps its epoch checkpoint: named after the trial it retries, if it is a retry,
+    so that the retry finds the checkpoint its failed predecessor left."""
+    return directory / f"trial-{trial.system_attrs.get('failed_trial', trial.number)}.pt"
+
+
 def run_config(problem: Problem, config: TrainConfig, callbacks: Sequence[Callback], cv: int | None,
-               train_fn: Callable[..., TrainResult] = train) -> TrainResult:
-    """Train once, or K times on K folds when ``cv`` is set (the mean metric is the value)."""
+               train_fn: Callable[..., TrainResult] = train, checkpoint: Path | None = None,
+               nproc: int = 1) -> TrainResult:
+    """Train once, or K times on K folds when ``cv`` is set (the mean metric is the value).
+
+    A single run keeps an epoch ``checkpoint`` (and resumes from it), and trains on ``nproc``
+    data-parallel processes when that is above 1; the folds of ``cv`` do neither.
+    """
     if not cv:
-        return train_fn(problem, config, callbacks=callbacks)
+        if nproc > 1:
+            from ..distributed import train_parallel
+
+            return train_parallel(problem, config, nproc, callbacks=callbacks, checkpoint=checkpoint)
+        return train_fn(problem, config, callbacks=callbacks, checkpoint=checkpoint)
     from .cv import train_folds
 
     return train_folds(problem, config, cv, callbacks, train_fn)

@@ -1,0 +1,72 @@
+"""``gradtune worker --storage URL --study NAME``: run trials of a study someone else created.
+
+The study carries the problem, space, strategy, seed and trial budget that
+``gradtune tune`` stored with it, so a worker on any machine needs only where
+to find it. Workers share the budget: together they run exactly that many trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+from .train import add_data_flags
+from .tune import add_shared_flags
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("worker", help="run trials of a shared study (PostgreSQL) until its budget is spent",
+                            description="Join a study made by 'gradtune tune' and run its trials; any number of "
+                                        "workers on any number of machines share its trial budget.")
+    parser.add_argument("--storage", required=True, help="the study's storage: postgresql://USER:PASSWORD@HOST/DB")
+    parser.add_argument("--study", required=True, help="the study's name")
+    parser.add_argument("--budget", default=None,
+                        help="trials (counted over all workers), time (per worker) or both; default the study's")
+    parser.add_argument("--index", type=int, default=None,
+                        help="this worker's number among its peers; seeds its sampler (default: its process id)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--population", default="auto", help="as for 'gradtune tune'")
+    add_shared_flags(parser)
+    add_data_flags(parser)
+    parser.add_argument("--quiet", action="store_true", help="no line per trial")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..distributed.connection import check_reachable
+
+    check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
+    from ..errors import check_number
+    from ..problems import get_problem
+    from ..tuning import SearchSpace, tune
+    from ..tuning.storage import open_storage
+    from ..tuning.study import stored_metadata, worker_id
+    from ._live import TrialLog
+    from .tune import checkpoint_dir, raise_interrupt
+
+    check_number("heartbeat", args.heartbeat, low=1)
+    storage = open_storage(args.storage, args.heartbeat)  # first: a bad URL is reported before any loading
+    meta = stored_metadata(storage, args.study)
+    options = {"hidden": meta.get("hidden")}
+    if meta["problem"].startswith(("csv:", "npz:")):
+        options.update(target=args.target, task=args.task)
+    problem = get_problem(meta["problem"], **options)
+    index = args.index if args.index is not None else os.getpid()
+    log = TrialLog(meta["metric"], enabled=not args.quiet)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = tune(problem, SearchSpace.from_mapping(meta["space"]), meta["strategy"],
+                      args.budget or meta.get("budget_trials"), storage, args.study, seed=meta["seed"],
+                      trial_epochs=meta.get("trial_epochs"), cv=meta.get("cv"), device=args.device,
+                      callbacks=[log], population=args.population, sampling=meta.get("sampling", "uniform"),
+                      sampler_seed=meta["seed"] + 1 + index,
+                      checkpoints=checkpoint_dir(args, args.study), trial_nproc=args.trial_nproc, best_model=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+    if not args.quiet:
+        print(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
+              f"{log.count} trials; the study has {result.counts()}", flush=True)
+    return 130 if result.interrupted else 0

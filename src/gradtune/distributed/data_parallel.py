@@ -1,0 +1,207 @@
+"""One configuration trained data-parallel with ``torch.distributed`` (DistributedDataParallel).
+
+Every process (rank) builds the same model from the same seed and draws the
+same data order. Each global batch of B samples is cut into N contiguous
+shards, one per rank, and each rank's mean loss is weighted by its shard's share
+of B, so that DDP's gradient average is exactly the gradient of the mean loss
+over all B samples. The global batch size, the learning rate and the schedule
+are the user's, unchanged: the run is the single-process run, up to the order
+in which floating-point sums are taken.
+
+gradtune starts the ranks itself (this process is rank 0, the others are
+spawned), or joins ranks that ``torchrun`` started (``WORLD_SIZE`` and ``RANK``
+in the environment). gloo on CPU, nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import TrainConfig
+from ..errors import GradtuneError, UsageError, check_number
+from ..problems import Problem
+from ..training import Callback, TrainResult
+from ..training.device import resolve_device
+from ..training.loop import _Run
+
+__all__ = ["train_parallel", "launched_by_torchrun", "torchrun_rank"]
+
+# Long enough for an epoch's evaluation on one rank while the others wait; short enough that a dead rank
+# does not hang the rest for gloo's default half hour.
+_COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=5)
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def torchrun_rank() -> int:
+    """This process's rank under torchrun; 0 otherwise (a process gradtune starts itself is rank 0)."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
+
+
+class _ParallelRun(_Run):
+    """The training loop of one rank: a shard of each batch, DDP's averaged gradients, rank 0's decisions."""
+
+    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Sequence[Callback],
+                 checkpoint: Path | None, rank: int, world: int, device: torch.device):
+        super().__init__(problem, config, callbacks if rank == 0 else [], checkpoint, device)
+        self.rank, self.world = rank, world
+        # A collective: no rank trains (or rank 0 rewrites the checkpoint) before every rank has loaded it.
+        self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.share = 1.0
+
+    def _batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if index is None:
+            index = torch.arange(len(self.x), device=self.device)
+        mine = index.tensor_split(self.world)[self.rank]
+        self.share = len(mine) / len(index)
+        return self.x[mine], self.y[mine]
+
+    def _loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        local = self.problem.loss_fn(self.ddp(xb), yb)
+        # DDP divides the summed gradients by the world size; weighting by share * world leaves the
+        # gradient of the global mean, even where the last batch does not split evenly.
+        (local * (self.share * self.world)).backward()
+        total = local.detach() * self.share
+        dist.all_reduce(total)  # every rank sees the same global loss, so all stop (or diverge) together
+        return total
+
+    def _stop_requested(self, record: dict[str, Any]) -> bool:
+        flag = torch.tensor([float(super()._stop_requested(record)) if self.rank == 0 else 0.0], device=self.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
+    def _save(self) -> None:
+        if self.rank == 0:
+            super()._save()
+
+
+def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: int = 2, *,
+                   callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
+                   **overrides: Any) -> TrainResult | None:
+    """Train one configuration on ``nproc`` data-parallel processes; the same result as :func:`gradtune.train`.
+
+    Under ``torchrun`` the ranks are torchrun's and ``nproc`` is its world size; the
+    other ranks return None. Otherwise this process is rank 0 and starts the others.
+
+    Args:
+        problem: a built-in problem, or a :class:`~gradtune.Problem` that can be pickled.
+        config: the configuration; ``batch_size`` is the global batch, split across the ranks.
+        nproc: processes, >= 2 (1 trains as :func:`gradtune.train` does).
+        callbacks: hooks, run on rank 0; a stop asked for there stops every rank.
+        checkpoint: as for :func:`gradtune.train`; rank 0 writes it and every rank resumes from it.
+
+    Example:
+        >>> result = train_parallel(get_problem("digits-mlp"), TrainConfig(optimizer="adam", epochs=5), nproc=2)
+    """
+    config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)
+    torchrun = launched_by_torchrun()
+    if torchrun:
+        nproc = int(os.environ["WORLD_SIZE"])
+    _check(problem, config, nproc, one_node=not torchrun)
+    if torchrun:
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+        result = _run_rank(rank, nproc, "env://", problem, config, callbacks, checkpoint, local)
+        return result if rank == 0 else None
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    recipe = _recipe(problem)
+    context = torch.multiprocessing.get_context("spawn")
+    threads = max(1, torch.get_num_threads() // nproc)
+    others = [context.Process(target=_rank_main, args=(rank, nproc, init, recipe, config, checkpoint, threads),
+                              daemon=True) for rank in range(1, nproc)]
+    for process in others:
+        process.start()
+    try:
+        result = _run_rank(0, nproc, init, problem, config, callbacks, checkpoint, 0)
+    except RuntimeError as error:  # a collective failed: a rank died
+        raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
+    finally:
+        for process in others:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    failed = [rank for rank, process in enumerate(others, start=1) if process.exitcode != 0]
+    if failed:
+        raise GradtuneError(f"data-parallel rank(s) {failed} failed (see their message above)")
+    return result
+
+
+def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) -> None:
+    check_number("nproc", nproc, low=1, integer=True)
+    if one_node and resolve_device(config.device).type == "cuda" and nproc > torch.cuda.device_count():
+        # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
+        raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
+                         f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
+    if nproc > 1 and problem.task == "function":
+        raise UsageError(f"The 'nproc' parameter must be 1 for function problems such as '{problem.name}', which "
+                         f"have no data to share out. Got {nproc}.")
+    smallest = min(config.batch_size, problem.n_train)
+    if nproc > smallest:
+        raise UsageError(f"The 'nproc' parameter must be at most the batch size ({smallest}), so that every "
+                         f"process has samples. Got {nproc}.")
+
+
+def _run_rank(rank: int, world: int, init: str, problem: Problem, config: TrainConfig,
+              callbacks: Sequence[Callback], checkpoint, local_rank: int) -> TrainResult:
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=_COLLECTIVE_TIMEOUT)
+    try:
+        return _ParallelRun(problem, config, callbacks, Path(checkpoint) if checkpoint else None, rank, world,
+                            device).run()
+    finally:
+        dist.destroy_process_group()
+
+
+def _rank_main(rank: int, world: int, init: str, recipe: tuple, config: TrainConfig, checkpoint,
+               threads: int) -> None:
+    """A spawned rank: rebuild the problem, train, and exit 1 with one line if anything fails."""
+    torch.set_num_threads(threads)
+    try:
+        _run_rank(rank, world, init, _rebuild(recipe), config, (), checkpoint, rank)
+    except Exception as error:  # the parent reports which rank failed; this line says why
+        print(f"gradtune: data-parallel rank {rank}: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _recipe(problem: Problem) -> tuple:
+    """How a spawned process gets the problem: pickled, or rebuilt by name where its model factory is a closure."""
+    try:
+        return ("pickle", pickle.dumps(problem))
+    except Exception:
+        pass
+    from ..problems import list_problems
+
+    if problem.name in {entry.name for entry in list_problems()}:
+        return ("name", problem.name, problem.hidden)
+    raise UsageError(f"The 'nproc' parameter needs a problem the other processes can rebuild: a built-in one, or a "
+                     f"Problem that can be pickled (its model a module-level function or class, not a lambda). "
+                     f"Got '{problem.name}'.")
+
+
+def _rebuild(recipe: tuple) -> Problem:
+    if recipe[0] == "pickle":
+        return pickle.loads(recipe[1])
+    from ..problems import get_problem
+
+    return get_problem(recipe[1], hidden=recipe[2])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

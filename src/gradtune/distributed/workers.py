@@ -1,0 +1,50 @@
+"""``gradtune tune --workers N``: N ``gradtune worker`` processes on this machine, one study between them.
+
+Each worker is a separate interpreter running exactly what a worker on another
+machine runs, so the local case tests the distributed one. The parent forwards
+SIGINT and SIGTERM to every worker (each then fails and re-queues its trial
+cleanly) and waits for all of them.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+__all__ = ["launch_workers", "WorkerExit"]
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    index: int
+    returncode: int
+
+
+def launch_workers(n: int, worker_args: list[str]) -> list[WorkerExit]:
+    """Start ``n`` workers (``gradtune worker WORKER_ARGS --index K``) and wait for them all.
+
+    Their output goes to this process's stdout and stderr, each line prefixed by the worker itself.
+    """
+    command = [sys.executable, "-m", "gradtune.cli.main", "worker", *worker_args]
+    processes = [subprocess.Popen([*command, "--index", str(k)]) for k in range(n)]
+
+    def forward(signum, frame) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for process in processes:
+            while True:
+                try:
+                    process.wait()
+                    break
+                except KeyboardInterrupt:  # a handler installed above us may still raise; keep waiting
+                    forward(None, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return [WorkerExit(k, p.returncode) for k, p in enumerate(processes)]

@@ -1,0 +1,84 @@
+"""Data-parallel training (torch.distributed, gloo) reproduces the single-process run.
+
+The oracle is the single-process run of the same configuration and seed: the
+same global batch size, so the same steps. Only the order of floating-point
+sums differs, hence the 1e-5 relative tolerance on the final weights.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import gradtune
+from gradtune.distributed import train_parallel
+
+RTOL = 1e-5
+
+
+def _relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(((a[k] - b[k]).norm() / a[k].norm()).item() for k in a)
+
+
+def test_cli_nproc_2_reproduces_the_single_process_run(cli, tmp_path):
+    # 63 does not split evenly over 2 ranks (32 + 31, and the last batch 26 + 25): each rank's loss must be
+    # weighted by its share for the gradient to be the global batch's.
+    common = ["train", "digits-mlp", "--optimizer", "adam", "--lr", "3e-3", "--batch-size", "63", "--epochs", "2",
+              "--seed", "4", "--quiet"]
+    single = cli(*common, "--out", "single")
+    parallel = cli(*common, "--out", "parallel", "--nproc", "2")
+    assert single.returncode == 0, single.stderr
+    assert parallel.returncode == 0, parallel.stderr
+    a = gradtune.load_checkpoint(tmp_path / "single" / "model.pt")["model_state"]
+    b = gradtune.load_checkpoint(tmp_path / "parallel" / "model.pt")["model_state"]
+    assert _relative_gap(a, b) < RTOL
+    history = [json.loads((tmp_path / d / "result.json").read_text())["history"] for d in ("single", "parallel")]
+    assert [r["train_loss"] for r in history[1]] == pytest.approx([r["train_loss"] for r in history[0]], rel=RTOL)
+    assert [r["batch_size"] for r in history[1]] == [63, 63]  # the global batch, not a per-rank one
+
+
+def test_full_batch_lbfgs_in_float64_matches_single_process():
+    """Full batch (the whole set split over ranks) through L-BFGS's line search, whose closure runs many times."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 5, dtype=torch.float64)
+    y = x @ torch.arange(1.0, 6.0, dtype=torch.float64).unsqueeze(1) + 0.1 * torch.randn(200, 1, dtype=torch.float64)
+    problem = gradtune.Problem(_linear64, train=(x[:160], y[:160]), valid=(x[160:], y[160:]), loss="mse",
+                               task="regression", name="linear64")
+    config = gradtune.TrainConfig(optimizer="lbfgs", lr=0.5, epochs=3, seed=1)
+    alone = gradtune.train(problem, config)
+    parallel = train_parallel(problem, config, 3)
+    assert _relative_gap(alone.model.state_dict(), parallel.model.state_dict()) < 1e-10
+    assert parallel.metrics["valid_loss"] == pytest.approx(alone.metrics["valid_loss"], rel=1e-10)
+
+
+def _linear64() -> torch.nn.Module:
+    # Module level, so that the spawned ranks can unpickle the problem.
+    return torch.nn.Linear(5, 1).double()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["digits-mlp", "--nproc", "0"], "'nproc' parameter must be an integer in [1, inf)"),
+    (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),
+    (["digits-mlp", "--batch-size", "2", "--nproc", "3"], "'nproc' parameter must be at most the batch size"),
+])
+def test_bad_nproc_is_refused_before_training(cli, args, message):
+    done = cli("train", *args, "--epochs", "1", "--quiet")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):
+    """Each trial's value, trained on 2 processes, is its configuration's single-process value."""
+    space = {"optimizer": "sgd", "lr": {"low": 1e-3, "high": 1e-1, "log": True}, "batch_size": 10}
+    problem = gradtune.get_problem("linreg")
+    result = gradtune.tune(problem, space, "random", 2, f"sqlite:///{tmp_path / 't.db'}", "t", trial_epochs=2,
+                           trial_nproc=2, best_model=False)
+    completed = [t for t in result.trials if t["state"] == "completed"]
+    assert len(completed) == 2
+    for trial in completed:
+        alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(trial["config"]))
+        assert trial["value"] == pytest.approx(alone.metrics["valid_loss"], rel=RTOL)
