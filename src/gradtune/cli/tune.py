@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tuning.population import parse_population
     from ..tuning.strategies import STRATEGIES
     from ..errors import check_choice
+    from ..report import write_report
     from ._live import TuneDisplay, print_leaderboard
 
     check_choice("strategy", args.strategy, STRATEGIES)
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                           trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
                           population=population, sampling=args.sampling)
         result.save(out)
+        write_report(out, study=result.study, storage=args.storage)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
