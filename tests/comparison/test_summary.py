@@ -35,7 +35,8 @@ def _rows():
         _row("flaky", 0.1, "grid", [0.3], status="diverged"),
         *[_row("fast", 0.01, "seed", [0.5, 0.9, 0.93, v], seed=s, share=3, seconds_per_epoch=3.0)
           for s, v in zip((1, 2, 3), (0.94, 0.93, 0.95))],
-        *[_row("slow", 0.01, "seed", [0.2, 0.5, 0.8, v], seed=s, share=3) for s, v in zip((1, 2, 3), (0.95, 0.94, 0.96))],
+        *[_row("slow", 0.01, "seed", [0.2, 0.5, 0.8, v], seed=s, share=3)
+          for s, v in zip((1, 2, 3), (0.95, 0.94, 0.96))],
         _row("flaky", 0.01, "seed", [0.3, 0.5, 0.6, 0.7], seed=1),
         _row("flaky", 0.01, "seed", [0.3], seed=2, status="diverged"),
     ]

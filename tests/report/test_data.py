@@ -32,7 +32,8 @@ def test_best_so_far_is_monotone_and_is_the_running_best(report, small_study):
 
 
 def test_best_so_far_maximize_never_falls():
-    rows = [{"number": i, "state": "completed", "value": v, "ended": float(i)} for i, v in enumerate([0.3, 0.9, 0.5, 0.95])]
+    rows = [{"number": i, "state": "completed", "value": v, "ended": float(i)}
+            for i, v in enumerate([0.3, 0.9, 0.5, 0.95])]
     rows.append({"number": 4, "state": "diverged", "value": None, "ended": 4.0})
     out = d.best_so_far(rows, maximize=True)
     assert out["best"] == [0.3, 0.9, 0.9, 0.95] and out["trial"] == [0, 1, 2, 3]

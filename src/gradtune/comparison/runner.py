@@ -142,7 +142,8 @@ def _run_seeds(study: optuna.Study, plan: _Plan, maximize: bool) -> None:
             continue
         best = (max if maximize else min)(grid, key=lambda r: r["value"])
         done = _done(study)
-        seeds = [s for s in range(plan.seed + 1, plan.seed + 1 + plan.seeds) if ("seed", name, best["lr"], s) not in done]
+        seeds = [s for s in range(plan.seed + 1, plan.seed + 1 + plan.seeds)
+                 if ("seed", name, best["lr"], s) not in done]
         if seeds:
             plan.report(f"seeds: {name} at lr {best['lr']:.3g}, {len(seeds)} seeds")
             _train_and_record(study, plan, [plan.config(name, best["lr"], s) for s in seeds], "seed")

@@ -78,8 +78,12 @@ def curves_figure(curves: dict[str, list[dict[str, Any]]], metric: str) -> str |
         return _png(fig)
 
 
-def sensitivity_figure(points: dict[str, list[dict[str, Any]]], metric: str) -> str | None:
-    """The final metric against the learning rate, per optimiser; runs that did not complete as crosses."""
+def sensitivity_figure(points: dict[str, list[dict[str, Any]]], metric: str, connect: bool = False) -> str | None:
+    """The final metric against the learning rate, per optimiser; runs that did not complete as crosses.
+
+    ``connect`` joins a grid's points; a search's points differ in other parameters too, so a line
+    through them would suggest a curve that is not there.
+    """
     if not points:
         return None
     with _figure(7.0, 3.8) as (fig, (ax,)):
@@ -87,7 +91,8 @@ def sensitivity_figure(points: dict[str, list[dict[str, Any]]], metric: str) -> 
         floor = min(finite) if finite else 0.0
         for i, (name, ps) in enumerate(points.items()):
             ok = [p for p in ps if p["value"] is not None]
-            ax.plot([p["lr"] for p in ok], [p["value"] for p in ok], marker="o", color=f"C{i % 10}", label=name)
+            ax.plot([p["lr"] for p in ok], [p["value"] for p in ok], marker="o", color=f"C{i % 10}", label=name,
+                    linestyle="-" if connect else "none")
             bad = [p["lr"] for p in ps if p["value"] is None]
             ax.scatter(bad, [floor] * len(bad), marker="x", color=f"C{i % 10}")
         ax.set_xscale("log")
@@ -144,7 +149,8 @@ def lr_find_figure(found: dict[str, Any]) -> str | None:
     with _figure() as (fig, (ax,)):
         ax.plot(found["lrs"], found["losses"])
         if found.get("suggested_lr"):
-            ax.axvline(found["suggested_lr"], color="C1", linestyle="--", label=f"suggested {found['suggested_lr']:.3g}")
+            ax.axvline(found["suggested_lr"], color="C1", linestyle="--",
+                       label=f"suggested {found['suggested_lr']:.3g}")
             ax.legend(fontsize=8)
         ax.set_xscale("log")
         ax.set(xlabel="learning rate", ylabel="smoothed loss", title="learning-rate range test")

@@ -8,7 +8,6 @@ figure rendered.
 from __future__ import annotations
 
 import html
-import json
 from typing import Any, Iterable
 
 from . import data as d
@@ -77,7 +76,8 @@ def _summary(report: ReportData) -> str:
              ("budget", f"{meta.get('trial_epochs') or 'default'} epochs per trial; seed {meta.get('seed', '-')}"
                         + (f"; {meta['cv']}-fold cv" if meta.get("cv") else "")),
              ("trials", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"),
-             ("best configuration", json.dumps(board[0]["config"]) if board else "-"),
+             ("best configuration", ", ".join(f"{k}={_fmt(v)}" for k, v in board[0]["config"].items())
+              if board else "-"),
              ("why", d.best_explained(report.rows, report.maximize, report.metric))]
     if compare:
         items.append(("recommendation", compare["recommendation"]))
@@ -97,11 +97,10 @@ def _compare_section(compare: dict[str, Any]) -> str:
                      (s["best_config"] or {}).get("lr")))
     table = _table(("rank", "optimizer", "final mean", "final std", "epochs to target", "seconds to target",
                     "rates reaching target", "grid diverged", "best lr"), rows)
-    points = {name: [{"lr": p["lr"], "value": p["value"], "state": p["status"]} for p in s["lr_sensitivity"]["grid"]]
-              for name, s in compare["optimizers"].items()}
     return (f"<h2>Comparison</h2><p>Target {_e(_fmt(compare['target']))} {_e(compare['metric'])}; "
-            f"{compare['seeds']} seeds per optimiser, {compare['budget']} learning rates each.</p>{table}"
-            f"<p>{_e(compare['recommendation'])}</p>{_img(f.sensitivity_figure(points, compare['metric']), 'sensitivity')}")
+            f"{compare['seeds']} seeds per optimiser, {compare['budget']} learning rates each; the sensitivity "
+            f"curves are under 'Learning rate against the final metric'.</p>{table}"
+            f"<p>{_e(compare['recommendation'])}</p>")
 
 
 def _extras(report: ReportData) -> str:
@@ -125,28 +124,33 @@ def _extras(report: ReportData) -> str:
     return "".join(parts)
 
 
+def _trial_sections(report: ReportData) -> list[str]:
+    metric, maximize, rows = report.metric, report.maximize, report.rows
+    board = d.leaderboard(rows, maximize)
+    importances, note = d.param_importances(report.study)
+    # A comparison's points are a grid per optimiser, so a line through them is its sensitivity curve.
+    grid = COMPARE_KEY in report.extras
+    return ["<h2>Leaderboard</h2>",
+            _table(("rank", "trial", metric, *_SHOWN),
+                   [(i, r["number"], r["value"], *(r["config"].get(k) for k in _SHOWN))
+                    for i, r in enumerate(board, 1)]),
+            "<h2>Optimisation history</h2>", _img(f.history_figure(d.best_so_far(rows, maximize), metric), "history"),
+            "<h2>Learning curves</h2>",
+            _img(f.curves_figure(d.learning_curves(rows, metric, maximize), metric), "learning curves"),
+            "<h2>Learning rate against the final metric</h2>",
+            _img(f.sensitivity_figure(d.lr_sensitivity(rows), metric, connect=grid), "lr sensitivity"),
+            "<h2>Parameter importance</h2>", f'<p class="note">{_e(note)}</p>',
+            _img(f.importance_figure(importances), "importance"),
+            "<h2>The space, one parameter at a time</h2>", _img(f.slice_figure(d.slice_points(rows), metric), "slice")]
+
+
 def render_html(report: ReportData) -> str:
     """The whole report as one string."""
-    metric, maximize, rows = report.metric, report.maximize, report.rows
     body = [f"<h1>gradtune report: {_e(report.title)}</h1>", _status(report), "<h2>Summary</h2>", _summary(report)]
     if COMPARE_KEY in report.extras:
         body.append(_compare_section(report.extras[COMPARE_KEY]))
-    if rows:
-        board = d.leaderboard(rows, maximize)
-        body += ["<h2>Leaderboard</h2>",
-                 _table(("rank", "trial", metric, *_SHOWN),
-                        [(i, r["number"], r["value"], *(r["config"].get(k) for k in _SHOWN))
-                         for i, r in enumerate(board, start=1)]),
-                 "<h2>Optimisation history</h2>", _img(f.history_figure(d.best_so_far(rows, maximize), metric), "history"),
-                 "<h2>Learning curves</h2>",
-                 _img(f.curves_figure(d.learning_curves(rows, metric, maximize), metric), "learning curves"),
-                 "<h2>Learning rate against the final metric</h2>",
-                 _img(f.sensitivity_figure(d.lr_sensitivity(rows), metric), "lr sensitivity")]
-        importances, note = d.param_importances(report.study)
-        body += ["<h2>Parameter importance</h2>", f'<p class="note">{_e(note)}</p>',
-                 _img(f.importance_figure(importances), "importance"),
-                 "<h2>The space, one parameter at a time</h2>",
-                 _img(f.slice_figure(d.slice_points(rows), metric), "slice")]
+    if report.rows:
+        body += _trial_sections(report)
     body.append(_extras(report))
     figures = sum(part.count('class="figure"') for part in body)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>gradtune: {_e(report.title)}'
