@@ -66,7 +66,7 @@ def print_ranking(result, console) -> None:
     for rank, name in enumerate(result.ranking, start=1):
         o = result.optimizers[name]
         sens = o["lr_sensitivity"]
-        final = "-" if o["final_mean"] is None else f"{o['final_mean']:.4f} ± {o['final_std']:.4f}"
+        final = "-" if o["final_mean"] is None else f"{o['final_mean']:.4g} ± {o['final_std']:.2g}"
         table.add_row(str(rank), name, final, _fmt(o["epochs_to_target"]), _fmt(o["seconds_to_target"]),
                       f"{sens['reaching_target']} / {sens['points']}", f"{o['diverged_fraction']:.0%}",
                       _fmt((o["best_config"] or {}).get("lr")))

@@ -153,8 +153,10 @@ def recommend(summary: dict[str, dict[str, Any]], ranking: list[str], metric: st
     text = _explain(summary, scored, choice, metric, target, maximize)
     edge = [n for n in scored if summary[n]["best_lr_at_grid_edge"]]
     if edge:
-        text += (f" The best rate of {', '.join(edge)} lies at the edge of its grid; a wider range may do "
-                 f"better.")
+        names = ", ".join(edge[:-1]) + " and " + edge[-1] if len(edge) > 1 else edge[0]
+        text += (f" The best rate of {names} lies at the edge of its grid; a wider range may do better."
+                 if len(edge) == 1 else f" The best rates of {names} lie at the edges of their grids; wider "
+                                        f"ranges may do better.")
     return {"recommended": choice, "recommendation": text}
 
 
@@ -166,7 +168,8 @@ def _reach_text(s: dict, target: float) -> str:
     sens = s["lr_sensitivity"]
     if s["epochs_to_target"] is None:
         return f"does not reach {_fmt(target)} on most seeds; {sens['reaching_target']} of {sens['points']} rates do"
-    return (f"reaches {_fmt(target)} in {s['epochs_to_target']} epochs "
+    epochs = s["epochs_to_target"]
+    return (f"reaches {_fmt(target)} in {epochs} epoch{'s' if epochs != 1 else ''} "
             f"({s['seconds_to_target']:.2g}s); {sens['reaching_target']} of {sens['points']} rates reach it")
 
 
@@ -178,8 +181,10 @@ def _explain(summary, scored, choice, metric, target, maximize) -> str:
     if other is None:
         return lines[0]
     o = summary[other]
-    gap = abs(o["final_mean"] - s["final_mean"]) / max(abs(s["final_mean"]), 1e-12)
+    ratio = abs(o["final_mean"] - s["final_mean"]) / max(abs(s["final_mean"]), 1e-300)
     direction = "higher" if (o["final_mean"] > s["final_mean"]) else "lower"
+    # A relative gap reads well for accuracies; near zero (a test function's loss) the value says more.
+    gap = f"{ratio:.2%} {direction}" if ratio < 1 else f"{direction}, at {_fmt(o['final_mean'])}"
     if other == scored[0]:
         speed = ""
         if s["epochs_to_target"] and o["epochs_to_target"]:
@@ -187,9 +192,9 @@ def _explain(summary, scored, choice, metric, target, maximize) -> str:
         elif s["epochs_to_target"]:
             speed = f" but does not reach {_fmt(target)} on most seeds"
         sens = o["lr_sensitivity"]
-        lines.append(f"{other} ends {gap:.2%} {direction}, within the seeds' spread,{speed}; "
+        lines.append(f"{other} ends {gap}, within the seeds' spread,{speed}; "
                      f"{sens['reaching_target']} of {sens['points']} of its rates reach the target.")
     else:
         tie = "within the seeds' spread" if _tied(o, s) else "beyond the seeds' spread"
-        lines.append(f"The runner-up, {other}, ends {gap:.2%} {direction} ({tie}); it {_reach_text(o, target)}.")
+        lines.append(f"The runner-up, {other}, ends {gap} ({tie}); it {_reach_text(o, target)}.")
     return " ".join(lines)
