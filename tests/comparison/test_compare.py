@@ -70,6 +70,12 @@ def test_running_again_resumes_and_trains_nothing(run):
     again = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
     assert len(optuna.load_study(study_name="digits-mlp-compare", storage=storage).trials) == before
     assert again.summary == result.summary
+    # Fewer seeds than the study holds: the summary uses the first ones only.
+    fewer = compare(problem, "sgd,adam", seeds=1, budget=3, epochs=2, storage=storage, device="cpu")
+    first = {r["optimizer"]: r["value"] for r in compare_rows(study) if r["stage"] == "seed" and r["seed"] == 1}
+    assert {n: o["final_mean"] for n, o in fewer.optimizers.items()} == first
+    assert all(o["final_std"] == 0.0 for o in fewer.optimizers.values())
+    compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")  # as other tests expect
 
 
 def test_a_different_grid_on_the_same_study_is_refused(run):

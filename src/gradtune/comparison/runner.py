@@ -90,7 +90,8 @@ def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, 
     the_study, _ = open_study(name, open_storage(storage), _metadata(plan), None, None)
     _run_grid(the_study, plan)
     _run_seeds(the_study, plan, problem.direction == "maximize")
-    rows = compare_rows(the_study)
+    # A study resumed with fewer seeds than before keeps the extra re-runs; the summary uses the asked-for ones.
+    rows = [r for r in compare_rows(the_study) if r["stage"] == "grid" or r["seed"] <= plan.seed + plan.seeds]
     summary = summarise(rows, plan.optimizers, problem.metric_name, problem.direction == "maximize", target)
     result = CompareResult(problem.name, name, plan.epochs, plan.points, plan.seeds, summary)
     the_study.set_user_attr(COMPARE_KEY, result.to_json())

@@ -119,8 +119,8 @@ def param_importances(study) -> tuple[dict[str, float], str]:
             warnings.simplefilter("ignore")
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
             found = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
-    except (RuntimeError, ValueError) as error:
-        return {}, str(error).splitlines()[0]
+    except Exception as error:  # importance is one section of a report; it must not stop the others
+        return {}, f"not computed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     total = sum(found.values())
     if not found or not math.isfinite(total) or total <= 0:
         return {}, "no parameter varies over the completed trials, or none changes the value"
