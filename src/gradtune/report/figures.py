@@ -67,14 +67,19 @@ def curves_figure(curves: dict[str, list[dict[str, Any]]], metric: str) -> str |
         if curves["top"]:
             top.legend(fontsize=7)
         for state in ("pruned", "diverged"):
-            for i, c in enumerate(curves[state]):
+            for i, c in enumerate(c for c in curves[state] if c["epochs"]):
                 others.plot(c["epochs"], c["values"], color=_COLOURS[state], alpha=0.5, marker=".",
                             label=f"{state} ({len(curves[state])})" if i == 0 else None)
         others.set(xlabel="epoch", ylabel=metric, title="pruned and diverged trials")
-        if curves["pruned"] or curves["diverged"]:
+        # A run that diverges within its first epoch has no evaluated epoch to draw: say how many.
+        unseen = [f"{sum(not c['epochs'] for c in curves[s])} {s} before any evaluation"
+                  for s in ("pruned", "diverged") if any(not c["epochs"] for c in curves[s])]
+        drawn = any(c["epochs"] for s in ("pruned", "diverged") for c in curves[s])
+        if drawn:
             others.legend(fontsize=7)
-        else:
-            others.text(0.5, 0.5, "none", ha="center", va="center", transform=others.transAxes, color="#999999")
+        note = "; ".join(unseen) or ("" if drawn else "none")
+        if note:
+            others.text(0.5, 0.5, note, ha="center", va="center", transform=others.transAxes, color="#999999")
         return _png(fig)
 
 
