@@ -91,16 +91,36 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path):
 
 def test_sections_of_other_strategies_render_where_present(tmp_path):
     lrs = [10 ** (-7 + 8 * i / 99) for i in range(100)]
+    losses = [2.3 - i / 100 for i in range(99)] + [None]  # lr-find writes a non-finite loss as null
     report = ReportData("lr-find digits-mlp", extras={
-        "lr_find": {"lrs": lrs, "losses": [2.3 - i / 100 for i in range(100)], "suggested_lr": 1e-3,
-                    "range": [1e-4, 1e-2]},
-        "noise_scale": {"noise_scale": 120.0, "recommended_batch_size": 128,
-                        "history": [{"step": 0, "noise_scale": 50.0}, {"step": 100, "noise_scale": 120.0}]},
-        "pbt": {"schedule": [{"epoch": 1, "lr": 0.1}, {"epoch": 5, "lr": 0.08}],
-                "lineage": [{"epoch": 5, "member": 3, "parent": 1}]}})
+        # lr-find's result.json for two optimisers: each key a mapping by optimiser.
+        "lr_find": {"optimizers": ["sgd", "adam"], "suggested_lr": {"sgd": 1e-2, "adam": 1e-3},
+                    "range": {"sgd": [1e-3, 1e-1], "adam": None}, "lrs": {"sgd": lrs, "adam": lrs},
+                    "losses": {"sgd": losses, "adam": losses}},
+        "noise_scale": {"noise_scale": 120.0, "recommended_batch_size": 128, "critical_batch_size": 120.0,
+                        "history": [{"step": 0, "noise_scale": None}, {"step": 100, "noise_scale": 120.0}]},
+        "pbt": {"schedule": [{"epoch": 0, "lr": 0.1}, {"epoch": 5, "lr": 0.08}],
+                "lineage": [{"epoch": 5, "member": 3, "copied_from": 1, "score": 0.5, "source_score": 0.9,
+                             "lr": 0.08}]}})
     text = write_report(tmp_path / "x.html", report).read_text()
     assert "Learning-rate range test" in text and "Gradient noise scale" in text and "Population-based" in text
+    assert "<td>adam</td><td>0.001</td><td>-</td>" in text and "<td>lr=0.08</td>" in text
     assert len(_figures(text)) == 3
+    _check_self_contained(text)
+
+
+def test_lr_find_and_batch_size_write_a_report(tmp_path, capsys):
+    from gradtune.cli.main import main
+
+    assert main(["lr-find", "digits-mlp", "--hidden", "16", "--optimizer", "sgd,adam", "--steps", "20",
+                 "--device", "cpu", "--out", str(tmp_path / "lr"), "--quiet"]) == 0
+    text = (tmp_path / "lr" / "report.html").read_text()
+    assert "Learning-rate range test" in text and len(_figures(text)) == 1
+    _check_self_contained(text)
+    assert main(["batch-size", "linreg", "--epochs", "2", "--points", "2", "--device", "cpu",
+                 "--out", str(tmp_path / "bs"), "--quiet"]) == 0
+    text = (tmp_path / "bs" / "report.html").read_text()
+    assert "Gradient noise scale" in text and "recommended batch size" in text
     _check_self_contained(text)
 
 
@@ -118,3 +138,21 @@ def test_headless_chromium_renders_every_figure(small_study, tmp_path):
     rendered = re.search(r'data-rendered="(\d+)"', done.stdout)
     assert declared and rendered, done.stderr[-2000:]
     assert rendered.group(1) == declared.group(1) == "5"
+
+
+def test_a_pbt_study_reports_its_lineage_and_the_best_schedule(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    study = optuna.create_study(study_name="pbt", storage=storage, direction="maximize")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    schedules = [[{"epoch": 0, "lr": 0.1}], [{"epoch": 0, "lr": 0.3}, {"epoch": 4, "lr": 0.24}]]
+    for member, (value, schedule) in enumerate(zip((0.7, 0.9), schedules)):
+        trial = study.ask(dist)
+        trial.set_user_attr("config", {"optimizer": "sgd", "lr": schedule[0]["lr"], "hyper_schedule": schedule})
+        events = [{"epoch": 4, "member": member, "copied_from": 0, "lr": 0.24}] if member == 1 else []
+        trial.set_user_attr("pbt_lineage", events)
+        study.tell(trial, value)
+    report = load_report_data("pbt", storage)
+    assert report.extras["pbt"] == {"lineage": [{"epoch": 4, "member": 1, "copied_from": 0, "lr": 0.24}],
+                                    "schedule": schedules[1]}
+    text = write_report(tmp_path, report).read_text()
+    assert "Population-based training" in text and "<td>lr=0.24</td>" in text

@@ -148,22 +148,33 @@ def slice_figure(points: dict[str, dict[str, list]], metric: str) -> str | None:
 
 
 def lr_find_figure(found: dict[str, Any]) -> str | None:
-    """The learning-rate range test: loss against learning rate, the suggestion marked."""
+    """The learning-rate range test: loss against learning rate, each suggestion marked.
+
+    ``found`` is lr-find's result.json: one optimiser's ``lrs``/``losses``/``suggested_lr`` lists,
+    or, for several, each of them a mapping by optimiser.
+    """
     if not found.get("lrs"):
         return None
+    curves = found["lrs"] if isinstance(found["lrs"], dict) else {found.get("optimizer", ""): found["lrs"]}
+    losses = found["losses"] if isinstance(found["losses"], dict) else {next(iter(curves)): found["losses"]}
+    suggested = found.get("suggested_lr")
+    suggested = suggested if isinstance(suggested, dict) else {next(iter(curves)): suggested}
     with _figure() as (fig, (ax,)):
-        ax.plot(found["lrs"], found["losses"])
-        if found.get("suggested_lr"):
-            ax.axvline(found["suggested_lr"], color="C1", linestyle="--",
-                       label=f"suggested {found['suggested_lr']:.3g}")
-            ax.legend(fontsize=8)
+        for i, name in enumerate(curves):
+            ax.plot(curves[name], [math.nan if v is None else v for v in losses[name]], color=f"C{i % 10}",
+                    label=name or None)
+            if suggested.get(name):
+                ax.axvline(suggested[name], color=f"C{i % 10}", linestyle="--")
         ax.set_xscale("log")
-        ax.set(xlabel="learning rate", ylabel="smoothed loss", title="learning-rate range test")
+        ax.set(xlabel="learning rate", ylabel="smoothed loss", title="learning-rate range test (--: suggested)")
+        if any(curves):
+            ax.legend(fontsize=8)
         return _png(fig)
 
 
 def noise_scale_figure(noise: dict[str, Any]) -> str | None:
-    history = noise.get("history") or []
+    """The simple noise scale at each measured point of training (points lost in the noise are left out)."""
+    history = [h for h in noise.get("history") or [] if h.get("noise_scale") is not None]
     if not history:
         return None
     with _figure() as (fig, (ax,)):

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from . import data as d
 from . import figures as f
-from .load import COMPARE_KEY, ReportData
+from .load import AUTO_KEY, COMPARE_KEY, ReportData
 
 __all__ = ["render_html"]
 
@@ -31,6 +31,7 @@ window.addEventListener('load', function () {
   document.body.dataset.rendered = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
 });
 """
+_LINEAGE_KEYS = ("epoch", "member", "copied_from", "score", "source_score")
 _SHOWN = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "schedule", "epochs")
 
 
@@ -103,24 +104,45 @@ def _compare_section(compare: dict[str, Any]) -> str:
             f"<p>{_e(compare['recommendation'])}</p>")
 
 
+def _by_optimizer(found: dict[str, Any]) -> list[tuple]:
+    """lr-find's suggestion and range per optimiser, from one optimiser's keys or several's mappings."""
+    suggested, span = found.get("suggested_lr"), found.get("range")
+    if isinstance(suggested, dict):
+        return [(name, suggested[name], (span or {}).get(name)) for name in suggested]
+    return [(found.get("optimizer", "-"), suggested, span)]
+
+
+def _range_text(span: Any) -> str:
+    return f"{span[0]:.3g} .. {span[1]:.3g}" if isinstance(span, (list, tuple)) and len(span) == 2 else "-"
+
+
 def _extras(report: ReportData) -> str:
     parts, extras = [], report.extras
     if "lr_find" in extras:
         found = extras["lr_find"]
-        parts.append(f"<h2>Learning-rate range test</h2><p>suggested {_e(_fmt(found.get('suggested_lr')))}, range "
-                     f"{_e(found.get('range', '-'))}</p>{_img(f.lr_find_figure(found), 'lr range test')}")
+        rows = [(name, lr, _range_text(span)) for name, lr, span in _by_optimizer(found)]
+        parts.append("<h2>Learning-rate range test</h2>" + _table(("optimizer", "suggested lr", "range"), rows)
+                     + _img(f.lr_find_figure(found), "lr range test"))
+    if AUTO_KEY in extras:
+        auto = extras[AUTO_KEY]
+        rows = [(name, t.get("suggested_lr"), _range_text(t.get("range")), t.get("diverged"))
+                for name, t in (auto.get("lr_find") or {}).items()]
+        parts.append("<h2>Strategy auto: range tests that narrowed the space</h2>"
+                     + _table(("optimizer", "suggested lr", "searched range", "diverged"), rows))
     if "noise_scale" in extras:
         noise = extras["noise_scale"]
-        parts.append(f"<h2>Gradient noise scale</h2><p>noise scale {_e(_fmt(noise.get('noise_scale')))}; "
-                     f"recommended batch size {_e(_fmt(noise.get('recommended_batch_size')))}</p>"
+        parts.append(f"<h2>Gradient noise scale</h2><p>noise scale {_e(_fmt(noise.get('noise_scale')))}; critical "
+                     f"batch size {_e(_fmt(noise.get('critical_batch_size')))}; recommended batch size "
+                     f"{_e(_fmt(noise.get('recommended_batch_size')))}</p>"
                      f"{_img(f.noise_scale_figure(noise), 'noise scale')}")
     if "pbt" in extras:
         pbt = extras["pbt"]
-        lineage = pbt.get("lineage") or []
-        parts.append(f"<h2>Population-based training</h2>{_img(f.schedule_figure(pbt.get('schedule') or []), 'pbt')}"
-                     + (_table(("epoch", "member", "copied from"), [(x.get("epoch"), x.get("member"),
-                                                                     x.get("parent")) for x in lineage])
-                        if lineage else ""))
+        lineage = [(e.get("epoch"), e.get("member"), e.get("copied_from"), e.get("score"), e.get("source_score"),
+                    ", ".join(f"{k}={_fmt(v)}" for k, v in e.items() if k not in _LINEAGE_KEYS))
+                   for e in pbt.get("lineage") or []]
+        parts.append("<h2>Population-based training</h2>" + _img(f.schedule_figure(pbt.get("schedule") or []), "pbt")
+                     + (_table(("epoch", "member", "copied from", "its score", "source's score", "explored"),
+                               lineage) if lineage else ""))
     return "".join(parts)
 
 

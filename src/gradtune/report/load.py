@@ -19,13 +19,15 @@ from ..tuning.result import trial_rows
 from ..tuning.storage import DEFAULT_STORAGE, open_storage
 from ..tuning.study import METADATA_KEY
 
-__all__ = ["ReportData", "load_report_data", "EXTRA_KEYS", "COMPARE_KEY"]
+__all__ = ["ReportData", "load_report_data", "EXTRA_KEYS", "COMPARE_KEY", "AUTO_KEY"]
 
-# Study user attributes that add sections where a run stored them: the learning-rate range test
-# ({lrs, losses, suggested_lr}), the noise-scale history ({history: [{step, noise_scale}],
-# recommended_batch_size}), PBT ({schedule: [{epoch, lr, ...}], lineage: [...]}) and a comparison.
+# Sections beyond the trials, where a run left them: the learning-rate range test (lr-find's
+# result.json), the noise-scale history (batch-size's result.json), PBT (each trial's
+# ``pbt_lineage`` and the best member's ``hyper_schedule``), --strategy auto's range tests and a
+# comparison (study user attributes).
 COMPARE_KEY = "gradtune_compare"  # where compare stores its result.json in its study
-EXTRA_KEYS = ("lr_find", "noise_scale", "pbt", COMPARE_KEY)
+AUTO_KEY = "gradtune_auto"  # --strategy auto: its range tests and narrowed space
+EXTRA_KEYS = ("lr_find", "noise_scale", "pbt", COMPARE_KEY, AUTO_KEY)
 
 
 @dataclass
@@ -68,8 +70,12 @@ def load_report_data(name: str, storage: str | None = None) -> ReportData:
     study = optuna.load_study(study_name=name, storage=opened)
     meta = study.user_attrs.get(METADATA_KEY, {})
     extras = {k: study.user_attrs[k] for k in EXTRA_KEYS if k in study.user_attrs}
+    rows = study_rows(study)
+    pbt = _pbt(study, rows, meta.get("direction", study.direction.name.lower()) == "maximize")
+    if pbt:
+        extras["pbt"] = pbt
     return ReportData(title=f"study {name}", metric=meta.get("metric", "value"),
-                      direction=study.direction.name.lower(), metadata=dict(meta), rows=study_rows(study),
+                      direction=study.direction.name.lower(), metadata=dict(meta), rows=rows,
                       extras=extras, study=study)
 
 
@@ -88,3 +94,14 @@ def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
         if t.state == TrialState.RUNNING:
             row["state"] = "running"
     return rows
+
+
+def _pbt(study: optuna.Study, rows: list[dict[str, Any]], maximize: bool) -> dict[str, Any] | None:
+    """PBT's lineage (who copied whom, when) and the schedule the best member followed; None without PBT."""
+    lineage = [e for t in study.get_trials(deepcopy=False) for e in t.user_attrs.get("pbt_lineage", [])]
+    if not lineage:
+        return None
+    done = [r for r in rows if r["state"] == "completed" and r["value"] is not None]
+    best = (max if maximize else min)(done, key=lambda r: r["value"]) if done else None
+    return {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+            "schedule": list((best or {}).get("config", {}).get("hyper_schedule") or [])}
