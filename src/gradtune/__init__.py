@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "gradtune.comparison": ("CompareResult", "compare"),
     "gradtune.config": ("TrainConfig", "load_config_file"),
     "gradtune.distributed": ("train_parallel",),
     "gradtune.errors": ("CheckpointError", "GradtuneError", "UsageError"),
@@ -25,6 +26,7 @@ _EXPORTS = {
     "gradtune.probes": ("BatchSizeResult", "LRFindResult", "NoiseEstimate", "gradient_noise_scale", "lr_find",
                         "lr_find_many", "measure_noise_scale"),
     "gradtune.problems": ("Problem", "get_problem", "list_problems", "register_problem"),
+    "gradtune.report": ("ReportData", "write_report"),
     "gradtune.schedules": ("SCHEDULES", "BatchGrowth", "lr_range_schedule", "make_lr_schedule"),
     "gradtune.training": ("Callback", "TrainResult", "evaluate", "load_checkpoint", "save_checkpoint", "train"),
     "gradtune.training.population": ("Population", "PopulationController", "train_population"),
@@ -49,6 +51,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .comparison import CompareResult, compare
     from .config import TrainConfig, load_config_file
     from .distributed import train_parallel
     from .errors import CheckpointError, GradtuneError, UsageError
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .probes import (BatchSizeResult, LRFindResult, NoiseEstimate, gradient_noise_scale, lr_find, lr_find_many,
                          measure_noise_scale)
     from .problems import Problem, get_problem, list_problems, register_problem
+    from .report import ReportData, write_report
     from .schedules import SCHEDULES, BatchGrowth, lr_range_schedule, make_lr_schedule
     from .training import Callback, TrainResult, evaluate, load_checkpoint, save_checkpoint, train
     from .training.population import Population, PopulationController, train_population

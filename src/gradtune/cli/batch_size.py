@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..errors import check_number
     from ..probes import measure_noise_scale
+    from ..report import ReportData, write_report
     from .train import _slug
 
     check_number("points", args.points, low=2, integer=True)
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
     out = Path(args.out or f"runs/batch-size-{_slug(args.problem)}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps({"problem": problem.name, **result.to_json()}, indent=2) + "\n")
+    found = {"problem": problem.name, **result.to_json()}
+    (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
+    write_report(out, ReportData(f"batch-size {problem.name}", extras={"noise_scale": found}))
     if result.batch_schedule is not None:
         (out / "batch_growth_config.json").write_text(json.dumps(result.batch_schedule["config"], indent=2) + "\n")
     if not args.quiet:

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..probes import SUGGESTIONS, lr_find_many
     from ..probes.figures import plot_lr_find
     from ..probes.lr_range import check_optimizers
+    from ..report import ReportData, write_report
     from .train import _slug
 
     names = check_optimizers([n.strip() for n in args.optimizer.split(",") if n.strip()])
@@ -46,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device)
     out = Path(args.out or f"runs/lr-find-{_slug(args.problem)}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result_json(problem.name, list(results.values())), indent=2) + "\n")
+    found = result_json(problem.name, list(results.values()))
+    (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
+    write_report(out, ReportData(f"lr-find {problem.name}", extras={"lr_find": found}))
     plot_lr_find(list(results.values()), out / "lr_find.png", title=f"{problem.name}: learning-rate range test")
     if not args.quiet:
         _print_table(problem.name, results, out)

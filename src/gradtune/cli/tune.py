@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tuning.population import parse_population
     from ..tuning.storage import open_storage
     from ..tuning.strategies import STRATEGIES
+    from ..report import write_report
     from ._live import TuneDisplay, print_leaderboard
 
     check_choice("strategy", args.strategy, STRATEGIES)
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)
     result.save(out)
+    write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
         print_leaderboard(result, out)
         for line in (result.auto or {}).get("explanation", []):

@@ -1,0 +1,80 @@
+"""``gradtune compare PROBLEM``: which optimiser, with the same learning-rate budget for each, over seeds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .train import add_data_flags, load_problem
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("compare", help="compare optimisers with the same budget each",
+                            description="Give every optimiser the same learning-rate grid, re-run each best rate "
+                                        "with several seeds, rank them and recommend one.")
+    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
+    parser.add_argument("--optimizers", default="gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad",
+                        help="comma-separated optimisers (default gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad)")
+    parser.add_argument("--seeds", type=int, default=3, help="re-runs of each best rate, with fresh seeds (default 3)")
+    parser.add_argument("--budget", type=int, default=8,
+                        help="learning rates per optimiser, on a log grid over its family's range (default 8)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; 200 for test functions)")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
+    parser.add_argument("--target-value", type=float, default=None,
+                        help="metric value for 'epochs to target' (default: within 1%% of the best mean)")
+    parser.add_argument("--seed", type=int, default=0, help="the grid's seed; re-runs use SEED+1.. (default 0)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
+    parser.add_argument("--study", default=None, help="study name (default PROBLEM-compare); the same resumes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
+    add_data_flags(parser)
+    parser.add_argument("--out", default=None, help="output directory (default runs/compare-STUDY)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines or table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..comparison import compare
+    from ..config import TrainConfig, parse_hidden
+    from ..report import write_report
+    from ._console import make_console
+    from .tune import _slug
+
+    console = make_console()
+    problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+    progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
+    result = compare(problem, args.optimizers, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
+                     batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,
+                     seed=args.seed, device=args.device, progress=progress)
+    out = result.save(Path(args.out or f"runs/compare-{_slug(result.study)}"))
+    report = write_report(out, study=result.study, storage=args.storage)
+    if not args.quiet:
+        print_ranking(result, console)
+        console.print(f"written to {out}/result.json and {report}", highlight=False)
+    return 0
+
+
+def print_ranking(result, console) -> None:
+    from rich.table import Table
+
+    s = result.summary
+    table = Table(title=f"gradtune compare {result.problem}: {s['metric']}, target {s['target']:.4g}, "
+                        f"{result.seeds} seeds, {result.budget} rates each")
+    for column in ("rank", "optimizer", "final mean ± std", "epochs to target", "seconds to target",
+                   "rates reaching target", "grid diverged", "best lr"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    for rank, name in enumerate(result.ranking, start=1):
+        o = result.optimizers[name]
+        sens = o["lr_sensitivity"]
+        final = "-" if o["final_mean"] is None else f"{o['final_mean']:.4g} ± {o['final_std']:.2g}"
+        table.add_row(str(rank), name, final, _fmt(o["epochs_to_target"]), _fmt(o["seconds_to_target"]),
+                      f"{sens['reaching_target']} / {sens['points']}", f"{o['diverged_fraction']:.0%}",
+                      _fmt((o["best_config"] or {}).get("lr")))
+    console.print(table)
+    console.print(result.recommendation, highlight=False)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,190 @@
+"""``compare``: every optimiser gets the same learning-rate grid, then its best rate is re-run with N seeds.
+
+Both stages train on the population trainer: the grid is one architecture with
+many optimisers and rates, exactly what it stacks, and each optimiser's seed
+re-runs are one stack of N members. The seed stack is per optimiser, not one
+stack for all, so that a run's seconds (the stack's time over its N members)
+measure that optimiser's own cost per step; Adam's extra arithmetic then shows.
+
+Seeds are fresh: the grid picks each best rate at seed ``seed``, the re-runs use
+``seed + 1 .. seed + N``, so the reported mean is not inflated by the pick.
+
+Every run is a trial of an Optuna study (``PROBLEM-compare``), so a comparison
+resumes where it stopped, shows in ``gradtune report`` and in optuna-dashboard.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from ..config import TrainConfig
+from ..errors import check_number
+from ..problems import Problem
+from ..report.load import COMPARE_KEY
+from ..training.population import fallback_reason, train_population
+from ..tuning.runner import _compact
+from ..tuning.storage import open_storage
+from ..tuning.study import open_study
+from .grid import DEFAULT_OPTIMIZERS, DEFAULT_POINTS, LR_GRID_RANGES, lr_grid, parse_optimizers
+from .result import CompareResult
+from .summary import summarise
+
+__all__ = ["compare", "DEFAULT_EPOCHS", "compare_rows"]
+
+DEFAULT_EPOCHS = 20
+DEFAULT_FUNCTION_EPOCHS = 200  # a test function takes one full-batch step per epoch
+_LR = FloatDistribution(min(lo for lo, _ in LR_GRID_RANGES.values()), max(hi for _, hi in LR_GRID_RANGES.values()),
+                        log=True)
+
+
+@dataclass
+class _Plan:
+    problem: Problem
+    optimizers: list[str]
+    points: int
+    seeds: int
+    epochs: int
+    batch_size: int | None
+    seed: int
+    device: str
+    report: Callable[[str], None] = field(default=lambda line: None)
+
+    def config(self, optimizer: str, lr: float, seed: int) -> TrainConfig:
+        batch = None if optimizer in ("gd", "lbfgs") else self.batch_size
+        return TrainConfig(optimizer=optimizer, lr=lr, epochs=self.epochs, batch_size=batch, seed=seed,
+                           device=self.device, hidden=self.problem.hidden).resolve_for(self.problem)
+
+
+def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, seeds: int = 3,
+            budget: int = DEFAULT_POINTS, epochs: int | None = None, batch_size: int | None = None,
+            target: float | None = None, storage: str | None = None, study: str | None = None, seed: int = 0,
+            device: str = "auto", progress: Callable[[str], None] | None = None) -> CompareResult:
+    """Compare optimisers on ``problem`` with the same budget each, DeepOBS-style.
+
+    Args:
+        problem: a :class:`~gradtune.Problem`.
+        optimizers: names, or ``"gd,sgd,adam"``; default gd, sgd, momentum, nesterov, adam, adamw,
+            rmsprop, adagrad.
+        seeds: re-runs of each optimiser's best learning rate, >= 1 (default 3).
+        budget: learning rates per optimiser, on a log grid over its family's range (default 8).
+        epochs: each run's length (default 20; 200 for test functions).
+        batch_size: the mini-batch size of every optimiser but the full-batch ones (default 32).
+        target: the metric value for "epochs to target"; default within 1% of the best mean.
+        storage, study: where the runs are recorded; default ``sqlite:///gradtune.db``, ``PROBLEM-compare``.
+        seed: the grid's seed; the re-runs use ``seed + 1`` to ``seed + seeds``.
+
+    Example:
+        >>> result = compare(get_problem("digits-mlp"), "sgd,momentum,adam", seeds=3)
+        >>> result.recommendation
+    """
+    plan = _plan(problem, optimizers, seeds, budget, epochs, batch_size, seed, device, progress)
+    if target is not None:
+        target = check_number("target", target)
+    name = study or f"{problem.name}-compare"
+    the_study, _ = open_study(name, open_storage(storage), _metadata(plan), None, None)
+    _run_grid(the_study, plan)
+    _run_seeds(the_study, plan, problem.direction == "maximize")
+    # A study resumed with fewer seeds than before keeps the extra re-runs; the summary uses the asked-for ones.
+    rows = [r for r in compare_rows(the_study) if r["stage"] == "grid" or r["seed"] <= plan.seed + plan.seeds]
+    summary = summarise(rows, plan.optimizers, problem.metric_name, problem.direction == "maximize", target)
+    result = CompareResult(problem.name, name, plan.epochs, plan.points, plan.seeds, summary)
+    the_study.set_user_attr(COMPARE_KEY, result.to_json())
+    return result
+
+
+def _plan(problem, optimizers, seeds, budget, epochs, batch_size, seed, device, progress) -> _Plan:
+    names = parse_optimizers(optimizers if optimizers is not None else DEFAULT_OPTIMIZERS)
+    seeds = check_number("seeds", seeds, low=1, integer=True)
+    budget = check_number("budget", budget, low=1, integer=True)
+    default_epochs = DEFAULT_FUNCTION_EPOCHS if problem.task == "function" else DEFAULT_EPOCHS
+    epochs = check_number("epochs", default_epochs if epochs is None else epochs, low=1, integer=True)
+    seed = check_number("seed", seed, low=0, integer=True)
+    plan = _Plan(problem, names, budget, seeds, epochs, batch_size, seed, device, progress or (lambda line: None))
+    for name in names:  # refuse a bad batch size or optimiser before anything trains
+        plan.config(name, lr_grid(name, 1)[0], seed)
+    return plan
+
+
+def _metadata(plan: _Plan) -> dict[str, Any]:
+    """What gives the runs their meaning; resuming with any of it changed is refused (see open_study)."""
+    p = plan.problem
+    grids = {name: lr_grid(name, plan.points) for name in plan.optimizers}
+    return {"problem": p.name, "metric": p.metric_name, "direction": p.direction, "strategy": "compare",
+            "space": {"lr_grids": grids, "batch_size": plan.batch_size}, "trial_epochs": plan.epochs, "cv": None,
+            "seed": plan.seed, "hidden": list(p.hidden) if p.hidden else None}
+
+
+def _done(study: optuna.Study) -> set[tuple]:
+    return {(r["stage"], r["optimizer"], r["lr"], r["seed"]) for r in compare_rows(study)}
+
+
+def _run_grid(study: optuna.Study, plan: _Plan) -> None:
+    done = _done(study)
+    configs = [plan.config(name, lr, plan.seed) for name in plan.optimizers for lr in lr_grid(name, plan.points)
+               if ("grid", name, lr, plan.seed) not in done]
+    if configs:
+        plan.report(f"grid: {len(configs)} runs ({len(plan.optimizers)} optimizers x {plan.points} learning "
+                    f"rates), {plan.epochs} epochs each")
+        _train_and_record(study, plan, configs, "grid")
+
+
+def _run_seeds(study: optuna.Study, plan: _Plan, maximize: bool) -> None:
+    rows = compare_rows(study)
+    for name in plan.optimizers:
+        grid = [r for r in rows if r["stage"] == "grid" and r["optimizer"] == name and r["value"] is not None]
+        if not grid:
+            plan.report(f"seeds: {name} has no completed grid run to re-run")
+            continue
+        best = (max if maximize else min)(grid, key=lambda r: r["value"])
+        done = _done(study)
+        seeds = [s for s in range(plan.seed + 1, plan.seed + 1 + plan.seeds)
+                 if ("seed", name, best["lr"], s) not in done]
+        if seeds:
+            plan.report(f"seeds: {name} at lr {best['lr']:.3g}, {len(seeds)} seeds")
+            _train_and_record(study, plan, [plan.config(name, best["lr"], s) for s in seeds], "seed")
+
+
+def _train_and_record(study: optuna.Study, plan: _Plan, configs: list[TrainConfig], stage: str) -> None:
+    stacked = fallback_reason(plan.problem, configs) is None
+    started, clock = datetime.datetime.now(), time.perf_counter()
+    results = train_population(plan.problem, configs)
+    plan.report(f"{stage}: trained {len(configs)} runs in {time.perf_counter() - clock:.1f}s"
+                f"{' as a population' if stacked else ' one at a time'}")
+    ended = datetime.datetime.now()
+    for config, result in zip(configs, results):
+        share = sum(c.batch_size == config.batch_size for c in configs) if stacked else 1
+        _record(study, plan.problem.metric_name, stage, config, result, share, started, ended)
+
+
+def _record(study, metric, stage, config, result, share, started, ended) -> None:
+    value = result.metrics.get(metric)
+    completed = result.status == "completed" and value is not None
+    trial = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE if completed else optuna.trial.TrialState.PRUNED,
+        value=value if completed else None,
+        params={"optimizer": config.optimizer, "lr": config.lr},
+        distributions={"optimizer": CategoricalDistribution(list(LR_GRID_RANGES)), "lr": _LR},
+        user_attrs={"config": result.config, "status": "completed" if completed else "diverged", "stage": stage,
+                    "seed": config.seed, "share": share, "epochs_run": result.epochs_run, "seconds": result.seconds,
+                    "history": _compact(result.history)})
+    trial.datetime_start, trial.datetime_complete = started, ended
+    study.add_trial(trial)
+
+
+def compare_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """The runs a comparison recorded, as :mod:`~gradtune.comparison.summary` reads them."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if "stage" not in t.user_attrs:
+            continue
+        a = t.user_attrs
+        rows.append({"optimizer": t.params["optimizer"], "lr": t.params["lr"], "seed": a["seed"],
+                     "stage": a["stage"], "status": a["status"], "value": t.value, "history": a["history"],
+                     "share": a["share"], "config": a["config"], "number": t.number})
+    return rows

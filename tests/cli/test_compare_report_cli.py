@@ -1,0 +1,75 @@
+"""``gradtune compare`` and ``gradtune report`` end to end, and the report every ``tune`` writes.
+
+The compare run is a fresh process, as a user runs it; the others call the CLI's
+``main`` in this process, which parses and dispatches the same way and spares
+the start-up of torch, Optuna and matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import optuna
+import pytest
+
+from gradtune.cli.main import main
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+
+
+def _ok(done) -> None:
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    assert "Traceback" not in done.stderr
+
+
+def _self_contained(text: str) -> None:
+    assert "http://" not in text and "https://" not in text and len(text.encode()) < 5 * 1024 * 1024
+
+
+def test_compare_prints_the_ranking_and_writes_result_and_report(cli, tmp_path, capsys):
+    done = cli("compare", "digits-mlp", "--hidden", "16", "--optimizers", "sgd,adam", "--budget", "2", "--seeds", "2",
+               "--epochs", "2", "--storage", "sqlite:///x.db", "--out", "out", "--device", "cpu")
+    _ok(done)
+    assert "gradtune compare digits-mlp" in done.stdout and re.search(r"\n(Use sgd|Use adam)", done.stdout)
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert set(result["optimizers"]) == {"sgd", "adam"} and result["recommendation"].startswith("Use ")
+    text = (tmp_path / "out" / "report.html").read_text()
+    _self_contained(text)
+    assert "<h2>Comparison</h2>" in text and result["recommendation"].split(":")[0] in text
+
+    # The same study, on demand, into a named file.
+    out = tmp_path / "r.html"
+    assert main(["report", "--study", "digits-mlp-compare", "--storage", f"sqlite:///{tmp_path / 'x.db'}",
+                 "--out", str(out)]) == 0
+    assert f"written to {out}" in capsys.readouterr().out and "<h2>Comparison</h2>" in out.read_text()
+
+
+def test_tune_writes_a_self_contained_report(tmp_path):
+    code = main(["tune", "linreg", "--strategy", "random", "--budget", "3", "--trial-epochs", "2",
+                 "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0
+    text = (tmp_path / "out" / "report.html").read_text()
+    _self_contained(text)
+    assert "study linreg-random" in text and "Leaderboard" in text
+
+
+@pytest.mark.parametrize("db", ["x.db", "absent.db"])
+def test_report_on_a_missing_study_is_one_line_and_exit_2(tmp_path, capsys, db):
+    storage = f"sqlite:///{tmp_path / db}"
+    if db == "x.db":
+        optuna.create_study(study_name="other", storage=storage)
+    assert main(["report", "--study", "nope", "--storage", storage, "--out", str(tmp_path / "r.html")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("gradtune report: error: The 'study' parameter must name a study")
+    assert "studies there: other" in lines[0] if db == "x.db" else "does not exist" in lines[0]
+    assert not (tmp_path / "r.html").exists() and (db == "x.db" or not (tmp_path / db).exists())
+
+
+def test_compare_refuses_an_unknown_optimizer_with_exit_2(capsys):
+    assert main(["compare", "linreg", "--optimizers", "sgd,adamx"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "'optimizers' parameter must be" in lines[0]

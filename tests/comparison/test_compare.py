@@ -1,0 +1,93 @@
+"""``compare`` end to end on a small network: the grid, the seed re-runs, the study, resuming."""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+
+import optuna
+import pytest
+
+from gradtune import get_problem, train
+from gradtune.comparison import compare, lr_grid
+from gradtune.comparison.runner import compare_rows
+from gradtune.config import TrainConfig
+from gradtune.errors import UsageError
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    storage = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'c.db'}"
+    problem = get_problem("digits-mlp", hidden=(16,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
+    study = optuna.load_study(study_name="digits-mlp-compare", storage=storage)
+    return problem, storage, result, study
+
+
+def test_every_optimizer_gets_its_whole_grid(run):
+    _, _, result, study = run
+    rows = compare_rows(study)
+    for name in ("sgd", "adam"):
+        grid = sorted(r["lr"] for r in rows if r["stage"] == "grid" and r["optimizer"] == name)
+        assert grid == lr_grid(name, 3)
+        assert [p["lr"] for p in result.optimizers[name]["lr_sensitivity"]["grid"]] == grid
+
+
+def test_seed_reruns_use_fresh_seeds_at_the_best_rate_and_match_the_single_loop(run):
+    problem, _, result, study = run
+    rows = compare_rows(study)
+    for name in ("sgd", "adam"):
+        grid = [r for r in rows if r["stage"] == "grid" and r["optimizer"] == name and r["value"] is not None]
+        best = max(grid, key=lambda r: r["value"])
+        seeds = [r for r in rows if r["stage"] == "seed" and r["optimizer"] == name]
+        assert sorted(r["seed"] for r in seeds) == [1, 2] and {r["lr"] for r in seeds} == {best["lr"]}
+        assert all(r["share"] == 2 for r in seeds)  # one stack of two members per optimiser
+        assert result.optimizers[name]["final_mean"] == pytest.approx(statistics.fmean(r["value"] for r in seeds))
+        assert result.optimizers[name]["best_config"]["lr"] == best["lr"]
+        # Oracle: the single training loop with the same config, up to float reassociation in the stack.
+        for r in seeds:
+            single = train(problem, TrainConfig.from_mapping(r["config"]))
+            assert r["value"] == pytest.approx(single.metrics["valid_accuracy"], abs=0.011)
+
+
+def test_result_has_the_issue_keys_and_a_recommendation(run):
+    _, _, result, study = run
+    data = result.to_json()
+    keys = {"final_mean", "final_std", "epochs_to_target", "seconds_to_target", "lr_sensitivity",
+            "diverged_fraction", "best_config"}
+    assert all(keys <= set(o) for o in data["optimizers"].values())
+    assert data["recommended"] in ("sgd", "adam") and data["recommendation"].startswith("Use ")
+    assert study.user_attrs["gradtune_compare"]["ranking"] == result.ranking
+
+
+def test_running_again_resumes_and_trains_nothing(run):
+    problem, storage, result, study = run
+    before = len(study.trials)
+    again = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
+    assert len(optuna.load_study(study_name="digits-mlp-compare", storage=storage).trials) == before
+    assert again.summary == result.summary
+    # Fewer seeds than the study holds: the summary uses the first ones only.
+    fewer = compare(problem, "sgd,adam", seeds=1, budget=3, epochs=2, storage=storage, device="cpu")
+    first = {r["optimizer"]: r["value"] for r in compare_rows(study) if r["stage"] == "seed" and r["seed"] == 1}
+    assert {n: o["final_mean"] for n, o in fewer.optimizers.items()} == first
+    assert all(o["final_std"] == 0.0 for o in fewer.optimizers.values())
+    compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")  # as other tests expect
+
+
+def test_a_different_grid_on_the_same_study_is_refused(run):
+    problem, storage, _, _ = run
+    with pytest.raises(UsageError, match="cannot be resumed"):
+        compare(problem, "sgd,adam", seeds=2, budget=4, epochs=2, storage=storage, device="cpu")
+
+
+@pytest.mark.parametrize("kwargs, message", [({"seeds": 0}, "'seeds' parameter must be an integer in \\[1, inf\\)"),
+                                             ({"budget": 0}, "'budget' parameter"),
+                                             ({"batch_size": 5000}, "'batch_size' parameter")])
+def test_bad_settings_are_refused_before_training(kwargs, message, tmp_path):
+    with pytest.raises(UsageError, match=message):
+        compare(get_problem("linreg"), "sgd", storage=f"sqlite:///{tmp_path / 'x.db'}", **kwargs)
+    assert not optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'x.db'}")
