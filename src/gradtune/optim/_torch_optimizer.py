@@ -44,14 +44,8 @@ class KernelOptimizer(torch.optim.Optimizer):
             hp = {name: group[name] for name in self.definition.hyperparameter_names}
             coefficients = self.definition.coefficients(hp)
             for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state.update(kernel.init_state(param, coefficients))
-                    state["step"] = torch.zeros((), dtype=torch.float64)
-                state["step"] += 1
-                kernel.update(param, param.grad, state, coefficients, group["lr"], state["step"].item())
+                if param.grad is not None:
+                    kernel.step_parameter(param, self.state[param], coefficients, group["lr"])
         return loss
 
 

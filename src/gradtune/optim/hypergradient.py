@@ -110,13 +110,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             coefficients = self.direction(group)
             for param in params:
                 state = self.state[param]
-                if "step" not in state:
-                    state.update(kernel.init_state(param, coefficients))
-                    state["step"] = torch.zeros((), dtype=torch.float64)
-                    state["direction"] = torch.zeros_like(param)
-                state["step"] += 1
-                d = kernel.update(param, param.grad, state, coefficients, alpha, state["step"].item(), direction=True)
-                state["direction"].copy_(d)  # d may alias the gradient or a moment buffer
+                state["direction"] = kernel.step_parameter(param, state, coefficients, alpha, direction=True)
         return loss
 
     def _adapt(self, group: dict, params: list[torch.Tensor]) -> float:

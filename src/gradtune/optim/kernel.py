@@ -30,7 +30,8 @@ from typing import Mapping, Union
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "update", "absent"]
+__all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "step_parameter", "update",
+           "absent"]
 
 Coefficient = Union[float, Tensor]
 
@@ -128,24 +129,37 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
             terms.append((x, c["n1"]))
     else:
         terms.append((x, 1.0))
+    denominator = None
+    if not absent(c["post_scale"]):
+        denominator = _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
     if direction:
-        d = terms[0][0] * terms[0][1]
+        d = terms[0][0] * terms[0][1]  # a new tensor: it aliases neither the gradient nor the state
         for tensor, scale in terms[1:]:
             _add_product_(d, tensor, scale)
-        if not absent(c["post_scale"]):
-            d = d / _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
+        if denominator is not None:
+            d = d / denominator
         _add_product_(param, d, -lr)
         return d
-    if absent(c["post_scale"]):
+    if denominator is None:
         for tensor, scale in terms:
             _add_product_(param, tensor, -(lr * scale))
         return None
     numerator = terms[0][0] * (lr * terms[0][1])
     for tensor, scale in terms[1:]:
         _add_product_(numerator, tensor, lr * scale)
-    denominator = _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
     param.addcdiv_(numerator, denominator, value=-1.0)
     return None
+
+
+def step_parameter(param: Tensor, state: dict, c: Mapping[str, Coefficient], lr: float,
+                   direction: bool = False) -> Tensor | None:
+    """One torch.optim-style step of ``param`` by its ``.grad``: ``state`` (the optimiser's state for
+    ``param``) gets the rule's slots and a float64 ``step`` count on first use."""
+    if "step" not in state:
+        state.update(init_state(param, c))
+        state["step"] = torch.zeros((), dtype=torch.float64)
+    state["step"] += 1
+    return update(param, param.grad, state, c, lr, state["step"].item(), direction=direction)
 
 
 def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:
