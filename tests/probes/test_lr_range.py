@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import gradtune
-from gradtune.probes.lr_suggest import LossRecorder, suggest_lr, steepest, valley
+from gradtune.probes.lr_suggest import LossRecorder, falling, minimum, steepest, suggest_lr, trimmed, valley
 
 
 def test_valley_is_halfway_down_the_longest_descent():
@@ -43,13 +43,30 @@ def test_recorder_smooths_and_stops_at_four_times_the_minimum():
 def test_quadratic_suggestion_is_within_a_factor_3_of_one_over_l():
     problem = gradtune.get_problem("quadratic")
     best = 1.0 / problem.info["max_curvature"]  # gradient descent's best rate on a quadratic is 1/L
-    for rule in ("steepest", "minimum"):
+    for rule in ("valley", "steepest", "minimum"):
         result = gradtune.lr_find(problem, "sgd", suggest=rule)
         assert best / 3 <= result.suggested_lr <= 3 * best, (rule, result.suggested_lr)
         assert result.range[0] < result.suggested_lr <= result.range[1]
-    # fastai's valley is far more cautious here (the whole smoothed curve is one valley), but stays stable.
-    valley_lr = gradtune.lr_find(problem, "sgd").suggested_lr
-    assert valley_lr < 2 * best
+    # fastai's valley over the whole curve: the smoothed curve is one long valley, 160x too cautious.
+    result = gradtune.lr_find(problem, "sgd")
+    lrs, losses = trimmed(result.lrs, result.losses, 100)
+    assert lrs[valley(lrs, losses)] < best / 100
+
+
+def test_valley_reads_the_curve_from_where_the_loss_begins_to_fall():
+    # A smooth flat head (drifting down by rounding-sized steps), a fall over indices 10..19, then a rise.
+    losses = [2.0 - 1e-4 * i for i in range(10)] + [2.0 - 0.1 * i for i in range(1, 11)] + [1.5, 4.0]
+    lrs = [10.0 ** (i / 5 - 6) for i in range(len(losses))]
+    assert valley(lrs, losses) < 10  # fastai's: the head is part of the longest decreasing run
+    head_lrs, head_losses = falling(lrs, losses)
+    assert head_losses[0] == pytest.approx(1.9)  # the first point 5% of the fall (1.0) below the start
+    start = len(lrs) - len(head_lrs)
+    assert start == 10 and head_lrs[0] == lrs[10]
+    picked = suggest_lr(lrs, losses, "valley", planned_steps=0)
+    assert lrs[10] <= picked <= lrs[19]
+    # Never above a tenth of the rate at the (trimmed) curve's minimum.
+    assert picked <= minimum(*trimmed(lrs, losses, planned_steps=0))
+    assert falling([1.0, 2.0], [3.0, 3.0]) == ([1.0, 2.0], [3.0, 3.0])  # no fall: nothing trimmed
 
 
 def test_digits_sgd_suggestion_trains_to_95_percent_in_10_epochs():

@@ -84,9 +84,39 @@ def _plus_product(base: Tensor, x: Tensor, coefficient: Coefficient) -> Tensor:
 
 
 def _scaled(x: Tensor, scale: Coefficient, shift: Coefficient) -> Tensor:
-    """A new tensor ``x * scale + shift``."""
-    out = x * scale
-    return out if _is(shift, 0.0) else out.add_(shift)
+    """A new tensor ``x * scale + shift``, in one pass."""
+    if _is(shift, 0.0):
+        return x * scale
+    if not isinstance(shift, Tensor):
+        shift = torch.tensor(shift, dtype=x.dtype)  # a 0-dim CPU tensor broadcasts on any device
+    return torch.addcmul(shift, x, scale) if isinstance(scale, Tensor) else torch.add(shift, x, alpha=scale)
+
+
+def _decay_add_(m: Tensor, x: Tensor, a1: Coefficient, b1: Coefficient, interpolates: bool) -> None:
+    """``m = a1 * m + b1 * x`` in place, in one pass where the coefficients allow.
+
+    Adam's moment (``a1 + b1 = 1``) is ``lerp_``, as torch.optim computes it; heavy
+    ball (``b1 = 1``) writes ``x + a1 * m`` over ``m``. Anything else takes two passes.
+    """
+    if interpolates:
+        m.lerp_(x, b1)
+    elif _is(b1, 1.0):
+        if isinstance(a1, Tensor):
+            torch.addcmul(x, m, a1, out=m)
+        else:
+            torch.add(x, m, alpha=a1, out=m)
+    else:
+        if not _is(a1, 1.0):
+            m.mul_(a1)
+        _add_product_(m, x, b1)
+
+
+def interpolates(a1: Coefficient, b1: Coefficient) -> bool:
+    """True where the first moment is a convex blend, ``a1 + b1 = 1``, for every row (checked once per
+    block by the population optimiser, which passes it as the ``interpolates`` coefficient)."""
+    if isinstance(a1, Tensor) or isinstance(b1, Tensor):
+        return bool(((a1 + b1) == 1).all())
+    return a1 + b1 == 1.0
 
 
 @torch.no_grad()
@@ -121,9 +151,8 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
     terms: list[tuple[Tensor, Coefficient]] = []
     if uses_first_moment(c):
         m = state["first_moment"]
-        if not _is(c["a1"], 1.0):
-            m.mul_(c["a1"])
-        _add_product_(m, x, c["b1"])
+        blend = c["interpolates"] if "interpolates" in c else interpolates(c["a1"], c["b1"])
+        _decay_add_(m, x, c["a1"], c["b1"], blend)
         terms.append((m, c["n2"] / (1 - c["bc1"] ** step)))
         if not absent(c["n1"]):
             terms.append((x, c["n1"]))

@@ -63,7 +63,7 @@ def runs(rows: Sequence[int]) -> list[tuple[int, int]]:
 class _Block:
     start: int
     stop: int
-    coefficients: dict[str, float | Tensor]
+    coefficients: dict[str, float | bool | Tensor]
 
 
 class PopulationOptimizer:
@@ -95,15 +95,17 @@ class PopulationOptimizer:
                 self.blocks.append(_Block(start, stop, self._shape_coefficients(self.table[start:stop])))
                 start = stop
 
-    def _shape_coefficients(self, table: Tensor) -> dict[str, float | Tensor]:
+    def _shape_coefficients(self, table: Tensor) -> dict[str, float | bool | Tensor]:
         """A column equal for every row becomes a float; the others become ``[rows, 1]`` tensors."""
-        coefficients: dict[str, float | Tensor] = {}
+        coefficients: dict[str, float | bool | Tensor] = {}
         for j, key in enumerate(_KEYS):
             column = table[:, j]
             if bool((column == column[0]).all()):
                 coefficients[key] = float(column[0])
             else:
                 coefficients[key] = column.to(device=self.flat.device, dtype=self.flat.dtype).view(-1, 1)
+        # Decided once per block, not per step: a check of tensor coefficients would sync a GPU.
+        coefficients["interpolates"] = kernel.interpolates(table[:, _KEYS.index("a1")], table[:, _KEYS.index("b1")])
         return coefficients
 
     @torch.no_grad()
@@ -129,7 +131,7 @@ class PopulationOptimizer:
     def _update(self, block: _Block, lo: int, hi: int, grad: Tensor, lr: Tensor) -> None:
         # Row slices are views: the kernel's in-place updates land in flat and state.
         state = {k: v[lo:hi] for k, v in self.state.items()}
-        coefficients = {k: v if isinstance(v, float) else v[lo - block.start:hi - block.start]
+        coefficients = {k: v[lo - block.start:hi - block.start] if isinstance(v, Tensor) else v
                         for k, v in block.coefficients.items()}
         steps = self.steps[lo:hi]
         step: float | Tensor = float(steps[0])

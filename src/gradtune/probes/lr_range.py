@@ -210,8 +210,8 @@ class _Test:
         for step, index in zip(range(self.steps), self.batches()):
             xb, yb = self._batch(index)
             lr = self.lr_at(step)
-            losses = torch.vmap(self.problem.loss_fn)(stack(xb.expand(len(active), *xb.shape)),
-                                                      yb.expand(len(active), *yb.shape))
+            losses = self.problem.member_losses(stack(xb.expand(len(active), *xb.shape)),
+                                                yb.expand(len(active), *yb.shape))
             losses.sum().backward()
             stopped = [recorders[m].add(lr, v) for m, v in zip(active, losses.detach().tolist())]
             if any(stopped):

@@ -76,7 +76,7 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     stack = stack_models(models)
     x, y = (t[:2].to(device) for t in problem.train)
     out = stack(x.expand(2, *x.shape))
-    torch.vmap(problem.loss_fn)(out, y.expand(2, *y.shape)).sum().backward()
+    problem.member_losses(out, y.expand(2, *y.shape)).sum().backward()
 
 
 def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
@@ -307,7 +307,7 @@ class _Group:
         sizes = [min(m.batch_size, n) for m in active]
         # Each member's weight: this micro-batch's share of the member's current batch.
         weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
-        losses = torch.vmap(self.problem.loss_fn)(self.stack(xb), yb)
+        losses = self.problem.member_losses(self.stack(xb), yb)
         weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
         weighted.sum().backward()
         stepping, lrs, bad = [], [0.0] * len(active), []
@@ -403,7 +403,7 @@ class _Group:
 
     def _evaluate_rows(self, rows: list[int]) -> list[dict[str, float]]:
         out = self.stack.evaluate(self.x_valid)[rows]
-        loss = torch.vmap(self.problem.loss_fn, in_dims=(0, None))(out, self.y_valid).tolist()
+        loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
         metrics = [{"valid_loss": v} for v in loss]
         if self.problem.task == "classification":
             acc = torch.vmap(accuracy, in_dims=(0, None))(out, self.y_valid).tolist()

@@ -17,6 +17,13 @@ kernels; each layer's parameter is a view into it. Two forward passes exist:
 Measured on the 2-core CPU for the digits MLP (64-256-128-10), forward and
 backward of 32 members at batch 16: ``vmap`` 7.3 ms, ``baddbmm`` with the
 ``nn.Linear`` layout 5.7 ms, of which the gradient copies were about a third.
+
+A narrow layer (fewer than :data:`NARROW` outputs, such as a 10-class head) is
+the exception: it keeps the ``nn.Linear`` layout and runs transposed,
+``(W @ h^T)^T``, so that its weight gradient is the product ``g^T @ h`` with the
+long batch-by-features operand second. Forward and backward of the 128-to-10
+head of 32 members at batch 16 took 187 us this way against 318 us (256-to-10:
+361 against 718 us); for wide layers the two layouts were within 10%.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ warnings.filterwarnings("ignore", message="grad and param do not obey the gradie
 # Modules that act on each element alone, so they run unchanged on [P, B, ...]: every
 # activation gradtune builds, plus a few a user's model may hold.
 _ELEMENTWISE = (*ACTIVATIONS.values(), nn.SiLU, nn.Softplus, nn.Identity, nn.Dropout)
+
+# Layers with fewer outputs than this run transposed, in the nn.Linear layout (see the module docstring).
+NARROW = 16
 
 
 @dataclass(frozen=True)
@@ -171,8 +181,11 @@ class StackedMLP(_Stack):
         for index, layer in enumerate(self.layers):
             if isinstance(layer, nn.Linear):
                 name = f"{index}.weight"
-                tensors[name] = torch.stack([m[index].weight.detach().t() for m in models])
-                transposed.add(name)
+                if layer.out_features < NARROW:
+                    tensors[name] = torch.stack([m[index].weight.detach() for m in models])
+                else:
+                    tensors[name] = torch.stack([m[index].weight.detach().t() for m in models])
+                    transposed.add(name)
                 if layer.bias is not None:
                     tensors[f"{index}.bias"] = torch.stack([m[index].bias.detach() for m in models])
         self.params = FlatParameters(tensors, frozenset(transposed))
@@ -191,11 +204,15 @@ class StackedMLP(_Stack):
                 h = layer(h)
                 continue
             weight, bias = leaves[f"{index}.weight"], leaves.get(f"{index}.bias")
+            narrow = layer.out_features < NARROW  # weight is [P, out, in], else [P, in, out]
             if shared:  # [N, in] @ [P, in, out] broadcasts to [P, N, out]
-                h = torch.matmul(h, weight)
+                h = torch.matmul(h, weight.transpose(1, 2) if narrow else weight)
                 if bias is not None:
                     h = h + bias.unsqueeze(1)
                 shared = False
+            elif narrow:  # (W @ h^T)^T: [P, out, in] @ [P, in, B], viewed as [P, B, out]
+                h = (torch.bmm(weight, h.transpose(1, 2)) if bias is None
+                     else torch.baddbmm(bias.unsqueeze(2), weight, h.transpose(1, 2))).transpose(1, 2)
             elif bias is None:
                 h = torch.bmm(h, weight)
             else:
