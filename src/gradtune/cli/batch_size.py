@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .train import add_data_flags, load_problem
+from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from .train import load_problem
 
 
 def add_parser(sub) -> None:
@@ -14,7 +15,6 @@ def add_parser(sub) -> None:
                             description="Train briefly, measure the simple gradient noise scale tr(Σ)/|G|² from "
                                         "per-example gradients at several points (McCandlish et al. 2018), and "
                                         "recommend a batch size and a batch-growth schedule.")
-    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
     parser.add_argument("--optimizer", default=None, help="the optimizer of the measuring run (default sgd)")
     parser.add_argument("--lr", type=float, default=None, help="its learning rate (default: the optimizer's)")
     parser.add_argument("--batch-size", type=int, default=None, help="its batch size (default 32)")
@@ -24,11 +24,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--samples", type=int, default=2048,
                         help="training examples per measurement (default 2048, or all if fewer)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the run and the sample (default 0)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
-    add_data_flags(parser)
-    parser.add_argument("--out", default=None, help="output directory (default runs/batch-size-PROBLEM)")
-    parser.add_argument("--quiet", action="store_true", help="no table")
+    add_device_flag(parser, default=None)
+    add_problem_flags(parser)
+    add_output_flags(parser, out="runs/batch-size-PROBLEM", quiet="no table")
     parser.set_defaults(run=run)
 
 

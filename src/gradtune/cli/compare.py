@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .train import add_data_flags, load_problem
+from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from .train import load_problem
 
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("compare", help="compare optimisers with the same budget each",
                             description="Give every optimiser the same learning-rate grid, re-run each best rate "
                                         "with several seeds, rank them and recommend one.")
-    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
     parser.add_argument("--optimizers", default="gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad",
                         help="comma-separated optimisers (default gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad)")
     parser.add_argument("--seeds", type=int, default=3, help="re-runs of each best rate, with fresh seeds (default 3)")
@@ -25,11 +25,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the grid's seed; re-runs use SEED+1.. (default 0)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
     parser.add_argument("--study", default=None, help="study name (default PROBLEM-compare); the same resumes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
-    add_data_flags(parser)
-    parser.add_argument("--out", default=None, help="output directory (default runs/compare-STUDY)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines or table")
+    add_device_flag(parser)
+    add_problem_flags(parser)
+    add_output_flags(parser, out="runs/compare-STUDY", quiet="no progress lines or table")
     parser.set_defaults(run=run)
 
 

@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from .train import add_data_flags, load_problem
+from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from .train import load_problem
 
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("lr-find", help="learning-rate range test: suggest a learning rate",
                             description="Raise the learning rate geometrically over a short run, record the smoothed "
                                         "loss, and suggest a rate and a range (Smith 2017; fastai's lr_find).")
-    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
     parser.add_argument("--optimizer", default="sgd",
                         help="an optimizer or a comma-separated list, tested at once (default sgd)")
     parser.add_argument("--suggest", default="valley",
@@ -23,11 +23,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
-    add_data_flags(parser)
-    parser.add_argument("--out", default=None, help="output directory (default runs/lr-find-PROBLEM)")
-    parser.add_argument("--quiet", action="store_true", help="no table")
+    add_device_flag(parser)
+    add_problem_flags(parser)
+    add_output_flags(parser, out="runs/lr-find-PROBLEM", quiet="no table")
     parser.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._flags import add_data_flags, add_output_flags
 
 
 def _boolean(text: str) -> bool:
@@ -59,14 +60,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--nproc", type=int, default=1,
                         help="train data-parallel on this many processes (torch.distributed: gloo on CPU, nccl on "
                              "CUDA); the batch size stays the global one (default 1; under torchrun, its world size)")
-    parser.add_argument("--out", default=None, help="output directory (default runs/train-PROBLEM)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_output_flags(parser, out="runs/train-PROBLEM", quiet="no progress bar or table")
     parser.set_defaults(run=run)
-
-
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", help="the target column of a CSV problem")
-    parser.add_argument("--task", choices=None, help="classification or regression, for CSV/NPZ (default: inferred)")
 
 
 def config_from_args(args: argparse.Namespace):

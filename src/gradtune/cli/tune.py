@@ -7,7 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .train import add_data_flags, load_problem
+from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from .train import load_problem
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
 # several writing processes, a journal file is.
@@ -17,7 +18,6 @@ WORKERS_JOURNAL = "gradtune.journal"
 def add_parser(sub) -> None:
     parser = sub.add_parser("tune", help="tune the optimiser and its hyperparameters",
                             description="Search optimisers and hyperparameters on an Optuna study; resumable.")
-    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
     parser.add_argument("--strategy", default="tpe", help="grid, random, tpe, halving, pbt or auto (default tpe)")
     parser.add_argument("--budget", default=None,
                         help="trials (50), time (90s, 5m, 2h) or both (50,5m); default 50, or the whole grid")
@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
     parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_flag(parser)
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 on CUDA where "
                              "the model allows it, else one at a time), off, or a number")
@@ -39,10 +39,8 @@ def add_parser(sub) -> None:
                         help=f"worker processes on this machine sharing the study (default 1); with no --storage "
                              f"they share the journal file {WORKERS_JOURNAL}")
     add_shared_flags(parser)
-    parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
-    add_data_flags(parser)
-    parser.add_argument("--out", default=None, help="output directory (default runs/tune-STUDY)")
-    parser.add_argument("--quiet", action="store_true", help="no live display or leaderboard")
+    add_problem_flags(parser)
+    add_output_flags(parser, out="runs/tune-STUDY", quiet="no live display or leaderboard")
     parser.set_defaults(run=run)
 
 

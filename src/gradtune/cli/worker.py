@@ -11,7 +11,7 @@ import argparse
 import os
 import signal
 
-from .train import add_data_flags
+from ._flags import add_data_flags, add_device_flag
 from .tune import add_shared_flags
 
 
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                         help="trials (counted over all workers), time (per worker) or both; default the study's")
     parser.add_argument("--index", type=int, default=None,
                         help="this worker's number among its peers; seeds its sampler (default: its process id)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_flag(parser)
     parser.add_argument("--population", default="auto", help="as for 'gradtune tune'")
     add_shared_flags(parser)
     add_data_flags(parser)

@@ -28,7 +28,7 @@ from ..errors import check_number
 from ..problems import Problem
 from ..report.load import COMPARE_KEY
 from ..training.population import fallback_reason, train_population
-from ..tuning.runner import _compact
+from ..training.result import compact_history
 from ..tuning.storage import open_storage
 from ..tuning.study import open_study
 from .grid import DEFAULT_OPTIMIZERS, DEFAULT_POINTS, LR_GRID_RANGES, lr_grid, parse_optimizers
@@ -172,7 +172,7 @@ def _record(study, metric, stage, config, result, share, started, ended) -> None
         distributions={"optimizer": CategoricalDistribution(list(LR_GRID_RANGES)), "lr": _LR},
         user_attrs={"config": result.config, "status": "completed" if completed else "diverged", "stage": stage,
                     "seed": config.seed, "share": share, "epochs_run": result.epochs_run, "seconds": result.seconds,
-                    "history": _compact(result.history)})
+                    "history": compact_history(result.history)})
     trial.datetime_start, trial.datetime_complete = started, ended
     study.add_trial(trial)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrainResult", "json_number", "STATUSES"]
+__all__ = ["TrainResult", "compact_history", "json_number", "STATUSES"]
 
 STATUSES = ("completed", "diverged", "stopped")
 
@@ -18,6 +18,12 @@ def json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def compact_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History as stored with a trial: the numbers a report plots, NaN/inf as None."""
+    keep = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "batch_size", "seconds")
+    return [{k: json_number(v) for k, v in r.items() if k in keep} for r in history]
 
 
 @dataclass

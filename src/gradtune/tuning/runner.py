@@ -26,7 +26,7 @@ from ..config import TrainConfig
 from ..errors import UsageError, check_number, invalid_value
 from ..problems import Problem
 from ..training import Callback
-from ..training.result import json_number
+from ..training.result import compact_history
 from .budget import Budget, parse_budget
 from .defaults import default_space
 from .population import AUTO_SIZE, heartbeats, parse_population, population_size
@@ -441,7 +441,7 @@ class _Loop:
         if status == "completed" and (value is None or not math.isfinite(value)):
             status = "diverged"
         for key, item in (("config", result.config), ("status", status), ("epochs_run", result.epochs_run),
-                          ("seconds", result.seconds), ("history", _compact(result.history))):
+                          ("seconds", result.seconds), ("history", compact_history(result.history))):
             trial.set_user_attr(key, item)
         for key in ("cv_values", "resumed_from_epoch"):
             if key in result.report:
@@ -530,9 +530,3 @@ class _HeldInterrupts:
         if self.caught and kind is None:
             raise KeyboardInterrupt
         return False
-
-
-def _compact(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History as stored with a trial: the numbers a report plots, NaN/inf as None."""
-    keep = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "batch_size", "seconds")
-    return [{k: json_number(v) for k, v in r.items() if k in keep} for r in history]
