@@ -111,6 +111,20 @@ def test_float32_members_match_their_single_loop_twins_on_digits():
         assert len(population.history) == len(single.history) == 4
 
 
+def test_population_and_single_loop_both_take_the_problems_defaults():
+    # MNIST-1D keeps its stored data order by default (the reference protocol). The single loop once
+    # ignored that default and shuffled, so its "twins" trained on other batches than the population's.
+    problem = gradtune.get_problem("mnist1d-mlp", hidden=(32,))
+    configs = [TrainConfig(optimizer="momentum", lr=lr, batch_size=100, epochs=2, seed=s)
+               for s, lr in enumerate((0.01, 0.03))]
+    for population, config in zip(train_population(problem, configs), configs):
+        single = gradtune.train(problem, config)
+        assert population.config["shuffle"] is False and single.config["shuffle"] is False
+        for a, b in zip(population.history, single.history):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    assert gradtune.train(problem, configs[0], shuffle=True).config["shuffle"] is True  # a user's choice wins
+
+
 @pytest.mark.parametrize("batching", ["grouped", "micro"])
 def test_a_diverging_member_leaves_the_others_bit_for_bit_unchanged(batching):
     problem = gradtune.get_problem("digits-mlp", hidden=(32,))

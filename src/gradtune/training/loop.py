@@ -94,7 +94,7 @@ def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Seq
         >>> result.report["weight"], result.status
     """
     config = (config or TrainConfig()).replace(**overrides)
-    config = config.resolve(problem.n_train, full_batch_only=problem.task == "function")
+    config = config.resolve_for(problem)  # the problem's own defaults first (MNIST-1D keeps its data order)
     return _Run(problem, config, callbacks, checkpoint).run()
 
 
