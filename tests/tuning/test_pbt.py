@@ -94,6 +94,18 @@ def test_a_replayed_schedule_equals_torch_optim_changed_by_hand_between_epochs()
         assert ((got - value).norm() / value.norm()).item() < 1e-10, key
 
 
+def test_a_member_that_stops_early_hands_back_the_hyperparameters_of_its_own_last_epoch():
+    problem = small_problem(torch.float64)
+    schedule = [{"epoch": 0, "lr": 0.05, "momentum": 0.9}, {"epoch": 2, "lr": 0.02, "momentum": 0.5}]
+    short = TrainConfig.from_mapping({"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "batch_size": 16,
+                                      "epochs": 2, "seed": 3, "hyper_schedule": schedule})
+    stacked = train_population(problem, [short, short.replace(epochs=4, seed=4)])
+    single = gradtune.train(problem, short)
+    for result, epochs, momentum in ((stacked[0], 2, 0.9), (single, 2, 0.9), (stacked[1], 4, 0.5)):
+        assert len(result.history) == epochs
+        assert result.optimizer.param_groups[0]["momentum"] == momentum
+
+
 def test_pbt_space_pins_what_members_of_one_stack_share():
     space = pbt.population_space(default_space(gradtune.get_problem("digits-mlp")))
     data = space.to_data()

@@ -443,8 +443,10 @@ class _Group:
         state, opt_state = m.final_state
         step_count = opt_state.pop("steps")
         model.load_state_dict(state)
-        # The hyperparameters in force at the end (a PBT member's schedule may have changed them).
-        hyperparameters = m.config.replace(**m.plan.segment(max(self.epoch - 1, 0))).hyperparameters()
+        # The hyperparameters in force at the member's own last epoch (a PBT member's schedule may have
+        # changed them); a member may have stopped before the stack did.
+        last_epoch = m.history[-1]["epoch"] - 1 if m.history else 0
+        hyperparameters = m.config.replace(**m.plan.segment(last_epoch)).hyperparameters()
         optimizer = make_optimizer(m.config.optimizer, model.parameters(), **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(m.config.optimizer).coefficients(hyperparameters))
