@@ -10,7 +10,7 @@ is the most conservative. On a smoothed curve even a plateau's slow drift is a
 decreasing sequence, so its "longest valley" can start at the first point: on
 the deterministic ``quadratic`` it suggests 6e-4, 160x below the best rate
 1/L = 0.1, and for plain SGD on digits-mlp 0.026-0.055, from which 10 epochs
-reach 0.933-0.953. ``steepest`` gives 0.055 on the quadratic but jumps around
+reach 0.933-0.961. ``steepest`` gives 0.055 on the quadratic but jumps around
 on networks (0.89 for SGD on digits). ``minimum`` (a tenth of the rate at the
 loss's minimum, the older rule of thumb) gives 0.074 on the quadratic and
 0.1-0.2 for SGD on digits.
