@@ -12,6 +12,8 @@ from torch import nn
 import gradtune
 from gradtune.probes.lr_suggest import LossRecorder, falling, minimum, steepest, suggest_lr, trimmed, valley
 
+from toy_problems import three_class_problem
+
 
 def test_valley_is_halfway_down_the_longest_descent():
     # Noisy plateau (no long decreasing run), then a clean descent over indices 6..15, then a rise.
@@ -78,15 +80,7 @@ def test_digits_sgd_suggestion_trains_to_95_percent_in_10_epochs():
 
 
 def float64_problem() -> gradtune.Problem:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 6, dtype=torch.float64, generator=generator)
-    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 0).long()
-
-    def model(activation: str = "relu") -> nn.Module:
-        return gradtune.mlp(6, (16,), 3, activation).double()
-
-    return gradtune.Problem(model, train=(x[:160], y[:160]), valid=(x[160:], y[160:]), loss="cross_entropy",
-                            task="classification", accepts_activation=True)
+    return three_class_problem(samples=200, train=160, hidden=16, dtype=torch.float64)
 
 
 def test_stacked_population_matches_one_optimiser_at_a_time():

@@ -12,6 +12,8 @@ import gradtune
 from gradtune.config import TrainConfig
 from gradtune.training.population import _groups, fallback_reason, train_population
 
+from toy_problems import three_class_problem
+
 TORCH = {
     "sgd": lambda p, h: torch.optim.SGD(p, lr=h["lr"], weight_decay=h["weight_decay"]),
     "momentum": lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=h["momentum"], weight_decay=h["weight_decay"]),
@@ -41,15 +43,7 @@ BASE_LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adam": 1e-3, "adamw
 
 
 def float64_problem() -> gradtune.Problem:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 6, dtype=torch.float64, generator=generator)
-    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 0).long()
-
-    def model(activation: str = "relu") -> nn.Module:
-        return gradtune.mlp(6, (12,), 3, activation).double()
-
-    return gradtune.Problem(model, train=(x[:80], y[:80]), valid=(x[80:], y[80:]), loss="cross_entropy",
-                            task="classification", accepts_activation=True)
+    return three_class_problem(samples=96, train=80, hidden=12, dtype=torch.float64)
 
 
 def member_configs(name: str) -> list[TrainConfig]:

@@ -20,20 +20,14 @@ from gradtune.tuning import tune
 from gradtune.tuning.defaults import default_space
 from gradtune.tuning.strategies import pbt
 
+from toy_problems import three_class_problem
+
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 
 def small_problem(dtype=torch.float32) -> gradtune.Problem:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(120, 6, dtype=dtype, generator=generator)
-    y = (x[:, 0] + x[:, 1] ** 2 > 0.5).long() + (x[:, 2] > 0).long()
-
-    def model(activation: str = "relu") -> nn.Module:
-        return gradtune.mlp(6, (12,), 3, activation).to(dtype)
-
-    return gradtune.Problem(model, train=(x[:96], y[:96]), valid=(x[96:], y[96:]), task="classification",
-                            accepts_activation=True)
+    return three_class_problem(samples=120, train=96, hidden=12, dtype=dtype)
 
 
 class CopyOnce:
