@@ -11,6 +11,7 @@ from torch import nn
 import gradtune
 from gradtune.config import TrainConfig
 from gradtune.training.population import _groups, fallback_reason, train_population
+from gradtune.training.rolling import RollingPopulation
 
 from toy_problems import three_class_problem
 
@@ -188,3 +189,55 @@ def test_micro_batching_puts_every_batch_size_of_a_per_sample_model_in_one_stack
 def test_a_bad_batching_value_is_a_usage_error():
     with pytest.raises(gradtune.UsageError, match="batching"):
         train_population(float64_problem(), member_configs("sgd")[:2], batching="padded")
+
+
+def test_members_that_join_a_running_stack_match_torch_optim_in_float64():
+    """A rolling population: members join between epochs, each from its own epoch 0, and end on their own."""
+    problem = float64_problem()
+    configs = [member_configs(name)[i] for i, name in enumerate(sorted(TORCH))]  # batch sizes 8 and 16
+    configs += [member_configs("adam")[5].replace(seed=11)]
+    ended: list[tuple[int, gradtune.TrainResult]] = []
+    pool = RollingPopulation(problem, on_done=lambda member, result: ended.append((member, result)))
+    for member in range(4):
+        pool.add(configs[member], [], member)
+    pool.advance()
+    pool.advance()
+    assert pool.in_flight == 4 and not ended
+    for member in range(4, len(configs)):
+        pool.add(configs[member], [], member)
+    assert len(pool.stacks) == 2 and pool.in_flight == len(configs)  # one stack per batch size
+    while pool.in_flight:
+        pool.advance()
+    assert sorted(member for member, _ in ended[:4]) == [0, 1, 2, 3]  # the first four end two epochs earlier
+    assert sorted(member for member, _ in ended) == list(range(len(configs)))
+    for member, result in ended:
+        # 50 steps: 5 epochs at batch 8, 10 at batch 16, counted from the member's own start
+        epochs = [r["epoch"] for r in result.history]
+        assert result.status == "completed" and epochs == list(range(1, 50 * configs[member].batch_size // 80 + 1))
+        expected = torch_run(problem, configs[member])
+        for key, value in result.model.state_dict().items():
+            relative = ((value - expected[key]).norm() / expected[key].norm()).item()
+            assert relative < 1e-10, (configs[member].optimizer, key, relative)
+
+
+def test_a_rolling_population_hands_back_pruned_members_at_once_and_falls_back_for_lbfgs(caplog):
+    problem = gradtune.get_problem("digits-mlp", hidden=(16,))
+
+    class StopAfter(gradtune.Callback):
+        def on_epoch_end(self, record):
+            return record["epoch"] >= 1
+
+    ended: list[tuple[int, str, int]] = []
+    pool = RollingPopulation(problem, on_done=lambda i, r: ended.append((i, r.status, len(r.history))))
+    pool.add(TrainConfig(optimizer="adam", lr=1e-3, epochs=3, seed=0), [], 0)
+    pool.add(TrainConfig(optimizer="momentum", lr=0.05, epochs=3, seed=1), [StopAfter()], 1)
+    pool.advance()
+    assert ended == [(1, "stopped", 1)] and pool.in_flight == 1
+    with caplog.at_level("WARNING", logger="gradtune"):
+        pool.add(TrainConfig(optimizer="lbfgs", epochs=1, seed=2), [], 2)
+        pool.add(TrainConfig(optimizer="lbfgs", epochs=1, seed=3), [], 3)
+    assert [e[:2] for e in ended[1:]] == [(2, "completed"), (3, "completed")]  # trained at once, alone
+    assert caplog.text.count("one at a time") == 1 and "lbfgs" in caplog.text
+    while pool.in_flight:
+        pool.advance()
+    assert ended[-1] == (0, "completed", 3)

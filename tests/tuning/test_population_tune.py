@@ -22,7 +22,7 @@ from gradtune.problems import get_problem
 from gradtune.training import population as population_module
 from gradtune.training.population import fallback_reason
 from gradtune.tuning import TuneCallback, tune
-from gradtune.tuning.population import population_size
+from gradtune.tuning.population import AUTO_SIZE, population_size
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -58,26 +58,27 @@ class InFlight(TuneDisplay):
         return super().on_trial_epoch_end(number, record)
 
 
-def _spy_on_populations(monkeypatch) -> list[int]:
-    """Sizes of the train_population calls the tuner makes."""
-    sizes, real = [], population_module.train_population
+def _spy_on_stacks(monkeypatch) -> list[int]:
+    """The number of members of each stacked epoch the tuner runs."""
+    sizes, real = [], population_module._Group.run_epoch
 
-    def spy(problem, configs, **kwargs):
-        sizes.append(len(configs))
-        return real(problem, configs, **kwargs)
+    def spy(group):
+        sizes.append(len(group.active))
+        return real(group)
 
-    monkeypatch.setattr(population_module, "train_population", spy)
+    monkeypatch.setattr(population_module._Group, "run_epoch", spy)
     return sizes
 
 
 def test_population_trials_equal_single_runs(tmp_path, monkeypatch):
     problem = get_problem("digits-mlp", hidden=(16,))
-    calls = _spy_on_populations(monkeypatch)
+    stacked = _spy_on_stacks(monkeypatch)
     display = InFlight(problem)
     result = tune(problem, SPACE, "random", 8, _storage(tmp_path), "pop", seed=1, trial_epochs=3, population=4,
                   callbacks=[display])
 
-    assert calls == [4, 4]  # one stacked run per round of four trials
+    # Four places, refilled as trials end: eight trials of three epochs, every epoch in a stack.
+    assert sum(stacked) == 8 * 3 and max(stacked) >= 2
     assert max(display.seen) == 4 and not display.in_flight  # four in flight while they train; none after
     study = _study(tmp_path, "pop")
     trials = study.get_trials()
@@ -193,6 +194,15 @@ def test_model_that_fails_under_vmap_tunes_through_the_fallback(tmp_path, caplog
     for trial in trials:
         single = gradtune.train(problem, TrainConfig.from_mapping(trial.user_attrs["config"]))
         assert trial.value == pytest.approx(single.metrics["valid_accuracy"], rel=1e-6)
+
+
+def test_auto_stacks_on_the_cpu_only_for_strategies_that_prune():
+    digits, cpu = get_problem("digits-mlp"), TrainConfig(device="cpu")
+    assert population_size("auto", digits, cpu, cv=None, prunes=True) == AUTO_SIZE
+    assert population_size("auto", digits, cpu, cv=None, prunes=False) == 1
+    train_data, valid_data = _blobs()
+    branching = Problem(Branching, train=train_data, valid=valid_data, name="branching")
+    assert population_size("auto", branching, cpu, cv=None, prunes=True) == 1  # no vmap: one at a time
 
 
 def test_cross_validation_stays_one_trial_at_a_time():

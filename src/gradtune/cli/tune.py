@@ -30,8 +30,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
     add_device_flag(parser)
     parser.add_argument("--population", default="auto",
-                        help="trials trained at once as one stacked computation: auto (default; 16 on CUDA where "
-                             "the model allows it, else one at a time), off, or a number")
+                        help="trials trained at once as one stacked computation: auto (default; 16 where the "
+                             "model allows it, on CUDA, or on the CPU with halving or auto; else one at a time), "
+                             "off, or a number")
     parser.add_argument("--sampling", default="uniform",
                         help="uniform (default) or importance: importance-sampled batches in every trial, where "
                              "they pay for their cost; such trials train one at a time")

@@ -139,6 +139,20 @@ class PopulationOptimizer:
             step = torch.tensor(steps, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
         kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
+    def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor) -> None:
+        """Members join as rows at the end, with fresh state; ``flat`` is the already-extended parameter tensor."""
+        rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
+        self.table = torch.cat([self.table, torch.tensor([[row[k] for k in _KEYS] for row in rows],
+                                                          dtype=torch.float64)])
+        self.steps += [0] * len(rows)
+        fresh = flat.shape[0] - self.flat.shape[0]
+        self.state = {k: torch.cat([v, v.new_zeros(fresh, v.shape[1])]) for k, v in self.state.items()}
+        self.flat = flat
+        for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
+            if slot not in self.state:
+                self.state[slot] = torch.zeros_like(flat)
+        self._make_blocks()
+
     def keep(self, rows: Tensor, flat: Tensor) -> None:
         """Keep only members ``rows``; ``flat`` is the already-compacted parameter tensor."""
         self.flat = flat

@@ -29,7 +29,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ from .plan import TrainingPlan
 from .result import TrainResult
 from .stacked import StackedMLP, stack_models
 
-__all__ = ["train_population", "fallback_reason", "Population", "PopulationController"]
+__all__ = ["train_population", "fallback_reason", "stack_key", "Population", "PopulationController"]
 
 log = logging.getLogger("gradtune")
 MIN_STACK = 2
@@ -140,11 +140,7 @@ def _groups(problem: Problem, configs: Sequence[TrainConfig], merge: bool) -> li
     """
     keyed: dict[tuple, list[int]] = defaultdict(list)
     for i, c in enumerate(configs):
-        if c.schedule == "batch-growth":
-            batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
-        else:
-            batch = "merged" if merge and _per_sample(problem, c.activation) else c.batch_size
-        keyed[(c.activation, batch, c.shuffle, c.device)].append(i)
+        keyed[stack_key(c, merge and _per_sample(problem, c.activation))].append(i)
     groups = []
     for key, indices in keyed.items():
         if key[1] != "merged":
@@ -160,6 +156,20 @@ def _groups(problem: Problem, configs: Sequence[TrainConfig], merge: bool) -> li
                 by_size[sizes[i]].append(i)
         groups.extend(by_size.values())
     return groups
+
+
+def stack_key(config: TrainConfig, merge: bool) -> tuple:
+    """What members must share to train in one stack: activation, shuffling, device and batch plan.
+
+    With ``merge`` (a per-sample model), the batch size is left out: such members
+    step in micro-batches (see :class:`_Group`). Batch-growth members always share their plan.
+    """
+    c = config
+    if c.schedule == "batch-growth":
+        batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
+    else:
+        batch = "merged" if merge else c.batch_size
+    return (c.activation, batch, c.shuffle, c.device)
 
 
 def _per_sample(problem: Problem, activation: str | None) -> bool:
@@ -210,9 +220,11 @@ class _Member:
     step: int = 0
     batch_size: int = 0
     batch_loss: float = 0.0  # this batch's loss, summed over its micro-batches so far
+    start: float = 0.0  # perf_counter when the member joined: its seconds count from there
     status: str | None = None
     diverged_at: dict[str, Any] | None = None
     final_state: tuple[dict, dict] | None = None  # (model state, optimizer state with its step count)
+    joined: int = 0  # the stack's epoch count when the member joined (see _Group.add)
 
 
 class _Group:
@@ -232,33 +244,75 @@ class _Group:
     """
 
     def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]],
-                 ids: list[int] | None = None, controller: "PopulationController | None" = None):
+                 ids: list[int] | None = None, controller: "PopulationController | None" = None,
+                 on_done: "Callable[[int, TrainResult], None] | None" = None):
         self.problem = problem
         self.ids = ids if ids is not None else list(range(len(configs)))  # the caller's name for each member
         self.controller = controller
+        self.on_done = on_done
         self.device = resolve_device(configs[0].device)
-        n = problem.n_train
-        self.members = [_Member(c, cbs, TrainingPlan(c, n), torch.Generator().manual_seed(c.seed + 1))
-                        for c, cbs in zip(configs, callbacks)]
+        self.members = [self._new_member(c, cbs) for c, cbs in zip(configs, callbacks)]
         self.stack = stack_models([build_model(problem, c, self.device) for c in configs])
         self.optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                                              self.stack.params.flat)
         self.active = list(range(len(configs)))  # member index of each stack row
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
-        self.epoch = 0
+        self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
         self.snapshot = None
 
+    def _new_member(self, config: TrainConfig, callbacks: Sequence[Callback]) -> _Member:
+        return _Member(config, callbacks, TrainingPlan(config, self.problem.n_train),
+                       torch.Generator().manual_seed(config.seed + 1), joined=getattr(self, "epoch", 0),
+                       start=time.perf_counter())
+
     def run(self) -> list[TrainResult]:
-        self.start = time.perf_counter()
-        for m in self.members:
-            for cb in m.callbacks:
-                cb.on_train_start(m.plan.total_steps, m.config.epochs)
-        self._take_snapshot()
+        self.begin()
         while self.active:
-            self._epoch()
-            self._end_epoch()
+            self.run_epoch()
         return [self._result(m) for m in self.members]
+
+    def begin(self) -> None:
+        """Start the members present at construction (before the first :meth:`run_epoch`)."""
+        for m in self.members:
+            self._start_member(m)
+        self._take_snapshot()
+
+    def run_epoch(self) -> None:
+        """One epoch of every active member; the members that end leave the stack."""
+        self._epoch()
+        self._end_epoch()
+
+    def add(self, configs: list[TrainConfig], callbacks: list[Sequence[Callback]], ids: list[int]) -> None:
+        """Members join between epochs, each starting its own epoch 0 (see :class:`RollingPopulation`).
+
+        They take rows at the end of the stack, which is then reordered into
+        optimiser blocks, as at construction.
+        """
+        first = len(self.members)
+        new = [self._new_member(c, cbs) for c, cbs in zip(configs, callbacks)]
+        self.members += new
+        self.ids += ids
+        self.stack.add([build_model(self.problem, c, self.device) for c in configs])
+        self.optimizer.add([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+                           self.stack.params.flat)
+        self.active += list(range(first, len(self.members)))
+        members = [self.members[i] for i in self.active]
+        order = block_order([m.config.optimizer for m in members], [m.config.hyperparameters() for m in members],
+                            then=[m.config.batch_size for m in members])
+        self._keep([self.active[k] for k in order])
+        for m in new:
+            self._start_member(m)
+        self._take_snapshot()
+
+    @staticmethod
+    def _start_member(m: _Member) -> None:
+        for cb in m.callbacks:
+            cb.on_train_start(m.plan.total_steps, m.config.epochs)
+
+    def _age(self, m: _Member) -> int:
+        """The epochs member ``m`` has completed: its own epoch index during the stack's current epoch."""
+        return self.epoch - m.joined
 
     # -- one epoch -----------------------------------------------------------------
     def _orders(self) -> torch.Tensor:
@@ -282,8 +336,8 @@ class _Group:
         for i in self.active:
             m = self.members[i]
             m.losses, m.batch_loss = [], 0.0
-            m.batch_size = m.plan.batch_size(self.epoch, m.step)
-            if any(segment["epoch"] == self.epoch for segment in m.config.hyper_schedule or ()):
+            m.batch_size = m.plan.batch_size(self._age(m), m.step)
+            if any(segment["epoch"] == self._age(m) for segment in m.config.hyper_schedule or ()):
                 self._set_hyperparameters(i)
         micro = min(min(self.members[i].batch_size, n) for i in self.active)
         orders, order_members = self._orders(), list(self.active)
@@ -316,7 +370,7 @@ class _Group:
             if stop % size and stop != n:
                 continue  # this member's batch goes on
             loss, m.batch_loss = m.batch_loss, 0.0
-            m.lr = lrs[pos] = m.plan.lr(self.epoch, m.step)
+            m.lr = lrs[pos] = m.plan.lr(self._age(m), m.step)
             if m.guard.exceeded(loss):
                 bad.append((pos, loss))
                 continue
@@ -343,11 +397,14 @@ class _Group:
         for pos, loss in zip(positions, losses):
             m = self.members[self.active[pos]]
             m.status = "diverged"
-            m.diverged_at = {"epoch": self.epoch + 1, "step": m.step, "loss": loss}
-            m.history.append({"epoch": self.epoch + 1, "step": m.step, "train_loss": loss, "lr": m.lr,
-                              "batch_size": m.batch_size, "seconds": time.perf_counter() - self.start})
+            m.diverged_at = {"epoch": self._age(m) + 1, "step": m.step, "loss": loss}
+            m.history.append({"epoch": self._age(m) + 1, "step": m.step, "train_loss": loss, "lr": m.lr,
+                              "batch_size": m.batch_size, "seconds": time.perf_counter() - m.start})
             m.final_state = self._from_snapshot(self.active[pos])
-        return self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
+        leaving = [self.active[pos] for pos in positions]
+        kept = self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
+        self._report_done(leaving)
+        return kept
 
     # -- bookkeeping ---------------------------------------------------------------
     def _keep(self, members: list[int]) -> torch.Tensor:
@@ -359,7 +416,8 @@ class _Group:
         return rows
 
     def _finish_done(self, evaluated: bool) -> None:
-        done = [i for i in self.active if not self.members[i].plan.epochs_left(self.epoch, self.members[i].step)]
+        done = [i for i in self.active if not self.members[i].plan.epochs_left(self._age(self.members[i]),
+                                                                                self.members[i].step)]
         for i in done:
             m = self.members[i]
             if not evaluated:
@@ -368,6 +426,13 @@ class _Group:
             m.final_state = self._member_state(self.active.index(i))
         if done:
             self._keep([i for i in self.active if i not in done])
+            self._report_done(done)
+
+    def _report_done(self, members: list[int]) -> None:
+        """Hand the results of members that just left to ``on_done``, where the caller wants them at once."""
+        if self.on_done is not None:
+            for i in members:
+                self.on_done(self.ids[i], self._result(self.members[i]))
 
     def _end_epoch(self) -> None:
         if not self.active:
@@ -378,7 +443,7 @@ class _Group:
             m = self.members[i]
             record = self._record(m, metrics)
             if not math.isfinite(record["valid_loss"]):
-                m.status, m.diverged_at = "diverged", {"epoch": self.epoch + 1, "step": m.step,
+                m.status, m.diverged_at = "diverged", {"epoch": self._age(m) + 1, "step": m.step,
                                                        "loss": record["valid_loss"]}
                 m.final_state = self._from_snapshot(i)
                 stopped.append(i)
@@ -389,6 +454,7 @@ class _Group:
         self.epoch += 1
         if stopped:
             self._keep([i for i in self.active if i not in stopped])
+            self._report_done(stopped)
         if self.controller is not None and self.active:
             self.controller.after_epoch(Population(self))
         self._finish_done(evaluated=True)
@@ -396,8 +462,8 @@ class _Group:
 
     def _record(self, m: _Member, metrics: dict[str, float]) -> dict[str, Any]:
         train_loss = sum(m.losses) / len(m.losses) if m.losses else math.nan
-        record = {"epoch": self.epoch + 1, "step": m.step, "train_loss": train_loss, **metrics, "lr": m.lr,
-                  "batch_size": m.batch_size, "seconds": time.perf_counter() - self.start}
+        record = {"epoch": self._age(m) + 1, "step": m.step, "train_loss": train_loss, **metrics, "lr": m.lr,
+                  "batch_size": m.batch_size, "seconds": time.perf_counter() - m.start}
         m.history.append(record)
         return record
 
@@ -423,7 +489,7 @@ class _Group:
     def _set_hyperparameters(self, member: int) -> None:
         """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
         m = self.members[member]
-        hyperparameters = m.config.replace(**m.plan.segment(self.epoch)).hyperparameters()
+        hyperparameters = m.config.replace(**m.plan.segment(self._age(m))).hyperparameters()
         self.optimizer.set_member(self.active.index(member), m.config.optimizer, hyperparameters)
 
     def _take_snapshot(self) -> None:
@@ -457,5 +523,5 @@ class _Group:
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         for cb in m.callbacks:
             cb.on_train_end(m.status)
-        return TrainResult.close(self.problem, m.config, m.status, m.history, time.perf_counter() - self.start,
+        return TrainResult.close(self.problem, m.config, m.status, m.history, time.perf_counter() - m.start,
                                  model, optimizer, m.diverged_at)

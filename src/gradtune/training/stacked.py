@@ -104,6 +104,12 @@ class FlatParameters:
         self.grad = self.grad[rows]
         self._make_leaves()
 
+    def append(self, other: "FlatParameters") -> None:
+        """Add ``other``'s members (same slots) as rows at the end."""
+        self.flat = torch.cat([self.flat, other.flat])
+        self.grad = torch.cat([self.grad, other.grad])
+        self._make_leaves()
+
     def unflatten(self, row_values: Tensor) -> dict[str, Tensor]:
         """One member's ``[D]`` row (parameters, or optimiser state) as tensors in the module's layout."""
         out = {}
@@ -126,6 +132,12 @@ class _Stack:
     def keep(self, rows: Tensor) -> None:
         self.params.keep(rows)
         self.buffers = {k: v[rows] for k, v in self.buffers.items()}
+
+    def add(self, models: Sequence[nn.Module]) -> None:
+        """Append ``models`` (the same architecture) as members at the end of the stack."""
+        other = type(self)(models)
+        self.params.append(other.params)
+        self.buffers = {k: torch.cat([v, other.buffers[k]]) for k, v in self.buffers.items()}
 
     @torch.no_grad()
     def copy_member(self, source: int, target: int) -> None:

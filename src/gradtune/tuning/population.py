@@ -1,9 +1,10 @@
 """How many trials a tuning run trains at once (``--population``), and the heartbeats of those trials.
 
-With a population the loop asks Optuna for P trials, trains them together as
-one stacked computation (:func:`gradtune.training.population.train_population`)
-and tells each trial its own outcome, so the study reads like one run trial by
-trial. Stacking pays where one small model leaves the device mostly idle.
+With a population the loop keeps P trials in flight, stacked by architecture
+and batch size (:class:`gradtune.training.rolling.RollingPopulation`): it asks
+Optuna for a trial each time a place frees, and tells each trial its own
+outcome the moment it ends, so the study reads like P workers' trial by trial.
+Stacking pays where one small model leaves the device mostly idle.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ def parse_population(value: str | int) -> str | int:
     raise invalid_value("population", value, _ACCEPTED)
 
 
-def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv: int | None) -> int:
-    """Trials per batch for a parsed ``setting``: 1 means one trial at a time, as without populations.
+def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv: int | None,
+                    prunes: bool = False) -> int:
+    """Trials in flight for a parsed ``setting``: 1 means one trial at a time, as without populations.
 
-    ``auto`` stacks on CUDA only, and only problems whose model runs under ``vmap`` (``probe`` builds it). An
-    explicit size is taken as asked: ``train_population`` falls back itself, with one line saying why.
+    ``auto`` stacks only problems whose model runs under ``vmap`` (``probe`` builds it): on CUDA
+    always, on the CPU for strategies that prune (``prunes``). An explicit size is taken as asked:
+    the trainer falls back itself, with one line saying why.
     """
     if cv:
         # A cross-validated trial trains K fold problems one after another; members of a population
@@ -57,10 +60,12 @@ def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv
     from ..training.device import resolve_device
     from ..training.population import fallback_reason
 
-    if resolve_device(probe.device).type != "cuda":
-        # Measured on the 2-core CPU (BENCHMARKS.md): tuning rounds of 16 split into one stack per
-        # batch size, stacks of about 3, which train slower than one trial at a time. Until that
-        # changes, auto stacks only where kernel launches are expensive; an explicit N still stacks.
+    if resolve_device(probe.device).type != "cuda" and not prunes:
+        # Measured on the 2-core CPU (BENCHMARKS.md): 16 trials in flight make stacks of two or three
+        # (one per activation and batch size), which train no faster than one trial at a time, and a
+        # trial that trains alone keeps epoch checkpoints to resume from. With pruning the population
+        # found configurations at least as good in the same time (bench/halving_population.py), so
+        # auto stacks there; elsewhere only where kernel launches are expensive.
         return 1
     reason = fallback_reason(problem, [probe.resolve_for(problem)])
     if reason is not None:

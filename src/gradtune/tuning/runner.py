@@ -2,9 +2,9 @@
 
 It speaks ask/tell so that the same strategies drive this sequential loop, the
 population trainer and distributed workers. With a population (``population``)
-it asks for several trials at once and trains them as one stacked computation;
-each is still told as its own trial. Heartbeats run while trials train, so a
-worker that dies is noticed by the others.
+it keeps several trials in flight, stacked, asking for the next as each ends;
+each is still told as its own trial, the moment it ends. Heartbeats run while
+trials train, so a worker that dies is noticed by the others.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import signal
 import threading
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
@@ -108,9 +109,9 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         trial_epochs: each trial's epochs where the space sets none, and their cap where it does.
         cv: score each trial by K-fold cross-validation.
         out: if given, write result.json, best_config.json and best_model.pt there.
-        population: trials trained at once as one stacked computation: ``"auto"`` (default: 16 on a
-            CUDA device where the model runs under ``vmap`` and ``cv`` is unset, else 1), ``"off"`` or
-            a number >= 1.
+        population: trials in flight at once, trained as stacked computations: ``"auto"`` (default:
+            16 where the model runs under ``vmap`` and ``cv`` is unset, on a CUDA device, or on the CPU
+            for strategies that prune; else 1), ``"off"`` or a number >= 1.
         sampling: ``"uniform"`` (default) or ``"importance"``, for every trial (see
             :mod:`gradtune.training.sampling`); importance trials train one at a time.
         sampler_seed: seeds the sampler alone (default ``seed``); workers sharing a study give each
@@ -134,7 +135,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
                              cv=cv, device=device, sampling=sampling, sampler_seed=sampler_seed, heartbeat=heartbeat,
                              checkpoints=checkpoints, trial_nproc=trial_nproc)
     settings, plan = prepared.settings, prepared.plan
-    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv)
+    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv,
+                           prunes=plan.prunes)
     loop = _Loop(prepared.study, settings, plan.prunes, prepared.budget, list(callbacks), len(plan.enqueue) or None,
                  size, pbt=strategy == "pbt")
     interrupted = loop.run()
@@ -287,16 +289,15 @@ class _Loop:
         workers run trials: if one of them dies, its trial is retried here.
         """
         start = time.monotonic()
+        if self.population > 1 and not self.pbt:
+            return self._run_rolling(start)
         trials: list[optuna.Trial] = []
         try:
             for cb in self.callbacks:
                 cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
-                with _HeldInterrupts():
-                    _fail_stale_trials(self.study)
-                    size = self._round_size(start)
-                    trials = [self._ask() for _ in range(size)]
-                    trials = self._within_budget(trials)
+                trials = []
+                size = self._ask_round(start, self.population, trials.append)
                 if not trials:
                     if size or self._wait_for_others(start):
                         continue
@@ -311,6 +312,77 @@ class _Loop:
             for trial in trials:
                 self._interrupt(trial)
             return True
+
+    def _run_rolling(self, start: float) -> bool:
+        """The loop with ``population`` places: a trial is asked for each time a place frees.
+
+        Members join their stacks between epochs and are told the moment they
+        end (see :class:`~gradtune.training.rolling.RollingPopulation`), so the
+        sampler asks with up to P trials running, as P asynchronous workers would.
+        """
+        from ..training.rolling import RollingPopulation
+
+        flight: dict[int, tuple[optuna.Trial, ExitStack]] = {}  # trial number -> (trial, its heartbeat)
+
+        def done(number: int, result) -> None:
+            trial, beat = flight.pop(number)
+            beat.close()
+            outcome = self._tell(trial, result)
+            for cb in self.callbacks:
+                cb.on_trial_end(outcome, self.study)
+
+        pool = RollingPopulation(self.settings.problem, on_done=done)
+        try:
+            for cb in self.callbacks:
+                cb.on_tune_start(self.study, self.budget, self.finished())
+            while True:
+                trials: list[optuna.Trial] = []
+
+                def own(trial: optuna.Trial) -> None:
+                    beat = ExitStack()
+                    beat.enter_context(heartbeats([trial], self.study._storage))
+                    flight[trial.number] = (trial, beat)
+                    trials.append(trial)
+
+                size = self._ask_round(start, self.population - len(flight), own)
+                for trial in trials:
+                    self._join(pool, trial, flight)
+                if not flight:
+                    if size or self._wait_for_others(start):
+                        continue
+                    return False
+                pool.advance()
+        except KeyboardInterrupt:
+            for trial, beat in list(flight.values()):
+                beat.close()
+                self._interrupt(trial)
+            return True
+
+    def _join(self, pool, trial: optuna.Trial, flight: dict) -> None:
+        """Trial ``trial`` joins ``pool``; a sampled combination the config refuses fails that trial alone."""
+        config = self._config(trial)
+        for cb in self.callbacks:
+            cb.on_trial_start(trial.number, config.to_dict())
+        try:
+            config.resolve_for(self.settings.problem)
+        except UsageError as error:
+            flight.pop(trial.number)[1].close()
+            outcome = self._fail(trial, config, error)
+            for cb in self.callbacks:
+                cb.on_trial_end(outcome, self.study)
+            return
+        hooks = [PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
+        pool.add(config, hooks, trial.number)
+
+    def _ask_round(self, start: float, places: int, own: Callable[[optuna.Trial], None]) -> int:
+        """Ask for up to ``places`` trials that fit the budget, each handed to ``own``; returns how many
+        were wanted. Stale trials are failed first, and interrupts are held until every trial is owned."""
+        with _HeldInterrupts():
+            _fail_stale_trials(self.study)
+            size = max(min(self._round_size(start), places), 0)
+            for trial in self._within_budget([self._ask() for _ in range(size)]):
+                own(trial)
+        return size
 
     def _within_budget(self, trials: list[optuna.Trial]) -> list[optuna.Trial]:
         """The trials that fit the shared trial budget; the others are given back (see shared_budget)."""
