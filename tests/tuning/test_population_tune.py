@@ -196,13 +196,13 @@ def test_model_that_fails_under_vmap_tunes_through_the_fallback(tmp_path, caplog
         assert trial.value == pytest.approx(single.metrics["valid_accuracy"], rel=1e-6)
 
 
-def test_auto_stacks_on_the_cpu_only_for_strategies_that_prune():
+def test_auto_stacks_on_the_cpu_only_for_successive_halving():
     digits, cpu = get_problem("digits-mlp"), TrainConfig(device="cpu")
-    assert population_size("auto", digits, cpu, cv=None, prunes=True) == AUTO_SIZE
-    assert population_size("auto", digits, cpu, cv=None, prunes=False) == 1
+    assert population_size("auto", digits, cpu, cv=None, strategy="halving") == AUTO_SIZE
+    assert [population_size("auto", digits, cpu, cv=None, strategy=s) for s in ("tpe", "random", "auto")] == [1] * 3
     train_data, valid_data = _blobs()
     branching = Problem(Branching, train=train_data, valid=valid_data, name="branching")
-    assert population_size("auto", branching, cpu, cv=None, prunes=True) == 1  # no vmap: one at a time
+    assert population_size("auto", branching, cpu, cv=None, strategy="halving") == 1  # no vmap: one at a time
 
 
 def test_cross_validation_stays_one_trial_at_a_time():
@@ -242,3 +242,32 @@ def test_time_budget_is_checked_between_rounds(tmp_path):
     tune(get_problem("linreg"), SGD_SPACE, "random", "1s", _storage(tmp_path), "time", trial_epochs=1, population=4)
     finished = _study(tmp_path, "time").get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert finished and len(finished) % 4 == 0  # whole rounds only: none started after the time ran out
+
+
+def test_an_interrupt_leaves_no_member_running_and_keeps_every_told_trial(tmp_path):
+    class InterruptLater(TuneCallback):
+        """Ctrl-C at the first epoch end after a trial was told: others are then in flight."""
+
+        def __init__(self):
+            self.told = 0
+
+        def on_trial_end(self, outcome, study):
+            self.told += 1
+
+        def on_trial_epoch_end(self, number, record):
+            if self.told:
+                raise KeyboardInterrupt
+
+    problem = get_problem("digits-mlp", hidden=(16,))
+    result = tune(problem, SPACE, "random", 12, _storage(tmp_path), "stop", trial_epochs=2, population=4,
+                  callbacks=[InterruptLater()])
+    assert result.interrupted
+    study = _study(tmp_path, "stop")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    told = study.get_trials(states=(TrialState.COMPLETE,))
+    stopped = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs.get("status") == "interrupted"]
+    queued = study.get_trials(states=(TrialState.WAITING,))  # each interrupted trial, queued again
+    assert told and stopped and len(queued) == len(stopped)
+    assert len(told) + len(stopped) + len(queued) == len(study.trials)
+    rows = {row["number"]: row["state"] for row in result.trials}
+    assert all(rows[t.number] == "completed" for t in told) and all(rows[t.number] == "interrupted" for t in stopped)

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     add_device_flag(parser)
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 where the "
-                             "model allows it, on CUDA, or on the CPU with halving or auto; else one at a time), "
+                             "model allows it, on CUDA, or on the CPU with halving; else one at a time), "
                              "off, or a number")
     parser.add_argument("--sampling", default="uniform",
                         help="uniform (default) or importance: importance-sampled batches in every trial, where "

@@ -247,10 +247,11 @@ class _Group:
                  ids: list[int] | None = None, controller: "PopulationController | None" = None,
                  on_done: "Callable[[int, TrainResult], None] | None" = None):
         self.problem = problem
-        self.ids = ids if ids is not None else list(range(len(configs)))  # the caller's name for each member
+        self.ids = list(ids) if ids is not None else list(range(len(configs)))  # the caller's name for each member
         self.controller = controller
         self.on_done = on_done
         self.device = resolve_device(configs[0].device)
+        self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
         self.members = [self._new_member(c, cbs) for c, cbs in zip(configs, callbacks)]
         self.stack = stack_models([build_model(problem, c, self.device) for c in configs])
         self.optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
@@ -258,12 +259,11 @@ class _Group:
         self.active = list(range(len(configs)))  # member index of each stack row
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
-        self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
         self.snapshot = None
 
     def _new_member(self, config: TrainConfig, callbacks: Sequence[Callback]) -> _Member:
         return _Member(config, callbacks, TrainingPlan(config, self.problem.n_train),
-                       torch.Generator().manual_seed(config.seed + 1), joined=getattr(self, "epoch", 0),
+                       torch.Generator().manual_seed(config.seed + 1), joined=self.epoch,
                        start=time.perf_counter())
 
     def run(self) -> list[TrainResult]:

@@ -11,8 +11,8 @@
    suggestion, capped at the loss minimum); every other parameter as the space
    has it.
 3. Successive halving over that narrowed space, sampled by TPE (the
-   ``halving`` strategy): bad draws cost one epoch, and the population trainer
-   trains each round where ``--population`` asks for it.
+   ``halving`` strategy): bad draws cost one epoch, and on CUDA 16 trials
+   train at once on the population trainer (``--population``).
 4. The best configuration's trained model, and batch-size advice from the
    gradient noise scale (:func:`gradtune.measure_noise_scale`), measured on a
    short run of the best configuration.

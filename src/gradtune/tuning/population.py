@@ -23,9 +23,18 @@ from ..problems import Problem
 
 __all__ = ["AUTO_SIZE", "parse_population", "population_size", "heartbeats"]
 
-# Trials per population under ``auto``. Large enough that the stacked kernels beat a
-# loop over members; small enough that TPE still learns from several rounds of a 50-trial budget.
+# Trials in flight under ``auto``. Large enough that stacks form (members share a stack only with
+# the same activation and batch size); small enough that TPE, which asks with them all running,
+# still learns from most of a 50-trial budget.
 AUTO_SIZE = 16
+# Strategies whose ``auto`` population stacks on the CPU too. Measured on the 2-core CPU
+# (BENCHMARKS.md): 16 trials in flight make stacks of two or three (one per activation and
+# batch size), which train no faster than one trial at a time, and a trial that trains alone
+# keeps epoch checkpoints to resume from. Successive halving still found configurations at least
+# as good in the same two minutes (bench/halving_population.py): its constant-liar asks spread
+# 16 trials and most cost one epoch. ``auto`` did not: in 60 s on MNIST-1D, 16 trials in flight
+# leave TPE too few finished ones to learn from (CNN 0.887 against 0.953 for a plain TPE loop).
+CPU_STACKED = frozenset({"halving"})
 _ACCEPTED = "'auto', 'off' or an integer in [1, inf)"
 log = logging.getLogger("gradtune")
 
@@ -44,12 +53,12 @@ def parse_population(value: str | int) -> str | int:
 
 
 def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv: int | None,
-                    prunes: bool = False) -> int:
+                    strategy: str = "tpe") -> int:
     """Trials in flight for a parsed ``setting``: 1 means one trial at a time, as without populations.
 
     ``auto`` stacks only problems whose model runs under ``vmap`` (``probe`` builds it): on CUDA
-    always, on the CPU for strategies that prune (``prunes``). An explicit size is taken as asked:
-    the trainer falls back itself, with one line saying why.
+    always, on the CPU for the strategies of :data:`CPU_STACKED`. An explicit size is taken as
+    asked: the trainer falls back itself, with one line saying why.
     """
     if cv:
         # A cross-validated trial trains K fold problems one after another; members of a population
@@ -60,12 +69,7 @@ def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv
     from ..training.device import resolve_device
     from ..training.population import fallback_reason
 
-    if resolve_device(probe.device).type != "cuda" and not prunes:
-        # Measured on the 2-core CPU (BENCHMARKS.md): 16 trials in flight make stacks of two or three
-        # (one per activation and batch size), which train no faster than one trial at a time, and a
-        # trial that trains alone keeps epoch checkpoints to resume from. With pruning the population
-        # found configurations at least as good in the same time (bench/halving_population.py), so
-        # auto stacks there; elsewhere only where kernel launches are expensive.
+    if resolve_device(probe.device).type != "cuda" and strategy not in CPU_STACKED:
         return 1
     reason = fallback_reason(problem, [probe.resolve_for(problem)])
     if reason is not None:

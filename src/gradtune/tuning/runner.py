@@ -111,7 +111,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         out: if given, write result.json, best_config.json and best_model.pt there.
         population: trials in flight at once, trained as stacked computations: ``"auto"`` (default:
             16 where the model runs under ``vmap`` and ``cv`` is unset, on a CUDA device, or on the CPU
-            for strategies that prune; else 1), ``"off"`` or a number >= 1.
+            with ``halving``; else 1), ``"off"`` or a number >= 1.
         sampling: ``"uniform"`` (default) or ``"importance"``, for every trial (see
             :mod:`gradtune.training.sampling`); importance trials train one at a time.
         sampler_seed: seeds the sampler alone (default ``seed``); workers sharing a study give each
@@ -136,7 +136,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
                              checkpoints=checkpoints, trial_nproc=trial_nproc)
     settings, plan = prepared.settings, prepared.plan
     size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv,
-                           prunes=plan.prunes)
+                           strategy)
     loop = _Loop(prepared.study, settings, plan.prunes, prepared.budget, list(callbacks), len(plan.enqueue) or None,
                  size, pbt=strategy == "pbt")
     interrupted = loop.run()
