@@ -248,9 +248,10 @@ def _max_epochs(space: SearchSpace, trial_epochs: int | None) -> int:
 class _Loop:
     """The ask/tell loop of one process; ``outcomes`` are the trials it ran.
 
-    Each round asks for ``population`` trials (fewer where the budget or the grid
-    has fewer left), trains them, and tells each its outcome. A population of 1
-    is the plain sequential loop.
+    With a population of 1 each round asks for one trial, trains it and tells
+    its outcome: the plain sequential loop. PBT's rounds ask for its whole
+    population and train it together. Any other population rolls
+    (:meth:`_run_rolling`): a trial is asked for each time one ends.
     """
 
     def __init__(self, study: optuna.Study, settings: _Settings, prunes: bool, budget: Budget,
@@ -331,21 +332,22 @@ class _Loop:
             for cb in self.callbacks:
                 cb.on_trial_end(outcome, self.study)
 
+        asked: list[optuna.Trial] = []
+
+        def own(trial: optuna.Trial) -> None:
+            beat = ExitStack()
+            beat.enter_context(heartbeats([trial], self.study._storage))
+            flight[trial.number] = (trial, beat)
+            asked.append(trial)
+
         pool = RollingPopulation(self.settings.problem, on_done=done)
         try:
             for cb in self.callbacks:
                 cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
-                trials: list[optuna.Trial] = []
-
-                def own(trial: optuna.Trial) -> None:
-                    beat = ExitStack()
-                    beat.enter_context(heartbeats([trial], self.study._storage))
-                    flight[trial.number] = (trial, beat)
-                    trials.append(trial)
-
+                asked.clear()
                 size = self._ask_round(start, self.population - len(flight), own)
-                for trial in trials:
+                for trial in asked:
                     self._join(pool, trial, flight)
                 if not flight:
                     if size or self._wait_for_others(start):
@@ -360,19 +362,14 @@ class _Loop:
 
     def _join(self, pool, trial: optuna.Trial, flight: dict) -> None:
         """Trial ``trial`` joins ``pool``; a sampled combination the config refuses fails that trial alone."""
-        config = self._config(trial)
-        for cb in self.callbacks:
-            cb.on_trial_start(trial.number, config.to_dict())
-        try:
-            config.resolve_for(self.settings.problem)
-        except UsageError as error:
+        config = self._start(trial)
+        refused = self._refused(trial, config)
+        if refused is not None:
             flight.pop(trial.number)[1].close()
-            outcome = self._fail(trial, config, error)
             for cb in self.callbacks:
-                cb.on_trial_end(outcome, self.study)
+                cb.on_trial_end(refused, self.study)
             return
-        hooks = [PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
-        pool.add(config, hooks, trial.number)
+        pool.add(config, self._member_hooks(trial), trial.number)
 
     def _ask_round(self, start: float, places: int, own: Callable[[optuna.Trial], None]) -> int:
         """Ask for up to ``places`` trials that fit the budget, each handed to ``own``; returns how many
@@ -435,14 +432,30 @@ class _Loop:
             values["epochs"] = min(values["epochs"], s.trial_epochs)
         return TrainConfig.from_mapping(values, "space")
 
+    def _start(self, trial: optuna.Trial) -> TrainConfig:
+        """The trial's configuration, announced to the callbacks."""
+        config = self._config(trial)
+        for cb in self.callbacks:
+            cb.on_trial_start(trial.number, config.to_dict())
+        return config
+
+    def _refused(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome | None:
+        """A member's sampled combination the config refuses fails its own trial, not the population's."""
+        try:
+            config.resolve_for(self.settings.problem)
+        except UsageError as error:
+            return self._fail(trial, config, error)
+        return None
+
+    def _member_hooks(self, trial: optuna.Trial) -> list[Callback]:
+        return [PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
+
     def _run_round(self, trials: list[optuna.Trial]) -> list[TrialOutcome]:
-        configs = [self._config(trial) for trial in trials]
-        for trial, config in zip(trials, configs):
-            for cb in self.callbacks:
-                cb.on_trial_start(trial.number, config.to_dict())
-        if len(trials) == 1 and not self.pbt:
+        """One trial on the single loop, or (PBT) a round trained together; larger populations roll."""
+        configs = [self._start(trial) for trial in trials]
+        if not self.pbt:
             return [self._run_trial(trials[0], configs[0])]
-        return self._run_population(trials, configs)
+        return self._run_pbt_round(trials, configs)
 
     def _run_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome:
         s = self.settings
@@ -460,33 +473,28 @@ class _Loop:
             checkpoint.unlink(missing_ok=True)
         return outcome
 
-    def _run_population(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
-        """Train the trials as one population (never with cv: see ``population_size``)."""
+    def _run_pbt_round(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
+        """Train the trials as one PBT population (never with cv: see ``population_size``)."""
         from ..training.population import train_population
 
         outcomes, members = [], []
         for trial, config in zip(trials, configs):
-            try:  # refused here, a bad sampled combination fails its own trial and not the whole population
-                config.resolve_for(self.settings.problem)
-            except UsageError as error:
-                outcomes.append(self._fail(trial, config, error))
-                continue
-            members.append((trial, config))
+            refused = self._refused(trial, config)
+            if refused is not None:
+                outcomes.append(refused)
+            else:
+                members.append((trial, config))
         if not members:
             return outcomes
-        hooks = [[PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
-                 for trial, _ in members]
-        configs, controller = [config for _, config in members], None
-        if self.pbt:
-            controller = self._pbt_controller(len(self.outcomes))
-            configs = controller.start(configs)
+        hooks = [self._member_hooks(trial) for trial, _ in members]
+        controller = self._pbt_controller(len(self.outcomes))
+        configs = controller.start([config for _, config in members])
         results = train_population(self.settings.problem, configs, callbacks=hooks, controller=controller)
-        if controller is not None:
-            numbers = [trial.number for trial, _ in members]
-            for event in controller.lineage:
-                event.update(member=numbers[event["member"]], copied_from=numbers[event["copied_from"]])
-            for trial, _ in members:
-                trial.set_user_attr("pbt_lineage", [e for e in controller.lineage if e["member"] == trial.number])
+        numbers = [trial.number for trial, _ in members]
+        for event in controller.lineage:
+            event.update(member=numbers[event["member"]], copied_from=numbers[event["copied_from"]])
+        for trial, _ in members:
+            trial.set_user_attr("pbt_lineage", [e for e in controller.lineage if e["member"] == trial.number])
         return outcomes + [self._tell(trial, result) for (trial, _), result in zip(members, results)]
 
     def _pbt_controller(self, round_seed: int) -> pbt.PBT:
