@@ -16,6 +16,7 @@ in the environment). gloo on CPU, nccl on CUDA.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import pickle
 import socket
@@ -160,10 +161,16 @@ def _run_rank(rank: int, world: int, init: str, problem: Problem, config: TrainC
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=_COLLECTIVE_TIMEOUT)
+    run = None
     try:
-        return _ParallelRun(problem, config, callbacks, Path(checkpoint) if checkpoint else None, rank, world,
-                            device).run()
+        run = _ParallelRun(problem, config, callbacks, Path(checkpoint) if checkpoint else None, rank, world, device)
+        return run.run()
     finally:
+        # DDP's reducer must go before its process group: left to the interpreter's exit, gloo's threads are
+        # torn down in the wrong order and the process aborts ("terminate called without an active exception")
+        # in 3 of 37 runs of a two-trial test. The run sits in reference cycles, hence the collection.
+        del run
+        gc.collect()
         dist.destroy_process_group()
 
 
