@@ -69,6 +69,7 @@ def _check_budget_and_logs(study: optuna.Study, logs: str, quiet: str = "",
     for t in finished:
         if t.user_attrs["worker"] == quiet:
             continue
+        assert t.number in logged, f"trial {t.number} ({t.state.name}, {t.user_attrs}) was not logged:\n{logs}"
         worker, status, value = logged[t.number]
         assert worker == t.user_attrs["worker"]
         assert status == t.user_attrs["status"]
