@@ -207,9 +207,17 @@ def test_train_command_model_pt_holds_config_seed_and_epoch(tmp_path, monkeypatc
     assert len(payload["optimizer_state"]["state"]) == 2
 
 
-def test_a_run_stopped_mid_way_resumes_from_its_epoch_checkpoint_to_the_same_end(tmp_path):
-    """The oracle: the same configuration trained without a stop. Weights and history must match exactly."""
+@pytest.mark.parametrize("sampling", ["uniform", "importance"])
+def test_a_run_stopped_mid_way_resumes_from_its_epoch_checkpoint_to_the_same_end(tmp_path, monkeypatch, sampling):
+    """The oracle: the same configuration trained without a stop. Weights and history must match exactly.
+
+    Importance sampling resumes its draws, its smoothed tau and its record of epochs. Its switch
+    also weighs measured step times, which no two runs share, so here the cost is held fixed.
+    """
     from gradtune import Callback, TrainConfig, get_problem, train
+    from gradtune.training.sampling import ImportanceSampling
+
+    monkeypatch.setattr(ImportanceSampling, "_cost", lambda self, batch_size: 1.01)
 
     class KilledAfterEpoch2(Callback):
         def on_epoch_end(self, record):
@@ -217,7 +225,7 @@ def test_a_run_stopped_mid_way_resumes_from_its_epoch_checkpoint_to_the_same_end
                 raise KeyboardInterrupt  # the process dies here, after the epoch's checkpoint
 
     problem = get_problem("digits-mlp", hidden=(16,))
-    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=64, epochs=4, seed=3)
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=64, epochs=4, seed=3, sampling=sampling)
     whole = train(problem, config)
     path = tmp_path / "trial.pt"
     with pytest.raises(KeyboardInterrupt):
@@ -227,6 +235,9 @@ def test_a_run_stopped_mid_way_resumes_from_its_epoch_checkpoint_to_the_same_end
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert [r["valid_loss"] for r in resumed.history] == [r["valid_loss"] for r in whole.history]
+    if sampling == "importance":
+        assert whole.sampling["importance_epochs"] >= 2  # the stop fell among importance epochs
+        assert resumed.sampling == whole.sampling
 
 
 def test_a_checkpoint_of_another_configuration_is_ignored(tmp_path):

@@ -1,8 +1,9 @@
 """Checkpoints: written atomically, read with ``weights_only=True``.
 
 A checkpoint holds the model's and optimiser's ``state_dict``, the config, the
-seed, the epoch and the data order's generator state, so that a run can resume
-exactly where it stopped.
+seed, the epoch, the data order's generator state and, with importance
+sampling, the sampler's draws and switch, so that a run can resume exactly where
+it stopped.
 """
 
 from __future__ import annotations

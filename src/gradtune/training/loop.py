@@ -131,6 +131,8 @@ class _Run:
         self.data_generator.set_state(saved["data_generator"])
         self.epoch, self.step, self.history = saved["epoch"], saved["step"], saved["history"]
         self.guard.bound = saved["guard_bound"]
+        if self.sampling is not None and saved.get("sampling_state") is not None:
+            self.sampling.load_state_dict(saved["sampling_state"])
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
@@ -139,7 +141,8 @@ class _Run:
             save_checkpoint(self.checkpoint, model_state=self.model.state_dict(),
                             optimizer_state=self.optimizer.state_dict(), config=self.config.to_dict(),
                             seed=self.config.seed, epoch=self.epoch, step=self.step, history=self.history,
-                            data_generator=self.data_generator.get_state(), guard_bound=self.guard.bound)
+                            data_generator=self.data_generator.get_state(), guard_bound=self.guard.bound,
+                            sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
 
     def run(self) -> TrainResult:
         self.start = time.perf_counter()

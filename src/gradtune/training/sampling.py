@@ -213,6 +213,16 @@ class ImportanceSampling:
         presample = self.sampler.presample * batch_size
         return (presample + 3 * batch_size) / (3 * batch_size)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What an epoch checkpoint keeps, so that a resumed run draws and decides as if never stopped."""
+        return {"generator": self.sampler.generator.get_state(), "tau": self.tau,
+                "measured_costs": list(self.measured_costs), "epochs": list(self.epochs), "reason": self.reason}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.generator.set_state(state["generator"])
+        self.tau, self.reason = state["tau"], state["reason"]
+        self.measured_costs, self.epochs = list(state["measured_costs"]), list(state["epochs"])
+
     def summary(self) -> dict[str, Any]:
         """What result.json says: whether importance sampling was used, in how many epochs, and why."""
         used = sum(e["sampling"] == "importance" for e in self.epochs)
