@@ -241,3 +241,35 @@ def test_a_rolling_population_hands_back_pruned_members_at_once_and_falls_back_f
     while pool.in_flight:
         pool.advance()
     assert ended[-1] == (0, "completed", 3)
+
+
+def test_members_killed_mid_run_resume_from_their_checkpoints_in_a_population_or_alone(tmp_path, monkeypatch):
+    """A rolling population's members keep the single loop's epoch checkpoints: after a kill, each resumes, in
+    a new population or in :func:`gradtune.train`, and still ends as its torch.optim oracle does."""
+    monkeypatch.setattr("gradtune.training.population.CHECKPOINT_GAP", 0)  # write at every epoch end
+    problem = float64_problem()
+    configs = [member_configs(name)[i] for i, name in enumerate(sorted(TORCH))]  # batch sizes 8 and 16
+    paths = [tmp_path / f"member-{i}.pt" for i in range(len(configs))]
+    killed = RollingPopulation(problem, on_done=lambda member, result: pytest.fail("no member should end"))
+    for member, (config, path) in enumerate(zip(configs, paths)):
+        killed.add(config, [], member, checkpoint=path)
+    for _ in range(4):
+        killed.advance()  # then the process dies: the pool is dropped mid-run
+    assert all(path.exists() for path in paths)
+
+    ended: dict[int, gradtune.TrainResult] = {}
+    resumed = RollingPopulation(problem, on_done=lambda member, result: ended.__setitem__(member, result))
+    for member in range(4):
+        resumed.add(configs[member], [], member, checkpoint=paths[member])
+    while resumed.in_flight:
+        resumed.advance()
+    for member in range(4, len(configs)):
+        ended[member] = gradtune.train(problem, configs[member], checkpoint=paths[member])
+    for member, config in enumerate(configs):
+        result = ended[member]
+        assert result.status == "completed" and result.report["resumed_from_epoch"] >= 1
+        assert [r["epoch"] for r in result.history] == list(range(1, 50 * config.batch_size // 80 + 1))
+        expected = torch_run(problem, config)
+        for key, value in result.model.state_dict().items():
+            relative = ((value - expected[key]).norm() / expected[key].norm()).item()
+            assert relative < 1e-10, (config.optimizer, key, relative)

@@ -218,10 +218,11 @@ class InterruptAtEpoch(TuneCallback):
             raise KeyboardInterrupt
 
 
-def test_interrupt_fails_every_member_in_flight_and_resume_retries_them(tmp_path):
+def test_interrupt_fails_every_member_in_flight_and_resume_retries_them_from_their_checkpoints(tmp_path):
     problem = get_problem("linreg")
     args = (problem, SGD_SPACE, "random", 4, _storage(tmp_path), "stop")
-    result = tune(*args, trial_epochs=3, population=4, callbacks=[InterruptAtEpoch()])
+    checkpoints = tmp_path / "checkpoints"
+    result = tune(*args, trial_epochs=3, population=4, callbacks=[InterruptAtEpoch()], checkpoints=checkpoints)
     assert result.interrupted
     study = _study(tmp_path, "stop")
     # Each is failed and queued again at once, so that another worker of the study could take it over.
@@ -229,12 +230,18 @@ def test_interrupt_fails_every_member_in_flight_and_resume_retries_them(tmp_path
     assert all(t.user_attrs["status"] == "interrupted" for t in study.get_trials()[:4])
     assert [row["state"] for row in result.trials] == ["interrupted"] * 4
 
-    tune(*args, trial_epochs=3, population=4)
+    assert sorted(path.name for path in checkpoints.iterdir()) == [f"trial-{n}.pt" for n in range(4)]
+
+    tune(*args, trial_epochs=3, population=4, checkpoints=checkpoints)
     trials = _study(tmp_path, "stop").get_trials()
     retries = [t for t in trials if "failed_trial" in t.system_attrs]
     assert sorted(t.system_attrs["failed_trial"] for t in retries) == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE and t.params == trials[t.system_attrs["failed_trial"]].params
                for t in retries)
+    # Each went on from its first epoch's checkpoint (the second's end was interrupted), and, told, dropped it.
+    assert [t.user_attrs.get("resumed_from_epoch") for t in retries] == [1] * 4
+    assert [len(t.user_attrs["history"]) for t in retries] == [3] * 4
+    assert not list(checkpoints.iterdir())
     assert not _study(tmp_path, "stop").get_trials(states=(TrialState.RUNNING,))
 
 

@@ -177,6 +177,14 @@ class PopulationOptimizer:
         self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)
         self._make_blocks()
 
+    @torch.no_grad()
+    def load_member(self, row: int, state: Mapping[str, Tensor], steps: int) -> None:
+        """Row ``row`` takes flat ``[D]`` state rows (a resumed member's) and its step count: the inverse of
+        :meth:`member_state`."""
+        for slot, value in state.items():
+            self.state[slot][row] = value
+        self.steps[row] = steps
+
     def snapshot(self) -> dict[str, Any]:
         return {"steps": list(self.steps), **{k: v.clone() for k, v in self.state.items()}}
 

@@ -25,6 +25,7 @@ that cannot be stacked train at once in the single loop, with one line saying wh
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import TrainConfig
@@ -65,25 +66,31 @@ class RollingPopulation:
     def in_flight(self) -> int:
         return sum(len(stack.active) for stack in self.stacks.values())
 
-    def add(self, config: TrainConfig, callbacks: Sequence[Callback], member_id: int) -> None:
-        """A member joins its stack before that stack's next epoch, or trains now if it cannot stack."""
+    def add(self, config: TrainConfig, callbacks: Sequence[Callback], member_id: int,
+            checkpoint: Path | None = None) -> None:
+        """A member joins its stack before that stack's next epoch, or trains now if it cannot stack.
+
+        With ``checkpoint``, the member keeps an epoch checkpoint there, in the single loop's format,
+        and resumes from a whole one of its configuration that it finds there.
+        """
         config = config.resolve_for(self.problem)
         reason = self._fallback(config)
         if reason is not None:
             if reason not in self._said:
                 self._said.add(reason)
                 log.warning("gradtune: training such trials one at a time: %s", reason)
-            self.on_done(member_id, train(self.problem, config, callbacks=callbacks))
+            self.on_done(member_id, train(self.problem, config, callbacks=callbacks, checkpoint=checkpoint))
             return
         key = stack_key(config, merge=False)
         stack = self.stacks.get(key)
         if stack is None or not stack.active:
-            stack = _Group(self.problem, [config], [callbacks], [member_id], on_done=self.on_done)
+            stack = _Group(self.problem, [config], [callbacks], [member_id], on_done=self.on_done,
+                           checkpoints=[checkpoint])
             stack.begin()
             self.stacks[key] = stack
             self._last_turn[key] = self._turn
         else:
-            stack.add([config], [callbacks], [member_id])
+            stack.add([config], [callbacks], [member_id], [checkpoint])
 
     def advance(self) -> None:
         """One epoch of the next stack (see :data:`OVERDUE`); members that end are handed to ``on_done``."""

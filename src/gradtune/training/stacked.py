@@ -110,6 +110,10 @@ class FlatParameters:
         self.grad = torch.cat([self.grad, other.grad])
         self._make_leaves()
 
+    def flatten(self, values: dict[str, Tensor]) -> Tensor:
+        """One member's tensors in the module's layout as a ``[D]`` row: the inverse of :meth:`unflatten`."""
+        return torch.cat([(values[s.name].t() if s.transposed else values[s.name]).reshape(-1) for s in self.slots])
+
     def unflatten(self, row_values: Tensor) -> dict[str, Tensor]:
         """One member's ``[D]`` row (parameters, or optimiser state) as tensors in the module's layout."""
         out = {}

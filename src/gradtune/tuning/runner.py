@@ -329,6 +329,7 @@ class _Loop:
             trial, beat = flight.pop(number)
             beat.close()
             outcome = self._tell(trial, result)
+            self._drop_checkpoint(trial)
             for cb in self.callbacks:
                 cb.on_trial_end(outcome, self.study)
 
@@ -369,7 +370,7 @@ class _Loop:
             for cb in self.callbacks:
                 cb.on_trial_end(refused, self.study)
             return
-        pool.add(config, self._member_hooks(trial), trial.number)
+        pool.add(config, self._member_hooks(trial), trial.number, checkpoint=self._checkpoint(trial))
 
     def _ask_round(self, start: float, places: int, own: Callable[[optuna.Trial], None]) -> int:
         """Ask for up to ``places`` trials that fit the budget, each handed to ``own``; returns how many
@@ -460,18 +461,26 @@ class _Loop:
     def _run_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome:
         s = self.settings
         reporter = PruningReporter(trial, s.metric, self.prunes and not s.cv)
-        checkpoint = None
-        if s.checkpoints is not None and not s.cv:
-            checkpoint = checkpoint_path(s.checkpoints, self.study._storage.get_trial(trial._trial_id))
+        checkpoint = self._checkpoint(trial)
         try:
             result = run_config(s.problem, config, [reporter, *self._hooks(trial)], s.cv, checkpoint=checkpoint,
                                 nproc=s.trial_nproc)
         except UsageError as error:
             return self._fail(trial, config, error)
         outcome = self._tell(trial, result)
+        self._drop_checkpoint(trial)
+        return outcome
+
+    def _checkpoint(self, trial: optuna.Trial) -> Path | None:
+        """Where the trial keeps its epoch checkpoint (a retry finds its predecessor's), or None."""
+        if self.settings.checkpoints is None or self.settings.cv:
+            return None
+        return checkpoint_path(self.settings.checkpoints, self.study._storage.get_trial(trial._trial_id))
+
+    def _drop_checkpoint(self, trial: optuna.Trial) -> None:
+        checkpoint = self._checkpoint(trial)
         if checkpoint is not None:  # told: no retry will need it
             checkpoint.unlink(missing_ok=True)
-        return outcome
 
     def _run_pbt_round(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
         """Train the trials as one PBT population (never with cv: see ``population_size``)."""
