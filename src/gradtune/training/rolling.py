@@ -32,7 +32,7 @@ from ..config import TrainConfig
 from ..problems import Problem
 from .callbacks import Callback
 from .loop import train
-from .population import _Group, fallback_reason, stack_key
+from .population import CheckpointClock, _Group, fallback_reason, stack_key
 from .result import TrainResult
 
 __all__ = ["RollingPopulation", "OVERDUE"]
@@ -61,6 +61,7 @@ class RollingPopulation:
         self._last_turn: dict[tuple, int] = {}  # when each stack last ran an epoch, or was made
         self._reasons: dict[tuple, str | None] = {}
         self._said: set[str] = set()
+        self._clock = CheckpointClock()  # the members' checkpoints are due for all stacks at once
 
     @property
     def in_flight(self) -> int:
@@ -85,7 +86,7 @@ class RollingPopulation:
         stack = self.stacks.get(key)
         if stack is None or not stack.active:
             stack = _Group(self.problem, [config], [callbacks], [member_id], on_done=self.on_done,
-                           checkpoints=[checkpoint])
+                           checkpoints=[checkpoint], clock=self._clock)
             stack.begin()
             self.stacks[key] = stack
             self._last_turn[key] = self._turn
