@@ -8,6 +8,7 @@ sequential one: pruning, divergence, grids, interrupts and time budgets.
 from __future__ import annotations
 
 import logging
+import signal
 
 import optuna
 import pytest
@@ -278,3 +279,26 @@ def test_an_interrupt_leaves_no_member_running_and_keeps_every_told_trial(tmp_pa
     assert len(told) + len(stopped) + len(queued) == len(study.trials)
     rows = {row["number"]: row["state"] for row in result.trials}
     assert all(rows[t.number] == "completed" for t in told) and all(rows[t.number] == "interrupted" for t in stopped)
+
+
+def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path, monkeypatch):
+    """The signal is held while a trial is told; the trial, told, must not leave its checkpoint behind."""
+    monkeypatch.setattr("gradtune.training.population.CHECKPOINT_GAP", 0)
+    tell = optuna.Study.tell
+
+    def tell_then_ctrl_c(self, trial, *args, **kwargs):
+        told = tell(self, trial, *args, **kwargs)
+        if kwargs.get("state") != TrialState.FAIL:
+            signal.raise_signal(signal.SIGINT)  # arrives mid-tell, as a user's Ctrl-C can
+        return told
+
+    monkeypatch.setattr(optuna.Study, "tell", tell_then_ctrl_c)
+    checkpoints = tmp_path / "checkpoints"
+    result = tune(get_problem("linreg"), SGD_SPACE, "random", 4, _storage(tmp_path), "tell", trial_epochs=3,
+                  population=4, checkpoints=checkpoints)
+    assert result.interrupted
+    study = _study(tmp_path, "tell")
+    told = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(told) == 1
+    left = sorted(path.name for path in checkpoints.iterdir())
+    assert f"trial-{told[0].number}.pt" not in left and len(left) == 3  # the three interrupted ones keep theirs

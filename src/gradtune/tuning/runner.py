@@ -329,7 +329,6 @@ class _Loop:
             trial, beat = flight.pop(number)
             beat.close()
             outcome = self._tell(trial, result)
-            self._drop_checkpoint(trial)
             for cb in self.callbacks:
                 cb.on_trial_end(outcome, self.study)
 
@@ -467,20 +466,13 @@ class _Loop:
                                 nproc=s.trial_nproc)
         except UsageError as error:
             return self._fail(trial, config, error)
-        outcome = self._tell(trial, result)
-        self._drop_checkpoint(trial)
-        return outcome
+        return self._tell(trial, result)
 
     def _checkpoint(self, trial: optuna.Trial) -> Path | None:
         """Where the trial keeps its epoch checkpoint (a retry finds its predecessor's), or None."""
         if self.settings.checkpoints is None or self.settings.cv:
             return None
         return checkpoint_path(self.settings.checkpoints, self.study._storage.get_trial(trial._trial_id))
-
-    def _drop_checkpoint(self, trial: optuna.Trial) -> None:
-        checkpoint = self._checkpoint(trial)
-        if checkpoint is not None:  # told: no retry will need it
-            checkpoint.unlink(missing_ok=True)
 
     def _run_pbt_round(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
         """Train the trials as one PBT population (never with cv: see ``population_size``)."""
@@ -539,13 +531,16 @@ class _Loop:
             trial.report(worst_value(self.settings.direction), step=max(result.epochs_run, 1))
         outcome = TrialOutcome(trial.number, result.config, status, value if status == "completed" else None,
                                result.epochs_run, result.seconds, result.history)
-        with _HeldInterrupts():  # told and recorded together, so an interrupt cannot split them
+        checkpoint = self._checkpoint(trial)
+        with _HeldInterrupts():  # told, recorded and cleared up together, so an interrupt cannot split them
             if status == "completed":
                 self.study.tell(trial, value)
                 self._remember_best(trial.number, value, result)
             else:
                 self.study.tell(trial, state=TrialState.PRUNED)
             self.outcomes.append(outcome)
+            if checkpoint is not None:  # told: no retry will need it
+                checkpoint.unlink(missing_ok=True)
         return outcome
 
     def _remember_best(self, number: int, value: float, result) -> None:
