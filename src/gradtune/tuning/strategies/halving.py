@@ -7,16 +7,14 @@ reached that rung. Bad configurations cost a few epochs instead of a full run.
 
 from __future__ import annotations
 
-import optuna
-
 from ..space import SearchSpace
 from ._base import Strategy
+from .pruner import SuccessiveHalvingPruner
 from .tpe import make_sampler
 
 REDUCTION_FACTOR = 3
 
 
 def make(space: SearchSpace, seed: int, max_epochs: int) -> Strategy:
-    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR,
-                                                    min_early_stopping_rate=0)
+    pruner = SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION_FACTOR, min_early_stopping_rate=0)
     return Strategy("halving", make_sampler(seed), pruner=pruner, prunes=True)

@@ -1,0 +1,78 @@
+"""Optuna's successive-halving rule, reading only the rung values it compares.
+
+At each rung, Optuna's ``SuccessiveHalvingPruner`` reads every trial of the
+study to collect the values that other trials recorded at that rung (a system
+attribute per trial and rung). With many trials running, as in a rolling
+population, the storage rebuilds each running trial in full for every such
+read: in a 30 s halving study on digits-mlp with 16 trials in flight, pruning
+took 4.5 s of 34.6 s, nearly all of it in those reads. On a relational storage
+this pruner runs Optuna's own ``prune`` against a view of the study whose
+trials carry only their rung attributes, fetched by one query, fresh from the
+database as Optuna's read is. Other storages (a journal file, memory) go
+through Optuna's read unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+__all__ = ["SuccessiveHalvingPruner"]
+
+_RUNG_PREFIX = "completed_rung_"  # Optuna's key for a trial's value at a rung
+
+
+@dataclass
+class _RungsOnly:
+    """What Optuna's rule reads of a competing trial: its rung values."""
+
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class _RungView:
+    """The study as the rule sees it: its storage and direction, and trials holding only their rung values."""
+
+    def __init__(self, study: optuna.Study, backend):
+        self._study, self._backend = study, backend
+        self._storage = study._storage
+
+    @property
+    def direction(self):
+        return self._study.direction
+
+    def get_trials(self, deepcopy: bool = False, states=None) -> list[_RungsOnly]:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trials: dict[int, _RungsOnly] = {}
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            rows = (session.query(models.TrialSystemAttributeModel.trial_id, models.TrialSystemAttributeModel.key,
+                                  models.TrialSystemAttributeModel.value_json)
+                    .join(models.TrialModel, models.TrialModel.trial_id == models.TrialSystemAttributeModel.trial_id)
+                    .filter(models.TrialModel.study_id == self._study._study_id,
+                            models.TrialSystemAttributeModel.key.like(f"{_RUNG_PREFIX}%"))
+                    .all())
+        for trial_id, key, value in rows:
+            trials.setdefault(trial_id, _RungsOnly()).system_attrs[key] = json.loads(value)
+        return list(trials.values())
+
+
+class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
+    """Optuna's ``SuccessiveHalvingPruner`` with a fixed ``min_resource``, reading only rung values.
+
+    The decisions are Optuna's (a test checks them against it); only the read differs.
+    """
+
+    def __init__(self, min_resource: int, reduction_factor: int, min_early_stopping_rate: int = 0):
+        # A fixed minimum resource: "auto" would estimate it from whole trials' step counts.
+        super().__init__(min_resource=min_resource, reduction_factor=reduction_factor,
+                         min_early_stopping_rate=min_early_stopping_rate)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        backend = getattr(study._storage, "_backend", study._storage)
+        if not isinstance(backend, optuna.storages.RDBStorage):
+            return super().prune(study, trial)
+        return super().prune(_RungView(study, backend), trial)  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""gradtune's successive-halving pruner against Optuna's: the same decisions, from far lighter reads."""
+
+from __future__ import annotations
+
+import random
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from gradtune.tuning.strategies.pruner import SuccessiveHalvingPruner
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _play(storage, pruner, direction: str) -> tuple[list, list]:
+    """40 trials, up to 6 in flight, reporting 12 steps round-robin; every should_prune answer, and the study."""
+    study = optuna.create_study(storage=storage, pruner=pruner, direction=direction,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    draw = random.Random(7)
+    quality = {}
+    running, started, answers = [], 0, []
+    while started < 40 or running:
+        while started < 40 and len(running) < draw.randint(1, 6):
+            trial = study.ask()
+            quality[trial.number] = draw.random()
+            running.append([trial, 0])
+            started += 1
+        entry = running[draw.randrange(len(running))]
+        trial, step = entry
+        step += 1
+        entry[1] = step
+        trial.report(quality[trial.number] * step / 12 + draw.gauss(0, 0.02), step)
+        pruned = trial.should_prune()
+        answers.append((trial.number, step, pruned))
+        if pruned or step == 12:
+            study.tell(trial, state=TrialState.PRUNED) if pruned else study.tell(trial, quality[trial.number])
+            running.remove(entry)
+    return answers, [(t.number, t.state, t.system_attrs) for t in study.get_trials()]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_it_prunes_exactly_as_optunas_successive_halving(tmp_path, direction, monkeypatch):
+    ours = _play(f"sqlite:///{tmp_path / 'ours.db'}", SuccessiveHalvingPruner(1, 3), direction)
+    optunas = _play(f"sqlite:///{tmp_path / 'optuna.db'}", optuna.pruners.SuccessiveHalvingPruner(1, 3), direction)
+    assert ours == optunas
+    assert 0 < sum(pruned for *_, pruned in ours[0]) < 40  # some pruned, some not: the comparison means something
+
+
+def test_it_reads_no_whole_trial_while_pruning(tmp_path, monkeypatch):
+    reads = []
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", pruner=SuccessiveHalvingPruner(1, 3))
+    trials = [study.ask() for _ in range(4)]
+    for value, trial in zip((0.1, 0.9, 0.5, 0.7), trials):
+        trial.report(value, 1)
+    get_all_trials = type(study._storage).get_all_trials
+    monkeypatch.setattr(type(study._storage), "get_all_trials",
+                        lambda self, *args, **kwargs: reads.append(1) or get_all_trials(self, *args, **kwargs))
+    assert [trial.should_prune() for trial in trials].count(True) >= 1
+    assert not reads
+
+
+def test_other_storages_take_optunas_read():
+    answers = []
+    for pruner in (SuccessiveHalvingPruner(1, 3), optuna.pruners.SuccessiveHalvingPruner(1, 3)):
+        study = optuna.create_study(pruner=pruner)  # in memory
+        trials = [study.ask() for _ in range(4)]
+        for value, trial in zip((0.1, 0.9, 0.5, 0.05), trials):
+            trial.report(value, 1)
+        answers.append([trial.should_prune() for trial in trials])
+    assert answers[0] == answers[1] and any(answers[0]) and not all(answers[0])
