@@ -24,6 +24,12 @@ __all__ = ["SuccessiveHalvingPruner"]
 
 _RUNG_PREFIX = "completed_rung_"  # Optuna's key for a trial's value at a rung
 
+try:  # Optuna's private RDB layer; should a release move it, pruning takes Optuna's own read
+    from optuna.storages._rdb import models as _models
+    from optuna.storages._rdb.storage import _create_scoped_session
+except ImportError:  # pragma: no cover - depends on the installed Optuna
+    _models = None
+
 
 @dataclass
 class _RungsOnly:
@@ -44,17 +50,13 @@ class _RungView:
         return self._study.direction
 
     def get_trials(self, deepcopy: bool = False, states=None) -> list[_RungsOnly]:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        trials: dict[int, _RungsOnly] = {}
+        attribute, trial = _models.TrialSystemAttributeModel, _models.TrialModel
         with _create_scoped_session(self._backend.scoped_session) as session:
-            rows = (session.query(models.TrialSystemAttributeModel.trial_id, models.TrialSystemAttributeModel.key,
-                                  models.TrialSystemAttributeModel.value_json)
-                    .join(models.TrialModel, models.TrialModel.trial_id == models.TrialSystemAttributeModel.trial_id)
-                    .filter(models.TrialModel.study_id == self._study._study_id,
-                            models.TrialSystemAttributeModel.key.like(f"{_RUNG_PREFIX}%"))
+            rows = (session.query(attribute.trial_id, attribute.key, attribute.value_json)
+                    .join(trial, trial.trial_id == attribute.trial_id)
+                    .filter(trial.study_id == self._study._study_id, attribute.key.like(f"{_RUNG_PREFIX}%"))
                     .all())
+        trials: dict[int, _RungsOnly] = {}
         for trial_id, key, value in rows:
             trials.setdefault(trial_id, _RungsOnly()).system_attrs[key] = json.loads(value)
         return list(trials.values())
@@ -73,6 +75,6 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         backend = getattr(study._storage, "_backend", study._storage)
-        if not isinstance(backend, optuna.storages.RDBStorage):
+        if _models is None or not isinstance(backend, optuna.storages.RDBStorage):
             return super().prune(study, trial)
         return super().prune(_RungView(study, backend), trial)  # type: ignore[arg-type]
