@@ -323,12 +323,13 @@ class _Loop:
         """
         from ..training.rolling import RollingPopulation
 
-        flight: dict[int, tuple[optuna.Trial, ExitStack]] = {}  # trial number -> (trial, its heartbeat)
+        # trial number -> (trial, its heartbeat, its epoch checkpoint)
+        flight: dict[int, tuple[optuna.Trial, ExitStack, Path | None]] = {}
 
         def done(number: int, result) -> None:
-            trial, beat = flight.pop(number)
+            trial, beat, checkpoint = flight.pop(number)
             beat.close()
-            outcome = self._tell(trial, result)
+            outcome = self._tell(trial, result, checkpoint)
             for cb in self.callbacks:
                 cb.on_trial_end(outcome, self.study)
 
@@ -337,7 +338,7 @@ class _Loop:
         def own(trial: optuna.Trial) -> None:
             beat = ExitStack()
             beat.enter_context(heartbeats([trial], self.study._storage))
-            flight[trial.number] = (trial, beat)
+            flight[trial.number] = (trial, beat, self._checkpoint(trial))
             asked.append(trial)
 
         pool = RollingPopulation(self.settings.problem, on_done=done)
@@ -355,7 +356,7 @@ class _Loop:
                     return False
                 pool.advance()
         except KeyboardInterrupt:
-            for trial, beat in list(flight.values()):
+            for trial, beat, _ in list(flight.values()):
                 beat.close()
                 self._interrupt(trial)
             return True
@@ -369,7 +370,7 @@ class _Loop:
             for cb in self.callbacks:
                 cb.on_trial_end(refused, self.study)
             return
-        pool.add(config, self._member_hooks(trial), trial.number, checkpoint=self._checkpoint(trial))
+        pool.add(config, self._member_hooks(trial), trial.number, checkpoint=flight[trial.number][2])
 
     def _ask_round(self, start: float, places: int, own: Callable[[optuna.Trial], None]) -> int:
         """Ask for up to ``places`` trials that fit the budget, each handed to ``own``; returns how many
@@ -466,7 +467,7 @@ class _Loop:
                                 nproc=s.trial_nproc)
         except UsageError as error:
             return self._fail(trial, config, error)
-        return self._tell(trial, result)
+        return self._tell(trial, result, checkpoint)
 
     def _checkpoint(self, trial: optuna.Trial) -> Path | None:
         """Where the trial keeps its epoch checkpoint (a retry finds its predecessor's), or None."""
@@ -516,7 +517,8 @@ class _Loop:
             self.outcomes.append(outcome)
         return outcome
 
-    def _tell(self, trial: optuna.Trial, result) -> TrialOutcome:
+    def _tell(self, trial: optuna.Trial, result, checkpoint: Path | None = None) -> TrialOutcome:
+        """Tell the trial its outcome and record it; its epoch ``checkpoint``, if any, goes with the tell."""
         value = result.metrics.get(self.settings.metric)
         status = {"completed": "completed", "stopped": "pruned", "diverged": "diverged"}[result.status]
         if status == "completed" and (value is None or not math.isfinite(value)):
@@ -531,7 +533,6 @@ class _Loop:
             trial.report(worst_value(self.settings.direction), step=max(result.epochs_run, 1))
         outcome = TrialOutcome(trial.number, result.config, status, value if status == "completed" else None,
                                result.epochs_run, result.seconds, result.history)
-        checkpoint = self._checkpoint(trial)
         with _HeldInterrupts():  # told, recorded and cleared up together, so an interrupt cannot split them
             if status == "completed":
                 self.study.tell(trial, value)
