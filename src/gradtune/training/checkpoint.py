@@ -17,7 +17,8 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes", "load_epoch_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes", "load_epoch_checkpoint",
+           "save_epoch_checkpoint"]
 
 CHECKPOINT_KEYS = ("model_state", "optimizer_state", "config", "seed", "epoch")
 _FORMAT = "gradtune-checkpoint-1"
@@ -77,6 +78,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 # What an epoch checkpoint adds, so that a resumed run continues exactly: the steps taken, the
 # history so far, the data order's generator and the divergence bound set by the first loss.
 _EPOCH_KEYS = ("step", "history", "data_generator", "guard_bound")
+
+
+def save_epoch_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config, *,
+                          epoch: int, step: int, history: list, data_generator: torch.Generator,
+                          guard_bound: float, sampling_state: dict | None = None) -> Path:
+    """The checkpoint a run writes after each epoch, and :func:`load_epoch_checkpoint` reads back.
+
+    One writer for the single loop and the population trainer, so that either
+    resumes from the other's (``config`` is a :class:`~gradtune.TrainConfig`).
+    """
+    return save_checkpoint(path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+                           config=config.to_dict(), seed=config.seed, epoch=epoch, step=step, history=history,
+                           data_generator=data_generator.get_state(), guard_bound=guard_bound,
+                           sampling_state=sampling_state)
 
 
 def load_epoch_checkpoint(path: str | Path, config: dict) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from ..models import apply_init
 from ..optim import current_lr, make_optimizer
 from ..problems import Problem, accuracy
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint, save_checkpoint
+from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -138,11 +138,10 @@ class _Run:
 
     def _save(self) -> None:
         if self.checkpoint is not None:
-            save_checkpoint(self.checkpoint, model_state=self.model.state_dict(),
-                            optimizer_state=self.optimizer.state_dict(), config=self.config.to_dict(),
-                            seed=self.config.seed, epoch=self.epoch, step=self.step, history=self.history,
-                            data_generator=self.data_generator.get_state(), guard_bound=self.guard.bound,
-                            sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
+            save_epoch_checkpoint(self.checkpoint, self.model, self.optimizer, self.config, epoch=self.epoch,
+                                  step=self.step, history=self.history, data_generator=self.data_generator,
+                                  guard_bound=self.guard.bound,
+                                  sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
 
     def run(self) -> TrainResult:
         self.start = time.perf_counter()

@@ -40,7 +40,7 @@ from ..optim import PopulationOptimizer, get_optimizer_def, kernel, make_optimiz
 from ..optim.population import block_order, runs
 from ..problems import Problem, accuracy
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint, save_checkpoint
+from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .device import resolve_device
 from .loop import DivergenceGuard, build_model, train
 from .plan import TrainingPlan
@@ -278,9 +278,7 @@ class _Group:
         self.on_done = on_done
         self.device = resolve_device(configs[0].device)
         self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
-        checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(configs)
-        self.members = [self._new_member(c, cbs, path) for c, cbs, path in zip(configs, callbacks, checkpoints)]
-        restored = [self._restore(m) for m in self.members]
+        self.members, restored = self._admit(configs, callbacks, checkpoints)
         self.stack = stack_models([model for model, _ in restored])
         self.optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                                              self.stack.params.flat)
@@ -291,18 +289,21 @@ class _Group:
         self.clock = clock or CheckpointClock()
         self._resume(list(range(len(configs))), restored)
 
-    def _new_member(self, config: TrainConfig, callbacks: Sequence[Callback], checkpoint: Path | None) -> _Member:
-        return _Member(config, callbacks, TrainingPlan(config, self.problem.n_train),
-                       torch.Generator().manual_seed(config.seed + 1), joined=self.epoch,
-                       start=time.perf_counter(), checkpoint=checkpoint)
-
-    def _restore(self, m: _Member) -> tuple[torch.nn.Module, dict[str, Any] | None]:
-        """The member's model, with the weights of its epoch checkpoint if there is a whole one of its config."""
-        model = build_model(self.problem, m.config, self.device)
-        saved = load_epoch_checkpoint(m.checkpoint, m.config.to_dict()) if m.checkpoint is not None else None
-        if saved is not None:
-            model.load_state_dict(saved["model_state"])
-        return model, saved
+    def _admit(self, configs: list[TrainConfig], callbacks: list[Sequence[Callback]],
+               checkpoints: Sequence[Path | None] | None) -> tuple[list[_Member], list[tuple[torch.nn.Module, Any]]]:
+        """New members, each with its model: the weights of its epoch checkpoint where there is a whole one of
+        its config (then returned beside the model, for :meth:`_resume`), else a fresh initialisation."""
+        members, restored = [], []
+        for config, member_callbacks, path in zip(configs, callbacks, checkpoints or [None] * len(configs)):
+            members.append(_Member(config, member_callbacks, TrainingPlan(config, self.problem.n_train),
+                                   torch.Generator().manual_seed(config.seed + 1), joined=self.epoch,
+                                   start=time.perf_counter(), checkpoint=path))
+            model = build_model(self.problem, config, self.device)
+            saved = load_epoch_checkpoint(path, config.to_dict()) if path is not None else None
+            if saved is not None:
+                model.load_state_dict(saved["model_state"])
+            restored.append((model, saved))
+        return members, restored
 
     def _resume(self, members: list[int], restored: list[tuple[torch.nn.Module, dict[str, Any] | None]]) -> None:
         """Members with a checkpoint take up its optimiser state, counters, history and data order.
@@ -358,11 +359,9 @@ class _Group:
         optimiser blocks, as at construction.
         """
         first = len(self.members)
-        checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(configs)
-        new = [self._new_member(c, cbs, path) for c, cbs, path in zip(configs, callbacks, checkpoints)]
+        new, restored = self._admit(configs, callbacks, checkpoints)
         self.members += new
         self.ids += ids
-        restored = [self._restore(m) for m in new]
         self.stack.add([model for model, _ in restored])
         self.optimizer.add([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                            self.stack.params.flat)
@@ -541,9 +540,8 @@ class _Group:
         for i in members:
             m = self.members[i]
             model, optimizer = self._as_single_run(m, *self._member_state(self.active.index(i)))
-            save_checkpoint(m.checkpoint, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-                            config=m.config.to_dict(), seed=m.config.seed, epoch=self._age(m), step=m.step,
-                            history=m.history, data_generator=m.generator.get_state(), guard_bound=m.guard.bound)
+            save_epoch_checkpoint(m.checkpoint, model, optimizer, m.config, epoch=self._age(m), step=m.step,
+                                  history=m.history, data_generator=m.generator, guard_bound=m.guard.bound)
         self.clock.wrote(start)
 
     def _record(self, m: _Member, metrics: dict[str, float]) -> dict[str, Any]:
