@@ -27,6 +27,12 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
         config = trial["config"]
         low, high = report["lr_find"][config["optimizer"]]["range"]
         assert low <= config["lr"] <= high
+    # The portfolio trains first, whole, at its defaults: cosine decay, the longest training the cap allows.
+    baselines = result.trials[:3]
+    assert [t["config"]["optimizer"] for t in baselines] == report["portfolio"]
+    for trial in baselines:
+        assert trial["state"] == "completed" and trial["epochs_run"] == 3
+        assert trial["config"]["schedule"] == "cosine" and trial["config"]["batch_size"] == 32
     assert report["batch_size"]["recommended_batch_size"] >= 8
     assert any("Range test, momentum" in line for line in report["explanation"])
     assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]

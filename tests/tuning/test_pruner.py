@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gradtune.tuning.strategies.pruner import SuccessiveHalvingPruner
+from gradtune.tuning.strategies.pruner import BASELINE_ATTR, SuccessiveHalvingPruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,3 +69,21 @@ def test_other_storages_take_optunas_read():
             trial.report(value, 1)
         answers.append([trial.should_prune() for trial in trials])
     assert answers[0] == answers[1] and any(answers[0]) and not all(answers[0])
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "memory"])
+def test_a_baseline_runs_whole_and_still_sets_the_bar(tmp_path, storage):
+    url = f"sqlite:///{tmp_path / 's.db'}" if storage == "sqlite" else None
+    study = optuna.create_study(storage=url, direction="maximize", pruner=SuccessiveHalvingPruner(1, 3))
+    leader = study.ask()
+    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: "momentum"})
+    baseline, plain = study.ask(), study.ask()
+    assert BASELINE_ATTR in baseline.user_attrs and BASELINE_ATTR not in leader.user_attrs
+    leader.report(0.9, 1)
+    assert not leader.should_prune()
+    for trial in (baseline, plain):  # the same poor value at the first rung
+        trial.report(0.1, 1)
+    assert plain.should_prune() and not baseline.should_prune()
+    # The baseline's rung value was recorded: a later trial competes against it too.
+    rung = study._storage.get_trial(baseline._trial_id).system_attrs
+    assert rung.get("completed_rung_0") == 0.1

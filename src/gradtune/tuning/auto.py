@@ -5,7 +5,10 @@
    with momentum, AdamW and RMSprop (those the space holds). Schmidt et al.
    2021 ("Descending through a Crowded Valley") found that trying several
    optimisers at their defaults is about as good as tuning one, and that the
-   learning rate is what matters most.
+   learning rate is what matters most. Each portfolio optimiser then trains
+   whole at its defaults and its suggested rate (cosine decay, the longest
+   training the space allows), as the study's first trials: the pruner lets
+   these baselines run to the end, so the search starts from the best of them.
 2. The space narrowed around each suggestion: each optimiser's learning rate
    searched over the range the test gives (a decade either side of the
    suggestion, capped at the loss minimum); every other parameter as the space
@@ -32,6 +35,7 @@ from ..optim import get_optimizer_def
 from ..problems import Problem
 from .defaults import LR_RANGES
 from .space import SearchSpace
+from .strategies.pruner import BASELINE_ATTR
 
 __all__ = ["PORTFOLIO", "AUTO_KEY", "prepare", "batch_size_advice", "explain"]
 
@@ -59,25 +63,34 @@ def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int
         narrowed = SearchSpace.from_mapping(stored["space"])
         for name, found in stored["lr_find"].items():
             if found["suggested_lr"] is not None:
-                study.enqueue_trial(_at_defaults(narrowed, name, found["suggested_lr"]))
+                # A baseline runs whole: halving must not stop the portfolio at its first rung.
+                study.enqueue_trial(_at_defaults(narrowed, name, found["suggested_lr"]),
+                                    user_attrs={BASELINE_ATTR: name})
     return SearchSpace.from_mapping(stored["space"]), stored
 
 
-# Values that mean "the optimiser at its defaults", where the space can take them.
-_DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "schedule": "constant", "warmup": 0.0,
+# Values that mean "the optimiser at its defaults", where the space can take them: the
+# optimisers' own defaults, and the practitioner's defaults for the rest. Cosine decay
+# (Loshchilov & Hutter 2017) is the schedule nanoGPT, timm and most recipes start from;
+# a constant rate leaves the last epochs noisy, and in a race against TPE the
+# portfolio's first result is what the user sees first.
+_DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "schedule": "cosine", "warmup": 0.0,
              "init": "default", "activation": "relu", "batch_size": 32}
 
 
 def _at_defaults(space: SearchSpace, optimizer: str, lr: float) -> dict[str, Any]:
-    """Optuna parameters for ``optimizer`` at ``lr`` with every default the space allows; the rest is sampled."""
+    """Optuna parameters for ``optimizer`` at ``lr`` with every default the space allows, for the longest
+    training the space allows (the trial cap still applies); the rest is sampled."""
     point: dict[str, Any] = {"optimizer": optimizer}
-    chosen = {"optimizer": optimizer, "schedule": "constant"}
-    for key, value in {"lr": lr, **_DEFAULTS}.items():
+    chosen = {"optimizer": optimizer, "schedule": _DEFAULTS["schedule"]}
+    for key, value in {"lr": lr, **_DEFAULTS, "epochs": None}.items():
         param = space.params.get(key)
         found = space._applies(param, optimizer, chosen) if param is not None else None
         if found is None:
             continue
         name, domain = found
+        if value is None:  # the longest
+            value = max(domain.choices) if domain.choices is not None else domain.high
         fits = (value in domain.choices if domain.choices is not None
                 else domain.low is not None and domain.low <= value <= domain.high)
         if fits:
@@ -139,6 +152,9 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         low, high = found["range"]
         said = f"suggested {suggestion:.3g}" if suggestion is not None else "no clear suggestion"
         lines.append(f"Range test, {name}: {said}; learning rate searched in [{low:.3g}, {high:.3g}].")
+    if report.get("portfolio"):
+        lines.append("Each portfolio optimiser first trained whole at its defaults (cosine decay, the longest "
+                     "training allowed), unpruned: the baseline the search must beat.")
     lines.append("Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by TPE.")
     if best_config is not None and best_value is not None:
         lines.append(f"Best: {best_config.get('optimizer')} at lr {best_config.get('lr', 0):.3g}, batch "

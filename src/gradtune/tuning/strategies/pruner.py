@@ -20,7 +20,11 @@ from typing import Any
 
 import optuna
 
-__all__ = ["SuccessiveHalvingPruner"]
+__all__ = ["BASELINE_ATTR", "SuccessiveHalvingPruner"]
+
+# A user attribute marking a trial the pruner lets run whole (``auto``'s portfolio at its
+# defaults). Its rung values are still recorded, so it sets the bar for the trials after it.
+BASELINE_ATTR = "gradtune_baseline"
 
 _RUNG_PREFIX = "completed_rung_"  # Optuna's key for a trial's value at a rung
 
@@ -76,5 +80,7 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         backend = getattr(study._storage, "_backend", study._storage)
         if _models is None or not isinstance(backend, optuna.storages.RDBStorage):
-            return super().prune(study, trial)
-        return super().prune(_RungView(study, backend), trial)  # type: ignore[arg-type]
+            prune = super().prune(study, trial)
+        else:
+            prune = super().prune(_RungView(study, backend), trial)  # type: ignore[arg-type]
+        return prune and BASELINE_ATTR not in trial.user_attrs
