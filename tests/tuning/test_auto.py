@@ -7,6 +7,7 @@ import json
 import pytest
 
 import gradtune
+from gradtune.report import write_report
 from gradtune.tuning import tune
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
@@ -33,9 +34,16 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     for trial in baselines:
         assert trial["state"] == "completed" and trial["epochs_run"] == 3
         assert trial["config"]["schedule"] == "cosine" and trial["config"]["batch_size"] == 32
+    assert report["baselines"] == {t["config"]["optimizer"]: {"trial": t["number"], "lr": t["config"]["lr"],
+                                                              "state": "completed", "value": t["value"]}
+                                   for t in baselines}
+    assert any(line.startswith("Baselines, each trained whole") and "momentum 0." in line for line in report["explanation"])
     assert report["batch_size"]["recommended_batch_size"] >= 8
     assert any("Range test, momentum" in line for line in report["explanation"])
     assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]
+    html = write_report(tmp_path / "report.html", study=result.study, storage=storage).read_text()
+    momentum = report["baselines"]["momentum"]["value"]
+    assert "at its defaults (trained whole)" in html and f"<td>{momentum:.4g}</td>" in html
 
     # A resumed study searches the stored space: no second range test.
     def refuse(*args, **kwargs):

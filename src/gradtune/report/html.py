@@ -125,10 +125,13 @@ def _extras(report: ReportData) -> str:
                      + _img(f.lr_find_figure(found), "lr range test"))
     if AUTO_KEY in extras:
         auto = extras[AUTO_KEY]
-        rows = [(name, t.get("suggested_lr"), _range_text(t.get("range")), t.get("diverged"))
+        at_defaults = auto.get("baselines") or {}
+        rows = [(name, t.get("suggested_lr"), _range_text(t.get("range")), t.get("diverged"),
+                 at_defaults.get(name, {}).get("value"))
                 for name, t in (auto.get("lr_find") or {}).items()]
         parts.append("<h2>Strategy auto: range tests that narrowed the space</h2>"
-                     + _table(("optimizer", "suggested lr", "searched range", "diverged"), rows))
+                     + _table(("optimizer", "suggested lr", "searched range", "diverged",
+                               "at its defaults (trained whole)"), rows))
     if "noise_scale" in extras:
         noise = extras["noise_scale"]
         parts.append(f"<h2>Gradient noise scale</h2><p>noise scale {_e(_fmt(noise.get('noise_scale')))}; critical "

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UsageError
+from ..tuning.auto import baselines
 from ..tuning.result import trial_rows
 from ..tuning.storage import DEFAULT_STORAGE, open_storage
 from ..tuning.study import METADATA_KEY
@@ -74,6 +75,8 @@ def load_report_data(name: str, storage: str | None = None) -> ReportData:
     pbt = _pbt(study, rows, meta.get("direction", study.direction.name.lower()) == "maximize")
     if pbt:
         extras["pbt"] = pbt
+    if AUTO_KEY in extras:
+        extras[AUTO_KEY] = {**extras[AUTO_KEY], "baselines": baselines(study, rows)}
     return ReportData(title=f"study {name}", metric=meta.get("metric", "value"),
                       direction=study.direction.name.lower(), metadata=dict(meta), rows=rows,
                       extras=extras, study=study)

@@ -37,7 +37,7 @@ from .defaults import LR_RANGES
 from .space import SearchSpace
 from .strategies.pruner import BASELINE_ATTR
 
-__all__ = ["PORTFOLIO", "AUTO_KEY", "prepare", "batch_size_advice", "explain"]
+__all__ = ["PORTFOLIO", "AUTO_KEY", "prepare", "baselines", "batch_size_advice", "explain"]
 
 PORTFOLIO = ("momentum", "adamw", "rmsprop")
 AUTO_KEY = "gradtune_auto"
@@ -126,6 +126,20 @@ def _measure(problem: Problem, space: SearchSpace, seed: int, device: str) -> di
     return {"portfolio": portfolio, "lr_find": found, "space": data}
 
 
+def baselines(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each portfolio optimiser's trial at its defaults, from the study's trial ``rows``: its number, rate,
+    state and value, the bar the search had to clear (Schmidt et al. 2021's question: did tuning beat the
+    defaults?)."""
+    names = {t.number: t.user_attrs[BASELINE_ATTR] for t in study.get_trials(deepcopy=False)
+             if BASELINE_ATTR in t.user_attrs}
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["number"] in names:
+            found.setdefault(names[row["number"]], {"trial": row["number"], "lr": row["config"].get("lr"),
+                                                    "state": row["state"], "value": row["value"]})
+    return found
+
+
 def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """The gradient noise scale on a short run of the best configuration, and the batch size it suggests."""
     from ..config import TrainConfig
@@ -152,10 +166,12 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         low, high = found["range"]
         said = f"suggested {suggestion:.3g}" if suggestion is not None else "no clear suggestion"
         lines.append(f"Range test, {name}: {said}; learning rate searched in [{low:.3g}, {high:.3g}].")
-    if report.get("portfolio"):
-        lines.append("Each portfolio optimiser first trained whole at its defaults (cosine decay, the longest "
-                     "training allowed), unpruned: the baseline the search must beat.")
     lines.append("Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by TPE.")
+    valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
+    if valued:
+        at = ", ".join(f"{name} {b['value']:.4f} (lr {b['lr']:.3g})" for name, b in valued.items())
+        lines.append(f"Baselines, each trained whole at its defaults (cosine decay, the longest training allowed) "
+                     f"and never pruned: {at}.")
     if best_config is not None and best_value is not None:
         lines.append(f"Best: {best_config.get('optimizer')} at lr {best_config.get('lr', 0):.3g}, batch "
                      f"{best_config.get('batch_size')}, {metric} {best_value:.4f}.")

@@ -144,7 +144,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     if best_model:
         result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
         if prepared.auto is not None:  # the advice, once, by whoever collects the study
-            report = {**prepared.auto, "batch_size": auto.batch_size_advice(problem, result.best_config)}
+            report = {**prepared.auto, "baselines": auto.baselines(prepared.study, result.trials),
+                      "batch_size": auto.batch_size_advice(problem, result.best_config)}
             result.auto = {**report, "explanation": auto.explain(report, result.best_config, result.best_value,
                                                                  settings.metric)}
     if out is not None:
