@@ -141,9 +141,7 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
             for i in indices:
                 results[i] = train(problem, configs[i], callbacks=callbacks[i])
             continue
-        order = block_order([configs[i].optimizer for i in indices], [configs[i].hyperparameters() for i in indices],
-                            then=[configs[i].batch_size for i in indices])
-        indices = [indices[k] for k in order]
+        indices = [indices[k] for k in _stack_order([configs[i] for i in indices])]
         group = _Group(problem, [configs[i] for i in indices], [callbacks[i] for i in indices], indices, controller)
         for i, result in zip(indices, group.run()):
             results[i] = result
@@ -228,6 +226,13 @@ class Population:
     def exploit(self, target: int, source: int, config: TrainConfig) -> None:
         """``target`` continues from ``source``'s weights and optimiser state, training as ``config``."""
         self._group.exploit(self._group.ids.index(target), self._group.ids.index(source), config)
+
+
+def _stack_order(configs: Sequence[TrainConfig]) -> list[int]:
+    """Indices of ``configs`` in stack row order: members needing the same update terms together (one
+    optimiser block each), and within a block by batch size, so that those stepping together are one run."""
+    return block_order([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+                       then=[c.batch_size for c in configs])
 
 
 @dataclass
@@ -366,9 +371,7 @@ class _Group:
         self.optimizer.add([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                            self.stack.params.flat)
         self.active += list(range(first, len(self.members)))
-        members = [self.members[i] for i in self.active]
-        order = block_order([m.config.optimizer for m in members], [m.config.hyperparameters() for m in members],
-                            then=[m.config.batch_size for m in members])
+        order = _stack_order([self.members[i].config for i in self.active])
         self._keep([self.active[k] for k in order])
         self._resume(list(range(first, len(self.members))), restored)
         for m in new:
