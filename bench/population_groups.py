@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 import gradtune
 from gradtune.training.population import train_population
 
-from population import draw
+from population import draw, timed
 
 
 def main() -> None:
@@ -48,13 +47,11 @@ def main() -> None:
         times: dict[str, list[float]] = {"population": [], "single": []}
         for rep in range(args.repeats):
             for who in (("population", "single") if rep % 2 == 0 else ("single", "population")):
-                start = time.perf_counter()
                 if who == "population":
-                    train_population(problem, members)
+                    _, seconds = timed(lambda: train_population(problem, members))
                 else:
-                    for c in members:
-                        gradtune.train(problem, c)
-                times[who].append(time.perf_counter() - start)
+                    _, seconds = timed(lambda: [gradtune.train(problem, c) for c in members])
+                times[who].append(seconds)
         pop, single = statistics.median(times["population"]), statistics.median(times["single"])
         totals[0] += pop
         totals[1] += single

@@ -37,7 +37,8 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     assert report["baselines"] == {t["config"]["optimizer"]: {"trial": t["number"], "lr": t["config"]["lr"],
                                                               "state": "completed", "value": t["value"]}
                                    for t in baselines}
-    assert any(line.startswith("Baselines, each trained whole") and "momentum 0." in line for line in report["explanation"])
+    assert any(line.startswith("Baselines, each trained whole") and "momentum 0." in line
+               for line in report["explanation"])
     assert report["batch_size"]["recommended_batch_size"] >= 8
     assert any("Range test, momentum" in line for line in report["explanation"])
     assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]
