@@ -34,6 +34,7 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     for trial in baselines:
         assert trial["state"] == "completed" and trial["epochs_run"] == 3
         assert trial["config"]["schedule"] == "cosine" and trial["config"]["batch_size"] == 32
+        assert trial["config"]["warmup"] == (0.05 if trial["config"]["optimizer"] == "adamw" else 0.0)
     assert report["baselines"] == {t["config"]["optimizer"]: {"trial": t["number"], "lr": t["config"]["lr"],
                                                               "state": "completed", "value": t["value"]}
                                    for t in baselines}
@@ -62,3 +63,21 @@ def test_auto_keeps_to_the_optimizers_the_space_offers_portfolio_first(tmp_path)
                   storage=f"sqlite:///{tmp_path}/s.db")
     assert result.auto["portfolio"] == ["momentum", "adam"]
     assert {t["config"]["optimizer"] for t in result.trials} <= {"momentum", "adam"}
+
+
+def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_path, monkeypatch):
+    import optuna
+
+    from gradtune.tuning import auto
+    from gradtune.tuning.defaults import default_space
+
+    problem = gradtune.get_problem("digits-mlp", hidden=(8,))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
+    space = default_space(problem)
+    auto.prepare(problem, space, study, seed=0, device="cpu")
+    waiting = [t.user_attrs for t in study.get_trials(states=[optuna.trial.TrialState.WAITING])]
+    assert waiting == [{"gradtune_baseline": name} for name in ("momentum", "adamw", "rmsprop")]
+    # The second worker read the study before the first stored its range tests.
+    monkeypatch.setattr(optuna.Study, "user_attrs", property(lambda self: {}))
+    auto.prepare(problem, space, study, seed=0, device="cpu")
+    assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == 3
