@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tuning.runner import TuneCallback
-from ._console import make_console
+from ._console import make_console, write_line
 
 _SHOWN = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "schedule", "epochs")
 
@@ -135,5 +135,5 @@ class TrialLog(TuneCallback):
 
         self.count += 1
         if self.enabled:
-            print(f"worker {worker_id()}: trial {outcome.number} {outcome.status} {self.metric}={outcome.value!r} "
-                  f"epochs={outcome.epochs_run}", flush=True)
+            write_line(f"worker {worker_id()}: trial {outcome.number} {outcome.status} {self.metric}={outcome.value!r} "
+                       f"epochs={outcome.epochs_run}")

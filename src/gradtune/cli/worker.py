@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tuning import SearchSpace, tune
     from ..tuning.storage import open_storage
     from ..tuning.study import stored_metadata, worker_id
+    from ._console import write_line
     from ._live import TrialLog
     from .tune import checkpoint_dir, raise_interrupt
 
@@ -67,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
     if not args.quiet:
-        print(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
-              f"{log.count} trials; the study has {result.counts()}", flush=True)
+        write_line(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
+                   f"{log.count} trials; the study has {result.counts()}")
     return 130 if result.interrupted else 0
