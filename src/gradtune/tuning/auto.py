@@ -45,11 +45,11 @@ AUTO_KEY = "gradtune_auto"
 _NOISE_EPOCHS = 5  # the noise scale is read off a short run: it settles within a few epochs
 # Auto's range tests ramp over 300 steps, not ``gradtune lr-find``'s 100: each rate then sees three times
 # the batches, so the suggestion moves less with the seed. Measured over seeds 0-2, each portfolio optimiser
-# trained 20 epochs (cosine, batch 32) at its suggestion, 100 against 300 steps: MNIST-1D MLP momentum
-# 0.666 against 0.701 (its seed-1 suggestion went from 0.012 to 0.052) and AdamW 0.642 against 0.674;
-# the CNN's RMSprop 0.451 against 0.715 (a 100-step ramp barely moves the CNN's loss before RMSprop's
-# early, unwarmed steps blow it up); digits within one validation sample. The longer test costs about a
-# second on the CNN.
+# trained 20 epochs (cosine, batch 32; AdamW and RMSprop with 5% warm-up) at its suggestion, 100 against 300
+# steps: MNIST-1D MLP momentum 0.666 against 0.701 (its seed-1 suggestion went from 0.012 to 0.052) and
+# AdamW 0.642 against 0.674; the CNN's RMSprop 0.451 against 0.715 (a 100-step ramp barely moves the CNN's
+# loss before RMSprop's early, unwarmed steps blow it up); digits within one validation sample. The longer
+# test costs about a second on the CNN.
 _RANGE_STEPS = 300
 
 
