@@ -15,9 +15,15 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
 
 
 def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_path, monkeypatch):
+    from gradtune.training import population
+
     problem = gradtune.get_problem("digits-mlp", hidden=(16,))
     storage = f"sqlite:///{tmp_path}/s.db"
-    result = tune(problem, strategy="auto", budget=6, trial_epochs=3, storage=storage, out=tmp_path / "out")
+    rounds = []
+    real = population.train_population
+    monkeypatch.setattr(population, "train_population",
+                        lambda problem, configs, **kw: rounds.append(len(configs)) or real(problem, configs, **kw))
+    result = tune(problem, strategy="auto", budget=8, trial_epochs=3, storage=storage, out=tmp_path / "out")
     report = result.auto
     assert report["portfolio"] == ["momentum", "adamw", "rmsprop"]
     for name, found in report["lr_find"].items():
@@ -28,17 +34,26 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
         config = trial["config"]
         low, high = report["lr_find"][config["optimizer"]]["range"]
         assert low <= config["lr"] <= high
-    # The portfolio trains first, whole, at its defaults: cosine decay, the longest training the cap allows.
-    baselines = result.trials[:3]
-    assert [t["config"]["optimizer"] for t in baselines] == report["portfolio"]
+    # The portfolio trains first, whole, at its defaults (GELU, cosine decay, the longest training the cap
+    # allows), each optimiser at its suggestion and the middle of the range above it, as one population.
+    baselines = result.trials[:6]
+    assert rounds == [6]
+    assert [t["config"]["optimizer"] for t in baselines] == [n for n in report["portfolio"] for _ in range(2)]
     for trial in baselines:
         assert trial["state"] == "completed" and trial["epochs_run"] == 3
         assert trial["config"]["schedule"] == "cosine" and trial["config"]["batch_size"] == 32
+        assert trial["config"]["activation"] == "gelu"
         assert trial["config"]["warmup"] == (0.05 if trial["config"]["optimizer"] == "adamw" else 0.0)
-    assert report["baselines"] == {t["config"]["optimizer"]: {"trial": t["number"], "lr": t["config"]["lr"],
-                                                              "state": "completed", "value": t["value"]}
-                                   for t in baselines}
-    assert any(line.startswith("Baselines, each trained whole") and "momentum 0." in line
+    for name in report["portfolio"]:
+        found, tried = report["lr_find"][name], [t for t in baselines if t["config"]["optimizer"] == name]
+        assert [t["config"]["lr"] for t in tried] == pytest.approx(
+            [found["suggested_lr"], (found["suggested_lr"] * found["range"][1]) ** 0.5])
+        best = max(tried, key=lambda t: t["value"])
+        assert report["baselines"][name] == {
+            "trial": best["number"], "lr": best["config"]["lr"], "state": "completed", "value": best["value"],
+            "tried": [{"trial": t["number"], "lr": t["config"]["lr"], "state": "completed", "value": t["value"]}
+                      for t in tried]}
+    assert any(line.startswith("Baselines, each optimiser at its defaults") and "momentum 0." in line
                for line in report["explanation"])
     assert report["batch_size"]["recommended_batch_size"] >= 8
     assert any("Range test, momentum" in line for line in report["explanation"])
@@ -52,8 +67,8 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
         raise AssertionError("range tests ran again on resume")
 
     monkeypatch.setattr("gradtune.probes.lr_find_many", refuse)
-    again = tune(problem, strategy="auto", budget=8, trial_epochs=3, storage=storage, study=result.study)
-    assert again.auto["lr_find"] == report["lr_find"] and len(again.trials) == 8
+    again = tune(problem, strategy="auto", budget=10, trial_epochs=3, storage=storage, study=result.study)
+    assert again.auto["lr_find"] == report["lr_find"] and len(again.trials) == 10
 
 
 def test_auto_keeps_to_the_optimizers_the_space_offers_portfolio_first(tmp_path):
@@ -76,8 +91,19 @@ def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_p
     space = default_space(problem)
     auto.prepare(problem, space, study, seed=0, device="cpu")
     waiting = [t.user_attrs for t in study.get_trials(states=[optuna.trial.TrialState.WAITING])]
-    assert waiting == [{"gradtune_baseline": name} for name in ("momentum", "adamw", "rmsprop")]
+    assert waiting == [{"gradtune_baseline": name} for name in ("momentum", "adamw", "rmsprop") for _ in range(2)]
     # The second worker read the study before the first stored its range tests.
     monkeypatch.setattr(optuna.Study, "user_attrs", property(lambda self: {}))
     auto.prepare(problem, space, study, seed=0, device="cpu")
-    assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == 3
+    assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == 6
+
+
+@pytest.mark.parametrize(("found", "rates"), [
+    ({"suggested_lr": 0.01, "range": [0.001, 0.1]}, [0.01, 0.1 ** 0.5 * 0.1]),
+    ({"suggested_lr": 0.01, "range": [0.001, 0.015]}, [0.01]),  # the loss's minimum caps the range close above
+    ({"suggested_lr": None, "range": [1e-4, 1.0]}, []),
+])
+def test_each_portfolio_optimiser_trains_at_its_suggestion_and_the_middle_of_the_range_above(found, rates):
+    from gradtune.tuning.auto import bracket
+
+    assert bracket(found) == pytest.approx(rates)

@@ -138,7 +138,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv,
                            strategy)
     loop = _Loop(prepared.study, settings, plan.prunes, prepared.budget, list(callbacks), len(plan.enqueue) or None,
-                 size, pbt=strategy == "pbt")
+                 size, pbt=strategy == "pbt", stack_queued=strategy == "auto" and not cv and trial_nproc == 1)
     interrupted = loop.run()
     result = TuneResult.from_study(prepared.study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
     if best_model:
@@ -253,12 +253,17 @@ class _Loop:
     its outcome: the plain sequential loop. PBT's rounds ask for its whole
     population and train it together. Any other population rolls
     (:meth:`_run_rolling`): a trial is asked for each time one ends.
+
+    With ``stack_queued`` (``auto``'s baselines), one trial at a time becomes a round
+    of every queued trial, up to ``AUTO_SIZE``, trained together on the population
+    trainer: their configurations are fixed in advance, so no sampler waits on them.
     """
 
     def __init__(self, study: optuna.Study, settings: _Settings, prunes: bool, budget: Budget,
-                 callbacks: list[TuneCallback], grid_size: int | None, population: int = 1, pbt: bool = False):
+                 callbacks: list[TuneCallback], grid_size: int | None, population: int = 1, pbt: bool = False,
+                 stack_queued: bool = False):
         self.study, self.settings, self.prunes, self.budget = study, settings, prunes, budget
-        self.pbt = pbt
+        self.pbt, self.stack_queued = pbt, stack_queued
         self.callbacks, self.grid_size, self.population = callbacks, grid_size, population
         self.outcomes: list[TrialOutcome] = []
         self.best: tuple[int, float, Any] | None = None  # (trial number, value, TrainResult)
@@ -266,16 +271,25 @@ class _Loop:
     def finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
-    def _round_size(self, start: float) -> int:
-        """How many trials to ask for next; 0 once the budget (or the grid) is spent.
+    def _waiting(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def _places(self) -> int:
+        """How many trials the next round of the sequential loop trains together."""
+        if self.pbt or not self.stack_queued:
+            return self.population
+        return max(min(self._waiting(), AUTO_SIZE), 1)
+
+    def _round_size(self, start: float, places: int) -> int:
+        """How many of ``places`` trials to ask for next; 0 once the budget (or the grid) is spent.
 
         The time budget is checked only between rounds, so a round may overrun it by its own length.
         """
-        left = [self.population]
+        left = [places]
         if self.budget.trials is not None:
             left.append(self.budget.trials - reserved(self.study))
         if self.grid_size is not None:
-            left.append(len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
+            left.append(self._waiting())
         if self.budget.seconds is not None and time.monotonic() - start >= self.budget.seconds:
             left.append(0)
         return max(min(left), 0)
@@ -299,7 +313,7 @@ class _Loop:
                 cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
                 trials = []
-                size = self._ask_round(start, self.population, trials.append)
+                size = self._ask_round(start, self._places(), trials.append)
                 if not trials:
                     if size or self._wait_for_others(start):
                         continue
@@ -378,7 +392,7 @@ class _Loop:
         were wanted. Stale trials are failed first, and interrupts are held until every trial is owned."""
         with _HeldInterrupts():
             _fail_stale_trials(self.study)
-            size = max(min(self._round_size(start), places), 0)
+            size = max(self._round_size(start, places), 0)
             for trial in self._within_budget([self._ask() for _ in range(size)]):
                 own(trial)
         return size
@@ -453,11 +467,12 @@ class _Loop:
         return [PruningReporter(trial, self.settings.metric, self.prunes), *self._hooks(trial)]
 
     def _run_round(self, trials: list[optuna.Trial]) -> list[TrialOutcome]:
-        """One trial on the single loop, or (PBT) a round trained together; larger populations roll."""
+        """One trial on the single loop, or a round trained together (PBT's, or queued trials); larger
+        populations roll."""
         configs = [self._start(trial) for trial in trials]
-        if not self.pbt:
+        if len(trials) == 1 and not self.pbt:
             return [self._run_trial(trials[0], configs[0])]
-        return self._run_pbt_round(trials, configs)
+        return self._run_together(trials, configs)
 
     def _run_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialOutcome:
         s = self.settings
@@ -476,8 +491,9 @@ class _Loop:
             return None
         return checkpoint_path(self.settings.checkpoints, self.study._storage.get_trial(trial._trial_id))
 
-    def _run_pbt_round(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
-        """Train the trials as one PBT population (never with cv: see ``population_size``)."""
+    def _run_together(self, trials: list[optuna.Trial], configs: list[TrainConfig]) -> list[TrialOutcome]:
+        """Train the trials as one population, PBT's if this is a PBT loop (never with cv: see
+        ``population_size``; ``stack_queued`` is off with cv)."""
         from ..training.population import train_population
 
         outcomes, members = [], []
@@ -490,8 +506,12 @@ class _Loop:
         if not members:
             return outcomes
         hooks = [self._member_hooks(trial) for trial, _ in members]
+        configs = [config for _, config in members]
+        if not self.pbt:
+            results = train_population(self.settings.problem, configs, callbacks=hooks)
+            return outcomes + [self._tell(trial, result) for (trial, _), result in zip(members, results)]
         controller = self._pbt_controller(len(self.outcomes))
-        configs = controller.start([config for _, config in members])
+        configs = controller.start(configs)
         results = train_population(self.settings.problem, configs, callbacks=hooks, controller=controller)
         numbers = [trial.number for trial, _ in members]
         for event in controller.lineage:
