@@ -302,3 +302,33 @@ def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path
     assert len(told) == 1
     left = sorted(path.name for path in checkpoints.iterdir())
     assert f"trial-{told[0].number}.pt" not in left and len(left) == 3  # the three interrupted ones keep theirs
+
+
+@pytest.mark.parametrize(("seconds_per_trial", "left", "size"), [
+    (0.5, (60.0, None), 16),    # 120 whole trials fit in the minute left
+    (1.0, (60.0, None), 1),     # 60 do not make enough for TPE with 16 in flight
+    (0.1, (60.0, 40), 1),       # the trial budget is the tighter limit
+    (5.0, (None, 200), 16),
+    (5.0, (None, None), 1),     # no budget: nothing says trials are many
+])
+def test_auto_stacks_its_search_on_the_cpu_only_where_the_budget_left_holds_many_trials(seconds_per_trial, left,
+                                                                                       size):
+    from gradtune.tuning.population import CHEAP_TRIALS, cheap_population
+
+    assert CHEAP_TRIALS == 100
+    assert cheap_population(16, seconds_per_trial, left) == size
+
+
+def test_auto_rolls_a_population_after_its_baselines_when_trials_are_cheap(tmp_path, monkeypatch):
+    from gradtune.tuning import population as tuning_population
+    from gradtune.tuning.runner import _Loop
+
+    monkeypatch.setattr(tuning_population, "CHEAP_TRIALS", 4)
+    rolled = []
+    real = _Loop._run_rolling
+    monkeypatch.setattr(_Loop, "_run_rolling", lambda self, start: rolled.append(self.population) or real(self, start))
+    result = tune(get_problem("digits-mlp", hidden=(8,)), strategy="auto", budget=10, trial_epochs=1, device="cpu",
+                  storage=f"sqlite:///{tmp_path}/s.db")
+    assert rolled == [AUTO_SIZE] and len(result.trials) == 10
+    # the six baselines first, then four trials asked by the rolling loop
+    assert all(t["state"] in ("completed", "pruned") for t in result.trials)

@@ -30,7 +30,7 @@ from ..training import Callback
 from ..training.result import compact_history
 from .budget import Budget, parse_budget
 from .defaults import default_space
-from .population import AUTO_SIZE, heartbeats, parse_population, population_size
+from .population import AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size
 from .result import TuneResult, best_model_for
 from .shared_budget import give_back, over_budget, reserved, running_elsewhere
 from .space import SearchSpace
@@ -135,10 +135,13 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
                              cv=cv, device=device, sampling=sampling, sampler_seed=sampler_seed, heartbeat=heartbeat,
                              checkpoints=checkpoints, trial_nproc=trial_nproc)
     settings, plan = prepared.settings, prepared.plan
-    size = population_size(population, problem, TrainConfig(seed=seed, device=device, sampling=sampling), cv,
-                           strategy)
+    probe = TrainConfig(seed=seed, device=device, sampling=sampling)
+    size = population_size(population, problem, probe, cv, strategy)
+    stack_queued = strategy == "auto" and not cv and trial_nproc == 1
+    # auto on the CPU may stack its search once its baselines show trials to be cheap (see cheap_population)
+    stackable = population_size(population, problem, probe, cv, "halving") if stack_queued and size == 1 else 1
     loop = _Loop(prepared.study, settings, plan.prunes, prepared.budget, list(callbacks), len(plan.enqueue) or None,
-                 size, pbt=strategy == "pbt", stack_queued=strategy == "auto" and not cv and trial_nproc == 1)
+                 size, pbt=strategy == "pbt", stack_queued=stack_queued, stackable=stackable)
     interrupted = loop.run()
     result = TuneResult.from_study(prepared.study, strategy, settings.metric, loop.outcomes, interrupted=interrupted)
     if best_model:
@@ -257,13 +260,16 @@ class _Loop:
     With ``stack_queued`` (``auto``'s baselines), one trial at a time becomes a round
     of every queued trial, up to ``AUTO_SIZE``, trained together on the population
     trainer: their configurations are fixed in advance, so no sampler waits on them.
+    Their round also times a whole trial: where the budget left holds many
+    (:func:`~gradtune.tuning.population.cheap_population`), the search after them
+    rolls ``stackable`` trials in flight.
     """
 
     def __init__(self, study: optuna.Study, settings: _Settings, prunes: bool, budget: Budget,
                  callbacks: list[TuneCallback], grid_size: int | None, population: int = 1, pbt: bool = False,
-                 stack_queued: bool = False):
+                 stack_queued: bool = False, stackable: int = 1):
         self.study, self.settings, self.prunes, self.budget = study, settings, prunes, budget
-        self.pbt, self.stack_queued = pbt, stack_queued
+        self.pbt, self.stack_queued, self.stackable = pbt, stack_queued, stackable
         self.callbacks, self.grid_size, self.population = callbacks, grid_size, population
         self.outcomes: list[TrialOutcome] = []
         self.best: tuple[int, float, Any] | None = None  # (trial number, value, TrainResult)
@@ -279,6 +285,12 @@ class _Loop:
         if self.pbt or not self.stack_queued:
             return self.population
         return max(min(self._waiting(), AUTO_SIZE), 1)
+
+    def _left(self, start: float) -> tuple[float | None, int | None]:
+        """The seconds and trials left of the budget (None where it sets no limit)."""
+        seconds = None if self.budget.seconds is None else self.budget.seconds - (time.monotonic() - start)
+        trials = None if self.budget.trials is None else self.budget.trials - reserved(self.study)
+        return seconds, trials
 
     def _round_size(self, start: float, places: int) -> int:
         """How many of ``places`` trials to ask for next; 0 once the budget (or the grid) is spent.
@@ -305,12 +317,12 @@ class _Loop:
         workers run trials: if one of them dies, its trial is retried here.
         """
         start = time.monotonic()
+        for cb in self.callbacks:
+            cb.on_tune_start(self.study, self.budget, self.finished())
         if self.population > 1 and not self.pbt:
             return self._run_rolling(start)
         trials: list[optuna.Trial] = []
         try:
-            for cb in self.callbacks:
-                cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
                 trials = []
                 size = self._ask_round(start, self._places(), trials.append)
@@ -318,12 +330,17 @@ class _Loop:
                     if size or self._wait_for_others(start):
                         continue
                     return False
+                began = time.monotonic()
                 with heartbeats(trials, self.study._storage):
                     outcomes = self._run_round(trials)
-                trials = []
+                per_trial, trials = (time.monotonic() - began) / len(trials), []
                 for outcome in outcomes:
                     for cb in self.callbacks:
                         cb.on_trial_end(outcome, self.study)
+                if len(outcomes) > 1 and self.stackable > 1 and not self.pbt:  # auto's baselines just ended
+                    self.population = cheap_population(self.stackable, per_trial, self._left(start))
+                    if self.population > 1:
+                        return self._run_rolling(start)
         except KeyboardInterrupt:
             for trial in trials:
                 self._interrupt(trial)
@@ -358,8 +375,6 @@ class _Loop:
 
         pool = RollingPopulation(self.settings.problem, on_done=done)
         try:
-            for cb in self.callbacks:
-                cb.on_tune_start(self.study, self.budget, self.finished())
             while True:
                 asked.clear()
                 size = self._ask_round(start, self.population - len(flight), own)
