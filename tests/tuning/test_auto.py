@@ -56,6 +56,8 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     assert any(line.startswith("Baselines, each optimiser at its defaults") and "momentum 0." in line
                for line in report["explanation"])
     assert report["batch_size"]["recommended_batch_size"] >= 8
+    assert report["search"]["in_flight"] == 1  # the two trials left are too few to stack
+    assert any(line.startswith("Search:") and "one trial at a time" in line for line in report["explanation"])
     assert any("Range test, momentum" in line for line in report["explanation"])
     assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]
     html = write_report(tmp_path / "report.html", study=result.study, storage=storage).read_text()

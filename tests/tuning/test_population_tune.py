@@ -330,5 +330,8 @@ def test_auto_rolls_a_population_after_its_baselines_when_trials_are_cheap(tmp_p
     result = tune(get_problem("digits-mlp", hidden=(8,)), strategy="auto", budget=10, trial_epochs=1, device="cpu",
                   storage=f"sqlite:///{tmp_path}/s.db")
     assert rolled == [AUTO_SIZE] and len(result.trials) == 10
+    assert result.auto["search"]["in_flight"] == AUTO_SIZE
+    assert any(line.startswith("Search:") and f"{AUTO_SIZE} trials in flight" in line
+               for line in result.auto["explanation"])
     # the six baselines first, then four trials asked by the rolling loop
     assert all(t["state"] in ("completed", "pruned") for t in result.trials)

@@ -16,8 +16,10 @@
    suggestion, capped at the loss minimum); every other parameter as the space
    has it.
 3. Successive halving over that narrowed space, sampled by TPE (the
-   ``halving`` strategy): bad draws cost one epoch, and on CUDA 16 trials
-   train at once on the population trainer (``--population``).
+   ``halving`` strategy): bad draws cost one epoch, and 16 trials train at
+   once on the population trainer (``--population``) on CUDA, and on the CPU
+   where the budget left holds many whole trials
+   (:func:`gradtune.tuning.population.cheap_population`).
 4. The best configuration's trained model, and batch-size advice from the
    gradient noise scale (:func:`gradtune.measure_noise_scale`), measured on a
    short run of the best configuration.
@@ -210,7 +212,17 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         low, high = found["range"]
         said = f"suggested {suggestion:.3g}" if suggestion is not None else "no clear suggestion"
         lines.append(f"Range test, {name}: {said}; learning rate searched in [{low:.3g}, {high:.3g}].")
-    lines.append("Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by TPE.")
+    search = report.get("search")
+    how = ""
+    if search is not None:
+        took = f"a whole trial took {search['seconds_per_trial']:.2g} s in the baselines' round"
+        if search["seconds_left"] is not None:
+            took += f", so the {search['seconds_left']:.0f} s left held about " \
+                    f"{search['seconds_left'] / max(search['seconds_per_trial'], 1e-9):.0f}"
+        how = (f", {search['in_flight']} trials in flight on the population trainer ({took})"
+               if search["in_flight"] > 1 else f", one trial at a time ({took}: too few to stack)")
+    lines.append(f"Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by "
+                 f"TPE{how}.")
     valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
     if valued:
         at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b.get("tried", [b])) for name, b in valued.items())

@@ -149,6 +149,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         if prepared.auto is not None:  # the advice, once, by whoever collects the study
             report = {**prepared.auto, "baselines": auto.baselines(prepared.study, result.trials),
                       "batch_size": auto.batch_size_advice(problem, result.best_config)}
+            if loop.search is not None:
+                report["search"] = loop.search
             result.auto = {**report, "explanation": auto.explain(report, result.best_config, result.best_value,
                                                                  settings.metric)}
     if out is not None:
@@ -273,6 +275,7 @@ class _Loop:
         self.callbacks, self.grid_size, self.population = callbacks, grid_size, population
         self.outcomes: list[TrialOutcome] = []
         self.best: tuple[int, float, Any] | None = None  # (trial number, value, TrainResult)
+        self.search: dict[str, Any] | None = None  # how auto's search went on after its baselines' round
 
     def finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
@@ -339,6 +342,8 @@ class _Loop:
                         cb.on_trial_end(outcome, self.study)
                 if len(outcomes) > 1 and self.stackable > 1 and not self.pbt:  # auto's baselines just ended
                     self.population = cheap_population(self.stackable, per_trial, self._left(start))
+                    self.search = {"in_flight": self.population, "seconds_per_trial": per_trial,
+                                   "seconds_left": self._left(start)[0]}
                     if self.population > 1:
                         return self._run_rolling(start)
         except KeyboardInterrupt:
