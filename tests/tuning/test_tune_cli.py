@@ -178,3 +178,17 @@ def test_cv_scores_by_the_mean_over_folds(cli, tmp_path):
     assert math.isclose(trial["value"], sum(fold_values) / 3, rel_tol=1e-5)
     plain = train(problem, config).metrics["valid_loss"]
     assert not math.isclose(trial["value"], plain, rel_tol=1e-4)  # not the single split's score
+
+
+def test_auto_is_the_default_and_a_plain_rerun_says_how_to_resume_an_earlier_tpe_study(cli, tmp_path):
+    import optuna
+
+    optuna.create_study(study_name="digits-mlp-tpe", storage=f"sqlite:///{tmp_path}/x.db")
+    done = cli("tune", "digits-mlp", "--hidden", "8", "--budget", "2", "--trial-epochs", "1",
+               "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["strategy"] == "auto"
+    assert "to resume your study digits-mlp-tpe, pass --strategy tpe" in done.stderr
+    again = cli("tune", "digits-mlp", "--hidden", "8", "--budget", "3", "--trial-epochs", "1",
+                "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
+    assert again.returncode == 0 and "to resume" not in again.stderr  # the auto study exists: it resumes

@@ -13,12 +13,14 @@ from .train import load_problem
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
 # several writing processes, a journal file is.
 WORKERS_JOURNAL = "gradtune.journal"
+DEFAULT_STRATEGY = "auto"
+EARLIER_DEFAULT = "tpe"  # the default before auto met its benchmark (BENCHMARKS.md); its studies stay resumable
 
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("tune", help="tune the optimiser and its hyperparameters",
                             description="Search optimisers and hyperparameters on an Optuna study; resumable.")
-    parser.add_argument("--strategy", default="tpe", help="grid, random, tpe, halving, pbt or auto (default tpe)")
+    parser.add_argument("--strategy", default=None, help="grid, random, tpe, halving, pbt or auto (default auto)")
     parser.add_argument("--budget", default=None,
                         help="trials (50), time (90s, 5m, 2h) or both (50,5m); default 50, or the whole grid")
     parser.add_argument("--space", help="search space file (YAML, JSON or TOML); see 'gradtune space --show'")
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report import write_report
     from ._live import TuneDisplay, print_leaderboard
 
+    defaulted = args.strategy is None
+    args.strategy = DEFAULT_STRATEGY if defaulted else args.strategy
     check_choice("strategy", args.strategy, STRATEGIES)
     check_choice("sampling", args.sampling, SAMPLINGS)
     check_number("workers", args.workers, low=1, integer=True)
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, config)
     config.replace(sampling=args.sampling).resolve_for(problem)  # refused before the live display starts
     study = args.study or f"{problem.name}-{args.strategy}"
+    if defaulted and args.study is None:
+        _note_earlier_default(storage, problem.name, study)
     out = Path(args.out or f"runs/tune-{_slug(study)}")
     if args.workers > 1:
         result = _run_workers(args, problem, space, storage, study)
@@ -111,6 +117,16 @@ def run(args: argparse.Namespace) -> int:
         for line in (result.auto or {}).get("explanation", []):
             print(line)
     return 130 if result.interrupted else 0
+
+
+def _note_earlier_default(storage, problem: str, study: str) -> None:
+    """One line for a user whose study was named after the earlier default strategy, tpe: a plain re-run
+    now starts the auto study, and says how to resume theirs."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    earlier = f"{problem}-{EARLIER_DEFAULT}"
+    if earlier in names and study not in names:
+        print(f"gradtune tune: the default strategy is now auto (study {study}); to resume your study {earlier}, "
+              f"pass --strategy {EARLIER_DEFAULT}", file=sys.stderr)
 
 
 def _storage_for_workers(url: str | None, workers: int) -> str | None:
