@@ -217,15 +217,14 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
     if search is not None:
         took = f"a whole trial took {search['seconds_per_trial']:.2g} s in the baselines' round"
         if search["seconds_left"] is not None:
-            took += f", so the {search['seconds_left']:.0f} s left held about " \
-                    f"{search['seconds_left'] / max(search['seconds_per_trial'], 1e-9):.0f}"
+            took += f", so the {search['seconds_left']:.0f} s left held about {search['trials_that_fit']:.0f}"
         how = (f", {search['in_flight']} trials in flight on the population trainer ({took})"
                if search["in_flight"] > 1 else f", one trial at a time ({took}: too few to stack)")
     lines.append(f"Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by "
                  f"TPE{how}.")
     valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
     if valued:
-        at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b.get("tried", [b])) for name, b in valued.items())
+        at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b["tried"]) for name, b in valued.items())
         lines.append(f"Baselines, each optimiser at its defaults (GELU, cosine decay, 5% warm-up for Adam, the longest "
                      f"training allowed) at its suggested rate and the middle of the range above it, trained together "
                      f"as one population and never pruned: {at}.")

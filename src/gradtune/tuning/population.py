@@ -21,7 +21,8 @@ from ..config import TrainConfig
 from ..errors import invalid_value
 from ..problems import Problem
 
-__all__ = ["AUTO_SIZE", "CHEAP_TRIALS", "parse_population", "population_size", "cheap_population", "heartbeats"]
+__all__ = ["AUTO_SIZE", "CHEAP_TRIALS", "parse_population", "population_size", "cheap_population", "trials_that_fit",
+           "heartbeats"]
 
 # Trials in flight under ``auto``. Large enough that stacks form (members share a stack only with
 # the same activation and batch size); small enough that TPE, which asks with them all running,
@@ -84,12 +85,19 @@ def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv
     return AUTO_SIZE
 
 
-def cheap_population(stackable: int, seconds_per_trial: float, left: tuple[float | None, int | None]) -> int:
-    """``stackable`` trials in flight where what is ``left`` of the budget (seconds, trials; None for no limit)
-    holds at least :data:`CHEAP_TRIALS` trials of ``seconds_per_trial``, else 1."""
+def trials_that_fit(seconds_per_trial: float, left: tuple[float | None, int | None]) -> float | None:
+    """How many trials of ``seconds_per_trial`` what is ``left`` of the budget (seconds, trials; None for no
+    limit) holds; None where it sets no limit."""
     seconds, trials = left
     fits = [n for n in (None if seconds is None else seconds / max(seconds_per_trial, 1e-9), trials) if n is not None]
-    return stackable if fits and min(fits) >= CHEAP_TRIALS else 1
+    return min(fits) if fits else None
+
+
+def cheap_population(stackable: int, seconds_per_trial: float, left: tuple[float | None, int | None]) -> int:
+    """``stackable`` trials in flight where what is ``left`` of the budget holds at least
+    :data:`CHEAP_TRIALS` trials of ``seconds_per_trial`` (see :func:`trials_that_fit`), else 1."""
+    fits = trials_that_fit(seconds_per_trial, left)
+    return stackable if fits is not None and fits >= CHEAP_TRIALS else 1
 
 
 @contextmanager

@@ -30,7 +30,8 @@ from ..training import Callback
 from ..training.result import compact_history
 from .budget import Budget, parse_budget
 from .defaults import default_space
-from .population import AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size
+from .population import (AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size,
+                         trials_that_fit)
 from .result import TuneResult, best_model_for
 from .shared_budget import give_back, over_budget, reserved, running_elsewhere
 from .space import SearchSpace
@@ -285,7 +286,7 @@ class _Loop:
 
     def _places(self) -> int:
         """How many trials the next round of the sequential loop trains together."""
-        if self.pbt or not self.stack_queued:
+        if not self.stack_queued:  # auto's, never PBT's
             return self.population
         return max(min(self._waiting(), AUTO_SIZE), 1)
 
@@ -300,12 +301,13 @@ class _Loop:
 
         The time budget is checked only between rounds, so a round may overrun it by its own length.
         """
+        seconds, trials = self._left(start)
         left = [places]
-        if self.budget.trials is not None:
-            left.append(self.budget.trials - reserved(self.study))
+        if trials is not None:
+            left.append(trials)
         if self.grid_size is not None:
             left.append(self._waiting())
-        if self.budget.seconds is not None and time.monotonic() - start >= self.budget.seconds:
+        if seconds is not None and seconds <= 0:
             left.append(0)
         return max(min(left), 0)
 
@@ -320,8 +322,11 @@ class _Loop:
         workers run trials: if one of them dies, its trial is retried here.
         """
         start = time.monotonic()
-        for cb in self.callbacks:
-            cb.on_tune_start(self.study, self.budget, self.finished())
+        try:  # announced once, before either loop: auto's may go on from one to the other
+            for cb in self.callbacks:
+                cb.on_tune_start(self.study, self.budget, self.finished())
+        except KeyboardInterrupt:
+            return True
         if self.population > 1 and not self.pbt:
             return self._run_rolling(start)
         trials: list[optuna.Trial] = []
@@ -340,10 +345,11 @@ class _Loop:
                 for outcome in outcomes:
                     for cb in self.callbacks:
                         cb.on_trial_end(outcome, self.study)
-                if len(outcomes) > 1 and self.stackable > 1 and not self.pbt:  # auto's baselines just ended
-                    self.population = cheap_population(self.stackable, per_trial, self._left(start))
+                if len(outcomes) > 1 and self.stackable > 1:  # auto's baselines just ended
+                    left = self._left(start)
+                    self.population = cheap_population(self.stackable, per_trial, left)
                     self.search = {"in_flight": self.population, "seconds_per_trial": per_trial,
-                                   "seconds_left": self._left(start)[0]}
+                                   "seconds_left": left[0], "trials_that_fit": trials_that_fit(per_trial, left)}
                     if self.population > 1:
                         return self._run_rolling(start)
         except KeyboardInterrupt:
