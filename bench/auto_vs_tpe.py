@@ -90,7 +90,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"budget {args.budget:.0f} s per run, {args.seeds} seeds, trials capped at {args.trial_epochs} epochs, "
           f"torch threads {args.threads}")
-    print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'auto best':>10s} {'TPE s':>7s} {'auto s':>7s} {'ratio':>6s}")
+    print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'auto best':>10s} {'TPE s':>7s} {'auto s':>7s} "
+          f"{'ratio':>6s}")
     for name in args.problems.split(","):
         problem = gradtune.get_problem(name)
         ratios, tpe_best, auto_best = [], [], []

@@ -5,8 +5,8 @@ Runs the command of the population issue's acceptance,
 (``--population auto``: 16 trials in flight, stacked) and with
 ``--population off`` (one trial at a time), alternating the two for each seed,
 each in a fresh SQLite study. Prints the best validation accuracy of each, the
-best told within the budget itself, when the best was first reached (seconds from the study's first trial: trials still in
-flight when the budget ends finish, so a run overruns its budget by their
+best told within the budget itself, when the best was first reached (seconds from the study's first trial:
+trials still in flight when the budget ends finish, so a run overruns its budget by their
 length), the trials finished, the epochs trained in all, and the wall-clock
 seconds of the whole command, then the medians over seeds.
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import optuna
 import torch
@@ -69,6 +70,10 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
+def _one_at_a_time(problem, configs) -> list:
+    return [gradtune.train(problem, c) for c in configs]
+
+
 def accuracy(results) -> list[float]:
     return [r.metrics["valid_accuracy"] or 0.0 for r in results]
 
@@ -106,10 +111,10 @@ def main() -> None:
                 runs = {}
                 for who in order:
                     if who == "seq":
-                        runs[who] = timed(lambda: [gradtune.train(problem, c) for c in subset])
+                        runs[who] = timed(partial(_one_at_a_time, problem, subset))
                     else:
-                        runs[who] = timed(lambda: train_population(problem, configs, batching=who))
-                for who, (results, seconds) in runs.items():
+                        runs[who] = timed(partial(train_population, problem, configs, batching=who))
+                for who, (_, seconds) in runs.items():
                     trained = subset if who == "seq" else configs
                     rates[who].append(60 * len(trained) / seconds)
                     gflops[who].append(flops(problem, trained) / seconds / 1e9)

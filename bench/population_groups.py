@@ -21,7 +21,6 @@ import torch
 
 import gradtune
 from gradtune.training.population import train_population
-
 from population import draw, timed
 
 
@@ -48,9 +47,9 @@ def main() -> None:
         for rep in range(args.repeats):
             for who in (("population", "single") if rep % 2 == 0 else ("single", "population")):
                 if who == "population":
-                    _, seconds = timed(lambda: train_population(problem, members))
+                    _, seconds = timed(lambda members=members: train_population(problem, members))
                 else:
-                    _, seconds = timed(lambda: [gradtune.train(problem, c) for c in members])
+                    _, seconds = timed(lambda members=members: [gradtune.train(problem, c) for c in members])
                 times[who].append(seconds)
         pop, single = statistics.median(times["population"]), statistics.median(times["single"])
         totals[0] += pop

@@ -31,7 +31,7 @@ from torch import nn
 import gradtune
 from gradtune.problems import get_problem
 from gradtune.tuning import space as space_module
-from gradtune.tuning.defaults import LR_RANGES, default_space
+from gradtune.tuning.defaults import LR_RANGES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,7 +40,8 @@ TORCH_OPTIMIZERS = {
     "momentum": lambda p, c: torch.optim.SGD(p, lr=c["lr"], momentum=c["momentum"], weight_decay=c["weight_decay"]),
     "nesterov": lambda p, c: torch.optim.SGD(p, lr=c["lr"], momentum=c["momentum"], nesterov=True,
                                              weight_decay=c["weight_decay"]),
-    "adam": lambda p, c: torch.optim.Adam(p, lr=c["lr"], betas=(c["beta1"], c["beta2"]), weight_decay=c["weight_decay"]),
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c["lr"], betas=(c["beta1"], c["beta2"]),
+                                          weight_decay=c["weight_decay"]),
     "adamw": lambda p, c: torch.optim.AdamW(p, lr=c["lr"], betas=(c["beta1"], c["beta2"]),
                                             weight_decay=c["weight_decay"]),
     "rmsprop": lambda p, c: torch.optim.RMSprop(p, lr=c["lr"], weight_decay=c["weight_decay"]),

@@ -57,8 +57,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .errors import CheckpointError, GradtuneError, UsageError
     from .models import ACTIVATIONS, INITS, apply_init, mlp
     from .optim import OPTIMIZERS, KernelOptimizer, make_optimizer, optimizer_names
-    from .probes import (BatchSizeResult, LRFindResult, NoiseEstimate, gradient_noise_scale, lr_find, lr_find_many,
-                         measure_noise_scale)
+    from .probes import (
+        BatchSizeResult,
+        LRFindResult,
+        NoiseEstimate,
+        gradient_noise_scale,
+        lr_find,
+        lr_find_many,
+        measure_noise_scale,
+    )
     from .problems import Problem, get_problem, list_problems, register_problem
     from .report import ReportData, write_report
     from .schedules import SCHEDULES, BatchGrowth, lr_range_schedule, make_lr_schedule

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import UsageError, check_choice, check_number, invalid_value
 from .models import ACTIVATIONS, INITS
@@ -77,7 +78,7 @@ class TrainConfig:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
             raise UsageError(f"The {source} must hold only these keys: {', '.join(cls.keys())}. Got unknown key "
@@ -89,7 +90,7 @@ class TrainConfig:
             values["hyper_schedule"] = parse_hyper_schedule(values["hyper_schedule"])
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -103,12 +104,12 @@ class TrainConfig:
         out["hyper_schedule"] = [dict(s) for s in self.hyper_schedule] if self.hyper_schedule else None
         return {k: v for k, v in out.items() if v is not None}
 
-    def resolve_for(self, problem) -> "TrainConfig":
+    def resolve_for(self, problem) -> TrainConfig:
         """Validate against ``problem`` and fill in every default, the problem's own first."""
         return self.resolve(problem.n_train, full_batch_only=problem.task == "function", defaults=problem.defaults)
 
     def resolve(self, n_train: int, full_batch_only: bool = False,
-                defaults: Mapping[str, Any] | None = None) -> "TrainConfig":
+                defaults: Mapping[str, Any] | None = None) -> TrainConfig:
         """Validate against a training set of ``n_train`` samples and fill in every default."""
         definition = get_optimizer_def(self.optimizer)
         hp = self.hyperparameters()

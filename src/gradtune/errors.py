@@ -8,7 +8,8 @@ scikit-learn: ``The 'lr' parameter must be a float in (0, inf). Got -0.1.``
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "GradtuneError",

@@ -31,8 +31,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .errors import UsageError, check_choice, check_number, invalid_value
 

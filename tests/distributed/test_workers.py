@@ -35,7 +35,7 @@ def _env() -> dict:
 
 
 def _gradtune(tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
-    log = open(tmp_path / f"{name}.log", "w")
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - the worker process writes it until it ends
     return subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", *args], cwd=tmp_path, env=_env(),
                             stdout=log, stderr=subprocess.STDOUT)
 

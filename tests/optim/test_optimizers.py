@@ -27,8 +27,14 @@ from torch import nn
 import gradtune
 from gradtune import get_problem
 from gradtune.errors import UsageError
-from gradtune.optim import (OPTIMIZERS, HypergradientOptimizer, KernelOptimizer, PopulationOptimizer, make_optimizer,
-                            resolve_hyperparameters)
+from gradtune.optim import (
+    OPTIMIZERS,
+    HypergradientOptimizer,
+    KernelOptimizer,
+    PopulationOptimizer,
+    make_optimizer,
+    resolve_hyperparameters,
+)
 
 RTOL = 1e-10
 STEPS = 50
@@ -188,7 +194,8 @@ def member_hp(case: Case) -> list[dict[str, float]]:
     return members
 
 
-def flat_steps(names: list[str], members: list[dict[str, float]], start: list[torch.Tensor], grad) -> list[torch.Tensor]:
+def flat_steps(names: list[str], members: list[dict[str, float]], start: list[torch.Tensor],
+               grad) -> list[torch.Tensor]:
     """Run a PopulationOptimizer over ``start`` (one [P, *shape] tensor per parameter) stored flat."""
     count = len(names)
     sizes = [s[0].numel() for s in start]
@@ -239,7 +246,7 @@ def test_population_optimizer_matches_one_torch_run_per_member(case):
     start, grad = noisy_gradient(P, seed=11)
     stacked = flat_steps([case.name] * P, members, start, grad)
     for k, hp in enumerate(members):
-        expected = torch_run(case, hp, [s[k] for s in start], lambda t, i, p: grad(t, i, p, member=k))
+        expected = torch_run(case, hp, [s[k] for s in start], lambda t, i, p, k=k: grad(t, i, p, member=k))
         for i, p in enumerate(expected):
             assert_close(stacked[i][k], p, f"{case.id} member {k} ({hp}) param {i}")
             assert not torch.equal(stacked[i][k], start[i][k])
@@ -251,7 +258,7 @@ def test_one_population_mixing_every_optimizer_matches_torch():
     members = [resolve_hyperparameters(c.name, c.hp) for c in KERNEL_CASES]
     stacked = flat_steps([c.name for c in KERNEL_CASES], members, start, grad)
     for k, case in enumerate(KERNEL_CASES):
-        expected = torch_run(case, members[k], [s[k] for s in start], lambda t, i, p: grad(t, i, p, member=k))
+        expected = torch_run(case, members[k], [s[k] for s in start], lambda t, i, p, k=k: grad(t, i, p, member=k))
         for i, p in enumerate(expected):
             assert_close(stacked[i][k], p, f"{case.id} in a mixed population, param {i}")
 

@@ -11,7 +11,6 @@ from torch import nn
 
 import gradtune
 from gradtune.probes.lr_suggest import LossRecorder, falling, minimum, steepest, suggest_lr, trimmed, valley
-
 from toy_problems import three_class_problem
 
 

@@ -36,7 +36,7 @@ def test_linreg_sizes_and_data_follow_y_equals_2x_plus_1():
     assert xv.shape == (200, 1) and yv.shape == (200, 1)
     assert x.dtype == y.dtype == torch.float32
     assert problem.loss == "mse"
-    assert 0.0 <= float(torch.cat([x, xv]).min()) and float(torch.cat([x, xv]).max()) <= 1.0
+    assert float(torch.cat([x, xv]).min()) >= 0.0 and float(torch.cat([x, xv]).max()) <= 1.0
 
     for features, targets in ((x, y), (xv, yv)):
         slope, intercept = np.polyfit(features[:, 0].double().numpy(), targets[:, 0].double().numpy(), 1)

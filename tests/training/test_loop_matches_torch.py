@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -176,7 +177,8 @@ def test_loop_matches_hand_written_torch_loop(case, digits):
     assert list(ours) == list(theirs)
     for name in ours:
         scale = theirs[name].abs().max().item()
-        torch.testing.assert_close(ours[name], theirs[name], rtol=RTOL, atol=RTOL * scale, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(ours[name], theirs[name], rtol=RTOL, atol=RTOL * scale,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_the_data_order_matters():

@@ -12,7 +12,6 @@ import gradtune
 from gradtune.config import TrainConfig
 from gradtune.training.population import _groups, fallback_reason, train_population
 from gradtune.training.rolling import RollingPopulation
-
 from toy_problems import three_class_problem
 
 TORCH = {

@@ -19,7 +19,6 @@ from gradtune.training.population import train_population
 from gradtune.tuning import tune
 from gradtune.tuning.defaults import default_space
 from gradtune.tuning.strategies import pbt
-
 from toy_problems import three_class_problem
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),

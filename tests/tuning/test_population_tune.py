@@ -86,7 +86,7 @@ def test_population_trials_equal_single_runs(tmp_path, monkeypatch):
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 8  # each trial its own draw
     for trial in trials:
-        assert USER_ATTRS <= set(trial.user_attrs) and trial.user_attrs["epochs_run"] == 3
+        assert set(trial.user_attrs) >= USER_ATTRS and trial.user_attrs["epochs_run"] == 3
         config = TrainConfig.from_mapping(trial.user_attrs["config"])
         assert config.optimizer == trial.params["optimizer"] and config.lr in trial.params.values()
         single = gradtune.train(problem, config).metrics["valid_accuracy"]

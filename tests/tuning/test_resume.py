@@ -62,7 +62,7 @@ def _rows(db: Path) -> list[tuple[int, str, int]]:
 
 def _start_and_wait_mid_trial(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     """Start the study; return once a trial after a completed one is training. Returns (process, its number)."""
-    log = open(tmp_path / "first.log", "w")
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - the process writes it until it ends
     process = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", *TUNE], cwd=tmp_path, env=_env(),
                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300

@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..config import SAMPLINGS, TrainConfig, load_config_file, parse_hidden
     from ..errors import check_choice, check_number
+    from ..report import write_report
     from ..tuning import SearchSpace, tune
     from ..tuning.population import parse_population
     from ..tuning.storage import open_storage
     from ..tuning.strategies import STRATEGIES
-    from ..report import write_report
     from ._live import TuneDisplay, print_leaderboard
 
     defaulted = args.strategy is None

@@ -9,7 +9,7 @@ own range is DeepOBS's protocol: the same tuning budget for each.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..errors import check_number, invalid_value
 from ..optim import OPTIMIZERS

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["default_target", "summarise", "rank", "recommend", "epochs_to_target"]
 

@@ -20,9 +20,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 def engine_kwargs(url: str) -> dict:
     """Pre-ping (a connection the server dropped is replaced, not failed) and a connection timeout."""
     kwargs: dict = {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    elif url.startswith("mysql"):
+    if url.startswith("postgresql") or url.startswith("mysql"):
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     elif url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # wait for a writer instead of failing at once

@@ -29,7 +29,8 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, _LAYERS)]
 
 
-def apply_init(model: nn.Module, scheme: str, activation: str = "relu", generator: torch.Generator | None = None) -> nn.Module:
+def apply_init(model: nn.Module, scheme: str, activation: str = "relu",
+               generator: torch.Generator | None = None) -> nn.Module:
     """Re-initialise ``model`` in place with ``scheme`` and return it.
 
     ``zeros`` is accepted only for models with a single layer (linear and

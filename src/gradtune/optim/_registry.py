@@ -11,10 +11,11 @@ loop only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from ..errors import invalid_choice, UsageError
+from ..errors import UsageError, invalid_choice
 from . import adagrad, adam, hypergradient, rmsprop, sgd
 from ._hyper import Hyperparameter, learning_rate
 

@@ -8,7 +8,8 @@ as they would drive ``torch.optim``.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

@@ -12,7 +12,7 @@ Reference: Duchi, Hazan & Singer 2011.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._hyper import epsilon, learning_rate, weight_decay
 from .kernel import coefficients_with

@@ -13,7 +13,7 @@ References: Kingma & Ba 2015 (Adam); Loshchilov & Hutter 2019 (AdamW).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
 from .kernel import coefficients_with

@@ -25,7 +25,7 @@ coefficients (its ``coefficients(hp)``); the tests check every one against
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ from torch import Tensor
 __all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "step_parameter", "update",
            "absent"]
 
-Coefficient = Union[float, Tensor]
+Coefficient = float | Tensor
 
 # The identity update ``param -= lr * grad`` (plain SGD): every other term off.
 DEFAULT_COEFFICIENTS: dict[str, float] = {

@@ -12,7 +12,7 @@ Reference: Tieleman & Hinton 2012, Lecture 6.5 of "Neural Networks for Machine L
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
 from .kernel import coefficients_with

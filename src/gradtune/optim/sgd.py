@@ -12,7 +12,7 @@ References: Polyak 1964 (heavy ball); Sutskever et al. 2013 (Nesterov form).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ._hyper import learning_rate, unit_interval, weight_decay
 from .kernel import coefficients_with

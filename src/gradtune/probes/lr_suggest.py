@@ -27,7 +27,7 @@ against 0.84-0.87).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import check_choice, check_number
 

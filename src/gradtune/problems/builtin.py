@@ -6,8 +6,8 @@ is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache, partial
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -6,8 +6,8 @@ objective, and the problem's one dummy sample makes every step full-batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

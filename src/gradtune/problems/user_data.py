@@ -9,9 +9,9 @@ whose hidden sizes come from ``hidden``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["best_so_far", "leaderboard", "learning_curves", "lr_sensitivity", "param_importances",
            "slice_points", "best_explained"]

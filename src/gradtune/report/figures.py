@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["history_figure", "curves_figure", "sensitivity_figure", "importance_figure", "slice_figure",
            "lr_find_figure", "noise_scale_figure", "schedule_figure"]

@@ -8,7 +8,8 @@ figure rendered.
 from __future__ import annotations
 
 import html
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import data as d
 from . import figures as f

@@ -62,7 +62,7 @@ class LocalPostgres:
     def url_for(self, password: str, database: str = DATABASE) -> str:
         return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{database}"
 
-    def __enter__(self) -> "LocalPostgres":
+    def __enter__(self) -> LocalPostgres:
         self.start()
         return self
 

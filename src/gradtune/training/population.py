@@ -28,9 +28,10 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -104,7 +105,7 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
 
 def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
                      callbacks: Sequence[Sequence[Callback]] | None = None,
-                     batching: str = "grouped", controller: "PopulationController | None" = None
+                     batching: str = "grouped", controller: PopulationController | None = None
                      ) -> list[TrainResult]:
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
 
@@ -201,13 +202,13 @@ def _per_sample(problem: Problem, activation: str | None) -> bool:
 class PopulationController(Protocol):
     """Acts on a population between epochs (see :func:`train_population`)."""
 
-    def after_epoch(self, population: "Population") -> None: ...
+    def after_epoch(self, population: Population) -> None: ...
 
 
 class Population:
     """What a :class:`PopulationController` sees of one stack between epochs; members by caller index."""
 
-    def __init__(self, group: "_Group"):
+    def __init__(self, group: _Group):
         self._group = group
         self.epoch = group.epoch  # epochs completed
 
@@ -274,8 +275,8 @@ class _Group:
     """
 
     def __init__(self, problem: Problem, configs: list[TrainConfig], callbacks: list[Sequence[Callback]],
-                 ids: list[int] | None = None, controller: "PopulationController | None" = None,
-                 on_done: "Callable[[int, TrainResult], None] | None" = None,
+                 ids: list[int] | None = None, controller: PopulationController | None = None,
+                 on_done: Callable[[int, TrainResult], None] | None = None,
                  checkpoints: Sequence[Path | None] | None = None, clock: CheckpointClock | None = None):
         self.problem = problem
         self.ids = list(ids) if ids is not None else list(range(len(configs)))  # the caller's name for each member
@@ -565,7 +566,8 @@ class _Group:
         return metrics
 
     def exploit(self, target: int, source: int, config: TrainConfig) -> None:
-        """Member ``target`` (a member index) continues from ``source``'s weights and optimiser state, with ``config``."""
+        """Member ``target`` (a member index) continues from ``source``'s weights and optimiser state, with
+        ``config``."""
         rows = self.active.index(source), self.active.index(target)
         self.stack.copy_member(*rows)
         self.optimizer.copy_member(*rows)

@@ -50,7 +50,7 @@ class TrainResult:
     @classmethod
     def close(cls, problem, config, status: str, history: list[dict[str, Any]], seconds: float,
               model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              diverged_at: dict[str, Any] | None) -> "TrainResult":
+              diverged_at: dict[str, Any] | None) -> TrainResult:
         """The result of a finished run: final metrics from its last epoch (none if it diverged) and the
         problem's report on the model (linreg's weight and bias)."""
         metrics: dict[str, Any] = {"valid_loss": None}

@@ -25,8 +25,8 @@ that cannot be stacked train at once in the single loop, with one line saying wh
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..config import TrainConfig
 from ..problems import Problem

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -104,7 +104,7 @@ class FlatParameters:
         self.grad = self.grad[rows]
         self._make_leaves()
 
-    def append(self, other: "FlatParameters") -> None:
+    def append(self, other: FlatParameters) -> None:
         """Add ``other``'s members (same slots) as rows at the end."""
         self.flat = torch.cat([self.flat, other.flat])
         self.grad = torch.cat([self.grad, other.grad])

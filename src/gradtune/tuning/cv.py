@@ -8,7 +8,7 @@ metrics. A divergence on any fold makes the configuration diverged.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Sequence
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread

@@ -16,7 +16,6 @@ from ..training import save_checkpoint, train
 from ..training.checkpoint import atomic_write_bytes
 from ..training.result import json_number
 from .shared_budget import OVER_BUDGET
-from .study import METADATA_KEY
 
 __all__ = ["TuneResult", "trial_rows", "best_model_for"]
 

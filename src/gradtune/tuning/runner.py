@@ -14,10 +14,11 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
@@ -28,14 +29,13 @@ from ..errors import UsageError, check_number, invalid_value
 from ..problems import Problem
 from ..training import Callback
 from ..training.result import compact_history
+from . import auto
 from .budget import Budget, parse_budget
 from .defaults import default_space
-from .population import (AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size,
-                         trials_that_fit)
+from .population import AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size, trials_that_fit
 from .result import TuneResult, best_model_for
 from .shared_budget import give_back, over_budget, reserved, running_elsewhere
 from .space import SearchSpace
-from . import auto
 from .storage import HEARTBEAT_SECONDS, open_storage
 from .strategies import make_strategy, pbt
 from .study import FINISHED_STATES, open_study, recover_orphans, requeue_failed, worker_id

@@ -20,8 +20,9 @@ Example (YAML)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..config import HYPERPARAMETER_KEYS, TrainConfig
 from ..errors import UsageError, invalid_choice
@@ -31,7 +32,8 @@ __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 
 # Config keys a space may set; hidden sizes, seed, device and sampling are settings of the whole study,
 # and a hyperparameter schedule is what PBT finds, not a point to search.
-TUNABLE_KEYS = tuple(k for k in TrainConfig.keys() if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule"))
+TUNABLE_KEYS = tuple(k for k in TrainConfig.keys()  # noqa: SIM118 - a classmethod, not a dict
+                     if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule"))
 # Keys that only make sense for some schedules.
 _SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth"),
                   "gamma": ("step", "exponential", "batch-growth")}
@@ -62,7 +64,7 @@ class Domain:
     points: int | None = None
 
     @classmethod
-    def parse(cls, name: str, spec: Any, integer: bool) -> "Domain":
+    def parse(cls, name: str, spec: Any, integer: bool) -> Domain:
         if not isinstance(spec, Mapping):
             values = tuple(spec) if isinstance(spec, list) else None
             return cls(choices=values) if values is not None else cls(fixed=spec)
@@ -151,7 +153,7 @@ class SearchSpace:
             self.params = {"optimizer": Param("optimizer", Domain(fixed="sgd")), **self.params}
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "SearchSpace":
+    def from_mapping(cls, data: Mapping[str, Any]) -> SearchSpace:
         if not isinstance(data, Mapping) or not data:
             raise UsageError(f"The space must be a non-empty mapping of parameter names to ranges. Got {data!r}.")
         params = {}

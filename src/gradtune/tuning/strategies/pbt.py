@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import random as stdlib_random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Container
+from collections.abc import Container
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
