@@ -1,0 +1,78 @@
+"""The one interface between tuning and training: members are added, the trainer advances, results come back.
+
+Every way gradtune trains stands behind it: the single loop (one configuration
+at a time), the stacked pool (many configurations as one batched computation),
+cross-validation folds and data-parallel training. The tuning loop asks the
+study for a trial whenever the trainer has room (``in_flight < capacity``),
+adds it, advances the trainer and tells the study each result that comes back,
+without knowing which trainer it drives; a fake trainer stands in for all of
+them in the loop's tests.
+
+Example:
+    >>> trainer = SingleLoop(problem)
+    >>> trainer.add(0, TrainConfig(optimizer="adam", lr=1e-3, epochs=3))
+    >>> while trainer.in_flight:
+    ...     for key, result in trainer.advance():
+    ...         print(key, result.status, result.metrics)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ..config import TrainConfig
+from .callbacks import Callback
+from .result import TrainResult
+
+__all__ = ["Trainer", "Finished", "train_all"]
+
+Finished = list[tuple[int, TrainResult]]  # (member key, its result), in the order the members ended
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Members in flight; tuning adds configurations and collects finished ones. Nothing else.
+
+    ``capacity`` is how many members the trainer wants in flight at once (1 for the single loop);
+    it may change as members are added (a round that closes once it starts).
+    """
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int:
+        """Members added and not yet handed back by :meth:`advance`."""
+        ...
+
+    def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
+            checkpoint: Path | None = None) -> None:
+        """Member ``key`` joins with ``config``; ``hooks`` see its epochs (True from ``on_epoch_end`` stops it).
+
+        With ``checkpoint`` the member keeps an epoch checkpoint there, in the single loop's format, and resumes
+        from a whole one of its configuration found there. Raises :class:`~gradtune.UsageError` before anything
+        trains for a configuration this trainer refuses; the caller fails that member alone.
+        """
+        ...
+
+    def advance(self) -> Finished:
+        """Train a little (one epoch of one stack, or one whole run) and return the members that ended."""
+        ...
+
+    def stop(self) -> Finished:
+        """Stop training (an interrupt): return the members that ended but were not yet handed back; the rest of
+        those in flight are dropped, their epoch checkpoints kept for a retry."""
+        ...
+
+
+def train_all(trainer: Trainer, configs: Sequence[TrainConfig],
+              callbacks: Sequence[Sequence[Callback]] | None = None) -> list[TrainResult]:
+    """Add every configuration (keyed by its index), advance until none is in flight; results in order."""
+    for key, config in enumerate(configs):
+        trainer.add(key, config, callbacks[key] if callbacks is not None else ())
+    results: dict[int, TrainResult] = {}
+    while trainer.in_flight:
+        results.update(trainer.advance())
+    return [results[key] for key in range(len(configs))]
