@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from gradtune.tuning.storage import open_storage
+from gradtune.storage.open import open_storage
 
 SPACE = "optimizer: sgd\nlr: {low: 1.0e-3, high: 1.0e-1, log: true}\nbatch_size: 10\n"
 

@@ -15,7 +15,7 @@ import pytest
 
 from gradtune.errors import UsageError
 from gradtune.report import ReportData, load_report_data, write_report
-from gradtune.tuning.study import METADATA_KEY
+from gradtune.storage.keys import METADATA_KEY
 
 MAX_BYTES = 5 * 1024 * 1024
 _IMG = re.compile(r'<img class="figure" alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')

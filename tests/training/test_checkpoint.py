@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gradtune import CheckpointError, get_problem, load_checkpoint, save_checkpoint
+from gradtune import files as files_module
 from gradtune.training import checkpoint as checkpoint_module
 
 
@@ -97,7 +98,7 @@ def test_the_file_appears_by_renaming_a_whole_temp_file(tmp_path, monkeypatch):
         renames.append((os.fspath(src), os.fspath(dst), os.path.getsize(src)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", spy)
+    monkeypatch.setattr(files_module.os, "replace", spy)
     path = _save(tmp_path / "ck.pt", *_trained())
 
     assert len(renames) == 1

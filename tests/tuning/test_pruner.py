@@ -8,7 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gradtune.tuning.strategies.pruner import BASELINE_ATTR, SuccessiveHalvingPruner
+from gradtune.storage.keys import BASELINE_ATTR
+from gradtune.tuning.strategies.pruner import SuccessiveHalvingPruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -131,7 +131,7 @@ class TrialLog(TuneCallback):
         self.metric, self.enabled, self.count = metric, enabled, 0
 
     def on_trial_end(self, outcome, study) -> None:
-        from ..tuning.study import worker_id
+        from ..storage.study import worker_id
 
         self.count += 1
         if self.enabled:

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
     from rich.table import Table
 
-    from ..tuning.storage import open_storage
+    from ..storage.open import open_storage
     from ._console import make_console
 
     storage = open_storage(args.storage)

@@ -64,15 +64,15 @@ def checkpoint_dir(args: argparse.Namespace, study: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed.connection import check_reachable
+    from ..storage.connection import check_reachable
 
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..config import SAMPLINGS, TrainConfig, load_config_file, parse_hidden
     from ..errors import check_choice, check_number
     from ..report import write_report
+    from ..storage.open import open_storage
     from ..tuning import SearchSpace, tune
     from ..tuning.population import parse_population
-    from ..tuning.storage import open_storage
     from ..tuning.strategies import STRATEGIES
     from ._live import TuneDisplay, print_leaderboard
 
@@ -132,7 +132,7 @@ def _note_earlier_default(storage, problem: str, study: str) -> None:
 def _storage_for_workers(url: str | None, workers: int) -> str | None:
     """The storage several local workers share: a server or a journal file, never SQLite."""
     from ..errors import UsageError
-    from ..tuning.storage import is_sqlite
+    from ..storage.open import is_sqlite
 
     if workers == 1:
         return url

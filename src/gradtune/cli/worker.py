@@ -34,14 +34,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed.connection import check_reachable
+    from ..storage.connection import check_reachable
 
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..errors import check_number
     from ..problems import get_problem
+    from ..storage.open import open_storage
+    from ..storage.study import stored_metadata, worker_id
     from ..tuning import SearchSpace, tune
-    from ..tuning.storage import open_storage
-    from ..tuning.study import stored_metadata, worker_id
     from ._console import write_line
     from ._live import TrialLog
     from .tune import checkpoint_dir, raise_interrupt

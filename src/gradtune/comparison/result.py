@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..training.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 __all__ = ["CompareResult"]
 

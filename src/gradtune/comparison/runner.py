@@ -27,11 +27,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from ..config import TrainConfig
 from ..errors import check_number
 from ..problems import Problem
-from ..report.load import COMPARE_KEY
+from ..storage.keys import COMPARE_KEY
+from ..storage.open import open_storage
+from ..storage.study import open_study
 from ..training.population import fallback_reason, train_population
 from ..training.result import compact_history
-from ..tuning.storage import open_storage
-from ..tuning.study import open_study
 from .grid import DEFAULT_OPTIMIZERS, DEFAULT_POINTS, LR_GRID_RANGES, lr_grid, parse_optimizers
 from .result import CompareResult
 from .summary import summarise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..training.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .html import render_html
 from .load import ReportData, load_report_data
 

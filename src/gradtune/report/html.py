@@ -11,9 +11,10 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from ..storage.keys import AUTO_KEY, COMPARE_KEY
 from . import data as d
 from . import figures as f
-from .load import AUTO_KEY, COMPARE_KEY, ReportData
+from .load import ReportData
 
 __all__ = ["render_html"]
 

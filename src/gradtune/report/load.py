@@ -15,19 +15,16 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UsageError
-from ..tuning.auto import baselines
-from ..tuning.result import trial_rows
-from ..tuning.storage import DEFAULT_STORAGE, open_storage
-from ..tuning.study import METADATA_KEY
+from ..storage.keys import AUTO_KEY, COMPARE_KEY, METADATA_KEY
+from ..storage.open import DEFAULT_STORAGE, open_storage
+from ..storage.trials import baselines, trial_rows
 
-__all__ = ["ReportData", "load_report_data", "EXTRA_KEYS", "COMPARE_KEY", "AUTO_KEY"]
+__all__ = ["ReportData", "load_report_data", "EXTRA_KEYS"]
 
 # Sections beyond the trials, where a run left them: the learning-rate range test (lr-find's
 # result.json), the noise-scale history (batch-size's result.json), PBT (each trial's
 # ``pbt_lineage`` and the best member's ``hyper_schedule``), --strategy auto's range tests and a
 # comparison (study user attributes).
-COMPARE_KEY = "gradtune_compare"  # where compare stores its result.json in its study
-AUTO_KEY = "gradtune_auto"  # --strategy auto: its range tests and narrowed space
 EXTRA_KEYS = ("lr_find", "noise_scale", "pbt", COMPARE_KEY, AUTO_KEY)
 
 

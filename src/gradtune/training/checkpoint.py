@@ -8,43 +8,18 @@ it stopped.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_replace
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "atomic_write_bytes", "load_epoch_checkpoint",
-           "save_epoch_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "load_epoch_checkpoint", "save_epoch_checkpoint"]
 
 CHECKPOINT_KEYS = ("model_state", "optimizer_state", "config", "seed", "epoch")
 _FORMAT = "gradtune-checkpoint-1"
-
-
-def _atomic_replace(path: Path, write) -> None:
-    """Write through ``write(handle)`` to a temporary file beside ``path``, then rename.
-
-    The rename is atomic on POSIX, so a reader sees the old file or the whole new
-    one, never half of it, even if the process is killed mid-write.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    _atomic_replace(Path(path), lambda handle: handle.write(data))
 
 
 def save_checkpoint(path: str | Path, *, model_state: dict, optimizer_state: dict, config: dict, seed: int,
@@ -52,7 +27,7 @@ def save_checkpoint(path: str | Path, *, model_state: dict, optimizer_state: dic
     path = Path(path)
     payload = {"format": _FORMAT, "model_state": model_state, "optimizer_state": optimizer_state,
                "config": config, "seed": seed, "epoch": epoch, **extra}
-    _atomic_replace(path, lambda handle: torch.save(payload, handle))
+    atomic_replace(path, lambda handle: torch.save(payload, handle))
     return path
 
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["TrainResult", "compact_history", "json_number", "STATUSES"]
+from ..files import json_number
+
+__all__ = ["TrainResult", "compact_history", "STATUSES"]
 
 STATUSES = ("completed", "diverged", "stopped")
-
-
-def json_number(value: Any) -> Any:
-    """NaN and inf are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def compact_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,14 +38,13 @@ import optuna
 
 from ..optim import get_optimizer_def
 from ..problems import Problem
+from ..storage.keys import AUTO_KEY, BASELINE_ATTR
 from .defaults import LR_RANGES
 from .space import SearchSpace
-from .strategies.pruner import BASELINE_ATTR
 
-__all__ = ["PORTFOLIO", "AUTO_KEY", "prepare", "baselines", "batch_size_advice", "explain"]
+__all__ = ["PORTFOLIO", "prepare", "batch_size_advice", "explain"]
 
 PORTFOLIO = ("momentum", "adamw", "rmsprop")
-AUTO_KEY = "gradtune_auto"
 _NOISE_EPOCHS = 5  # the noise scale is read off a short run: it settles within a few epochs
 # Auto's range tests ramp over 300 steps, not ``gradtune lr-find``'s 100: each rate then sees three times
 # the batches, so the suggestion moves less with the seed. Measured over seeds 0-2, each portfolio optimiser
@@ -165,25 +164,6 @@ def _measure(problem: Problem, space: SearchSpace, seed: int, device: str) -> di
             else:
                 del data[key]
     return {"portfolio": portfolio, "lr_find": found, "space": data}
-
-
-def baselines(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each portfolio optimiser's trials at its defaults, from the study's trial ``rows``: the best of them
-    (its number, rate, state and value; the bar the search had to clear, Schmidt et al. 2021's question: did
-    tuning beat the defaults?), and under ``tried`` every rate of its bracket."""
-    names = {t.number: t.user_attrs[BASELINE_ATTR] for t in study.get_trials(deepcopy=False)
-             if BASELINE_ATTR in t.user_attrs}
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row["number"] not in names:
-            continue
-        tried = {"trial": row["number"], "lr": row["config"].get("lr"), "state": row["state"], "value": row["value"]}
-        best = found.setdefault(names[row["number"]], {**tried, "tried": []})
-        best["tried"].append(tried)
-        if best["value"] is None or (tried["value"] is not None and sign * tried["value"] > sign * best["value"]):
-            best.update(tried)
-    return found
 
 
 def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> dict[str, Any] | None:

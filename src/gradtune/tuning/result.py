@@ -11,38 +11,12 @@ import optuna
 from optuna.trial import TrialState
 
 from ..config import TrainConfig
+from ..files import atomic_write_bytes, json_number
 from ..problems import Problem
+from ..storage.trials import trial_rows
 from ..training import save_checkpoint, train
-from ..training.checkpoint import atomic_write_bytes
-from ..training.result import json_number
-from .shared_budget import OVER_BUDGET
 
-__all__ = ["TuneResult", "trial_rows", "best_model_for"]
-
-_STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
-
-
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: number, config, state, value, epochs_run, seconds."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING or t.user_attrs.get("status") == OVER_BUDGET:
-            continue  # queued, or asked for by a worker beyond the shared budget and given back untrained
-        state = t.user_attrs.get("status") or _STATE_NAMES[t.state]
-        if t.state == TrialState.RUNNING or state == "running":  # "running" outlives a killed worker
-            state = _STATE_NAMES[t.state]
-        value = t.value if t.state == TrialState.COMPLETE else None
-        rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
-                     "value": json_number(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
-                     "seconds": t.user_attrs.get("seconds", _duration(t))})
-    return rows
-
-
-def _duration(t: optuna.trial.FrozenTrial) -> float:
-    if t.datetime_start and t.datetime_complete:
-        return (t.datetime_complete - t.datetime_start).total_seconds()
-    return 0.0
+__all__ = ["TuneResult", "best_model_for"]
 
 
 @dataclass

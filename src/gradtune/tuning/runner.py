@@ -27,6 +27,10 @@ from optuna.trial import TrialState
 from ..config import TrainConfig
 from ..errors import UsageError, check_number, invalid_value
 from ..problems import Problem
+from ..storage.open import HEARTBEAT_SECONDS, open_storage
+from ..storage.shared_budget import give_back, over_budget, reserved, running_elsewhere
+from ..storage.study import FINISHED_STATES, open_study, recover_orphans, requeue_failed, worker_id
+from ..storage.trials import baselines
 from ..training import Callback
 from ..training.result import compact_history
 from . import auto
@@ -34,11 +38,8 @@ from .budget import Budget, parse_budget
 from .defaults import default_space
 from .population import AUTO_SIZE, cheap_population, heartbeats, parse_population, population_size, trials_that_fit
 from .result import TuneResult, best_model_for
-from .shared_budget import give_back, over_budget, reserved, running_elsewhere
 from .space import SearchSpace
-from .storage import HEARTBEAT_SECONDS, open_storage
 from .strategies import make_strategy, pbt
-from .study import FINISHED_STATES, open_study, recover_orphans, requeue_failed, worker_id
 from .trial import PruningReporter, TrialOutcome, checkpoint_path, run_config, worst_value
 
 __all__ = ["tune", "prepare_study", "PreparedStudy", "TuneCallback", "DEFAULT_TRIAL_EPOCHS"]
@@ -148,7 +149,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     if best_model:
         result.best_model, result.best_model_trial = best_model_for(result, problem, loop.best)
         if prepared.auto is not None:  # the advice, once, by whoever collects the study
-            report = {**prepared.auto, "baselines": auto.baselines(prepared.study, result.trials),
+            report = {**prepared.auto, "baselines": baselines(prepared.study, result.trials),
                       "batch_size": auto.batch_size_advice(problem, result.best_config)}
             if loop.search is not None:
                 report["search"] = loop.search

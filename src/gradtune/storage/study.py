@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +18,11 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UsageError
+from ._optuna import fail_trial
+from .keys import METADATA_KEY
 
-__all__ = ["open_study", "worker_id", "recover_orphans", "stored_metadata", "FINISHED_STATES", "METADATA_KEY"]
+__all__ = ["open_study", "worker_id", "recover_orphans", "requeue_failed", "stored_metadata", "FINISHED_STATES"]
 
-METADATA_KEY = "gradtune"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
 _MUST_MATCH = ("problem", "metric", "direction", "space", "trial_epochs", "cv", "hidden", "sampling")
@@ -40,6 +42,10 @@ def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=metadata["direction"])
     study.set_user_attr(METADATA_KEY, dict(metadata))
+    # The value's name, so that optuna-dashboard and Optuna's plots say "valid_accuracy", not "Objective 0".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metadata["metric"]])
     return study, True
 
 
@@ -87,7 +93,7 @@ def recover_orphans(study: optuna.Study) -> list[int]:
         owner = trial.user_attrs.get("worker", "")
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            fail_trial(study, trial)
             failed.append(trial.number)
     requeue_failed(study)
     return failed

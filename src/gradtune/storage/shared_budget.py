@@ -17,6 +17,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from ._optuna import frozen_trial
+
 __all__ = ["reserved", "over_budget", "give_back", "running_elsewhere", "RESERVED_STATES", "OVER_BUDGET"]
 
 OVER_BUDGET = "over budget"  # the status of a trial given back untrained
@@ -43,7 +45,7 @@ def give_back(study: optuna.Study, trial: optuna.Trial) -> None:
     It ends FAIL with no parameters drawn, so nothing retries it; one that came
     from the queue (a retry or a grid point) goes back to the queue as it was.
     """
-    frozen = study._storage.get_trial(trial._trial_id)
+    frozen = frozen_trial(study, trial)
     trial.set_user_attr("status", OVER_BUDGET)
     study.tell(trial, state=TrialState.FAIL)
     if "fixed_params" in frozen.system_attrs:

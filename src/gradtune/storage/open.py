@@ -14,8 +14,8 @@ from pathlib import Path
 
 import optuna
 
-from ..distributed.connection import check_reachable, engine_kwargs, failure_message
 from ..errors import GradtuneError, UsageError
+from .connection import check_reachable, engine_kwargs, failure_message
 
 __all__ = ["DEFAULT_STORAGE", "open_storage", "HEARTBEAT_SECONDS", "is_sqlite", "is_shared_server"]
 

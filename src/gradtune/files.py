@@ -1,0 +1,53 @@
+"""Files written atomically, with the user's umask, as other command-line tools write theirs; JSON numbers.
+
+A reader sees the old file or the whole new one, never half of it, even if the
+process is killed mid-write: the bytes go to a temporary file beside the target,
+which is then renamed over it (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = ["atomic_replace", "atomic_write_bytes", "json_number"]
+
+
+def _default_mode() -> int:
+    """What ``open()`` would give a new file: 0o666 less the umask. (``mkstemp`` makes 0o600 files, readable by
+    their owner alone.) The umask can only be read by setting it, so it is set back at once."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_replace(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write(handle)`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_replace(path, lambda handle: handle.write(data))
+
+
+def json_number(value: Any) -> Any:
+    """NaN and inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

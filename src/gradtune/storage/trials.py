@@ -1,0 +1,63 @@
+"""Stored trials read back as rows: what ``result.json``, the leaderboard and the report show.
+
+A trial's row comes from what the tuning loop stored with it (its user
+attributes ``config``, ``status``, ``epochs_run``, ``seconds``), so any process
+that can reach the storage reads the same rows, while the study runs or after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..files import json_number
+from .keys import BASELINE_ATTR
+from .shared_budget import OVER_BUDGET
+
+__all__ = ["trial_rows", "baselines"]
+
+_STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial: number, config, state, value, epochs_run, seconds."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING or t.user_attrs.get("status") == OVER_BUDGET:
+            continue  # queued, or asked for by a worker beyond the shared budget and given back untrained
+        state = t.user_attrs.get("status") or _STATE_NAMES[t.state]
+        if t.state == TrialState.RUNNING or state == "running":  # "running" outlives a killed worker
+            state = _STATE_NAMES[t.state]
+        value = t.value if t.state == TrialState.COMPLETE else None
+        rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
+                     "value": json_number(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
+                     "seconds": t.user_attrs.get("seconds", _duration(t))})
+    return rows
+
+
+def _duration(t: optuna.trial.FrozenTrial) -> float:
+    if t.datetime_start and t.datetime_complete:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return 0.0
+
+
+def baselines(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each portfolio optimiser's trials at its defaults (``--strategy auto``), from the study's trial ``rows``:
+    the best of them (its number, rate, state and value; the bar the search had to clear, Schmidt et al. 2021's
+    question: did tuning beat the defaults?), and under ``tried`` every rate it trained at."""
+    names = {t.number: t.user_attrs[BASELINE_ATTR] for t in study.get_trials(deepcopy=False)
+             if BASELINE_ATTR in t.user_attrs}
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["number"] not in names:
+            continue
+        tried = {"trial": row["number"], "lr": row["config"].get("lr"), "state": row["state"], "value": row["value"]}
+        best = found.setdefault(names[row["number"]], {**tried, "tried": []})
+        best["tried"].append(tried)
+        if best["value"] is None or (tried["value"] is not None and sign * tried["value"] > sign * best["value"]):
+            best.update(tried)
+    return found

@@ -1,0 +1,74 @@
+"""Optuna's private internals that gradtune uses (storage/_optuna.py): each checked against the installed Optuna.
+
+These fail loudly, naming what moved, when an Optuna release changes one of them; pyproject.toml bounds
+Optuna to the releases these tests cover.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from gradtune.storage import _optuna
+from gradtune.storage.open import open_storage
+
+
+@pytest.fixture
+def study(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}", heartbeat=1)
+    return optuna.create_study(storage=storage, study_name="s")
+
+
+def test_the_rdb_models_the_rung_query_reads_are_importable():
+    assert _optuna._models is not None, "optuna.storages._rdb moved: the halving pruner falls back to full reads"
+    assert hasattr(_optuna._models, "TrialSystemAttributeModel") and hasattr(_optuna._models, "TrialModel")
+
+
+def test_tpe_still_reads_trials_through_the_private_get_trials_with_use_cache():
+    source = inspect.getsource(optuna.samplers.TPESampler)
+    assert "_get_trials(" in source and "use_cache" in source, \
+        "TPESampler no longer reads trials through study._get_trials(use_cache=): TrialsReadOnce no longer applies"
+
+
+def test_the_rung_view_holds_the_same_rung_values_as_optunas_read(study):
+    for value in (0.5, 0.7):
+        trial = study.ask()
+        trial.report(value, step=1)
+        study._storage.set_trial_system_attr(trial._trial_id, "completed_rung_0", value)
+        study.tell(trial, value)
+    view = _optuna.rung_view(study, "completed_rung_")
+    assert view is not study
+    seen = sorted(t.system_attrs["completed_rung_0"] for t in view.get_trials())
+    assert seen == sorted(t.system_attrs["completed_rung_0"] for t in study.get_trials())
+
+
+def test_a_first_heartbeat_recorded_with_the_ask_makes_an_abandoned_trial_go_stale(study):
+    trial = study.ask()
+    _optuna.record_heartbeat(study, trial)  # and no heartbeat thread: the worker died at once
+    assert _optuna.heartbeat_interval(study) == 1
+    time.sleep(5)  # the grace period is 3 beats of 1 s (SQLite compares its timestamps to the second)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    assert _optuna.frozen_trial(study, trial).state == TrialState.FAIL
+
+
+def test_a_trial_never_beaten_is_not_failed_as_stale(study):
+    """The control: without the first beat, Optuna cannot tell a dead worker's trial from one not yet started."""
+    trial = study.ask()
+    time.sleep(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    assert _optuna.frozen_trial(study, trial).state == TrialState.RUNNING
+
+
+def test_fail_trial_and_all_trials(study):
+    trial = study.ask()
+    _optuna.fail_trial(study, trial)
+    assert [t.state for t in _optuna.all_trials(study)] == [TrialState.FAIL]
