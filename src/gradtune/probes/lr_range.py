@@ -8,7 +8,7 @@ minimum. A rule then reads a rate off the curve (:mod:`.lr_suggest`).
 
 Several optimisers are tested in one go on the population trainer's stack: each
 is one member of a :func:`~gradtune.training.stacked.stack_models` stack,
-stepped by one :class:`~gradtune.optim.PopulationOptimizer` with a per-member
+stepped by one :class:`~gradtune.optim.StackedOptimizer` with a per-member
 learning-rate tensor, every member from the same initial weights and on the
 same batches, so the curves differ only by the optimiser. A member that
 diverges leaves the stack. Problems the stack cannot run (test functions,
@@ -34,7 +34,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_choice, check_number
-from ..optim import PopulationOptimizer, get_optimizer_def, make_optimizer
+from ..optim import StackedOptimizer, get_optimizer_def, make_optimizer
 from ..problems import Problem
 from ..schedules import lr_range_schedule
 from ..training import build_model, resolve_device
@@ -204,7 +204,7 @@ class _Test:
     def population(self, configs: Sequence[TrainConfig]) -> list[LRFindResult]:
         """Every optimiser as one member of a stack: the same start, the same batches, one rate for all."""
         stack = stack_models([build_model(self.problem, c, self.device) for c in configs])
-        optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+        optimizer = StackedOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                                         stack.params.flat)
         recorders = [LossRecorder() for _ in configs]
         active = list(range(len(configs)))  # the member of each stack row

@@ -10,7 +10,7 @@ padded batch was not kept: a member with batch 16 takes eight steps for each
 step of a member with batch 128, so a padded stack would run the small member
 at 128 rows a step, eight times the arithmetic. Within a group everything else
 differs freely: the optimiser (members are ordered so that those needing the
-same update terms sit together, see :func:`~gradtune.optim.population.block_order`),
+same update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
 learning rate, momentum, betas, weight decay, schedule, warm-up,
 initialisation and seed, and training length.
 
@@ -37,8 +37,8 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import check_choice
-from ..optim import PopulationOptimizer, get_optimizer_def, kernel, make_optimizer
-from ..optim.population import block_order, runs
+from ..optim import StackedOptimizer, get_optimizer_def, kernel, make_optimizer
+from ..optim.stacked import block_order, runs
 from ..problems import Problem, accuracy
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
@@ -286,7 +286,7 @@ class _Group:
         self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
         self.members, restored = self._admit(configs, callbacks, checkpoints)
         self.stack = stack_models([model for model, _ in restored])
-        self.optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+        self.optimizer = StackedOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
                                              self.stack.params.flat)
         self.active = list(range(len(configs)))  # member index of each stack row
         self.x, self.y = (t.to(self.device) for t in problem.train)
