@@ -39,7 +39,7 @@ from ..problems import Problem
 from ..schedules import lr_range_schedule
 from ..training import build_model, resolve_device
 from ..training.population import fallback_reason
-from ..training.stacked import stack_models
+from ..training.stacked import backward, stack_models
 from .lr_suggest import SUGGESTIONS, LossRecorder, suggest_lr, suggested_range
 
 __all__ = ["LRFindResult", "lr_find", "lr_find_many", "check_optimizers"]
@@ -213,7 +213,7 @@ class _Test:
             lr = self.lr_at(step)
             losses = self.problem.member_losses(stack(xb.expand(len(active), *xb.shape)),
                                                 yb.expand(len(active), *yb.shape))
-            losses.sum().backward()
+            backward(losses.sum())
             stopped = [recorders[m].add(lr, v) for m, v in zip(active, losses.detach().tolist())]
             if any(stopped):
                 rows = torch.tensor([r for r, s in enumerate(stopped) if not s], dtype=torch.long, device=self.device)

@@ -46,7 +46,7 @@ from .device import resolve_device
 from .loop import DivergenceGuard, build_model, train
 from .plan import TrainingPlan
 from .result import TrainResult
-from .stacked import StackedMLP, stack_models
+from .stacked import StackedMLP, backward, stack_models
 
 __all__ = ["train_population", "fallback_reason", "stack_key", "Population", "PopulationController"]
 
@@ -100,7 +100,7 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     stack = stack_models(models)
     x, y = (t[:2].to(device) for t in problem.train)
     out = stack(x.expand(2, *x.shape))
-    problem.member_losses(out, y.expand(2, *y.shape)).sum().backward()
+    backward(problem.member_losses(out, y.expand(2, *y.shape)).sum())
 
 
 def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
@@ -437,7 +437,7 @@ class _Group:
         weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
         losses = self.problem.member_losses(self.stack(xb), yb)
         weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
-        weighted.sum().backward()
+        backward(weighted.sum())
         stepping, lrs, bad = [], [0.0] * len(active), []
         for pos, (m, size, v) in enumerate(zip(active, sizes, weighted.detach().tolist())):
             m.batch_loss += v

@@ -8,9 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrainResult", "compact_history", "json_number", "STATUSES"]
-
-STATUSES = ("completed", "diverged", "stopped")
+__all__ = ["TrainResult", "compact_history", "json_number"]
 
 
 def json_number(value: Any) -> Any:
