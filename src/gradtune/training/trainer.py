@@ -20,15 +20,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..config import TrainConfig
+from ..problems import Problem
 from .callbacks import Callback
+from .device import resolve_device
 from .result import TrainResult
 
-__all__ = ["Trainer", "Finished", "train_all"]
+__all__ = ["Trainer", "Finished", "Entry", "admit", "train_all"]
 
 Finished = list[tuple[int, TrainResult]]  # (member key, its result), in the order the members ended
+
+
+class Entry(NamedTuple):
+    """One member as a trainer holds it from :meth:`Trainer.add` until it trains."""
+
+    key: int
+    config: TrainConfig
+    hooks: Sequence[Callback] = ()
+    checkpoint: Path | None = None
+
+
+def admit(problem: Problem, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
+          checkpoint: Path | None = None) -> Entry:
+    """The member with its configuration resolved for ``problem``: what every trainer's ``add`` checks first.
+
+    Raises :class:`~gradtune.UsageError` for a value the problem refuses or a device this machine lacks.
+    """
+    config = config.resolve_for(problem)
+    resolve_device(config.device)
+    return Entry(key, config, list(hooks), checkpoint)
 
 
 @runtime_checkable
