@@ -28,7 +28,8 @@ from ..config import TrainConfig
 from ..errors import check_number
 from ..problems import Problem
 from ..report.load import COMPARE_KEY
-from ..training.population import fallback_reason, train_population
+from ..training.pool import fallback_reason
+from ..training.population import train_population
 from ..training.result import compact_history
 from ..tuning.storage import open_storage
 from ..tuning.study import open_study

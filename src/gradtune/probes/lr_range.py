@@ -38,7 +38,7 @@ from ..optim import StackedOptimizer, get_optimizer_def, make_optimizer
 from ..problems import Problem
 from ..schedules import lr_range_schedule
 from ..training import build_model, resolve_device
-from ..training.population import fallback_reason
+from ..training.pool import fallback_reason
 from ..training.stacked import backward, stack_models
 from .lr_suggest import SUGGESTIONS, LossRecorder, suggest_lr, suggested_range
 
