@@ -113,7 +113,7 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
                  end_lr: float = 10.0, steps: int = 100, batch_size: int | None = None, seed: int = 0,
                  device: str = "auto", model: nn.Module | None = None, stacked: bool | None = None,
                  **hyperparameters: Any) -> dict[str, LRFindResult]:
-    """Run the range test for several optimisers, stacked as one population where the model allows it.
+    """Run the range test for several optimisers, as the members of one stack where the model allows it.
 
     Args:
         problem: the problem whose loss is recorded.
@@ -125,7 +125,7 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
         batch_size: mini-batch size (default: 32, or the whole set for test functions).
         seed: the initial weights and the batch order.
         model: test this model (one optimiser at a time) and restore its state afterwards.
-        stacked: True to require the population stack, False to forbid it, None (default) to stack
+        stacked: True to require the stack, False to forbid it, None (default) to stack
             two or more optimisers where the model runs under ``vmap``.
 
     Returns:

@@ -1,9 +1,11 @@
 """The stacked pool behind the callback interface the tuning loop still uses.
 
-shim until the tuning loop drives the Trainer interface: :class:`RollingPopulation`
-is a :class:`~gradtune.training.pool.StackedPool` that calls ``on_done`` for
-each member that ends, instead of returning it from ``advance``.
+:class:`RollingPopulation` is a :class:`~gradtune.training.pool.StackedPool`
+that calls ``on_done`` for each member that ends, instead of returning it from
+``advance``.
 """
+
+# shim until the tuning loop drives the Trainer interface
 
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ class RollingPopulation:
         ...     pool.advance()      # one epoch of one stack; add more members in between
     """
 
-    # shim until the tuning loop drives the Trainer interface
     def __init__(self, problem: Problem, on_done: Callable[[int, TrainResult], None]):
         self.pool = StackedPool(problem)
         self.on_done = on_done

@@ -57,8 +57,9 @@ def admit(problem: Problem, key: int, config: TrainConfig, hooks: Sequence[Callb
 class Trainer(Protocol):
     """Members in flight; tuning adds configurations and collects finished ones. Nothing else.
 
-    ``capacity`` is how many members the trainer wants in flight at once (1 for the single loop);
-    it may change as members are added (a round that closes once it starts).
+    ``capacity`` is how many members the trainer wants in flight at once (1 for the single loop); it may
+    change as training goes: a round takes members until its first :meth:`advance`, and from then on its
+    capacity is ``in_flight``, so that a loop adding while ``in_flight < capacity`` trains one round.
     """
 
     @property
@@ -66,21 +67,25 @@ class Trainer(Protocol):
 
     @property
     def in_flight(self) -> int:
-        """Members added and not yet handed back by :meth:`advance`."""
+        """Members added and not yet handed back by :meth:`advance` or :meth:`stop`."""
         ...
 
     def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
             checkpoint: Path | None = None) -> None:
-        """Member ``key`` joins with ``config``; ``hooks`` see its epochs (True from ``on_epoch_end`` stops it).
+        """Member ``key`` joins with ``config``; ``hooks`` see its steps and epochs (True from ``on_epoch_end``
+        or ``on_step`` stops it, status ``stopped``).
 
         With ``checkpoint`` the member keeps an epoch checkpoint there, in the single loop's format, and resumes
-        from a whole one of its configuration found there. Raises :class:`~gradtune.UsageError` before anything
-        trains for a configuration this trainer refuses; the caller fails that member alone.
+        from a whole one of its configuration found there (cross-validation's folds keep none). Raises
+        :class:`~gradtune.UsageError` before anything trains for a configuration this trainer refuses; the
+        caller fails that member alone. Members beyond ``capacity`` wait their turn, but a round that has
+        started takes none (:class:`~gradtune.GradtuneError`).
         """
         ...
 
     def advance(self) -> Finished:
-        """Train a little (one epoch of one stack, or one whole run) and return the members that ended."""
+        """Train a little (one epoch of one run or one stack, or one whole run) and return the members that
+        ended, each once; nothing in flight, nothing trains."""
         ...
 
     def stop(self) -> Finished:

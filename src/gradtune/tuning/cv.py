@@ -1,7 +1,6 @@
-"""Cross-validation, which lives in :mod:`gradtune.training.folds`.
+"""Cross-validation, which lives in :mod:`gradtune.training.folds` (:class:`~gradtune.training.folds.FoldTrainer`)."""
 
-shim until the tuning loop drives the Trainer interface.
-"""
+# shim until the tuning loop drives the Trainer interface
 
 from __future__ import annotations
 
