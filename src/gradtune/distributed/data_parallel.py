@@ -21,7 +21,6 @@ import os
 import pickle
 import socket
 import sys
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from ..problems import Problem
 from ..training import Callback, TrainResult
 from ..training.device import resolve_device
 from ..training.loop import Run
-from ..training.trainer import Entry, Finished, admit
+from ..training.trainer import Entry, WholeRunTrainer
 
 __all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank"]
 
@@ -154,7 +153,7 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     return result
 
 
-class ParallelTrainer:
+class ParallelTrainer(WholeRunTrainer):
     """The :class:`~gradtune.training.trainer.Trainer` of data-parallel training: one run at a time on ``nproc``
     processes, trained whole by :func:`train_parallel` in one :meth:`advance`.
 
@@ -171,35 +170,18 @@ class ParallelTrainer:
         >>> [(key, result)] = trainer.advance()
     """
 
-    capacity = 1
-
     def __init__(self, problem: Problem, nproc: int = 2):
-        self.problem = problem
+        super().__init__(problem)
         self.nproc, self._one_node = _ranks(check_number("nproc", nproc, low=1, integer=True))
         if self._one_node and self.nproc > 1:
             _recipe(problem)  # refuses a problem the other processes could not rebuild
-        self._waiting: deque[Entry] = deque()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._waiting)
+    def check(self, entry: Entry) -> None:
+        _check(self.problem, entry.config.resolve_for(self.problem), self.nproc, self._one_node)
 
-    def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
-            checkpoint: Path | None = None) -> None:
-        entry = admit(self.problem, key, config, hooks, checkpoint)
-        _check(self.problem, entry.config, self.nproc, self._one_node)
-        self._waiting.append(entry)
-
-    def advance(self) -> Finished:
-        if not self._waiting:
-            return []
-        key, config, hooks, checkpoint = self._waiting.popleft()
-        return [(key, train_parallel(self.problem, config, self.nproc, callbacks=hooks, checkpoint=checkpoint))]
-
-    def stop(self) -> Finished:
-        """Runs end within :meth:`advance`: the waiting ones are dropped, and none is left to hand back."""
-        self._waiting.clear()
-        return []
+    def train(self, entry: Entry) -> TrainResult:
+        return train_parallel(self.problem, entry.config, self.nproc, callbacks=entry.hooks,
+                              checkpoint=entry.checkpoint)
 
 
 def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) -> None:

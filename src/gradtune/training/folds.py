@@ -9,9 +9,7 @@ hook stopped it) ends the member with that fold's result.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +21,7 @@ from ..problems import Problem
 from .callbacks import Callback
 from .loop import train
 from .result import TrainResult
-from .trainer import Entry, Finished, admit
+from .trainer import Entry, WholeRunTrainer
 
 __all__ = ["FoldTrainer", "fold_problems", "train_folds"]
 
@@ -51,7 +49,7 @@ def train_folds(problem: Problem, config: TrainConfig, k: int, callbacks: Sequen
     return result
 
 
-class FoldTrainer:
+class FoldTrainer(WholeRunTrainer):
     """The :class:`~gradtune.training.trainer.Trainer` of cross-validation: one member at a time, all its K folds
     trained in one :meth:`advance`.
 
@@ -73,41 +71,22 @@ class FoldTrainer:
         >>> result.metrics["valid_loss"], result.report["cv_values"]
     """
 
-    capacity = 1
-
     def __init__(self, problem: Problem, k: int):
-        self.problem = problem
+        super().__init__(problem)
         self.k = check_number("k", k, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
-        self._waiting: deque[tuple[Entry, list[Problem]]] = deque()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._waiting)
+    def check(self, entry: Entry) -> None:
+        """A configuration that a fold refuses (it resolves afresh for the fold's size) is refused now."""
+        for fold in fold_problems(self.problem, self.k, entry.config.seed):
+            entry.config.resolve_for(fold)
 
-    def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
-            checkpoint: Path | None = None) -> None:
-        """Member ``key`` waits its turn; a configuration refused by the problem or any fold of it is refused now."""
-        admit(self.problem, key, config)
-        folds = fold_problems(self.problem, self.k, config.seed)
-        for fold in folds:  # each fold resolves the configuration afresh, as for a problem of its size
-            config.resolve_for(fold)
-        self._waiting.append((Entry(key, config, list(hooks)), folds))
-
-    def advance(self) -> Finished:
-        if not self._waiting:
-            return []
-        entry, folds = self._waiting.popleft()
+    def train(self, entry: Entry) -> TrainResult:
         results = []
-        for fold in folds:
+        for fold in fold_problems(self.problem, self.k, entry.config.seed):
             results.append(train(fold, entry.config, callbacks=entry.hooks))
             if results[-1].status != "completed":
-                return [(entry.key, results[-1])]
-        return [(entry.key, self._mean(results))]
-
-    def stop(self) -> Finished:
-        """Members end within :meth:`advance`: the waiting ones are dropped, and none is left to hand back."""
-        self._waiting.clear()
-        return []
+                return results[-1]
+        return self._mean(results)
 
     def _mean(self, results: list[TrainResult]) -> TrainResult:
         """The last fold's result, scored by the mean over the folds."""

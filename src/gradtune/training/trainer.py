@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -28,7 +29,7 @@ from .callbacks import Callback
 from .device import resolve_device
 from .result import TrainResult
 
-__all__ = ["Trainer", "Finished", "Entry", "admit", "train_all"]
+__all__ = ["Trainer", "Finished", "Entry", "admit", "WholeRunTrainer", "train_all"]
 
 Finished = list[tuple[int, TrainResult]]  # (member key, its result), in the order the members ended
 
@@ -92,6 +93,50 @@ class Trainer(Protocol):
         """Stop training (an interrupt): return the members that ended but were not yet handed back; the rest of
         those in flight are dropped, their epoch checkpoints kept for a retry."""
         ...
+
+
+class WholeRunTrainer:
+    """A trainer of one member at a time, trained whole in one :meth:`advance` (cross-validation's folds,
+    data-parallel ranks); a subclass says what :meth:`check` refuses and how to :meth:`train`.
+
+    Members beyond ``capacity`` (1) wait their turn, holding their configuration as given: each training
+    resolves it for the problem it trains on, as :func:`gradtune.train` does.
+    """
+
+    capacity = 1
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self._waiting: deque[Entry] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
+            checkpoint: Path | None = None) -> None:
+        admit(self.problem, key, config)
+        entry = Entry(key, config, list(hooks), checkpoint)
+        self.check(entry)
+        self._waiting.append(entry)
+
+    def advance(self) -> Finished:
+        if not self._waiting:
+            return []
+        entry = self._waiting.popleft()
+        return [(entry.key, self.train(entry))]
+
+    def stop(self) -> Finished:
+        """Members end within :meth:`advance`: the waiting ones are dropped, and none is left to hand back."""
+        self._waiting.clear()
+        return []
+
+    def check(self, entry: Entry) -> None:
+        """Raise :class:`~gradtune.UsageError` for a member this trainer cannot train (the problem has accepted
+        its configuration)."""
+
+    def train(self, entry: Entry) -> TrainResult:
+        raise NotImplementedError
 
 
 def train_all(trainer: Trainer, configs: Sequence[TrainConfig],
