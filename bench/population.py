@@ -10,16 +10,13 @@ single loop trains the first ``--sequential`` configurations of each draw
 (all of them when P is smaller); its rate is configurations per minute over
 those.
 
-Members with different batch sizes train grouped (one stack per batch size,
-the default) or as one stack of micro-batches (``batching="micro"``); both are
-timed, in the same interleaved runs, and printed as rows of their own.
+Members with different batch sizes train in one stack per batch size.
 
 Achieved GFLOP/s counts the matrix products of forward and backward passes
 (6 x weights x samples) against the machine's matmul peak, measured here.
 
 Usage:
     .venv/bin/python bench/population.py [--sizes 8,32,128] [--epochs 3] [--repeats 3] [--threads 2]
-                                         [--batching grouped,micro]
 """
 
 from __future__ import annotations
@@ -86,46 +83,40 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=16, help="configurations the single loop trains per draw")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batching", default="grouped,micro", help="population batching modes to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     peak = matmul_peak()
     print(f"torch threads {args.threads}; matmul peak {peak:.0f} GFLOP/s; {args.epochs} epochs per configuration; "
           f"{args.repeats} interleaved repeats, medians")
-    print(f"{'problem':12s} {'P':>4s} {'batching':>8s} {'population cfg/min':>19s} {'single cfg/min':>15s} "
+    print(f"{'problem':12s} {'P':>4s} {'population cfg/min':>19s} {'single cfg/min':>15s} "
           f"{'ratio':>6s} {'pop GFLOP/s':>12s} {'single GFLOP/s':>15s} {'max |acc diff|':>15s}")
-    modes = args.batching.split(",")
     # A first, untimed run pays the one-off imports and allocations.
     gradtune.train(gradtune.get_problem("digits-mlp"), epochs=1)
     for name in args.problems.split(","):
         problem = gradtune.get_problem(name)
         for size in (int(s) for s in args.sizes.split(",")):
-            rates: dict[str, list[float]] = {who: [] for who in (*modes, "seq")}
+            rates: dict[str, list[float]] = {who: [] for who in ("pop", "seq")}
             gflops: dict[str, list[float]] = {who: [] for who in rates}
-            diffs: dict[str, list[float]] = {who: [] for who in modes}
+            diffs: list[float] = []
             for rep in range(args.repeats):
                 configs = draw(problem, size, args.epochs, seed=rep)
                 subset = configs[:min(size, args.sequential)]
-                order = [*modes, "seq"]
-                order = order[rep % len(order):] + order[:rep % len(order)]  # rotate who runs first
+                order = ("pop", "seq") if rep % 2 == 0 else ("seq", "pop")  # alternate who runs first
                 runs = {}
                 for who in order:
                     if who == "seq":
                         runs[who] = timed(partial(_one_at_a_time, problem, subset))
                     else:
-                        runs[who] = timed(partial(train_population, problem, configs, batching=who))
+                        runs[who] = timed(partial(train_population, problem, configs))
                 for who, (_, seconds) in runs.items():
                     trained = subset if who == "seq" else configs
                     rates[who].append(60 * len(trained) / seconds)
                     gflops[who].append(flops(problem, trained) / seconds / 1e9)
-                for who in modes:
-                    diffs[who].append(max(abs(a - b) for a, b in zip(accuracy(runs[who][0]), accuracy(runs["seq"][0]))))
-            s = statistics.median(rates["seq"])
-            for who in modes:
-                p = statistics.median(rates[who])
-                print(f"{name:12s} {size:4d} {who:>8s} {p:19.1f} {s:15.1f} {p / s:6.2f} "
-                      f"{statistics.median(gflops[who]):12.1f} {statistics.median(gflops['seq']):15.1f} "
-                      f"{max(diffs[who]):15.4f}", flush=True)
+                diffs.append(max(abs(a - b) for a, b in zip(accuracy(runs["pop"][0]), accuracy(runs["seq"][0]))))
+            p, s = statistics.median(rates["pop"]), statistics.median(rates["seq"])
+            print(f"{name:12s} {size:4d} {p:19.1f} {s:15.1f} {p / s:6.2f} "
+                  f"{statistics.median(gflops['pop']):12.1f} {statistics.median(gflops['seq']):15.1f} "
+                  f"{max(diffs):15.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from gradtune.optim import (
     OPTIMIZERS,
     HypergradientOptimizer,
     KernelOptimizer,
-    PopulationOptimizer,
+    StackedOptimizer,
     make_optimizer,
     resolve_hyperparameters,
 )
@@ -196,11 +196,11 @@ def member_hp(case: Case) -> list[dict[str, float]]:
 
 def flat_steps(names: list[str], members: list[dict[str, float]], start: list[torch.Tensor],
                grad) -> list[torch.Tensor]:
-    """Run a PopulationOptimizer over ``start`` (one [P, *shape] tensor per parameter) stored flat."""
+    """Run a StackedOptimizer over ``start`` (one [P, *shape] tensor per parameter) stored flat."""
     count = len(names)
     sizes = [s[0].numel() for s in start]
     flat = torch.cat([s.reshape(count, -1) for s in start], dim=1).clone()
-    optimizer = PopulationOptimizer(names, members, flat)
+    optimizer = StackedOptimizer(names, members, flat)
 
     def unflat():
         return [part.view(count, *s.shape[1:]) for part, s in zip(flat.split(sizes, dim=1), start)]

@@ -10,7 +10,8 @@ from torch import nn
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.training.population import _groups, fallback_reason, train_population
+from gradtune.training.pool import fallback_reason
+from gradtune.training.population import train_population
 from gradtune.training.rolling import RollingPopulation
 from toy_problems import three_class_problem
 
@@ -78,13 +79,12 @@ def torch_run(problem: gradtune.Problem, config: TrainConfig) -> dict[str, torch
     return {k: v.detach() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("batching", ["grouped", "micro"])
 @pytest.mark.parametrize("name", sorted(TORCH))
-def test_population_matches_torch_optim_in_float64(name, batching):
-    """Batch sizes 8 and 16: two stacks when grouped, one stack of micro-batches of 8 when micro."""
+def test_population_matches_torch_optim_in_float64(name):
+    """Batch sizes 8 and 16: two stacks."""
     problem = float64_problem()
     configs = member_configs(name)
-    results = train_population(problem, configs, batching=batching)
+    results = train_population(problem, configs)
     assert fallback_reason(problem, [c.resolve_for(problem) for c in configs]) is None
     for config, result in zip(configs, results):
         assert result.status == "completed"
@@ -119,14 +119,13 @@ def test_population_and_single_loop_both_take_the_problems_defaults():
     assert gradtune.train(problem, configs[0], shuffle=True).config["shuffle"] is True  # a user's choice wins
 
 
-@pytest.mark.parametrize("batching", ["grouped", "micro"])
-def test_a_diverging_member_leaves_the_others_bit_for_bit_unchanged(batching):
+def test_a_diverging_member_leaves_the_others_bit_for_bit_unchanged():
     problem = gradtune.get_problem("digits-mlp", hidden=(32,))
     good = [TrainConfig(optimizer="sgd", lr=lr, batch_size=b, epochs=3, seed=s)
             for s, (lr, b) in enumerate([(0.01, 32), (0.05, 64), (0.1, 32)])]
     bad = TrainConfig(optimizer="sgd", lr=1e4, batch_size=32, epochs=3, seed=7)
-    with_bad = train_population(problem, [good[0], bad, *good[1:]], batching=batching)
-    without = train_population(problem, good, batching=batching)
+    with_bad = train_population(problem, [good[0], bad, *good[1:]])
+    without = train_population(problem, good)
     assert with_bad[1].status == "diverged" and with_bad[1].diverged_at is not None
     others = [with_bad[0], *with_bad[2:]]
     for a, b in zip(others, without):
@@ -161,33 +160,17 @@ def test_lbfgs_falls_back_to_the_single_loop_and_says_why(caplog):
     assert [r.status for r in results] == ["completed", "completed"]
 
 
-@pytest.mark.parametrize("batching", ["grouped", "micro"])
-def test_a_stack_of_mixed_optimizers_matches_torch_optim_in_float64(batching):
+def test_a_stack_of_mixed_optimizers_matches_torch_optim_in_float64():
     """Momentum, Adam, RMSprop ... members share one forward/backward; each steps its own rows."""
     problem = float64_problem()
     configs = [member_configs(name)[i] for i, name in enumerate(sorted(TORCH))]
     configs += [member_configs("adam")[5]]
-    results = train_population(problem, configs, batching=batching)
+    results = train_population(problem, configs)
     for config, result in zip(configs, results):
         expected = torch_run(problem, config)
         for key, value in result.model.state_dict().items():
             relative = ((value - expected[key]).norm() / expected[key].norm()).item()
             assert relative < 1e-10, (config.optimizer, key, relative)
-
-
-def test_micro_batching_puts_every_batch_size_of_a_per_sample_model_in_one_stack():
-    problem = float64_problem()
-    configs = [c.resolve_for(problem) for c in member_configs("adam")]
-    assert sorted(map(len, _groups(problem, configs, merge=True))) == [8]
-    assert sorted(map(len, _groups(problem, configs, merge=False))) == [4, 4]
-    # 12 is no multiple of 8: it trains in a stack of its own
-    odd = configs + [configs[0].replace(batch_size=12, seed=99)]
-    assert sorted(map(len, _groups(problem, odd, merge=True))) == [1, 8]
-
-
-def test_a_bad_batching_value_is_a_usage_error():
-    with pytest.raises(gradtune.UsageError, match="batching"):
-        train_population(float64_problem(), member_configs("sgd")[:2], batching="padded")
 
 
 def test_members_that_join_a_running_stack_match_torch_optim_in_float64():
@@ -245,7 +228,7 @@ def test_a_rolling_population_hands_back_pruned_members_at_once_and_falls_back_f
 def test_members_killed_mid_run_resume_from_their_checkpoints_in_a_population_or_alone(tmp_path, monkeypatch):
     """A rolling population's members keep the single loop's epoch checkpoints: after a kill, each resumes, in
     a new population or in :func:`gradtune.train`, and still ends as its torch.optim oracle does."""
-    monkeypatch.setattr("gradtune.training.population.CHECKPOINT_GAP", 0)  # write at every epoch end
+    monkeypatch.setattr("gradtune.training.pool.CHECKPOINT_GAP", 0)  # write at every epoch end
     problem = float64_problem()
     configs = [member_configs(name)[i] for i, name in enumerate(sorted(TORCH))]  # batch sizes 8 and 16
     paths = [tmp_path / f"member-{i}.pt" for i in range(len(configs))]

@@ -20,8 +20,8 @@ import gradtune
 from gradtune import Problem, TrainConfig, UsageError
 from gradtune.cli._live import TuneDisplay
 from gradtune.problems import get_problem
-from gradtune.training import population as population_module
-from gradtune.training.population import fallback_reason
+from gradtune.training.pool import fallback_reason
+from gradtune.training.stack import Stack
 from gradtune.tuning import TuneCallback, tune
 from gradtune.tuning.population import AUTO_SIZE, population_size
 
@@ -61,13 +61,13 @@ class InFlight(TuneDisplay):
 
 def _spy_on_stacks(monkeypatch) -> list[int]:
     """The number of members of each stacked epoch the tuner runs."""
-    sizes, real = [], population_module._Group.run_epoch
+    sizes, real = [], Stack.run_epoch
 
     def spy(group):
         sizes.append(len(group.active))
         return real(group)
 
-    monkeypatch.setattr(population_module._Group, "run_epoch", spy)
+    monkeypatch.setattr(Stack, "run_epoch", spy)
     return sizes
 
 
@@ -283,7 +283,7 @@ def test_an_interrupt_leaves_no_member_running_and_keeps_every_told_trial(tmp_pa
 
 def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path, monkeypatch):
     """The signal is held while a trial is told; the trial, told, must not leave its checkpoint behind."""
-    monkeypatch.setattr("gradtune.training.population.CHECKPOINT_GAP", 0)
+    monkeypatch.setattr("gradtune.training.pool.CHECKPOINT_GAP", 0)
     tell = optuna.Study.tell
 
     def tell_then_ctrl_c(self, trial, *args, **kwargs):

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from gradtune.config import TrainConfig
 from gradtune.problems import get_problem
 from gradtune.training import evaluate, load_checkpoint, train
-from gradtune.tuning.cv import fold_problems
+from gradtune.training.folds import fold_problems
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]

@@ -30,7 +30,8 @@ from ..problems import Problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
 from ..storage.study import open_study
-from ..training.population import fallback_reason, train_population
+from ..training.pool import fallback_reason
+from ..training.population import train_population
 from ..training.result import compact_history
 from .grid import DEFAULT_OPTIMIZERS, DEFAULT_POINTS, LR_GRID_RANGES, lr_grid, parse_optimizers
 from .result import CompareResult

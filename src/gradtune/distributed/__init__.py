@@ -7,15 +7,15 @@ data-parallel run.
 
 from __future__ import annotations
 
-__all__ = ["train_parallel", "launch_workers"]
+__all__ = ["train_parallel", "ParallelTrainer", "launch_workers"]
 
 
 def __getattr__(name: str):
     # Lazy, so that importing the package (the CLI does) does not import torch.distributed.
-    if name == "train_parallel":
-        from .data_parallel import train_parallel
+    if name in ("train_parallel", "ParallelTrainer"):
+        from . import data_parallel
 
-        return train_parallel
+        return getattr(data_parallel, name)
     if name == "launch_workers":
         from .workers import launch_workers
 

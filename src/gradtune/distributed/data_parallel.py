@@ -34,9 +34,10 @@ from ..errors import GradtuneError, UsageError, check_number
 from ..problems import Problem
 from ..training import Callback, TrainResult
 from ..training.device import resolve_device
-from ..training.loop import _Run
+from ..training.loop import Run
+from ..training.trainer import Entry, WholeRunTrainer
 
-__all__ = ["train_parallel", "launched_by_torchrun", "torchrun_rank"]
+__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank"]
 
 # Long enough for an epoch's evaluation on one rank while the others wait; short enough that a dead rank
 # does not hang the rest for gloo's default half hour.
@@ -52,7 +53,14 @@ def torchrun_rank() -> int:
     return int(os.environ["RANK"]) if launched_by_torchrun() else 0
 
 
-class _ParallelRun(_Run):
+def _ranks(nproc: int) -> tuple[int, bool]:
+    """How many ranks a run has, and whether gradtune starts them on this node: torchrun's, else ``nproc``."""
+    if launched_by_torchrun():
+        return int(os.environ["WORLD_SIZE"]), False
+    return nproc, True
+
+
+class _ParallelRun(Run):
     """The training loop of one rank: a shard of each batch, DDP's averaged gradients, rank 0's decisions."""
 
     def __init__(self, problem: Problem, config: TrainConfig, callbacks: Sequence[Callback],
@@ -62,15 +70,16 @@ class _ParallelRun(_Run):
         # A collective: no rank trains (or rank 0 rewrites the checkpoint) before every rank has loaded it.
         self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.share = 1.0
+        self.stop_asked = False  # on rank 0: a callback's on_step asked to stop during this epoch
 
-    def _batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if index is None:
             index = torch.arange(len(self.x), device=self.device)
         mine = index.tensor_split(self.world)[self.rank]
         self.share = len(mine) / len(index)
         return self.x[mine], self.y[mine]
 
-    def _loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         local = self.problem.loss_fn(self.ddp(xb), yb)
         # DDP divides the summed gradients by the world size; weighting by share * world leaves the
         # gradient of the global mean, even where the last batch does not split evenly.
@@ -79,14 +88,21 @@ class _ParallelRun(_Run):
         dist.all_reduce(total)  # every rank sees the same global loss, so all stop (or diverge) together
         return total
 
-    def _stop_requested(self, record: dict[str, Any]) -> bool:
-        flag = torch.tensor([float(super()._stop_requested(record)) if self.rank == 0 else 0.0], device=self.device)
+    def step_done(self, loss: float) -> bool:
+        # A stop asked for mid-epoch waits for the epoch's end, where rank 0's decision is shared anyway: a
+        # collective at every step to share it at once would cost more than the part of an epoch it saves.
+        self.stop_asked = super().step_done(loss) or self.stop_asked
+        return False
+
+    def stop_requested(self, record: dict[str, Any]) -> bool:
+        asked = self.rank == 0 and (super().stop_requested(record) or self.stop_asked)
+        flag = torch.tensor([float(asked)], device=self.device)
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def _save(self) -> None:
+    def save(self) -> None:
         if self.rank == 0:
-            super()._save()
+            super().save()
 
 
 def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: int = 2, *,
@@ -108,11 +124,9 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
         >>> result = train_parallel(get_problem("digits-mlp"), TrainConfig(optimizer="adam", epochs=5), nproc=2)
     """
     config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)
-    torchrun = launched_by_torchrun()
-    if torchrun:
-        nproc = int(os.environ["WORLD_SIZE"])
-    _check(problem, config, nproc, one_node=not torchrun)
-    if torchrun:
+    nproc, one_node = _ranks(nproc)
+    _check(problem, config, nproc, one_node)
+    if not one_node:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
         result = _run_rank(rank, nproc, "env://", problem, config, callbacks, checkpoint, local)
         return result if rank == 0 else None
@@ -137,6 +151,37 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     if failed:
         raise GradtuneError(f"data-parallel rank(s) {failed} failed (see their message above)")
     return result
+
+
+class ParallelTrainer(WholeRunTrainer):
+    """The :class:`~gradtune.training.trainer.Trainer` of data-parallel training: one run at a time on ``nproc``
+    processes, trained whole by :func:`train_parallel` in one :meth:`advance`.
+
+    ``capacity`` is 1; members added beyond it wait their turn. :meth:`add` refuses, with a
+    :class:`~gradtune.UsageError`, a configuration that cannot be shared out over ``nproc`` processes.
+
+    Args:
+        problem: a built-in problem, or a :class:`~gradtune.Problem` that can be pickled.
+        nproc: processes per run, >= 1 (under ``torchrun``, its world size instead).
+
+    Example:
+        >>> trainer = ParallelTrainer(get_problem("digits-mlp"), nproc=2)
+        >>> trainer.add(0, TrainConfig(optimizer="adam", epochs=5))
+        >>> [(key, result)] = trainer.advance()
+    """
+
+    def __init__(self, problem: Problem, nproc: int = 2):
+        super().__init__(problem)
+        self.nproc, self._one_node = _ranks(check_number("nproc", nproc, low=1, integer=True))
+        if self._one_node and self.nproc > 1:
+            _recipe(problem)  # refuses a problem the other processes could not rebuild
+
+    def check(self, entry: Entry) -> None:
+        _check(self.problem, entry.config.resolve_for(self.problem), self.nproc, self._one_node)
+
+    def train(self, entry: Entry) -> TrainResult:
+        return train_parallel(self.problem, entry.config, self.nproc, callbacks=entry.hooks,
+                              checkpoint=entry.checkpoint)
 
 
 def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) -> None:

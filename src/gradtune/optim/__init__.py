@@ -1,10 +1,10 @@
-"""Optimisers: one update rule that broadcasts over a member axis, a torch.optim wrapper and a population stepper."""
+"""Optimisers: one update rule that broadcasts over a member axis, a torch.optim wrapper and a stacked stepper."""
 
 from ._hyper import Hyperparameter
 from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
 from ._torch_optimizer import KernelOptimizer, make_optimizer
 from .hypergradient import HypergradientOptimizer, current_lr
-from .population import PopulationOptimizer
+from .stacked import StackedOptimizer
 
 __all__ = [
     "Hyperparameter",
@@ -12,7 +12,7 @@ __all__ = [
     "OptimizerDef",
     "HypergradientOptimizer",
     "KernelOptimizer",
-    "PopulationOptimizer",
+    "StackedOptimizer",
     "get_optimizer_def",
     "current_lr",
     "make_optimizer",

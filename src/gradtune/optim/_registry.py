@@ -3,7 +3,7 @@
 Each entry pairs the hyperparameters an optimiser takes with its coefficients
 in the one update rule of :mod:`gradtune.optim.kernel`. The same rule drives
 the single training loop, through :class:`~gradtune.optim.KernelOptimizer`,
-and the population trainer, through :class:`~gradtune.optim.PopulationOptimizer`.
+and the stacked trainer, through :class:`~gradtune.optim.StackedOptimizer`.
 The hypergradient optimisers step along another entry's direction with a rate
 of their own (:mod:`gradtune.optim.hypergradient`), so they run in the single
 loop only.

@@ -1,19 +1,20 @@
 """The learning-rate range test (Smith 2017, "Cyclical Learning Rates"; fastai's ``lr_find``).
 
-The test is a schedule plus a recorder, not a trainer of its own: for about
-100 steps the learning rate rises geometrically from ``start_lr`` to ``end_lr``
-(:func:`gradtune.schedules.lr_range_schedule`) while a :class:`LossRecorder`
-smooths the loss and stops the run once the smoothed loss passes four times its
-minimum. A rule then reads a rate off the curve (:mod:`.lr_suggest`).
+The test is a schedule plus a recorder, trained by the same engine as any
+run: for a budget of about 100 steps the learning rate rises geometrically from
+``start_lr`` to ``end_lr`` (:func:`gradtune.schedules.lr_range_schedule`, in
+place of the configuration's schedule) while a
+:class:`~gradtune.probes.lr_suggest.LossRecorder`, a callback, smooths the
+loss and stops the run once the smoothed loss passes four times its minimum. A
+rule then reads a rate off the curve (:mod:`.lr_suggest`).
 
-Several optimisers are tested in one go on the population trainer's stack: each
-is one member of a :func:`~gradtune.training.stacked.stack_models` stack,
-stepped by one :class:`~gradtune.optim.PopulationOptimizer` with a per-member
-learning-rate tensor, every member from the same initial weights and on the
-same batches, so the curves differ only by the optimiser. A member that
-diverges leaves the stack. Problems the stack cannot run (test functions,
-models that fail under ``vmap``) are tested one optimiser at a time, with the
-same batches and the same numbers.
+One optimiser trains in the single loop (:class:`~gradtune.training.loop.Run`).
+Several train in one go as the members of a
+:class:`~gradtune.training.stack.Stack`, every member from the same initial
+weights and on the same batches, so the curves differ only by the optimiser;
+a member whose loss explodes leaves the stack. Problems the stack cannot run
+(test functions, models that fail under ``vmap``) are tested one optimiser at
+a time, with the same batches and the same numbers.
 
 Example:
     >>> import gradtune
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,13 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_choice, check_number
-from ..optim import PopulationOptimizer, get_optimizer_def, make_optimizer
+from ..optim import get_optimizer_def, make_optimizer
 from ..problems import Problem
 from ..schedules import lr_range_schedule
-from ..training import build_model, resolve_device
-from ..training.population import fallback_reason
-from ..training.stacked import stack_models
+from ..training import Run, TrainResult
+from ..training.pool import fallback_reason
+from ..training.stack import Stack
+from ..training.trainer import Entry
 from .lr_suggest import SUGGESTIONS, LossRecorder, suggest_lr, suggested_range
 
 __all__ = ["LRFindResult", "lr_find", "lr_find_many", "check_optimizers"]
@@ -102,7 +104,8 @@ def lr_find(problem: Problem, optimizer: str | torch.optim.Optimizer = "sgd", *,
         if model is None:
             raise UsageError("The 'model' parameter must be given with an optimizer object, whose parameters it "
                              "holds. Got None.")
-        return _Test(problem, **options).single(optimizer, model, type(optimizer).__name__.lower())
+        test = _Test(problem, **options)
+        return test.on_model(test.config, model, optimizer, type(optimizer).__name__.lower())
     return lr_find_many(problem, [optimizer], model=model, **options)[optimizer]
 
 
@@ -110,7 +113,7 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
                  end_lr: float = 10.0, steps: int = 100, batch_size: int | None = None, seed: int = 0,
                  device: str = "auto", model: nn.Module | None = None, stacked: bool | None = None,
                  **hyperparameters: Any) -> dict[str, LRFindResult]:
-    """Run the range test for several optimisers, stacked as one population where the model allows it.
+    """Run the range test for several optimisers, as the members of one stack where the model allows it.
 
     Args:
         problem: the problem whose loss is recorded.
@@ -122,7 +125,7 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
         batch_size: mini-batch size (default: 32, or the whole set for test functions).
         seed: the initial weights and the batch order.
         model: test this model (one optimiser at a time) and restore its state afterwards.
-        stacked: True to require the population stack, False to forbid it, None (default) to stack
+        stacked: True to require the stack, False to forbid it, None (default) to stack
             two or more optimisers where the model runs under ``vmap``.
 
     Returns:
@@ -133,25 +136,21 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
                  seed=seed, device=device)
     configs = [test.config.replace(optimizer=n, **hyperparameters).resolve_for(problem) for n in names]
     if model is not None:
-        return {c.optimizer: test.single(make_optimizer(c.optimizer, model.parameters(), **c.hyperparameters()),
-                                         model, c.optimizer) for c in configs}
+        return {c.optimizer: test.on_model(c, model, make_optimizer(c.optimizer, model.parameters(),
+                                                                    **c.hyperparameters()), c.optimizer)
+                for c in configs}
     reason = fallback_reason(problem, configs) if stacked is not False else "stacked=False"
     if stacked and reason:
         raise UsageError(f"The 'stacked' parameter must be False or None for this problem: {reason}.")
     if len(configs) > 1 and reason is None:
-        return dict(zip(names, test.population(configs)))
+        return dict(zip(names, test.stacked(configs)))
     if len(configs) > 1 and stacked is None:
         log.warning("gradtune: testing %d optimizers one at a time: %s", len(configs), reason)
-    results = {}
-    for c in configs:
-        fresh = build_model(problem, c, test.device)
-        results[c.optimizer] = test.single(make_optimizer(c.optimizer, fresh.parameters(), **c.hyperparameters()),
-                                           fresh, c.optimizer)
-    return results
+    return {c.optimizer: test.single(c, c.optimizer) for c in configs}
 
 
 class _Test:
-    """The settings of one range test, shared by the single-model and the stacked drivers."""
+    """The settings of one range test, and its runs: one optimiser in the single loop, several in one stack."""
 
     def __init__(self, problem: Problem, *, suggest: str = "valley", start_lr: float = 1e-7, end_lr: float = 10.0,
                  steps: int = 100, batch_size: int | None = None, seed: int = 0, device: str = "auto"):
@@ -159,74 +158,43 @@ class _Test:
         check_number("steps", steps, low=10, integer=True)
         self.problem, self.suggest, self.steps = problem, suggest, steps
         self.lr_at = lr_range_schedule(start_lr, end_lr, steps)
-        self.config = TrainConfig(batch_size=batch_size, seed=seed, device=device).resolve_for(problem)
-        self.device = resolve_device(device)
-        self.x, self.y = (t.to(self.device) for t in problem.train)
+        # Shuffled whatever the problem's own data order: the test reads the loss, not a protocol's result.
+        self.config = TrainConfig(batch_size=batch_size, steps=steps, shuffle=True, seed=seed,
+                                  device=device).resolve_for(problem)
         self.settings = {"start_lr": start_lr, "end_lr": end_lr, "steps": steps,
                          "batch_size": self.config.batch_size, "seed": seed}
 
-    def batches(self) -> Iterator[torch.Tensor | None]:
-        """Shuffled mini-batch indices, epoch after epoch; None for full batch. The same for every driver."""
-        n, size = len(self.x), self.config.batch_size
-        generator = torch.Generator().manual_seed(self.config.seed + 1)
-        while True:
-            if size >= n:
-                yield None
-                continue
-            yield from torch.randperm(n, generator=generator).to(self.device).split(size)[: n // size]
+    def single(self, config: TrainConfig, name: str, model: nn.Module | None = None,
+               optimizer: torch.optim.Optimizer | None = None) -> LRFindResult:
+        recorder = LossRecorder()
+        run = Run(self.problem, config, [recorder], model=model, optimizer=optimizer, lr_at=self.lr_at)
+        return self._result(name, recorder, run.run())
 
-    def _batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
-
-    def single(self, optimizer: torch.optim.Optimizer, model: nn.Module, name: str) -> LRFindResult:
+    def on_model(self, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 name: str) -> LRFindResult:
+        """The test on a user's model and optimiser, whose states (and the model's mode) are restored after."""
         saved = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
         was_training = model.training
-        recorder = LossRecorder()
-        model.train()
         try:
-            for step, index in zip(range(self.steps), self.batches()):
-                xb, yb = self._batch(index)
-                lr = self.lr_at(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                loss = self.problem.loss_fn(model(xb), yb)
-                loss.backward()
-                if recorder.add(lr, loss.item()):
-                    break
-                optimizer.step()
+            return self.single(config, name, model, optimizer)
         finally:
             model.load_state_dict(saved[0])
             optimizer.load_state_dict(saved[1])
             model.train(was_training)
-        return self._result(name, recorder)
 
-    def population(self, configs: Sequence[TrainConfig]) -> list[LRFindResult]:
+    def stacked(self, configs: Sequence[TrainConfig]) -> list[LRFindResult]:
         """Every optimiser as one member of a stack: the same start, the same batches, one rate for all."""
-        stack = stack_models([build_model(self.problem, c, self.device) for c in configs])
-        optimizer = PopulationOptimizer([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
-                                        stack.params.flat)
         recorders = [LossRecorder() for _ in configs]
-        active = list(range(len(configs)))  # the member of each stack row
-        for step, index in zip(range(self.steps), self.batches()):
-            xb, yb = self._batch(index)
-            lr = self.lr_at(step)
-            losses = self.problem.member_losses(stack(xb.expand(len(active), *xb.shape)),
-                                                yb.expand(len(active), *yb.shape))
-            losses.sum().backward()
-            stopped = [recorders[m].add(lr, v) for m, v in zip(active, losses.detach().tolist())]
-            if any(stopped):
-                rows = torch.tensor([r for r, s in enumerate(stopped) if not s], dtype=torch.long, device=self.device)
-                stack.keep(rows)  # the gradient buffer compacts with the parameters
-                optimizer.keep(rows, stack.params.flat)
-                active = [m for m, s in zip(active, stopped) if not s]
-                if not active:
-                    break
-            optimizer.step(stack.params.grad, torch.full((len(active),), lr, dtype=torch.float64))
-            stack.params.zero_grad()
-        return [self._result(c.optimizer, r) for c, r in zip(configs, recorders)]
+        stack = Stack(self.problem, [Entry(key, c, [r]) for key, (c, r) in enumerate(zip(configs, recorders))],
+                      lr_at=self.lr_at)
+        results = dict(stack.run())
+        return [self._result(c.optimizer, r, results[key]) for key, (c, r) in enumerate(zip(configs, recorders))]
 
-    def _result(self, name: str, recorder: LossRecorder) -> LRFindResult:
+    def _result(self, name: str, recorder: LossRecorder, run: TrainResult) -> LRFindResult:
+        if run.diverged_at is not None:
+            # The divergence rule ends a run at a loss that stops the recorder too (a thousand times the
+            # first loss is far above four times the smoothed minimum), before the recorder has seen it.
+            recorder.add(self.lr_at(run.diverged_at["step"]), run.diverged_at["loss"])
         suggestion = suggest_lr(recorder.lrs, recorder.losses, self.suggest, self.steps)
         return LRFindResult(name, self.suggest, suggestion,
                             suggested_range(suggestion, recorder.lrs, recorder.losses, self.steps),

@@ -30,6 +30,7 @@ import math
 from collections.abc import Sequence
 
 from ..errors import check_choice, check_number
+from ..training.callbacks import Callback
 
 __all__ = ["SUGGESTIONS", "LossRecorder", "falling", "suggest_lr", "suggested_range", "valley", "steepest", "minimum"]
 
@@ -39,11 +40,12 @@ STOP_FACTOR = 4.0  # fastai's stop_div: stop once the smoothed loss is 4x its be
 HEAD_FALL = 0.05  # valley: the curve counts from where the loss has fallen 5% of its whole fall
 
 
-class LossRecorder:
+class LossRecorder(Callback):
     """Smooths each step's loss (debiased EMA) and says when the run has diverged.
 
     ``smooth_t = avg_t / (1 - beta**t)`` with ``avg_t = beta * avg_{t-1} + (1 - beta) * loss_t``;
     the run stops once ``smooth_t`` is not finite or exceeds ``stop_factor`` times its minimum.
+    As a training callback it records every step and stops the run there (``on_step``).
     """
 
     def __init__(self, beta: float = SMOOTHING, stop_factor: float = STOP_FACTOR):
@@ -67,6 +69,9 @@ class LossRecorder:
             self.best = min(self.best, smooth)
         self.stopped = not math.isfinite(smooth) or smooth > self.stop_factor * self.best
         return self.stopped
+
+    def on_step(self, step: int, loss: float, lr: float) -> bool:
+        return self.add(lr, loss)
 
 
 def valley(lrs: Sequence[float], losses: Sequence[float]) -> int:

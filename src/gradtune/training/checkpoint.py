@@ -60,7 +60,7 @@ def save_epoch_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: t
                           guard_bound: float, sampling_state: dict | None = None) -> Path:
     """The checkpoint a run writes after each epoch, and :func:`load_epoch_checkpoint` reads back.
 
-    One writer for the single loop and the population trainer, so that either
+    One writer for the single loop and the stacked pool, so that either
     resumes from the other's (``config`` is a :class:`~gradtune.TrainConfig`).
     """
     return save_checkpoint(path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),

@@ -1,4 +1,4 @@
-"""The training loop for one configuration.
+"""The training loop for one configuration: :class:`Run`, an epoch at a time, and the :class:`SingleLoop` trainer.
 
 Seeded and reproducible: the seed fixes the initial weights (through torch's
 global generator while the model is built, then a private generator for the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,16 @@ from ..config import TrainConfig
 from ..models import apply_init
 from ..optim import current_lr, make_optimizer
 from ..problems import Problem, accuracy
+from ..schedules import LRSchedule
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
 from .sampling import ImportanceSampling
+from .trainer import Entry, Finished, admit
 
-__all__ = ["train", "evaluate", "build_model", "DIVERGENCE_FACTOR", "DivergenceGuard"]
+__all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
 
 # A loss this many times the first one (or 1, if larger) counts as diverged even
 # while still finite: such runs only reach inf a few steps later.
@@ -96,19 +99,46 @@ def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Seq
     """
     config = (config or TrainConfig()).replace(**overrides)
     config = config.resolve_for(problem)  # the problem's own defaults first (MNIST-1D keeps its data order)
-    return _Run(problem, config, callbacks, checkpoint).run()
+    return Run(problem, config, callbacks, checkpoint).run()
 
 
-class _Run:
-    """The state of one run; split from :func:`train` so each phase reads on its own."""
+class Run:
+    """One configuration's run, an epoch at a time: :meth:`begin`, :meth:`run_epoch` while :attr:`going`,
+    :meth:`finish`.
 
-    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Iterable[Callback],
-                 checkpoint: str | Path | None = None, device: torch.device | None = None):
+    A subclass changes how a step sees its data and its loss, or how the run's decisions are shared, through
+    the hooks :meth:`batch`, :meth:`loss_backward`, :meth:`step_done`, :meth:`stop_requested` and
+    :meth:`save` (the data-parallel rank does).
+
+    Args:
+        problem: what to train.
+        config: a configuration resolved for ``problem`` (:meth:`TrainConfig.resolve_for`).
+        callbacks: hooks that see the run's steps and epochs; True from one stops the run.
+        checkpoint: where the run keeps its epoch checkpoint, and resumes from a whole one of ``config``.
+        device: default ``config.device``.
+        model, optimizer: train these instead of a model and optimiser built from ``config`` (the range
+            test on a user's own model).
+        lr_at: a ``step -> rate`` function that replaces ``config``'s schedule (the range test's ramp).
+
+    Example:
+        >>> run = Run(problem, TrainConfig(optimizer="adam", epochs=3).resolve_for(problem))
+        >>> run.begin()
+        >>> while run.going:
+        ...     run.run_epoch()
+        >>> result = run.finish()
+    """
+
+    def __init__(self, problem: Problem, config: TrainConfig, callbacks: Iterable[Callback] = (),
+                 checkpoint: str | Path | None = None, device: torch.device | None = None, *,
+                 model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 lr_at: LRSchedule | None = None):
         self.problem, self.config, self.callbacks = problem, config, list(callbacks)
         self.device = device or resolve_device(config.device)
-        self.model = build_model(problem, config, self.device)
-        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
-        self.plan = TrainingPlan(config, problem.n_train)
+        self.model = model if model is not None else build_model(problem, config, self.device)
+        if optimizer is None:
+            optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
+        self.optimizer = optimizer
+        self.plan = TrainingPlan(config, problem.n_train, lr_at)
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
         self.sampling = None  # the hook that picks and weights samples; None: the plain uniform loop
@@ -119,6 +149,9 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.guard = DivergenceGuard()
         self.last_good = None
+        self.status: str | None = None  # set when the run ends before its plan does
+        self.diverged_at: dict[str, Any] | None = None
+        self.halted = False  # a callback's on_step asked to stop now
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.resumed_from = 0  # the epoch a checkpoint resumed this run from
         if self.checkpoint is not None:
@@ -137,40 +170,94 @@ class _Run:
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
-    def _save(self) -> None:
+    def run(self) -> TrainResult:
+        """The whole run."""
+        self.begin()
+        while self.going:
+            self.run_epoch()
+        return self.finish()
+
+    def begin(self) -> None:
+        """Start the clock and the callbacks; before the first :meth:`run_epoch`."""
+        self.start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_train_start(self.plan.total_steps, self.config.epochs)
+        self.model.train()
+
+    @property
+    def going(self) -> bool:
+        """True while the run has epochs left and nothing has ended it."""
+        return self.status is None and self.plan.epochs_left(self.epoch, self.step)
+
+    def run_epoch(self) -> bool:
+        """One epoch, or its part until a callback stops the run; returns :attr:`going`."""
+        try:
+            train_loss, batch_size = self._epoch()
+        except Diverged as d:
+            self._record(d.loss, self.plan.batch_size(self.epoch, self.step), evaluated=False)
+            self.status, self.diverged_at = "diverged", {"epoch": self.epoch + 1, "step": self.step, "loss": d.loss}
+            return False
+        record = self._record(train_loss, batch_size, evaluated=True)
+        self.epoch += 1
+        if not math.isfinite(record["valid_loss"]):
+            self.status, self.diverged_at = "diverged", {"epoch": self.epoch, "step": self.step,
+                                                         "loss": record["valid_loss"]}
+            return False
+        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        if self.halted:  # mid-epoch: a checkpoint would resume after a part of the epoch never run
+            self.status = "stopped"
+            return False
+        self.save()
+        if self.stop_requested(record):
+            self.status = "stopped"
+        return self.going
+
+    def finish(self) -> TrainResult:
+        """The run's result; a diverged run's model goes back to its last finite epoch."""
+        status = self.status or "completed"
+        if status == "diverged" and self.last_good is not None:
+            self.model.load_state_dict(self.last_good[0])
+            self.optimizer.load_state_dict(self.last_good[1])
+        for cb in self.callbacks:
+            cb.on_train_end(status)
+        result = TrainResult.close(self.problem, self.config, status, self.history,
+                                   time.perf_counter() - self.start, self.model, self.optimizer, self.diverged_at)
+        if self.sampling is not None:
+            result.sampling = self.sampling.summary()
+        if self.resumed_from:
+            result.report["resumed_from_epoch"] = self.resumed_from
+        return result
+
+    # -- hooks ---------------------------------------------------------------------
+    def batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples of one step (``index`` None: the whole training set)."""
+        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
+
+    def loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
+        loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
+        loss = loss_fn(self.model(xb), yb)
+        loss.backward()
+        return loss
+
+    def step_done(self, loss: float) -> bool:
+        """Every callback sees the step just taken; True if one asks to stop now."""
+        lr = current_lr(self.optimizer)
+        return any([cb.on_step(self.step, loss, lr) for cb in self.callbacks])
+
+    def stop_requested(self, record: dict[str, Any]) -> bool:
+        """The callbacks see the epoch's record; True if one asks to stop."""
+        return any(cb.on_epoch_end(record) for cb in self.callbacks)
+
+    def save(self) -> None:
+        """The epoch checkpoint, where the run keeps one."""
         if self.checkpoint is not None:
             save_epoch_checkpoint(self.checkpoint, self.model, self.optimizer, self.config, epoch=self.epoch,
                                   step=self.step, history=self.history, data_generator=self.data_generator,
                                   guard_bound=self.guard.bound,
                                   sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
 
-    def run(self) -> TrainResult:
-        self.start = time.perf_counter()
-        for cb in self.callbacks:
-            cb.on_train_start(self.plan.total_steps, self.config.epochs)
-        status, diverged_at = "completed", None
-        self.model.train()
-        while self.plan.epochs_left(self.epoch, self.step):
-            try:
-                train_loss, batch_size = self._epoch()
-            except Diverged as d:
-                status = "diverged"
-                diverged_at = {"epoch": self.epoch + 1, "step": self.step, "loss": d.loss}
-                self._record(d.loss, self.plan.batch_size(self.epoch, self.step), evaluated=False)
-                break
-            record = self._record(train_loss, batch_size, evaluated=True)
-            self.epoch += 1
-            if not all(math.isfinite(record[k]) for k in ("valid_loss",)):
-                status, diverged_at = "diverged", {"epoch": self.epoch, "step": self.step,
-                                                    "loss": record["valid_loss"]}
-                break
-            self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-            self._save()
-            if self._stop_requested(record):
-                status = "stopped"
-                break
-        return self._finish(status, diverged_at)
-
+    # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
         segment = self.plan.segment(self.epoch)
         for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
@@ -190,32 +277,21 @@ class _Run:
             if not self.plan.epochs_left(self.epoch, self.step):
                 break
             losses.append(self._step(index))
+            if self.halted:
+                break
         if self.sampling is not None:
             self.epoch_sampling = self.sampling.end_epoch()
         return sum(losses) / len(losses), batch_size
 
-    def _stop_requested(self, record: dict[str, Any]) -> bool:
-        return any(cb.on_epoch_end(record) for cb in self.callbacks)
-
-    def _batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
-
-    def _loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
-        loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
-        loss = loss_fn(self.model(xb), yb)
-        loss.backward()
-        return loss
-
     def _step(self, index: torch.Tensor | None) -> float:
-        xb, yb = self._batch(index)
+        xb, yb = self.batch(index)
         lr = self.plan.lr(self.epoch, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            return self._loss_backward(xb, yb)
+            return self.loss_backward(xb, yb)
 
         if isinstance(self.optimizer, torch.optim.LBFGS):
             loss = self.optimizer.step(closure).item()
@@ -226,8 +302,7 @@ class _Run:
             self._check(loss)  # before the step, so a NaN gradient never reaches the weights
             self.optimizer.step()
         self.step += 1
-        for cb in self.callbacks:
-            cb.on_step(self.step, loss, current_lr(self.optimizer))
+        self.halted = self.step_done(loss)
         return loss
 
     def _check(self, loss: float) -> None:
@@ -245,16 +320,54 @@ class _Run:
         self.history.append(record)
         return record
 
-    def _finish(self, status: str, diverged_at: dict | None) -> TrainResult:
-        if status == "diverged" and self.last_good is not None:
-            self.model.load_state_dict(self.last_good[0])
-            self.optimizer.load_state_dict(self.last_good[1])
-        for cb in self.callbacks:
-            cb.on_train_end(status)
-        result = TrainResult.close(self.problem, self.config, status, self.history,
-                                   time.perf_counter() - self.start, self.model, self.optimizer, diverged_at)
-        if self.sampling is not None:
-            result.sampling = self.sampling.summary()
-        if self.resumed_from:
-            result.report["resumed_from_epoch"] = self.resumed_from
-        return result
+
+class SingleLoop:
+    """The :class:`~gradtune.training.trainer.Trainer` of the plain loop: one run at a time, an epoch an advance.
+
+    ``capacity`` is 1; members added beyond it wait their turn, in order. :meth:`advance` runs one epoch of
+    the current run (starting the next waiting one when none is current) and returns it once it ends.
+
+    Example:
+        >>> trainer = SingleLoop(get_problem("digits-mlp"))
+        >>> trainer.add(0, TrainConfig(optimizer="adam", lr=1e-3, epochs=3))
+        >>> while trainer.in_flight:
+        ...     for key, result in trainer.advance():
+        ...         print(key, result.status, result.metrics)
+    """
+
+    capacity = 1
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self._waiting: deque[Entry] = deque()
+        self._current: tuple[int, Run] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting) + (self._current is not None)
+
+    def add(self, key: int, config: TrainConfig, hooks: Sequence[Callback] = (),
+            checkpoint: Path | None = None) -> None:
+        self._waiting.append(admit(self.problem, key, config, hooks, checkpoint))
+
+    def advance(self) -> Finished:
+        if self._current is None:
+            if not self._waiting:
+                return []
+            entry = self._waiting.popleft()
+            self._current = entry.key, Run(self.problem, entry.config, entry.hooks, entry.checkpoint)
+            self._current[1].begin()
+        key, run = self._current
+        if run.going:
+            run.run_epoch()
+        if run.going:
+            return []
+        self._current = None
+        return [(key, run.finish())]
+
+    def stop(self) -> Finished:
+        """Runs end as they end in :meth:`advance`, so none waits to be handed back: the current run and those
+        waiting are dropped."""
+        self._waiting.clear()
+        self._current = None
+        return []

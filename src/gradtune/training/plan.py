@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import TrainConfig, segment_at
-from ..schedules import BatchGrowth, default_gamma, make_lr_schedule
+from ..schedules import BatchGrowth, LRSchedule, default_gamma, make_lr_schedule
 
 __all__ = ["TrainingPlan"]
 
@@ -17,11 +17,13 @@ class TrainingPlan:
 
     With ``batch-growth`` the batch size changes at epoch boundaries, so the
     total number of steps is summed epoch by epoch; every other schedule keeps
-    the batch size fixed.
+    the batch size fixed. ``lr_at`` (a pure ``step -> rate`` function) replaces
+    the config's schedule: the range test's ramp.
     """
 
     config: TrainConfig
     n_train: int
+    lr_at: LRSchedule | None = None
 
     def __post_init__(self) -> None:
         c = self.config
@@ -32,7 +34,8 @@ class TrainingPlan:
             self.total_steps = c.steps
         else:
             self.total_steps = sum(self.steps_in_epoch(e) for e in range(c.epochs))
-        self._lr_at = make_lr_schedule(c.schedule, c.lr, self.total_steps, warmup=c.warmup, gamma=c.gamma)
+        self._lr_at = self.lr_at or make_lr_schedule(c.schedule, c.lr, self.total_steps, warmup=c.warmup,
+                                                      gamma=c.gamma)
 
     def progress(self, epoch: int, step: int) -> float:
         if self.config.steps is not None:

@@ -9,9 +9,7 @@ import torch
 
 from ..files import json_number
 
-__all__ = ["TrainResult", "compact_history", "STATUSES"]
-
-STATUSES = ("completed", "diverged", "stopped")
+__all__ = ["TrainResult", "compact_history"]
 
 
 def compact_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

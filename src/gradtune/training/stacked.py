@@ -39,12 +39,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..models.activations import ACTIVATIONS
 
-__all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models"]
-
-# A leaf's row stride is the whole flat row, so its gradient view cannot have the
-# dense layout autograd prefers; autograd still accumulates into it in place, as
-# intended (see FlatParameters), and says so once per process.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+__all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models", "backward"]
 
 # Modules that act on each element alone, so they run unchanged on [P, B, ...]: every
 # activation gradtune builds, plus a few a user's model may hold.
@@ -247,8 +242,18 @@ class StackedMLP(_Stack):
         return self._forward(x, shared=True)
 
 
-def stack_models(models: Sequence[nn.Module], path: str = "auto") -> _Stack:
+def stack_models(models: Sequence[nn.Module]) -> _Stack:
     """The faster stack that supports these models: batched matmuls for plain MLPs, else ``vmap``."""
-    if path == "vmap" or (path == "auto" and not StackedMLP.supports(models[0])):
-        return VmapStack(models)
-    return StackedMLP(models)
+    return StackedMLP(models) if StackedMLP.supports(models[0]) else VmapStack(models)
+
+
+def backward(loss: Tensor) -> None:
+    """``loss.backward()`` through a stack's leaves, quiet about their gradients' layout.
+
+    A leaf's row stride is the whole flat row, so its gradient view cannot have the
+    dense layout autograd prefers; autograd still accumulates into it in place, as
+    intended (see :class:`FlatParameters`), and warns that this may be slower.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+        loss.backward()

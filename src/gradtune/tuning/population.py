@@ -74,7 +74,7 @@ def population_size(setting: str | int, problem: Problem, probe: TrainConfig, cv
     if setting != "auto":
         return int(setting)
     from ..training.device import resolve_device
-    from ..training.population import fallback_reason
+    from ..training.pool import fallback_reason
 
     if resolve_device(probe.device).type != "cuda" and strategy not in CPU_STACKED:
         return 1

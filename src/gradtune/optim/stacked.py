@@ -25,7 +25,7 @@ from torch import Tensor
 from . import kernel
 from ._registry import get_optimizer_def
 
-__all__ = ["PopulationOptimizer", "block_order", "runs"]
+__all__ = ["StackedOptimizer", "block_order", "runs"]
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
@@ -67,12 +67,12 @@ class _Block:
     coefficients: dict[str, float | bool | Tensor]
 
 
-class PopulationOptimizer:
+class StackedOptimizer:
     """Steps ``flat`` (``[P, D]``, updated in place) for members with their own optimisers.
 
     Example:
         >>> flat = torch.zeros(2, 5)
-        >>> opt = PopulationOptimizer(["momentum", "adam"], [{"momentum": 0.9, "weight_decay": 0.0},
+        >>> opt = StackedOptimizer(["momentum", "adam"], [{"momentum": 0.9, "weight_decay": 0.0},
         ...                           {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}], flat)
         >>> opt.step(torch.ones(2, 5), lr=torch.tensor([0.1, 0.001]))
     """

@@ -1,0 +1,158 @@
+"""A member of a stack: one configuration's own plan, data order, records and result.
+
+Its weights and optimiser state live in rows of the stack's flat tensors; this
+module also converts them to the single loop's form and back: the model and
+optimiser a result holds, and the epoch checkpoint the single loop writes, so
+that a member resumes in a stack or in :func:`gradtune.train` alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig
+from ..optim import get_optimizer_def, kernel, make_optimizer
+from ..problems import Problem
+from ..schedules import LRSchedule
+from .callbacks import Callback
+from .checkpoint import load_epoch_checkpoint
+from .loop import DivergenceGuard, build_model
+from .plan import TrainingPlan
+from .result import TrainResult
+from .trainer import Entry
+
+__all__ = ["Member", "load_model"]
+
+# One member's tensors from a flat [D] row, in its module's layout (FlatParameters.unflatten).
+Unflatten = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Member:
+    """One configuration in a stack: what the single loop's run holds for it, but its weights."""
+
+    key: int  # the caller's name for it
+    config: TrainConfig
+    callbacks: Sequence[Callback]
+    plan: TrainingPlan
+    generator: torch.Generator
+    history: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    lr: float = 0.0
+    step: int = 0
+    batch_size: int = 0
+    batch_loss: float = 0.0  # this batch's loss, summed over its micro-batches so far
+    start: float = 0.0  # perf_counter when the member joined: its seconds count from there
+    status: str | None = None
+    diverged_at: dict[str, Any] | None = None
+    final_state: tuple[dict, dict] | None = None  # (model state, optimizer state with its step count)
+    joined: int = 0  # the stack's epoch count when the member joined, so that its own count starts there
+    checkpoint: Path | None = None  # where the member's epoch checkpoint lives, in the single loop's format
+    resumed_from: int = 0  # the epoch a checkpoint resumed the member from
+
+    @classmethod
+    def join(cls, problem: Problem, entry: Entry, epoch: int, lr_at: LRSchedule | None = None) -> Member:
+        """A new member of a stack at its epoch ``epoch``, drawing its data order as the single loop does."""
+        return cls(entry.key, entry.config, entry.hooks, TrainingPlan(entry.config, problem.n_train, lr_at),
+                   torch.Generator().manual_seed(entry.config.seed + 1), joined=epoch, start=time.perf_counter(),
+                   checkpoint=entry.checkpoint)
+
+    def begin(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_start(self.plan.total_steps, self.config.epochs)
+
+    def hyperparameters(self, epoch: int) -> dict[str, Any]:
+        """The optimiser's hyperparameters in force at the member's own ``epoch`` (a schedule may change them)."""
+        return self.config.replace(**self.plan.segment(epoch)).hyperparameters()
+
+    def step_done(self) -> bool:
+        """Every callback sees the step just taken; True if one asks to stop now."""
+        return any([cb.on_step(self.step, self.losses[-1], self.lr) for cb in self.callbacks])
+
+    def stop_requested(self, record: dict[str, Any]) -> bool:
+        return any(cb.on_epoch_end(record) for cb in self.callbacks)
+
+    def record(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        """The record of the member's own ``epoch`` (0-based), appended to its history."""
+        train_loss = sum(self.losses) / len(self.losses) if self.losses else math.nan
+        record = {"epoch": epoch + 1, "step": self.step, "train_loss": train_loss, **metrics, "lr": self.lr,
+                  "batch_size": self.batch_size, "seconds": time.perf_counter() - self.start}
+        self.history.append(record)
+        return record
+
+    def diverge(self, epoch: int, loss: float) -> None:
+        """The batch loss ``loss`` broke the divergence rule during the member's own ``epoch``."""
+        self.status = "diverged"
+        self.diverged_at = {"epoch": epoch + 1, "step": self.step, "loss": loss}
+        self.history.append({"epoch": epoch + 1, "step": self.step, "train_loss": loss, "lr": self.lr,
+                             "batch_size": self.batch_size, "seconds": time.perf_counter() - self.start})
+
+    def resume(self, saved: dict[str, Any], names: Sequence[str], epoch: int,
+               device: torch.device) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
+        """Take up an epoch checkpoint's counters, history and data order at the stack's ``epoch``.
+
+        Returns the checkpoint's optimiser state by slot and parameter name (``names`` are the model's, in
+        order), and its step count, for the stack's optimiser row.
+        """
+        per_slot: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+        steps = 0
+        for index, state in saved["optimizer_state"]["state"].items():
+            for slot, value in state.items():
+                if slot == "step":
+                    steps = int(value)
+                else:
+                    per_slot[slot][names[int(index)]] = value.to(device)
+        self.step, self.history, self.guard.bound = saved["step"], list(saved["history"]), saved["guard_bound"]
+        self.generator.set_state(saved["data_generator"])
+        self.resumed_from = saved["epoch"]
+        self.joined = epoch - saved["epoch"]  # so that its own epoch count goes on from the checkpoint's
+        return per_slot, steps
+
+    def as_single_run(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
+                      device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The member as the single loop would hold it: a model, and its optimiser with the member's state."""
+        model = problem.build_model(self.config.activation).to(device)
+        step_count = opt_state["steps"]
+        model.load_state_dict(state)
+        # The hyperparameters in force at the member's own last epoch (a PBT member's schedule may have
+        # changed them); a member may have stopped before the stack did.
+        hyperparameters = self.hyperparameters(self.history[-1]["epoch"] - 1 if self.history else 0)
+        optimizer = make_optimizer(self.config.optimizer, model.parameters(), **hyperparameters)
+        # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
+        slots = kernel.state_slots(get_optimizer_def(self.config.optimizer).coefficients(hyperparameters))
+        per_slot = {slot: unflatten(opt_state[slot]) for slot in slots}
+        if step_count > 0:
+            for name, param in model.named_parameters():
+                optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
+                                          "step": torch.tensor(float(step_count), dtype=torch.float64)}
+        return model, optimizer
+
+    def result(self, problem: Problem, unflatten: Unflatten, device: torch.device) -> TrainResult:
+        """The member's result, from its final state; its callbacks see the run end."""
+        model, optimizer = self.as_single_run(problem, *self.final_state, unflatten, device)
+        for cb in self.callbacks:
+            cb.on_train_end(self.status)
+        result = TrainResult.close(problem, self.config, self.status, self.history, time.perf_counter() - self.start,
+                                   model, optimizer, self.diverged_at)
+        if self.resumed_from:
+            result.report["resumed_from_epoch"] = self.resumed_from
+        return result
+
+
+def load_model(problem: Problem, entry: Entry, device: torch.device) -> tuple[torch.nn.Module, dict | None]:
+    """The member's model: the weights of its epoch checkpoint where there is a whole one of its configuration
+    (then returned beside it, for :meth:`Member.resume`), else a fresh initialisation."""
+    model = build_model(problem, entry.config, device)
+    saved = load_epoch_checkpoint(entry.checkpoint, entry.config.to_dict()) if entry.checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model_state"])
+    return model, saved

@@ -1,0 +1,388 @@
+"""One stack: configurations of one architecture trained as one batched computation.
+
+Members share a stack when they share what stacking needs: the activation (it
+changes the forward function), the batch-size plan, shuffling and the device
+(see :func:`~gradtune.training.pool.stack_key`). Everything else differs
+freely: the optimiser (members are ordered so that those needing the same
+update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
+learning rate, momentum, betas, weight decay, schedule, warm-up,
+initialisation and seed, and training length. Each member sees its own
+batches, of its own size, drawn by its own generator, exactly as in the single
+loop, so its result equals :func:`gradtune.train`'s up to floating-point
+reassociation in the batched kernels.
+
+Members join between epochs and end on their own: completed, diverged
+(dropped before the step that would have used its NaN gradient, keeping the
+weights of its last finite epoch) or stopped by a callback (at an epoch's end,
+or mid-epoch from ``on_step``). The stack compacts, so that members who left
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from ..config import TrainConfig
+from ..optim import StackedOptimizer
+from ..optim.stacked import block_order, runs
+from ..problems import Problem, accuracy
+from ..schedules import LRSchedule
+from .checkpoint import save_epoch_checkpoint
+from .device import resolve_device
+from .member import Member, load_model
+from .plan import TrainingPlan
+from .result import TrainResult
+from .stacked import backward, stack_models
+from .trainer import Entry, Finished
+
+__all__ = ["Stack", "Population", "PopulationController"]
+
+
+class PopulationController(Protocol):
+    """Acts on a stack's members between epochs (population-based training, say)."""
+
+    def after_epoch(self, population: Population) -> None: ...
+
+
+class Population:
+    """What a :class:`PopulationController` sees of one stack between epochs; members by the keys they joined with."""
+
+    def __init__(self, stack: Stack):
+        self._stack = stack
+        self.epoch = stack.epoch  # epochs completed
+
+    @property
+    def members(self) -> list[int]:
+        """The members still training."""
+        return [self._stack.members[i].key for i in self._stack.active]
+
+    def record(self, member: int) -> dict[str, Any]:
+        """The member's latest epoch record (``valid_accuracy``, ``valid_loss``, ...)."""
+        return self._stack.member(member).history[-1]
+
+    def config(self, member: int) -> TrainConfig:
+        return self._stack.member(member).config
+
+    def exploit(self, target: int, source: int, config: TrainConfig) -> None:
+        """``target`` continues from ``source``'s weights and optimiser state, training as ``config``."""
+        self._stack.exploit(target, source, config)
+
+
+def _stack_order(configs: Sequence[TrainConfig]) -> list[int]:
+    """Indices of ``configs`` in stack row order: members needing the same update terms together (one
+    optimiser block each), and within a block by batch size, so that those stepping together are one run."""
+    return block_order([c.optimizer for c in configs], [c.hyperparameters() for c in configs],
+                       then=[c.batch_size for c in configs])
+
+
+class Stack:
+    """Members of one stack key trained as one computation; :meth:`run_epoch` returns those that ended.
+
+    Members step in lockstep over micro-batches of the smallest batch size ``u``
+    in the stack: at each micro-step every member takes its next ``u`` samples,
+    its loss weighted by ``u`` over its own batch length, and gradients sum in
+    place until a member's batch is complete; then that member (and only it)
+    steps. Batch-growth members of different ages share a stack this way; with
+    one batch size, a micro-batch is the batch. Rows are ordered by optimiser
+    block, then batch size, so that the members stepping together are
+    contiguous.
+
+    Args:
+        problem: what every member trains.
+        entries: the first members, their configurations resolved and sharing one stack key.
+        controller: called at every epoch end with a :class:`Population` view.
+        lr_at: a ``step -> rate`` function that replaces every member's schedule (the range test's ramp).
+
+    Example:
+        >>> configs = [TrainConfig(optimizer="momentum", lr=lr, epochs=5).resolve_for(problem) for lr in (0.01, 0.1)]
+        >>> results = dict(Stack(problem, [Entry(key, c) for key, c in enumerate(configs)]).run())
+    """
+
+    def __init__(self, problem: Problem, entries: Sequence[Entry], *, controller: PopulationController | None = None,
+                 lr_at: LRSchedule | None = None):
+        self.problem, self.controller, self.lr_at = problem, controller, lr_at
+        self.device = resolve_device(entries[0].config.device)
+        self.x, self.y = (t.to(self.device) for t in problem.train)
+        self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
+        self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
+        self.members: list[Member] = []
+        self._index: dict[int, int] = {}  # a member's key -> its index in members
+        self.active: list[int] = []  # member index of each stack row
+        self.ended: Finished = []  # members that left and were not yet collected
+        self.model: Any = None  # the stacked model (see stack_models)
+        self.optimizer: StackedOptimizer | None = None
+        self.add(entries)
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        """Members join between epochs, each from its own epoch 0, or the epoch of its checkpoint.
+
+        They take rows at the end of the stack, which is then reordered into optimiser blocks.
+        """
+        first = len(self.members)
+        self.members += [Member.join(self.problem, entry, self.epoch, self.lr_at) for entry in entries]
+        self._index.update({entry.key: i for i, entry in enumerate(entries, start=first)})
+        restored = [load_model(self.problem, entry, self.device) for entry in entries]
+        models = [model for model, _ in restored]
+        names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
+        if self.model is None:
+            self.model = stack_models(models)
+            self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat)
+        else:
+            self.model.add(models)
+            self.optimizer.add(names, hyperparameters, self.model.params.flat)
+        self.active += range(first, len(self.members))
+        self._keep([self.active[k] for k in _stack_order([self.members[i].config for i in self.active])])
+        for i, (model, saved) in enumerate(restored, start=first):
+            if saved is not None:
+                self._resume(i, model, saved)
+        for m in self.members[first:]:
+            m.begin()
+        self._take_snapshot()
+
+    def _resume(self, i: int, model: torch.nn.Module, saved: dict[str, Any]) -> None:
+        """Member ``i`` takes up its checkpoint's optimiser state, counters, history and data order.
+
+        The checkpoint is the single loop's (see :meth:`write_checkpoints`), so a member that a stack
+        started can resume in either.
+        """
+        m = self.members[i]
+        per_slot, steps = m.resume(saved, [name for name, _ in model.named_parameters()], self.epoch, self.device)
+        self.optimizer.load_member(self.active.index(i), {slot: self.model.params.flatten(values)
+                                                          for slot, values in per_slot.items()}, steps)
+        if m.config.hyper_schedule:
+            self._set_hyperparameters(i)
+
+    def member(self, key: int) -> Member:
+        return self.members[self._index[key]]
+
+    def run(self) -> Finished:
+        """Every member to its end; the results in the order the members ended."""
+        ended = []
+        while self.active:
+            ended += self.run_epoch()
+        return ended
+
+    def run_epoch(self) -> Finished:
+        """One epoch of every active member; returns the members that ended in it, who have left the stack."""
+        self._epoch()
+        self._end_epoch()
+        return self.collect()
+
+    def collect(self) -> Finished:
+        """The members that ended and were not yet collected (:meth:`run_epoch` collects its own)."""
+        ended, self.ended = self.ended, []
+        return ended
+
+    def _age(self, m: Member) -> int:
+        """The epochs member ``m`` has completed: its own epoch index during the stack's current epoch."""
+        return self.epoch - m.joined
+
+    # -- one epoch -----------------------------------------------------------------
+    def _orders(self) -> torch.Tensor:
+        """Each active member's data order for this epoch, one row each.
+
+        A full-batch member, or any member without shuffling, takes the data in
+        order and draws nothing from its generator, as in the single loop.
+        """
+        n = len(self.x)
+        rows = []
+        for i in self.active:
+            m = self.members[i]
+            if m.batch_size >= n or not m.config.shuffle:
+                rows.append(torch.arange(n))
+            else:
+                rows.append(torch.randperm(n, generator=m.generator))
+        return torch.stack(rows)
+
+    def _epoch(self) -> None:
+        n = len(self.x)
+        for i in self.active:
+            m = self.members[i]
+            m.losses, m.batch_loss = [], 0.0
+            m.batch_size = m.plan.batch_size(self._age(m), m.step)
+            if any(segment["epoch"] == self._age(m) for segment in m.config.hyper_schedule or ()):
+                self._set_hyperparameters(i)
+        micro = min(min(self.members[i].batch_size, n) for i in self.active)
+        orders, order_members = self._orders(), list(self.active)
+        for start in range(0, n, micro):
+            self._complete(evaluated=False)
+            if not self.active:
+                return
+            if order_members != self.active:  # members left mid-epoch
+                orders = orders[[order_members.index(i) for i in self.active]]
+                order_members = list(self.active)
+            self._micro_step(orders[:, start:start + micro], start, min(start + micro, n))
+
+    def _micro_step(self, rows: torch.Tensor, start: int, stop: int) -> None:
+        """Forward and backward over samples ``start:stop`` of every member's order; members whose batch is
+        complete step."""
+        n = len(self.x)
+        if stop - start == n:  # full batch for everyone: no gather
+            xb, yb = self.x.expand(len(self.active), *self.x.shape), self.y.expand(len(self.active), *self.y.shape)
+        else:
+            rows = rows.to(self.device)
+            xb, yb = self.x[rows], self.y[rows]
+        sizes = [min(self.members[i].batch_size, n) for i in self.active]
+        # Each member's weight: this micro-batch's share of the member's current batch.
+        weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
+        losses = self.problem.member_losses(self.model(xb), yb)
+        weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
+        backward(weighted.sum())
+        complete = {pos for pos, size in enumerate(sizes) if not (stop % size and stop != n)}
+        self._step(complete, weighted.detach().tolist())
+
+    def _step(self, complete: set[int], losses: list[float]) -> None:
+        """The members at stack positions ``complete`` step, but those whose batch loss (``losses``, this
+        micro-batch's share of each member's) breaks the divergence rule, who leave first."""
+        stepping, lrs, bad = [], [0.0] * len(self.active), []
+        for pos, (i, v) in enumerate(zip(self.active, losses)):
+            m = self.members[i]
+            m.batch_loss += v
+            if pos not in complete:
+                continue  # this member's batch goes on
+            loss, m.batch_loss = m.batch_loss, 0.0
+            m.lr = lrs[pos] = m.plan.lr(self._age(m), m.step)
+            if m.guard.exceeded(loss):
+                bad.append((pos, loss))
+                continue
+            m.losses.append(loss)
+            stepping.append(pos)
+        if bad:  # dropped before the step that would use their NaN gradient
+            kept = self._diverge([pos for pos, _ in bad], [loss for _, loss in bad])
+            position = {int(old): new for new, old in enumerate(kept.tolist())}
+            stepping = [position[pos] for pos in stepping]
+            lrs = [lrs[int(old)] for old in kept.tolist()]
+        if stepping:
+            self.optimizer.step(self.model.params.grad, torch.tensor(lrs, dtype=torch.float64), stepping)
+            self.model.params.zero_grad(runs(stepping))
+        halted = []
+        for pos in stepping:
+            m = self.members[self.active[pos]]
+            m.step += 1
+            if m.step_done():
+                halted.append(self.active[pos])
+        if halted:
+            self._end(halted, "stopped", evaluated=False)
+
+    def _diverge(self, positions: list[int], losses: list[float]) -> torch.Tensor:
+        """Freeze the members at stack ``positions`` (``losses`` their batch losses); returns the rows kept."""
+        for pos, loss in zip(positions, losses):
+            m = self.members[self.active[pos]]
+            m.diverge(self._age(m), loss)
+            m.final_state = self._from_snapshot(self.active[pos])
+        leaving = [self.active[pos] for pos in positions]
+        kept = self._keep([i for pos, i in enumerate(self.active) if pos not in positions])
+        self._leave(leaving)
+        return kept
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def _keep(self, members: list[int]) -> torch.Tensor:
+        """Compact the stack to ``members`` (member indices, in current row order); returns the rows kept."""
+        rows = torch.tensor([self.active.index(i) for i in members], dtype=torch.long, device=self.device)
+        self.model.keep(rows)
+        self.optimizer.keep(rows, self.model.params.flat)
+        self.active = list(members)
+        return rows
+
+    def _complete(self, evaluated: bool) -> None:
+        """Members whose plan is done leave, completed."""
+        done = [i for i in self.active if not self.members[i].plan.epochs_left(self._age(self.members[i]),
+                                                                                self.members[i].step)]
+        if done:
+            self._end(done, "completed", evaluated)
+
+    def _end(self, members: list[int], status: str, evaluated: bool) -> None:
+        """Members leave with ``status`` and their weights as they stand; an epoch cut short is evaluated first."""
+        for i in members:
+            m = self.members[i]
+            if not evaluated:
+                m.record(self._age(m), self._evaluate_rows([self.active.index(i)])[0])
+            m.status = status
+            m.final_state = self._member_state(self.active.index(i))
+        self._keep([i for i in self.active if i not in members])
+        self._leave(members)
+
+    def _leave(self, members: list[int]) -> None:
+        """The results of members that just left, for :meth:`collect`."""
+        self.ended += [(self.members[i].key, self._result(self.members[i])) for i in members]
+
+    def _end_epoch(self) -> None:
+        if not self.active:
+            return
+        evaluated = self._evaluate_rows(list(range(len(self.active))))
+        stopped = []
+        for i, metrics in zip(list(self.active), evaluated):
+            m = self.members[i]
+            record = m.record(self._age(m), metrics)
+            if not math.isfinite(record["valid_loss"]):
+                m.status, m.diverged_at = "diverged", {"epoch": self._age(m) + 1, "step": m.step,
+                                                       "loss": record["valid_loss"]}
+                m.final_state = self._from_snapshot(i)
+                stopped.append(i)
+            elif m.stop_requested(record):
+                m.status = "stopped"
+                m.final_state = self._member_state(self.active.index(i))
+                stopped.append(i)
+        self.epoch += 1
+        if stopped:
+            self._keep([i for i in self.active if i not in stopped])
+            self._leave(stopped)
+        if self.controller is not None and self.active:
+            self.controller.after_epoch(Population(self))
+        self._complete(evaluated=True)
+        self._take_snapshot()
+
+    def write_checkpoints(self) -> bool:
+        """Each active member's epoch checkpoint, as the single loop writes it; False if none keeps one."""
+        members = [i for i in self.active if self.members[i].checkpoint is not None]
+        for i in members:
+            m = self.members[i]
+            model, optimizer = m.as_single_run(self.problem, *self._member_state(self.active.index(i)),
+                                               self.model.params.unflatten, self.device)
+            save_epoch_checkpoint(m.checkpoint, model, optimizer, m.config, epoch=self._age(m), step=m.step,
+                                  history=m.history, data_generator=m.generator, guard_bound=m.guard.bound)
+        return bool(members)
+
+    def _evaluate_rows(self, rows: list[int]) -> list[dict[str, float]]:
+        out = self.model.evaluate(self.x_valid)[rows]
+        loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
+        metrics = [{"valid_loss": v} for v in loss]
+        if self.problem.task == "classification":
+            acc = torch.vmap(accuracy, in_dims=(0, None))(out, self.y_valid).tolist()
+            for d, a in zip(metrics, acc):
+                d["valid_accuracy"] = a
+        return metrics
+
+    def exploit(self, target: int, source: int, config: TrainConfig) -> None:
+        """Member ``target`` (a key) continues from ``source``'s weights and optimiser state, with ``config``."""
+        target, source = self._index[target], self._index[source]
+        rows = self.active.index(source), self.active.index(target)
+        self.model.copy_member(*rows)
+        self.optimizer.copy_member(*rows)
+        self.members[target].config = config
+        self.members[target].plan = TrainingPlan(config, self.problem.n_train, self.lr_at)
+        self._set_hyperparameters(target)
+
+    def _set_hyperparameters(self, member: int) -> None:
+        """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
+        m = self.members[member]
+        self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)))
+
+    def _take_snapshot(self) -> None:
+        self.snapshot = (list(self.active), self.model.snapshot(), self.optimizer.snapshot())
+
+    def _from_snapshot(self, member: int) -> tuple[dict, dict]:
+        """The member's weights and optimiser state at the last epoch end (before it diverged)."""
+        members, stack_snapshot, opt_state = self.snapshot
+        row = members.index(member)
+        return self.model.member_state_dict(row, stack_snapshot), self.optimizer.member_state(row, opt_state)
+
+    def _member_state(self, row: int) -> tuple[dict, dict]:
+        return self.model.member_state_dict(row), self.optimizer.member_state(row)
+
+    def _result(self, m: Member) -> TrainResult:
+        return m.result(self.problem, self.model.params.unflatten, self.device)
