@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
 from .train import load_problem
 
 
@@ -17,13 +17,13 @@ def add_parser(sub) -> None:
                                         "recommend a batch size and a batch-growth schedule.")
     parser.add_argument("--optimizer", default=None, help="the optimizer of the measuring run (default sgd)")
     parser.add_argument("--lr", type=float, default=None, help="its learning rate (default: the optimizer's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="its batch size (default 32)")
+    add_batch_size_flag(parser, "its batch size")
     parser.add_argument("--epochs", type=int, default=None, help="its length (default 10)")
     parser.add_argument("--points", type=int, default=5,
                         help="measurements: before training and at evenly spaced epoch ends (default 5)")
     parser.add_argument("--samples", type=int, default=2048,
                         help="training examples per measurement (default 2048, or all if fewer)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the run and the sample (default 0)")
+    add_seed_flag(parser, "seed of the run and the sample", default=None)
     add_device_flag(parser, default=None)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/batch-size-PROBLEM", quiet="no table")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import (
+    add_batch_size_flag,
+    add_device_flag,
+    add_output_flags,
+    add_problem_flags,
+    add_seed_flag,
+    add_storage_flag,
+    add_study_flag,
+)
 from .train import load_problem
 
 
@@ -19,12 +27,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--budget", type=int, default=8,
                         help="learning rates per optimiser, on a log grid over its family's range (default 8)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; 200 for test functions)")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
+    add_batch_size_flag(parser)
     parser.add_argument("--target-value", type=float, default=None,
                         help="metric value for 'epochs to target' (default: within 1%% of the best mean)")
-    parser.add_argument("--seed", type=int, default=0, help="the grid's seed; re-runs use SEED+1.. (default 0)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
-    parser.add_argument("--study", default=None, help="study name (default PROBLEM-compare); the same resumes")
+    add_seed_flag(parser, "the grid's seed; re-runs use SEED+1..")
+    add_storage_flag(parser)
+    add_study_flag(parser, "PROBLEM-compare")
     add_device_flag(parser)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/compare-STUDY", quiet="no progress lines or table")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
 from .train import load_problem
 
 
@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (default 1e-7)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last learning rate (default 10)")
     parser.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default 0)")
+    add_batch_size_flag(parser)
+    add_seed_flag(parser, "initial weights and batch order")
     add_device_flag(parser)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/lr-find-PROBLEM", quiet="no table")

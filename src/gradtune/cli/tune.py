@@ -7,7 +7,14 @@ import signal
 import sys
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import (
+    add_device_flag,
+    add_output_flags,
+    add_problem_flags,
+    add_seed_flag,
+    add_storage_flag,
+    add_study_flag,
+)
 from .train import load_problem
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
@@ -27,9 +34,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--trial-epochs", type=int, default=None,
                         help="epochs per trial where the space sets none (default 20), else their cap")
     parser.add_argument("--cv", type=int, default=None, help="score each trial by K-fold cross-validation")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
-    parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
+    add_seed_flag(parser, "seeds the sampler and every trial")
+    add_storage_flag(parser)
+    add_study_flag(parser, "PROBLEM-STRATEGY")
     add_device_flag(parser)
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 where the "

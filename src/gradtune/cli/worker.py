@@ -11,7 +11,7 @@ import argparse
 import os
 import signal
 
-from ._flags import add_data_flags, add_device_flag
+from ._flags import add_data_flags, add_device_flag, add_storage_flag, add_study_flag
 from .tune import add_shared_flags
 
 
@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("worker", help="run trials of a shared study (PostgreSQL) until its budget is spent",
                             description="Join a study made by 'gradtune tune' and run its trials; any number of "
                                         "workers on any number of machines share its trial budget.")
-    parser.add_argument("--storage", required=True, help="the study's storage: postgresql://USER:PASSWORD@HOST/DB")
-    parser.add_argument("--study", required=True, help="the study's name")
+    add_storage_flag(parser, required="postgresql://USER:PASSWORD@HOST/DB")
+    add_study_flag(parser)
     parser.add_argument("--budget", default=None,
                         help="trials (counted over all workers), time (per worker) or both; default the study's")
     parser.add_argument("--index", type=int, default=None,
