@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
+from ._paths import problem_dir
 from .train import load_problem
 
 
@@ -35,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
     from ..probes import measure_noise_scale
     from ..report import ReportData, write_report
-    from .train import _slug
 
     check_number("points", args.points, low=2, integer=True)
     check_number("samples", args.samples, low=2, integer=True)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, config)
     config.resolve_for(problem)  # every bad value is refused here, before the run starts
     result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
-    out = Path(args.out or f"runs/batch-size-{_slug(args.problem)}")
+    out = Path(args.out or problem_dir("batch-size", args.problem))
     out.mkdir(parents=True, exist_ok=True)
     found = {"problem": problem.name, **result.to_json()}
     (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")

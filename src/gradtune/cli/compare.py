@@ -14,6 +14,7 @@ from ._flags import (
     add_storage_flag,
     add_study_flag,
 )
+from ._paths import study_dir
 from .train import load_problem
 
 
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig, parse_hidden
     from ..report import write_report
     from ._console import make_console
-    from .tune import _slug
 
     console = make_console()
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     result = compare(problem, args.optimizers, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
                      batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,
                      seed=args.seed, device=args.device, progress=progress)
-    out = result.save(Path(args.out or f"runs/compare-{_slug(result.study)}"))
+    out = result.save(Path(args.out or study_dir("compare", result.study)))
     report = write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
         print_ranking(result, console)

@@ -15,6 +15,8 @@ from ._flags import (
     add_storage_flag,
     add_study_flag,
 )
+from ._paths import study_dir
+from ._paths import study_dir_name as _slug  # the name run() and _run_workers() know it by
 from .train import load_problem
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
@@ -67,7 +69,7 @@ def add_shared_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_dir(args: argparse.Namespace, study: str) -> Path:
-    return Path(args.checkpoints or f"runs/tune-{_slug(study)}/checkpoints")
+    return Path(args.checkpoints or study_dir("tune", study) / "checkpoints")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,7 +194,3 @@ def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
 
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
