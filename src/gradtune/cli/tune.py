@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ._flags import (
 )
 from ._paths import study_dir
 from ._paths import study_dir_name as _slug  # the name run() and _run_workers() know it by
+from ._signals import interrupts_as_keyboard_interrupt
 from .train import load_problem
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
@@ -106,19 +106,12 @@ def run(args: argparse.Namespace) -> int:
         result = _run_workers(args, problem, space, storage, study)
     else:
         display = TuneDisplay(problem, enabled=not args.quiet)
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-        # A shell may start background jobs with SIGINT ignored; Ctrl-C must still stop cleanly.
-        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            with display:
-                result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
-                              trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
-                              population=population, sampling=args.sampling,
-                              checkpoints=checkpoint_dir(args, study),
-                              trial_nproc=args.trial_nproc)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+        with interrupts_as_keyboard_interrupt(), display:
+            result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
+                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
+                          population=population, sampling=args.sampling,
+                          checkpoints=checkpoint_dir(args, study),
+                          trial_nproc=args.trial_nproc)
     result.save(out)
     write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
@@ -190,7 +183,3 @@ def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
         raise GradtuneError(f"{listed} failed; the study keeps every trial that ended, and the same command "
                             f"resumes it")
     return result
-
-
-def raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
