@@ -9,6 +9,7 @@ behaviour that ``--out`` and ``--quiet`` describe.
 from __future__ import annotations
 
 import argparse
+import sys
 
 # storage.open.DEFAULT_STORAGE, written out here: importing it would import Optuna before '--help'.
 _DEFAULT_STORAGE = "sqlite:///gradtune.db"
@@ -71,3 +72,19 @@ def add_output_flags(parser: argparse.ArgumentParser, *, out: str, quiet: str) -
     parser.add_argument("--out", default=None, help=f"output directory (default {out})")
     parser.add_argument("--quiet", action="store_true", help=quiet)
 
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, alias: str, flag: str, **kwargs) -> None:
+    """``alias``, the old name of ``flag``, still sets it (``kwargs``: its dest and type), hidden from the help;
+    using it prints one line to stderr that names the flag to use instead."""
+    parser.add_argument(alias, action=_DeprecatedAlias, use=flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                        **kwargs)
+
+
+class _DeprecatedAlias(argparse.Action):
+    def __init__(self, *args, use: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.use = use
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated and will be removed; use {self.use}", file=sys.stderr)
+        setattr(namespace, self.dest, values)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ._flags import (
     add_batch_size_flag,
+    add_deprecated_alias,
     add_device_flag,
     add_output_flags,
     add_problem_flags,
@@ -25,8 +26,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--optimizers", default="gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad",
                         help="comma-separated optimisers (default gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad)")
     parser.add_argument("--seeds", type=int, default=3, help="re-runs of each best rate, with fresh seeds (default 3)")
-    parser.add_argument("--budget", type=int, default=8,
+    parser.add_argument("--lrs", type=int, default=8,
                         help="learning rates per optimiser, on a log grid over its family's range (default 8)")
+    add_deprecated_alias(parser, "--budget", "--lrs", dest="lrs", type=int)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; 200 for test functions)")
     add_batch_size_flag(parser)
     parser.add_argument("--target-value", type=float, default=None,
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
-    result = compare(problem, args.optimizers, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
+    result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
                      batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,
                      seed=args.seed, device=args.device, progress=progress)
     out = result.save(Path(args.out or study_dir("compare", result.study)))
