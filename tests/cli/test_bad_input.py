@@ -3,9 +3,9 @@
 Each case runs the real CLI in a fresh process (the ``cli`` fixture) in its own
 ``tmp_path``, where the bad CSV/NPZ/config files are written first. The check is
 the same for all of them: exit code 2, exactly one non-empty line on stderr that
-names the parameter and the value given and says what is accepted, no
-traceback anywhere, and no result.json or model.pt written (the refusal comes
-before any training). The same checks for config files in YAML and TOML, which
+names the parameter and the value given, says what is accepted and ends by
+pointing to 'gradtune train --help', no traceback anywhere, and no result.json or
+model.pt written (the refusal comes before any training). The same checks for config files in YAML and TOML, which
 share this path once parsed, run in-process in test_train_cli.py.
 """
 
@@ -91,6 +91,7 @@ def test_bad_input_is_one_line_and_exit_code_2(cli, tmp_path, setup, args, expec
     assert "must" in line, f"the line does not say what is accepted: {line}"
     missing = [s for s in expected if s not in line]
     assert not missing, f"{missing} not in: {line}"
+    assert line.endswith(" (see 'gradtune train --help')"), line
     # Refused before any training: nothing was written.
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("model.pt"))

@@ -29,7 +29,7 @@ def _self_contained(text: str) -> None:
 
 
 def test_compare_prints_the_ranking_and_writes_result_and_report(cli, tmp_path, capsys):
-    done = cli("compare", "digits-mlp", "--hidden", "16", "--optimizers", "sgd,adam", "--budget", "2", "--seeds", "2",
+    done = cli("compare", "digits-mlp", "--hidden", "16", "--optimizers", "sgd,adam", "--lrs", "2", "--seeds", "2",
                "--epochs", "2", "--storage", "sqlite:///x.db", "--out", "out", "--device", "cpu")
     _ok(done)
     assert "gradtune compare digits-mlp" in done.stdout and re.search(r"\n(Use sgd|Use adam)", done.stdout)
@@ -44,6 +44,16 @@ def test_compare_prints_the_ranking_and_writes_result_and_report(cli, tmp_path, 
     assert main(["report", "--study", "digits-mlp-compare", "--storage", f"sqlite:///{tmp_path / 'x.db'}",
                  "--out", str(out)]) == 0
     assert f"written to {out}" in capsys.readouterr().out and "<h2>Comparison</h2>" in out.read_text()
+
+
+def test_compare_still_takes_budget_for_lrs_with_one_deprecation_line(tmp_path, capsys):
+    code = main(["compare", "linreg", "--optimizers", "sgd", "--budget", "2", "--seeds", "1", "--epochs", "1",
+                 "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path / "out"), "--device", "cpu",
+                 "--quiet"])
+    assert code == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--budget is deprecated" in lines[0] and "use --lrs" in lines[0], lines
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["budget"] == 2  # the number of rates
 
 
 def test_tune_writes_a_self_contained_report(tmp_path):

@@ -66,4 +66,5 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, args, expected)
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"gradtune {args[0]}: error: "), stderr
     assert "must" in lines[0] and all(s in lines[0] for s in expected), lines[0]
+    assert lines[0].endswith(f" (see 'gradtune {args[0]} --help')"), lines[0]
     assert not (tmp_path / "out").exists()

@@ -23,7 +23,7 @@ def run(tmp_path_factory):
     problem = get_problem("digits-mlp", hidden=(16,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
+        result = compare(problem, "sgd,adam", seeds=2, lrs=3, epochs=2, storage=storage, device="cpu")
     study = optuna.load_study(study_name="digits-mlp-compare", storage=storage)
     return problem, storage, result, study
 
@@ -67,25 +67,34 @@ def test_result_has_the_issue_keys_and_a_recommendation(run):
 def test_running_again_resumes_and_trains_nothing(run):
     problem, storage, result, study = run
     before = len(study.trials)
-    again = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
+    again = compare(problem, "sgd,adam", seeds=2, lrs=3, epochs=2, storage=storage, device="cpu")
     assert len(optuna.load_study(study_name="digits-mlp-compare", storage=storage).trials) == before
     assert again.summary == result.summary
     # Fewer seeds than the study holds: the summary uses the first ones only.
-    fewer = compare(problem, "sgd,adam", seeds=1, budget=3, epochs=2, storage=storage, device="cpu")
+    fewer = compare(problem, "sgd,adam", seeds=1, lrs=3, epochs=2, storage=storage, device="cpu")
     first = {r["optimizer"]: r["value"] for r in compare_rows(study) if r["stage"] == "seed" and r["seed"] == 1}
     assert {n: o["final_mean"] for n, o in fewer.optimizers.items()} == first
     assert all(o["final_std"] == 0.0 for o in fewer.optimizers.values())
-    compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")  # as other tests expect
+    compare(problem, "sgd,adam", seeds=2, lrs=3, epochs=2, storage=storage, device="cpu")  # as other tests expect
 
 
 def test_a_different_grid_on_the_same_study_is_refused(run):
     problem, storage, _, _ = run
     with pytest.raises(UsageError, match="cannot be resumed"):
-        compare(problem, "sgd,adam", seeds=2, budget=4, epochs=2, storage=storage, device="cpu")
+        compare(problem, "sgd,adam", seeds=2, lrs=4, epochs=2, storage=storage, device="cpu")
+
+
+
+def test_the_earlier_keyword_budget_still_sets_lrs_with_a_deprecation_warning(run):
+    problem, storage, result, _ = run
+    # A budget not taken as lrs would ask for the default 8 rates, which this 3-rate study refuses.
+    with pytest.warns(DeprecationWarning, match=r"use compare\(lrs=\)"):
+        again = compare(problem, "sgd,adam", seeds=2, budget=3, epochs=2, storage=storage, device="cpu")
+    assert again.budget == 3 and again.summary == result.summary
 
 
 @pytest.mark.parametrize("kwargs, message", [({"seeds": 0}, "'seeds' parameter must be an integer in \\[1, inf\\)"),
-                                             ({"budget": 0}, "'budget' parameter"),
+                                             ({"lrs": 0}, "'lrs' parameter"),
                                              ({"batch_size": 5000}, "'batch_size' parameter")])
 def test_bad_settings_are_refused_before_training(kwargs, message, tmp_path):
     with pytest.raises(UsageError, match=message):

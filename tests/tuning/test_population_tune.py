@@ -139,7 +139,7 @@ def test_cli_refuses_bad_population(cli, tmp_path, value, shown):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert "The 'population' parameter must be 'auto', 'off' or an integer in [1, inf)" in lines[0]
-    assert lines[0].endswith(shown)
+    assert shown in lines[0]
     assert not (tmp_path / "x.db").exists()  # refused before a study was made
 
 

@@ -1,12 +1,18 @@
 """Flags that several subcommands share: the same names, dests and help wherever they appear.
 
-What differs between commands is passed in: ``--device``'s default, and the
-default directory and quiet behaviour that ``--out`` and ``--quiet`` describe.
+What differs between commands is passed in: ``--device``'s and ``--seed``'s
+defaults, what ``--seed`` and ``--batch-size`` set in that command, whether
+``--storage`` and ``--study`` are required, and the default directory and quiet
+behaviour that ``--out`` and ``--quiet`` describe.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+# storage.open.DEFAULT_STORAGE, written out here: importing it would import Optuna before '--help'.
+_DEFAULT_STORAGE = "sqlite:///gradtune.db"
 
 
 def add_problem_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +36,55 @@ def add_device_flag(parser: argparse.ArgumentParser, default: str | None = "auto
     parser.add_argument("--device", default=default, help="auto, cpu, cuda or cuda:N")
 
 
+def add_seed_flag(parser: argparse.ArgumentParser, seeds: str, default: int | None = 0) -> None:
+    """``--seed``: ``seeds`` says what it seeds in this command. Its value is 0 by default; a command that
+    passes the flag on only when given (``default=None``) leaves that 0 to the settings it builds."""
+    parser.add_argument("--seed", type=int, default=default, help=f"{seeds} (default 0)")
+
+
+def add_batch_size_flag(parser: argparse.ArgumentParser, meaning: str = "mini-batch size") -> None:
+    """``--batch-size``; unset, the settings' default (32) applies."""
+    parser.add_argument("--batch-size", type=int, default=None, help=f"{meaning} (default 32)")
+
+
+def add_storage_flag(parser: argparse.ArgumentParser, required: str | None = None) -> None:
+    """``--storage``: the local SQLite file unless given; or, for a command that joins a study made
+    elsewhere, required, with ``required`` saying what kind of storage that is."""
+    if required is None:
+        parser.add_argument("--storage", default=None, help=f"Optuna storage URL (default {_DEFAULT_STORAGE})")
+    else:
+        parser.add_argument("--storage", required=True, help=f"the study's storage: {required}")
+
+
+def add_study_flag(parser: argparse.ArgumentParser, default_name: str | None = None, see: str | None = None) -> None:
+    """``--study``. A command that makes a study names it ``default_name`` unless given (such as
+    PROBLEM-STRATEGY), and the same name resumes it; a command that reads a study made before requires the
+    flag, and ``see`` names the command that lists the studies, where its help points to one."""
+    if default_name is not None:
+        parser.add_argument("--study", default=None, help=f"study name (default {default_name}); the same resumes")
+    else:
+        listed = f" (see '{see}')" if see else ""
+        parser.add_argument("--study", required=True, help=f"the study's name{listed}")
+
+
 def add_output_flags(parser: argparse.ArgumentParser, *, out: str, quiet: str) -> None:
     """``--out`` (``out``: the default directory, as its help names it) and ``--quiet`` (``quiet``: what it hides)."""
     parser.add_argument("--out", default=None, help=f"output directory (default {out})")
     parser.add_argument("--quiet", action="store_true", help=quiet)
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, alias: str, flag: str, **kwargs) -> None:
+    """``alias``, the old name of ``flag``, still sets it (``kwargs``: its dest and type), hidden from the help;
+    using it prints one line to stderr that names the flag to use instead."""
+    parser.add_argument(alias, action=_DeprecatedAlias, use=flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                        **kwargs)
+
+
+class _DeprecatedAlias(argparse.Action):
+    def __init__(self, *args, use: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.use = use
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated and will be removed; use {self.use}", file=sys.stderr)
+        setattr(namespace, self.dest, values)

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
+from ._paths import problem_dir
 from .train import load_problem
 
 
@@ -17,13 +18,13 @@ def add_parser(sub) -> None:
                                         "recommend a batch size and a batch-growth schedule.")
     parser.add_argument("--optimizer", default=None, help="the optimizer of the measuring run (default sgd)")
     parser.add_argument("--lr", type=float, default=None, help="its learning rate (default: the optimizer's)")
-    parser.add_argument("--batch-size", type=int, default=None, help="its batch size (default 32)")
+    add_batch_size_flag(parser, "its batch size")
     parser.add_argument("--epochs", type=int, default=None, help="its length (default 10)")
     parser.add_argument("--points", type=int, default=5,
                         help="measurements: before training and at evenly spaced epoch ends (default 5)")
     parser.add_argument("--samples", type=int, default=2048,
                         help="training examples per measurement (default 2048, or all if fewer)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the run and the sample (default 0)")
+    add_seed_flag(parser, "seed of the run and the sample", default=None)
     add_device_flag(parser, default=None)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/batch-size-PROBLEM", quiet="no table")
@@ -35,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
     from ..probes import measure_noise_scale
     from ..report import ReportData, write_report
-    from .train import _slug
 
     check_number("points", args.points, low=2, integer=True)
     check_number("samples", args.samples, low=2, integer=True)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, config)
     config.resolve_for(problem)  # every bad value is refused here, before the run starts
     result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
-    out = Path(args.out or f"runs/batch-size-{_slug(args.problem)}")
+    out = Path(args.out or problem_dir("batch-size", args.problem))
     out.mkdir(parents=True, exist_ok=True)
     found = {"problem": problem.name, **result.to_json()}
     (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")

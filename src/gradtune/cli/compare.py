@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import (
+    add_batch_size_flag,
+    add_deprecated_alias,
+    add_device_flag,
+    add_output_flags,
+    add_problem_flags,
+    add_seed_flag,
+    add_storage_flag,
+    add_study_flag,
+)
+from ._paths import study_dir
 from .train import load_problem
 
 
@@ -16,15 +26,16 @@ def add_parser(sub) -> None:
     parser.add_argument("--optimizers", default="gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad",
                         help="comma-separated optimisers (default gd,sgd,momentum,nesterov,adam,adamw,rmsprop,adagrad)")
     parser.add_argument("--seeds", type=int, default=3, help="re-runs of each best rate, with fresh seeds (default 3)")
-    parser.add_argument("--budget", type=int, default=8,
+    parser.add_argument("--lrs", type=int, default=8,
                         help="learning rates per optimiser, on a log grid over its family's range (default 8)")
+    add_deprecated_alias(parser, "--budget", "--lrs", dest="lrs", type=int)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; 200 for test functions)")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
+    add_batch_size_flag(parser)
     parser.add_argument("--target-value", type=float, default=None,
                         help="metric value for 'epochs to target' (default: within 1%% of the best mean)")
-    parser.add_argument("--seed", type=int, default=0, help="the grid's seed; re-runs use SEED+1.. (default 0)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
-    parser.add_argument("--study", default=None, help="study name (default PROBLEM-compare); the same resumes")
+    add_seed_flag(parser, "the grid's seed; re-runs use SEED+1..")
+    add_storage_flag(parser)
+    add_study_flag(parser, "PROBLEM-compare")
     add_device_flag(parser)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/compare-STUDY", quiet="no progress lines or table")
@@ -36,15 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig, parse_hidden
     from ..report import write_report
     from ._console import make_console
-    from .tune import _slug
 
     console = make_console()
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
-    result = compare(problem, args.optimizers, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
+    result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
                      batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,
                      seed=args.seed, device=args.device, progress=progress)
-    out = result.save(Path(args.out or f"runs/compare-{_slug(result.study)}"))
+    out = result.save(Path(args.out or study_dir("compare", result.study)))
     report = write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
         print_ranking(result, console)

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
+from ._paths import problem_dir
 from .train import load_problem
 
 
@@ -21,8 +22,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (default 1e-7)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last learning rate (default 10)")
     parser.add_argument("--steps", type=int, default=100, help="steps of the ramp (default 100)")
-    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default 0)")
+    add_batch_size_flag(parser)
+    add_seed_flag(parser, "initial weights and batch order")
     add_device_flag(parser)
     add_problem_flags(parser)
     add_output_flags(parser, out="runs/lr-find-PROBLEM", quiet="no table")
@@ -36,14 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from ..probes.figures import plot_lr_find
     from ..probes.lr_range import check_optimizers
     from ..report import ReportData, write_report
-    from .train import _slug
 
     names = check_optimizers([n.strip() for n in args.optimizer.split(",") if n.strip()])
     check_choice("suggest", args.suggest, SUGGESTIONS)
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     results = lr_find_many(problem, names, suggest=args.suggest, start_lr=args.start_lr, end_lr=args.end_lr,
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device)
-    out = Path(args.out or f"runs/lr-find-{_slug(args.problem)}")
+    out = Path(args.out or problem_dir("lr-find", args.problem))
     out.mkdir(parents=True, exist_ok=True)
     found = result_json(problem.name, list(results.values()))
     (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")

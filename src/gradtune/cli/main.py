@@ -1,7 +1,8 @@
 """Entry point: parse, dispatch to a subcommand, and turn errors into exit codes.
 
-Usage errors print one line and exit with 2; runtime failures print one line
-and exit with 1; ``--debug`` shows the traceback instead. Subcommand modules
+Usage errors print one line, ending with where to read the command's usage,
+and exit with 2; runtime failures print one line and exit with 1; ``--debug``
+shows the traceback instead. Subcommand modules
 import torch only when they run, so ``gradtune --help`` starts fast.
 """
 
@@ -50,13 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradtune: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        from ..errors import GradtuneError
+        from ..errors import GradtuneError, UsageError
 
         if args.debug:
             raise
         code = error.exit_code if isinstance(error, GradtuneError) else 1
         label = "error" if isinstance(error, GradtuneError) else f"error: {type(error).__name__}"
-        print(f"gradtune {args.command}: {label}: {error}", file=sys.stderr)
+        see = f" (see 'gradtune {args.command} --help')" if isinstance(error, UsageError) else ""
+        print(f"gradtune {args.command}: {label}: {error}{see}", file=sys.stderr)
         return code
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ._flags import add_storage_flag, add_study_flag
+
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("report", help="write the HTML report of a study",
                             description="Write one self-contained HTML file (inline CSS and figures, no network) "
                                         "for a stored study.")
-    parser.add_argument("--study", required=True, help="the study's name (see 'gradtune studies')")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
+    add_study_flag(parser, see="gradtune studies")
+    add_storage_flag(parser)
     parser.add_argument("--out", default="report.html",
                         help="the file to write (default report.html), or a directory to hold report.html")
     parser.set_defaults(run=run)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from .tune import DEFAULT_STRATEGY
+
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("space", help="show the default search space",
                             description="Print the default search space as YAML, to start a --space file from.")
     parser.add_argument("--show", action="store_true", help="print the default space (the default action)")
-    parser.add_argument("--strategy", default="tpe", help="grid shows the default grid")
+    parser.add_argument("--strategy", default=DEFAULT_STRATEGY, help="grid shows the default grid")
     parser.add_argument("--format", default="yaml", choices=("yaml", "json"), help="output format")
     parser.set_defaults(run=run)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ._flags import add_storage_flag
+
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("studies", help="list the studies in a storage",
                             description="List the studies in a storage: name, trials done, best value.")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
+    add_storage_flag(parser)
     parser.set_defaults(run=run)
 
 

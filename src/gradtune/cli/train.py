@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._flags import add_data_flags, add_output_flags
+from ._paths import problem_dir
 
 
 def _boolean(text: str) -> bool:
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     problem = load_problem(args, config)
     config = config.resolve_for(problem)
-    out = Path(args.out or f"runs/train-{_slug(args.problem)}")
+    out = Path(args.out or problem_dir("train", args.problem))
     check_number("nproc", args.nproc, low=1, integer=True)
     from ..distributed.data_parallel import launched_by_torchrun, torchrun_rank
 
@@ -120,7 +121,3 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(result, out)
     return 0
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(name.split(":", 1)[-1]).stem or name)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
-from ._flags import add_device_flag, add_output_flags, add_problem_flags
+from ._flags import (
+    add_device_flag,
+    add_output_flags,
+    add_problem_flags,
+    add_seed_flag,
+    add_storage_flag,
+    add_study_flag,
+)
+from ._paths import study_dir
+from ._paths import study_dir_name as _slug  # the name run() and _run_workers() know it by
+from ._signals import interrupts_as_keyboard_interrupt
 from .train import load_problem
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
@@ -27,9 +36,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--trial-epochs", type=int, default=None,
                         help="epochs per trial where the space sets none (default 20), else their cap")
     parser.add_argument("--cv", type=int, default=None, help="score each trial by K-fold cross-validation")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial (default 0)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///gradtune.db)")
-    parser.add_argument("--study", default=None, help="study name (default PROBLEM-STRATEGY); the same resumes")
+    add_seed_flag(parser, "seeds the sampler and every trial")
+    add_storage_flag(parser)
+    add_study_flag(parser, "PROBLEM-STRATEGY")
     add_device_flag(parser)
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 where the "
@@ -60,7 +69,7 @@ def add_shared_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_dir(args: argparse.Namespace, study: str) -> Path:
-    return Path(args.checkpoints or f"runs/tune-{_slug(study)}/checkpoints")
+    return Path(args.checkpoints or study_dir("tune", study) / "checkpoints")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,19 +106,12 @@ def run(args: argparse.Namespace) -> int:
         result = _run_workers(args, problem, space, storage, study)
     else:
         display = TuneDisplay(problem, enabled=not args.quiet)
-        previous = signal.signal(signal.SIGTERM, raise_interrupt)
-        # A shell may start background jobs with SIGINT ignored; Ctrl-C must still stop cleanly.
-        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            with display:
-                result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
-                              trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
-                              population=population, sampling=args.sampling,
-                              checkpoints=checkpoint_dir(args, study),
-                              trial_nproc=args.trial_nproc)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+        with interrupts_as_keyboard_interrupt(), display:
+            result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
+                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
+                          population=population, sampling=args.sampling,
+                          checkpoints=checkpoint_dir(args, study),
+                          trial_nproc=args.trial_nproc)
     result.save(out)
     write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
@@ -181,11 +183,3 @@ def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
         raise GradtuneError(f"{listed} failed; the study keeps every trial that ended, and the same command "
                             f"resumes it")
     return result
-
-
-def raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 
-from ._flags import add_data_flags, add_device_flag
+from ._flags import add_data_flags, add_device_flag, add_storage_flag, add_study_flag
+from ._signals import interrupts_as_keyboard_interrupt
 from .tune import add_shared_flags
 
 
@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("worker", help="run trials of a shared study (PostgreSQL) until its budget is spent",
                             description="Join a study made by 'gradtune tune' and run its trials; any number of "
                                         "workers on any number of machines share its trial budget.")
-    parser.add_argument("--storage", required=True, help="the study's storage: postgresql://USER:PASSWORD@HOST/DB")
-    parser.add_argument("--study", required=True, help="the study's name")
+    add_storage_flag(parser, required="postgresql://USER:PASSWORD@HOST/DB")
+    add_study_flag(parser)
     parser.add_argument("--budget", default=None,
                         help="trials (counted over all workers), time (per worker) or both; default the study's")
     parser.add_argument("--index", type=int, default=None,
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tuning import SearchSpace, tune
     from ._console import write_line
     from ._live import TrialLog
-    from .tune import checkpoint_dir, raise_interrupt
+    from .tune import checkpoint_dir
 
     check_number("heartbeat", args.heartbeat, low=1)
     storage = open_storage(args.storage, args.heartbeat)  # first: a bad URL is reported before any loading
@@ -55,18 +55,13 @@ def run(args: argparse.Namespace) -> int:
     problem = get_problem(meta["problem"], **options)
     index = args.index if args.index is not None else os.getpid()
     log = TrialLog(meta["metric"], enabled=not args.quiet)
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with interrupts_as_keyboard_interrupt():
         result = tune(problem, SearchSpace.from_mapping(meta["space"]), meta["strategy"],
                       args.budget or meta.get("budget_trials"), storage, args.study, seed=meta["seed"],
                       trial_epochs=meta.get("trial_epochs"), cv=meta.get("cv"), device=args.device,
                       callbacks=[log], population=args.population, sampling=meta.get("sampling", "uniform"),
                       sampler_seed=meta["seed"] + 1 + index,
                       checkpoints=checkpoint_dir(args, args.study), trial_nproc=args.trial_nproc, best_model=False)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
     if not args.quiet:
         write_line(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
                    f"{log.count} trials; the study has {result.counts()}")

@@ -35,7 +35,7 @@ def parse_optimizers(value: str | Iterable[str]) -> list[str]:
 
 def lr_grid(optimizer: str, points: int) -> list[float]:
     """``points`` learning rates spaced evenly in log scale over the optimiser's range, ends included."""
-    points = check_number("budget", points, low=1, integer=True)
+    points = check_number("points", points, low=1, integer=True)
     low, high = LR_GRID_RANGES[optimizer]
     if points == 1:
         return [math.sqrt(low * high)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,9 +65,10 @@ class _Plan:
 
 
 def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, seeds: int = 3,
-            budget: int = DEFAULT_POINTS, epochs: int | None = None, batch_size: int | None = None,
+            lrs: int = DEFAULT_POINTS, epochs: int | None = None, batch_size: int | None = None,
             target: float | None = None, storage: str | None = None, study: str | None = None, seed: int = 0,
-            device: str = "auto", progress: Callable[[str], None] | None = None) -> CompareResult:
+            device: str = "auto", progress: Callable[[str], None] | None = None,
+            budget: int | None = None) -> CompareResult:
     """Compare optimisers on ``problem`` with the same budget each, DeepOBS-style.
 
     Args:
@@ -74,18 +76,24 @@ def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, 
         optimizers: names, or ``"gd,sgd,adam"``; default gd, sgd, momentum, nesterov, adam, adamw,
             rmsprop, adagrad.
         seeds: re-runs of each optimiser's best learning rate, >= 1 (default 3).
-        budget: learning rates per optimiser, on a log grid over its family's range (default 8).
+        lrs: learning rates per optimiser, on a log grid over its family's range (default 8).
         epochs: each run's length (default 20; 200 for test functions).
         batch_size: the mini-batch size of every optimiser but the full-batch ones (default 32).
         target: the metric value for "epochs to target"; default within 1% of the best mean.
         storage, study: where the runs are recorded; default ``sqlite:///gradtune.db``, ``PROBLEM-compare``.
         seed: the grid's seed; the re-runs use ``seed + 1`` to ``seed + seeds``.
+        budget: deprecated: the earlier name of ``lrs``, which it replaces where given (``budget`` means trials
+            or time in ``tune``).
 
     Example:
         >>> result = compare(get_problem("digits-mlp"), "sgd,momentum,adam", seeds=3)
         >>> result.recommendation
     """
-    plan = _plan(problem, optimizers, seeds, budget, epochs, batch_size, seed, device, progress)
+    if budget is not None:
+        warnings.warn("compare(budget=) is deprecated and will be removed; use compare(lrs=)", DeprecationWarning,
+                      stacklevel=2)
+        lrs = budget
+    plan = _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress)
     if target is not None:
         target = check_number("target", target)
     name = study or f"{problem.name}-compare"
@@ -100,14 +108,14 @@ def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, 
     return result
 
 
-def _plan(problem, optimizers, seeds, budget, epochs, batch_size, seed, device, progress) -> _Plan:
+def _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress) -> _Plan:
     names = parse_optimizers(optimizers if optimizers is not None else DEFAULT_OPTIMIZERS)
     seeds = check_number("seeds", seeds, low=1, integer=True)
-    budget = check_number("budget", budget, low=1, integer=True)
+    lrs = check_number("lrs", lrs, low=1, integer=True)
     default_epochs = DEFAULT_FUNCTION_EPOCHS if problem.task == "function" else DEFAULT_EPOCHS
     epochs = check_number("epochs", default_epochs if epochs is None else epochs, low=1, integer=True)
     seed = check_number("seed", seed, low=0, integer=True)
-    plan = _Plan(problem, names, budget, seeds, epochs, batch_size, seed, device, progress or (lambda line: None))
+    plan = _Plan(problem, names, lrs, seeds, epochs, batch_size, seed, device, progress or (lambda line: None))
     for name in names:  # refuse a bad batch size or optimiser before anything trains
         plan.config(name, lr_grid(name, 1)[0], seed)
     return plan

@@ -1,0 +1,27 @@
+"""``gradtune``'s entry point: every error is one line on stderr; a usage error also says where the usage is."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradtune.cli import problems as problems_cmd
+from gradtune.cli.main import main
+from gradtune.errors import GradtuneError, UsageError
+
+SEE = " (see 'gradtune problems --help')"
+
+
+@pytest.mark.parametrize(("error", "code", "line"), [
+    (UsageError("The 'x' parameter must be 1. Got 2."), 2,
+     "gradtune problems: error: The 'x' parameter must be 1. Got 2." + SEE),
+    (GradtuneError("worker 1 failed"), 1, "gradtune problems: error: worker 1 failed"),
+    (RuntimeError("boom"), 1, "gradtune problems: error: RuntimeError: boom"),
+], ids=["usage", "gradtune", "other"])
+def test_an_error_is_one_line_and_only_a_usage_error_points_to_help(monkeypatch, capsys, error, code, line):
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(problems_cmd, "run", fail)  # read when main() builds the parser
+    assert main(["problems"]) == code
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [line] and captured.out == ""

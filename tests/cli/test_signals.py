@@ -1,0 +1,32 @@
+"""``interrupts_as_keyboard_interrupt``: SIGTERM and SIGINT stop a run as Ctrl-C does, and the handlers come back."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from gradtune.cli._signals import interrupts_as_keyboard_interrupt
+
+
+@pytest.fixture
+def ignored_signals():
+    """SIGTERM and SIGINT ignored, as a shell may start a background job; the test's own handlers after."""
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN), signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGTERM, before[0])
+    signal.signal(signal.SIGINT, before[1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_inside_raises_keyboard_interrupt_and_the_handlers_are_restored(ignored_signals, signum):
+    with pytest.raises(KeyboardInterrupt), interrupts_as_keyboard_interrupt():
+        signal.raise_signal(signum)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.raise_signal(signum)  # ignored again: nothing happens
+
+
+def test_the_handlers_are_restored_after_a_block_that_ends_normally(ignored_signals):
+    with interrupts_as_keyboard_interrupt():
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
