@@ -29,8 +29,7 @@ import torch
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.tuning import TuneCallback
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import TuneCallback, default_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

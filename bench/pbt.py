@@ -23,7 +23,7 @@ import torch
 import gradtune
 from gradtune.config import TrainConfig
 from gradtune.training.population import train_population
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import default_space
 from gradtune.tuning.strategies import pbt
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -53,7 +53,8 @@ def main() -> None:
                    for i in range(args.members)]
         fixed = train_population(problem, configs)
         controller = pbt.PBT(interval=args.interval, seed=seed, resample=pbt.space_resampler(space, seed))
-        trained = train_population(problem, controller.start(configs), controller=controller)
+        trained = train_population(problem, [controller.join(i, c) for i, c in enumerate(configs)],
+                                   controller=controller)
         best_fixed = max(r.metrics["valid_accuracy"] or 0.0 for r in fixed)
         best_pbt = max(r.metrics["valid_accuracy"] or 0.0 for r in trained)
         fixed_scores.append(best_fixed)

@@ -32,7 +32,7 @@ import torch
 import gradtune
 from gradtune.config import TrainConfig
 from gradtune.training.population import train_population
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import default_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

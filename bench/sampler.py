@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 import gradtune
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import default_space
 from gradtune.tuning.strategies.tpe import TPESampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from gradtune.cli._live import TrialLog
-from gradtune.tuning.trial import TrialOutcome
+from gradtune.tuning.record import TrialOutcome
 
 
 class _Writes(io.StringIO):

@@ -27,3 +27,16 @@ def test_workers_refuse_an_sqlite_storage(cli):
     assert done.returncode == 2
     assert "'storage' parameter must be a database server" in done.stderr
     assert "Got 'sqlite:///x.db'" in done.stderr
+
+
+def test_workers_train_every_trial_with_the_studys_importance_sampling(cli, tmp_path):
+    """The workers read --sampling from the study's settings, as every other setting: it once went missing
+    between 'gradtune tune --workers' and its workers, which then trained every trial uniformly."""
+    done = cli("tune", "digits-mlp", "--sampling", "importance", "--workers", "2", "--budget", "4",
+               "--trial-epochs", "1", "--strategy", "random", "--hidden", "8", "--study", "imp", "--quiet")
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="imp", storage=open_storage(str(tmp_path / "gradtune.journal")))
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(trials) == 4
+    assert [t.user_attrs["config"]["sampling"] for t in trials] == ["importance"] * 4
+    assert study.user_attrs["gradtune"]["sampling"] == "importance"

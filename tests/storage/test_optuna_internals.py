@@ -47,25 +47,26 @@ def test_the_rung_view_holds_the_same_rung_values_as_optunas_read(study):
     assert seen == sorted(t.system_attrs["completed_rung_0"] for t in study.get_trials())
 
 
-def test_a_first_heartbeat_recorded_with_the_ask_makes_an_abandoned_trial_go_stale(study):
-    trial = study.ask()
-    _optuna.record_heartbeat(study, trial)  # and no heartbeat thread: the worker died at once
-    assert _optuna.heartbeat_interval(study) == 1
-    time.sleep(5)  # the grace period is 3 beats of 1 s (SQLite compares its timestamps to the second)
+def _state_after_the_grace_period(study, trial) -> TrialState:
+    """The trial's state once its worker has been silent past the grace period (3 beats of 1 s) and another
+    worker looked for stale trials. SQLite compares its timestamps to the second, hence the margin."""
+    time.sleep(5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    assert _optuna.frozen_trial(study, trial).state == TrialState.FAIL
+    return _optuna.frozen_trial(study, trial).state
+
+
+def test_a_first_heartbeat_recorded_with_the_ask_makes_an_abandoned_trial_go_stale(study):
+    trial = _optuna.ask(study)  # and no heartbeat thread: the worker died at once
+    assert _optuna.heartbeat_interval(study) == 1
+    assert _state_after_the_grace_period(study, trial) == TrialState.FAIL
 
 
 def test_a_trial_never_beaten_is_not_failed_as_stale(study):
     """The control: without the first beat, Optuna cannot tell a dead worker's trial from one not yet started."""
     trial = study.ask()
-    time.sleep(5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    assert _optuna.frozen_trial(study, trial).state == TrialState.RUNNING
+    assert _state_after_the_grace_period(study, trial) == TrialState.RUNNING
 
 
 def test_fail_trial_and_all_trials(study):

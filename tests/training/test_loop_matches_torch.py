@@ -197,7 +197,7 @@ def test_gradtune_train_stays_the_function_after_importing_subpackages():
     # The subpackages are named training/ and tuning/ so that importing them never
     # rebinds gradtune.train or gradtune.tune to a module.
     importlib.import_module("gradtune.training.checkpoint")
-    importlib.import_module("gradtune.tuning.runner")
+    importlib.import_module("gradtune.tuning.loop")
     assert callable(gradtune.train) and callable(gradtune.tune)
     result = gradtune.train(get_problem("quadratic"), optimizer="gd", lr=0.1, epochs=3)
     assert result.status == "completed" and result.epochs_run == 3

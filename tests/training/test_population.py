@@ -10,9 +10,8 @@ from torch import nn
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.training.pool import fallback_reason
+from gradtune.training.pool import StackedPool, fallback_reason
 from gradtune.training.population import train_population
-from gradtune.training.rolling import RollingPopulation
 from toy_problems import three_class_problem
 
 TORCH = {
@@ -171,6 +170,31 @@ def test_a_stack_of_mixed_optimizers_matches_torch_optim_in_float64():
         for key, value in result.model.state_dict().items():
             relative = ((value - expected[key]).norm() / expected[key].norm()).item()
             assert relative < 1e-10, (config.optimizer, key, relative)
+
+
+class RollingPopulation:
+    """The stacked pool, handing each member to ``on_done`` as it ends, as the tuning loop tells it; a member that
+    cannot stack trains at once, alone."""
+
+    def __init__(self, problem, on_done):
+        self.pool, self.on_done = StackedPool(problem), on_done
+
+    @property
+    def in_flight(self) -> int:
+        return self.pool.in_flight
+
+    @property
+    def stacks(self) -> dict:
+        return self.pool.stacks
+
+    def add(self, config, callbacks, member, checkpoint=None) -> None:
+        self.pool.add(member, config, callbacks, checkpoint)
+        while self.pool.alone.in_flight:
+            self.advance()
+
+    def advance(self) -> None:
+        for member, result in self.pool.advance():
+            self.on_done(member, result)
 
 
 def test_members_that_join_a_running_stack_match_torch_optim_in_float64():

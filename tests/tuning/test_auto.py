@@ -15,14 +15,19 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
 
 
 def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_path, monkeypatch):
-    from gradtune.training import population
+    from gradtune.training.pool import StackedPool
 
     problem = gradtune.get_problem("digits-mlp", hidden=(16,))
     storage = f"sqlite:///{tmp_path}/s.db"
-    rounds = []
-    real = population.train_population
-    monkeypatch.setattr(population, "train_population",
-                        lambda problem, configs, **kw: rounds.append(len(configs)) or real(problem, configs, **kw))
+    rounds, real, started = [], StackedPool.advance, set()
+
+    def advance(pool):  # the members of each round, as it starts
+        if pool.closes and id(pool) not in started:
+            started.add(id(pool))
+            rounds.append(pool.in_flight)
+        return real(pool)
+
+    monkeypatch.setattr(StackedPool, "advance", advance)
     result = tune(problem, strategy="auto", budget=8, trial_epochs=3, storage=storage, out=tmp_path / "out")
     report = result.auto
     assert report["portfolio"] == ["momentum", "adamw", "rmsprop"]
@@ -85,8 +90,8 @@ def test_auto_keeps_to_the_optimizers_the_space_offers_portfolio_first(tmp_path)
 def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_path, monkeypatch):
     import optuna
 
-    from gradtune.tuning import auto
-    from gradtune.tuning.defaults import default_space
+    from gradtune.tuning import default_space
+    from gradtune.tuning.strategies import _portfolio as auto
 
     problem = gradtune.get_problem("digits-mlp", hidden=(8,))
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", direction="maximize")
@@ -106,6 +111,6 @@ def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_p
     ({"suggested_lr": None, "range": [1e-4, 1.0]}, []),
 ])
 def test_each_portfolio_optimiser_trains_at_its_suggestion_and_the_middle_of_the_range_above(found, rates):
-    from gradtune.tuning.auto import bracket
+    from gradtune.tuning.strategies._portfolio import bracket
 
     assert bracket(found) == pytest.approx(rates)

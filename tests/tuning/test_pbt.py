@@ -16,8 +16,7 @@ from torch import nn
 import gradtune
 from gradtune import TrainConfig, UsageError
 from gradtune.training.population import train_population
-from gradtune.tuning import tune
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import default_space, tune
 from gradtune.tuning.strategies import pbt
 from toy_problems import three_class_problem
 

@@ -23,7 +23,8 @@ from gradtune.problems import get_problem
 from gradtune.training.pool import fallback_reason
 from gradtune.training.stack import Stack
 from gradtune.tuning import TuneCallback, tune
-from gradtune.tuning.population import AUTO_SIZE, population_size
+from gradtune.tuning.concurrency import AUTO_SIZE, population_size
+from gradtune.tuning.strategies import STRATEGIES
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -199,11 +200,14 @@ def test_model_that_fails_under_vmap_tunes_through_the_fallback(tmp_path, caplog
 
 def test_auto_stacks_on_the_cpu_only_for_successive_halving():
     digits, cpu = get_problem("digits-mlp"), TrainConfig(device="cpu")
-    assert population_size("auto", digits, cpu, cv=None, strategy="halving") == AUTO_SIZE
-    assert [population_size("auto", digits, cpu, cv=None, strategy=s) for s in ("tpe", "random", "auto")] == [1] * 3
+    def size(problem, strategy):
+        return population_size("auto", problem, cpu, cv=None, stacks_on_cpu=STRATEGIES[strategy].stacks_on_cpu)
+
+    assert size(digits, "halving") == AUTO_SIZE
+    assert [size(digits, s) for s in ("tpe", "random", "auto")] == [1] * 3
     train_data, valid_data = _blobs()
     branching = Problem(Branching, train=train_data, valid=valid_data, name="branching")
-    assert population_size("auto", branching, cpu, cv=None, strategy="halving") == 1  # no vmap: one at a time
+    assert size(branching, "halving") == 1  # no vmap: one at a time
 
 
 def test_cross_validation_stays_one_trial_at_a_time():
@@ -313,20 +317,26 @@ def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path
 ])
 def test_auto_stacks_its_search_on_the_cpu_only_where_the_budget_left_holds_many_trials(seconds_per_trial, left,
                                                                                        size):
-    from gradtune.tuning.population import CHEAP_TRIALS, cheap_population
+    from gradtune.tuning.concurrency import CHEAP_TRIALS, cheap_population
 
     assert CHEAP_TRIALS == 100
     assert cheap_population(16, seconds_per_trial, left) == size
 
 
 def test_auto_rolls_a_population_after_its_baselines_when_trials_are_cheap(tmp_path, monkeypatch):
-    from gradtune.tuning import population as tuning_population
-    from gradtune.tuning.runner import _Loop
+    from gradtune.tuning import concurrency
+    from gradtune.tuning.prepare import PreparedStudy
 
-    monkeypatch.setattr(tuning_population, "CHEAP_TRIALS", 4)
+    monkeypatch.setattr(concurrency, "CHEAP_TRIALS", 4)
     rolled = []
-    real = _Loop._run_rolling
-    monkeypatch.setattr(_Loop, "_run_rolling", lambda self, start: rolled.append(self.population) or real(self, start))
+    real = PreparedStudy.make_trainer
+
+    def make_trainer(self, in_flight=1, **options):  # the rolling pools the run makes: none but the search's
+        if in_flight > 1 and not options:
+            rolled.append(in_flight)
+        return real(self, in_flight, **options)
+
+    monkeypatch.setattr(PreparedStudy, "make_trainer", make_trainer)
     result = tune(get_problem("digits-mlp", hidden=(8,)), strategy="auto", budget=10, trial_epochs=1, device="cpu",
                   storage=f"sqlite:///{tmp_path}/s.db")
     assert rolled == [AUTO_SIZE] and len(result.trials) == 10

@@ -210,21 +210,21 @@ BETWEEN_TRIALS = r'''
 import json, os, signal, sys
 import optuna
 from gradtune.problems import get_problem
-from gradtune.tuning import runner
-from gradtune.tuning.runner import TuneCallback, tune
+from gradtune.tuning import TuneCallback, tune
+from gradtune.tuning.strategies.random import RandomSearch
 
 SPACE = {"optimizer": "sgd", "lr": {"low": 0.01, "high": 0.3, "log": True}, "batch_size": 64}
-make_strategy = runner.make_strategy
+make_sampler = RandomSearch.sampler
 
-def interrupt_in_ask(*args, **kwargs):
-    plan = make_strategy(*args, **kwargs)
-    before = plan.sampler.before_trial
+def interrupt_in_ask(self):
+    sampler = make_sampler(self)
+    before = sampler.before_trial
     def before_trial(study, trial):
         before(study, trial)
         if trial.number == 1:
             os.kill(os.getpid(), signal.SIGINT)
-    plan.sampler.before_trial = before_trial
-    return plan
+    sampler.before_trial = before_trial
+    return sampler
 
 class InterruptAfterTrial(TuneCallback):
     def on_trial_end(self, outcome, study):
@@ -233,7 +233,7 @@ class InterruptAfterTrial(TuneCallback):
 
 report = {}
 for case, storage in (("ask", "ask.db"), ("callback", "callback.db")):
-    runner.make_strategy = interrupt_in_ask if case == "ask" else make_strategy
+    RandomSearch.sampler = interrupt_in_ask if case == "ask" else make_sampler
     callbacks = [InterruptAfterTrial()] if case == "callback" else []
     try:
         result = tune(get_problem("linreg"), SPACE, "random", 3, f"sqlite:///{storage}", "s", trial_epochs=1,

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from gradtune.problems import get_problem
-from gradtune.tuning.defaults import default_space
+from gradtune.tuning import default_space
 from gradtune.tuning.strategies.tpe import TPESampler
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..tuning.runner import TuneCallback
+from ..tuning.callbacks import TuneCallback
 from ._console import make_console, write_line
 
 _SHOWN = ("optimizer", "lr", "batch_size", "momentum", "weight_decay", "schedule", "epochs")

@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     try:
+        _quiet_optuna()
         return args.run(args) or 0
     except KeyboardInterrupt:
         print("gradtune: interrupted", file=sys.stderr)
@@ -60,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         see = f" (see 'gradtune {args.command} --help')" if isinstance(error, UsageError) else ""
         print(f"gradtune {args.command}: {label}: {error}{see}", file=sys.stderr)
         return code
+
+
+def _quiet_optuna() -> None:
+    """Optuna logs a line per trial at INFO; the commands show their own progress. The command line is the
+    application, so it sets this, not the library (importing gradtune changes no logging level)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ..tuning.defaults import default_space
+    from ..tuning import default_space
 
     data = default_space(None, args.strategy).to_data()
     if args.format == "json":

@@ -15,7 +15,6 @@ from ._flags import (
     add_study_flag,
 )
 from ._paths import study_dir
-from ._paths import study_dir_name as _slug  # the name run() and _run_workers() know it by
 from ._signals import interrupts_as_keyboard_interrupt
 from .train import load_problem
 
@@ -29,7 +28,8 @@ EARLIER_DEFAULT = "tpe"  # the default before auto met its benchmark (BENCHMARKS
 def add_parser(sub) -> None:
     parser = sub.add_parser("tune", help="tune the optimiser and its hyperparameters",
                             description="Search optimisers and hyperparameters on an Optuna study; resumable.")
-    parser.add_argument("--strategy", default=None, help="grid, random, tpe, halving, pbt or auto (default auto)")
+    parser.add_argument("--strategy", default=None,
+                        help="grid, random, tpe, halving, hyperband, gp, cmaes, pbt or auto (default auto)")
     parser.add_argument("--budget", default=None,
                         help="trials (50), time (90s, 5m, 2h) or both (50,5m); default 50, or the whole grid")
     parser.add_argument("--space", help="search space file (YAML, JSON or TOML); see 'gradtune space --show'")
@@ -76,44 +76,36 @@ def run(args: argparse.Namespace) -> int:
     from ..storage.connection import check_reachable
 
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
-    from ..config import SAMPLINGS, TrainConfig, load_config_file, parse_hidden
-    from ..errors import check_choice, check_number
+    from ..config import TrainConfig, load_config_file, parse_hidden
+    from ..errors import check_number
     from ..report import write_report
     from ..storage.open import open_storage
-    from ..tuning import SearchSpace, tune
-    from ..tuning.population import parse_population
-    from ..tuning.strategies import STRATEGIES
+    from ..tuning import SearchSpace, TuneSettings
+    from ..tuning.api import run_study
     from ._live import TuneDisplay, print_leaderboard
 
     defaulted = args.strategy is None
-    args.strategy = DEFAULT_STRATEGY if defaulted else args.strategy
-    check_choice("strategy", args.strategy, STRATEGIES)
-    check_choice("sampling", args.sampling, SAMPLINGS)
     check_number("workers", args.workers, low=1, integer=True)
-    check_number("heartbeat", args.heartbeat, low=1)
-    population = parse_population(args.population)
+    url = _storage_for_workers(args.storage, args.workers)
+    problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     space = SearchSpace.from_mapping(load_config_file(args.space)) if args.space else None
-    args.storage = _storage_for_workers(args.storage, args.workers)
-    storage = open_storage(args.storage, args.heartbeat)  # before loading data: a bad URL is reported at once
-    config = TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None)
-    problem = load_problem(args, config)
-    config.replace(sampling=args.sampling).resolve_for(problem)  # refused before the live display starts
-    study = args.study or f"{problem.name}-{args.strategy}"
+    settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
+                                  seed=args.seed, trial_epochs=args.trial_epochs, cv=args.cv, sampling=args.sampling,
+                                  device=args.device, population=args.population, heartbeat=args.heartbeat,
+                                  trial_nproc=args.trial_nproc)  # every setting checked, before a study is made
+    settings = settings.replace(checkpoints=checkpoint_dir(args, settings.study))
+    storage = open_storage(url, settings.heartbeat, reachable=url == args.storage)
     if defaulted and args.study is None:
-        _note_earlier_default(storage, problem.name, study)
-    out = Path(args.out or f"runs/tune-{_slug(study)}")
+        _note_earlier_default(storage, problem.name, settings.study)
+    out = Path(args.out or study_dir("tune", settings.study))
     if args.workers > 1:
-        result = _run_workers(args, problem, space, storage, study)
+        result = _run_workers(args, problem, settings, storage, url)
     else:
         display = TuneDisplay(problem, enabled=not args.quiet)
         with interrupts_as_keyboard_interrupt(), display:
-            result = tune(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
-                          trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, callbacks=[display],
-                          population=population, sampling=args.sampling,
-                          checkpoints=checkpoint_dir(args, study),
-                          trial_nproc=args.trial_nproc)
+            result = run_study(problem, settings, storage, callbacks=[display])
     result.save(out)
-    write_report(out, study=result.study, storage=args.storage)
+    write_report(out, study=result.study, storage=url)
     if not args.quiet:
         print_leaderboard(result, out)
         for line in (result.auto or {}).get("explanation", []):
@@ -150,20 +142,22 @@ def _storage_for_workers(url: str | None, workers: int) -> str | None:
     return url
 
 
-def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
-    """Create the study here, run ``args.workers`` worker processes on it, and collect it."""
+def _run_workers(args: argparse.Namespace, problem, settings, storage, url: str):
+    """Create the study here, run ``args.workers`` worker processes on it, and collect it.
+
+    The workers read the study's settings from its metadata (``gradtune worker``); only what is this
+    machine's own (device, trials in flight, heartbeat, checkpoints, processes per trial) goes on their
+    command lines.
+    """
     from ..distributed import launch_workers
     from ..errors import GradtuneError
-    from ..tuning import TuneResult
-    from ..tuning.result import best_model_for
-    from ..tuning.runner import prepare_study
+    from ..tuning.api import collect
+    from ..tuning.prepare import prepare_study
 
-    prepared = prepare_study(problem, space, args.strategy, args.budget, storage, study, seed=args.seed,
-                             trial_epochs=args.trial_epochs, cv=args.cv, device=args.device, heartbeat=args.heartbeat,
-                             trial_nproc=args.trial_nproc)
-    worker_args = ["--storage", args.storage, "--study", study, "--device", args.device, "--population",
-                   args.population, "--heartbeat", str(args.heartbeat), "--checkpoints",
-                   str(checkpoint_dir(args, study)), "--trial-nproc", str(args.trial_nproc)]
+    prepared = prepare_study(problem, settings, storage)
+    worker_args = ["--storage", url, "--study", settings.study, "--device", args.device, "--population",
+                   args.population, "--heartbeat", str(args.heartbeat), "--checkpoints", str(settings.checkpoints),
+                   "--trial-nproc", str(args.trial_nproc)]
     if args.budget:
         worker_args += ["--budget", args.budget]
     for flag in ("target", "task"):
@@ -173,12 +167,10 @@ def _run_workers(args: argparse.Namespace, problem, space, storage, study: str):
         worker_args.append("--quiet")
     exits = launch_workers(args.workers, worker_args)
     interrupted = any(e.returncode in (130, -2, -15) for e in exits)
-    result = TuneResult.from_study(prepared.study, args.strategy, prepared.settings.metric, interrupted=interrupted)
-    if not interrupted:
-        result.best_model, result.best_model_trial = best_model_for(result, problem, None)
+    result = collect(prepared, interrupted=interrupted, collecting=not interrupted)
     crashed = [e for e in exits if e.returncode not in (0, 130, -2, -15)]
     if crashed:
-        result.save(Path(args.out or f"runs/tune-{_slug(study)}"))
+        result.save(Path(args.out or study_dir("tune", settings.study)))
         listed = ", ".join(f"worker {e.index} (exit code {e.returncode})" for e in crashed)
         raise GradtuneError(f"{listed} failed; the study keeps every trial that ended, and the same command "
                             f"resumes it")

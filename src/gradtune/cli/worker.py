@@ -41,27 +41,29 @@ def run(args: argparse.Namespace) -> int:
     from ..problems import get_problem
     from ..storage.open import open_storage
     from ..storage.study import stored_metadata, worker_id
-    from ..tuning import SearchSpace, tune
+    from ..tuning import TuneSettings
+    from ..tuning.api import run_study
     from ._console import write_line
     from ._live import TrialLog
     from .tune import checkpoint_dir
 
-    check_number("heartbeat", args.heartbeat, low=1)
-    storage = open_storage(args.storage, args.heartbeat)  # first: a bad URL is reported before any loading
+    check_number("heartbeat", args.heartbeat, low=1)  # the storage's own setting: checked before it opens
+    storage = open_storage(args.storage, args.heartbeat, reachable=True)  # a bad URL: reported before loading
     meta = stored_metadata(storage, args.study)
     options = {"hidden": meta.get("hidden")}
     if meta["problem"].startswith(("csv:", "npz:")):
         options.update(target=args.target, task=args.task)
     problem = get_problem(meta["problem"], **options)
     index = args.index if args.index is not None else os.getpid()
-    log = TrialLog(meta["metric"], enabled=not args.quiet)
+    # Everything that gives the study's values their meaning comes from the study; what is this worker's own
+    # (its device, trials in flight, checkpoints, processes per trial, sampler seed) from its command line.
+    settings = TuneSettings.from_metadata(meta, problem, args.study, budget=args.budget, device=args.device,
+                                          population=args.population, sampler_seed=meta["seed"] + 1 + index,
+                                          heartbeat=args.heartbeat, checkpoints=checkpoint_dir(args, args.study),
+                                          trial_nproc=args.trial_nproc)
+    log = TrialLog(settings.metric, enabled=not args.quiet)
     with interrupts_as_keyboard_interrupt():
-        result = tune(problem, SearchSpace.from_mapping(meta["space"]), meta["strategy"],
-                      args.budget or meta.get("budget_trials"), storage, args.study, seed=meta["seed"],
-                      trial_epochs=meta.get("trial_epochs"), cv=meta.get("cv"), device=args.device,
-                      callbacks=[log], population=args.population, sampling=meta.get("sampling", "uniform"),
-                      sampler_seed=meta["seed"] + 1 + index,
-                      checkpoints=checkpoint_dir(args, args.study), trial_nproc=args.trial_nproc, best_model=False)
+        result = run_study(problem, settings, storage, callbacks=[log], best_model=False)
     if not args.quiet:
         write_line(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
                    f"{log.count} trials; the study has {result.counts()}")

@@ -27,8 +27,12 @@ try:  # Optuna's private RDB layer; should a release move it, the pruner falls b
 except ImportError:  # pragma: no cover - depends on the installed Optuna
     _models = None
 
-__all__ = ["frozen_trial", "fail_trial", "all_trials", "heartbeat_interval", "record_heartbeat", "heartbeat",
-           "TrialsReadOnce", "rung_view"]
+__all__ = ["frozen_trial", "fail_trial", "all_trials", "heartbeat_interval", "ask", "heartbeat", "TrialsReadOnce",
+           "rung_view"]
+
+# Optuna warns on every ask and heartbeat that heartbeats are meant for Study.optimize; gradtune's own ask/tell
+# loop is such a loop, and runs the same heartbeat thread around each trial.
+_NOT_OPTIMIZE = "Heartbeat of storage is supposed to be used with Study.optimize"
 
 AnyTrial = optuna.Trial | FrozenTrial
 
@@ -57,19 +61,22 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
     return None
 
 
-def record_heartbeat(study: optuna.Study, trial: AnyTrial) -> None:
-    """One heartbeat now, as Optuna's own loop records with the ask: a worker killed before its heartbeat
-    thread starts still leaves a trial that other workers see go stale."""
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` with its first heartbeat recorded at once, as Optuna's own loop records it with the ask:
+    a worker killed before its heartbeat thread starts still leaves a trial that other workers see go stale."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NOT_OPTIMIZE)
+        trial = study.ask()
     if heartbeat_interval(study):
         study._storage.record_heartbeat(trial._trial_id)
+    return trial
 
 
 @contextmanager
 def heartbeat(study: optuna.Study, trial: AnyTrial) -> Iterator[None]:
     """A heartbeat thread for a running trial (``Study.optimize`` runs the same thread around each trial)."""
     with warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for Study.optimize; gradtune's own ask/tell loop is such a loop.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        warnings.filterwarnings("ignore", message=_NOT_OPTIMIZE)
         thread = get_heartbeat_thread(trial._trial_id, study._storage)
     with thread:
         yield

@@ -36,13 +36,16 @@ def is_shared_server(url: str | None) -> bool:
     return bool(url) and "://" in url and not is_sqlite(url)
 
 
-def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS,
+                 reachable: bool = False) -> optuna.storages.BaseStorage:
     """Open ``url`` (default :data:`DEFAULT_STORAGE`), failing with one clear line, never a hang.
 
     Args:
         url: an Optuna storage URL or ``journal:PATH``.
         heartbeat: seconds between a running trial's heartbeats (relational storages); a trial
             silent for ``GRACE_BEATS`` of them is failed and retried by the next worker that looks.
+        reachable: the caller has just checked the server with
+            :func:`~gradtune.storage.connection.check_reachable` (the CLI does, before torch is imported).
     """
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:") or url.endswith((".log", ".journal")):
@@ -53,7 +56,8 @@ def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS) -
     if "://" not in url:
         raise UsageError(f"The 'storage' parameter must be an Optuna storage URL (sqlite:///x.db, "
                          f"postgresql://user:pass@host/db) or a journal file (journal:PATH). Got {url!r}.")
-    check_reachable(url)  # one connection, one timeout; Optuna's set-up below connects several times
+    if not reachable:
+        check_reachable(url)  # one connection, one timeout; Optuna's set-up below connects several times
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -107,7 +107,9 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
     """
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
     for trial in trials:
         if trial.state == TrialState.FAIL and trial.number not in retried and trial.params:
             retry(study, trial)

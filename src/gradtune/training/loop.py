@@ -247,7 +247,7 @@ class Run:
 
     def stop_requested(self, record: dict[str, Any]) -> bool:
         """The callbacks see the epoch's record; True if one asks to stop."""
-        return any(cb.on_epoch_end(record) for cb in self.callbacks)
+        return any([cb.on_epoch_end(record) for cb in self.callbacks])  # every callback sees it, stop or not
 
     def save(self) -> None:
         """The epoch checkpoint, where the run keeps one."""

@@ -79,7 +79,7 @@ class Member:
         return any([cb.on_step(self.step, self.losses[-1], self.lr) for cb in self.callbacks])
 
     def stop_requested(self, record: dict[str, Any]) -> bool:
-        return any(cb.on_epoch_end(record) for cb in self.callbacks)
+        return any([cb.on_epoch_end(record) for cb in self.callbacks])  # every callback sees it, stop or not
 
     def record(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         """The record of the member's own ``epoch`` (0-based), appended to its history."""

@@ -1,13 +1,13 @@
 """Tuning: search spaces, strategies on Optuna, resumable studies, and the tuning loop."""
 
 from ..storage.open import DEFAULT_STORAGE, open_storage
+from .api import tune
 from .budget import Budget, parse_budget
-from .defaults import default_space
+from .callbacks import TuneCallback
 from .result import TuneResult
-from .runner import TuneCallback, tune
+from .settings import TuneSettings
 from .space import SearchSpace
-from .strategies import STRATEGIES
+from .strategies import STRATEGIES, default_space
 
-__all__ = ["Budget", "DEFAULT_STORAGE", "STRATEGIES", "SearchSpace", "TuneCallback", "TuneResult",
+__all__ = ["Budget", "DEFAULT_STORAGE", "STRATEGIES", "SearchSpace", "TuneCallback", "TuneResult", "TuneSettings",
            "default_space", "open_storage", "parse_budget", "tune"]
-

@@ -12,7 +12,9 @@ from typing import Any
 from ..problems import Problem
 from .space import SearchSpace
 
-__all__ = ["default_space_data", "default_space", "default_grid_data"]
+__all__ = ["default_space_data", "default_grid_data", "fitted_space", "LR_RANGES", "DEFAULT_TRIAL_EPOCHS"]
+
+DEFAULT_TRIAL_EPOCHS = 20  # a trial's length where neither the space nor --trial-epochs sets one
 
 LR_RANGES = {
     "sgd": (1e-3, 1.0),
@@ -56,10 +58,10 @@ def default_grid_data() -> dict[str, Any]:
     }
 
 
-def default_space(problem: Problem | None = None, strategy: str = "tpe") -> SearchSpace:
-    """The default space for ``problem``, with batch sizes that fit its training set."""
-    data = default_grid_data() if strategy == "grid" else default_space_data(
-        problem is None or problem.accepts_activation)
+def fitted_space(data: dict[str, Any], problem: Problem | None = None) -> SearchSpace:
+    """The space ``data`` with what ``problem`` cannot take removed: batch sizes above its training set, and
+    batch size and initialisation for a test function."""
+    data = dict(data)
     if problem is not None and problem.task == "function":
         data.pop("batch_size", None)
         data.pop("init", None)

@@ -38,20 +38,13 @@ class TuneResult:
     auto: dict[str, Any] | None = None  # --strategy auto: range tests, narrowed space, advice, explanation
 
     @classmethod
-    def from_study(cls, study: optuna.Study, strategy: str, metric: str, outcomes=(), interrupted=False):
+    def from_study(cls, study: optuna.Study, strategy: str, metric: str, interrupted: bool = False) -> TuneResult:
+        """The stored study's trials and best trial (the strategy adds its own section: see ``Strategy.report``)."""
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        best = None
-        if completed:
-            best = study.best_trial
-        direction = study.direction.name.lower()
-        result = cls(study.study_name, strategy, metric, direction,
-                     best.user_attrs.get("config") if best else None, best.value if best else None,
-                     best.number if best else None, trial_rows(study), interrupted)
-        if strategy == "pbt":
-            lineage = [event for t in study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
-            result.pbt = {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
-                          "best_schedule": (result.best_config or {}).get("hyper_schedule")}
-        return result
+        best = study.best_trial if completed else None
+        return cls(study.study_name, strategy, metric, study.direction.name.lower(),
+                   best.user_attrs.get("config") if best else None, best.value if best else None,
+                   best.number if best else None, trial_rows(study), interrupted)
 
     def leaderboard(self, top: int = 10) -> list[dict[str, Any]]:
         done = [t for t in self.trials if t["state"] == "completed" and t["value"] is not None]

@@ -183,7 +183,7 @@ class SearchSpace:
     def to_data(self) -> dict[str, Any]:
         return {name: param.to_data() for name, param in self.params.items()}
 
-    def _applies(self, param: Param, optimizer: str, chosen: Mapping[str, Any]) -> tuple[str, Domain] | None:
+    def applies(self, param: Param, optimizer: str, chosen: Mapping[str, Any]) -> tuple[str, Domain] | None:
         """The Optuna name and domain of ``param`` given the choices made so far, or None."""
         if param.name == "optimizer":
             return None
@@ -197,7 +197,7 @@ class SearchSpace:
         """Draw one configuration through an Optuna trial (ask/tell or objective)."""
         config = {"optimizer": _suggest(trial, "optimizer", self.params["optimizer"].domain)}
         for param in self.params.values():
-            found = self._applies(param, config["optimizer"], config)
+            found = self.applies(param, config["optimizer"], config)
             if found is not None:
                 config[param.name] = _suggest(trial, *found)
         return config
@@ -214,7 +214,7 @@ class SearchSpace:
         if not params:
             return [named]
         param, rest = params[0], params[1:]
-        found = self._applies(param, optimizer, chosen)
+        found = self.applies(param, optimizer, chosen)
         if found is None:
             return self._expand(rest, optimizer, chosen, named)
         name, domain = found

@@ -23,24 +23,28 @@ import math
 import random as stdlib_random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from ...config import SCHEDULED_KEYS, TrainConfig, segment_at
+from ...errors import UsageError, invalid_value
 from ...optim import get_optimizer_def
+from ...training.trainer import Trainer
+from ..concurrency import AUTO_SIZE
 from ..space import SearchSpace
 from ._base import Strategy
 
-__all__ = ["PBT", "make", "population_space", "MIN_MEMBERS"]
+if TYPE_CHECKING:
+    from ..prepare import PreparedStudy
+    from ..result import TuneResult
+    from ..settings import TuneSettings
+
+__all__ = ["PBT", "PopulationBasedTraining", "population_space", "MIN_MEMBERS"]
 
 MIN_MEMBERS = 4  # with fewer, the top and bottom quantiles are one member each or empty
 # Optimisers tried, in order, when the space offers several: momentum is PBT's classic subject.
 _PREFERRED = ("momentum", "nesterov", "adamw", "adam", "sgd", "rmsprop", "adagrad")
-
-
-def make(space: SearchSpace, seed: int, max_epochs: int) -> Strategy:
-    return Strategy("pbt", optuna.samplers.RandomSampler(seed=seed))
 
 
 def population_space(space: SearchSpace) -> SearchSpace:
@@ -101,13 +105,14 @@ class PBT:
     def __post_init__(self) -> None:
         self.rng = stdlib_random.Random(self.seed)
 
-    def start(self, configs: list[TrainConfig]) -> list[TrainConfig]:
-        """The members' configs with their opening schedule segment, to train with."""
-        out = []
-        for member, config in enumerate(configs):
-            self.schedules[member] = [{"epoch": 0, **_scheduled(config)}]
-            out.append(config.replace(hyper_schedule=tuple(self.schedules[member])))
-        return out
+    def join(self, member: int, config: TrainConfig) -> TrainConfig:
+        """Member ``member``'s config with its opening schedule segment, to train with."""
+        self.schedules[member] = [{"epoch": 0, **_scheduled(config)}]
+        return config.replace(hyper_schedule=tuple(self.schedules[member]))
+
+    def lineage_of(self, member: int) -> list[dict[str, Any]]:
+        """The copies ``member`` made (exploit and explore), oldest first."""
+        return [event for event in self.lineage if event["member"] == member]
 
     def _score(self, record: dict[str, Any]) -> float:
         value = record.get(self.metric)
@@ -150,10 +155,65 @@ class PBT:
 
 
 def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], dict[str, Any]]:
-    """Fresh draws of the space for explore, from an in-memory study of its own."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + 1))
+    """Fresh draws of the space for explore, from an in-memory study of its own (made quietly: Optuna would
+    announce it at INFO, and it is gradtune's, not the user's)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + 1))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
     def resample(config: TrainConfig) -> dict[str, Any]:
         return space.suggest(study.ask())
 
     return resample
+
+
+class PopulationBasedTraining(Strategy):
+    """Rounds of ``--population`` members drawn at random and trained together under a :class:`PBT` controller.
+
+    Each round is one closed stack: its members are asked for together, join before its first epoch, and
+    copy and perturb each other between epochs; the next round starts when the last member ends. Every member
+    is a trial with its own value, and stores its own copies as ``pbt_lineage``.
+    """
+
+    def __init__(self, settings: TuneSettings):
+        super().__init__(settings)
+        self.round: PBT | None = None
+
+    @classmethod
+    def check_population(cls, population: str | int, cv: int | None) -> int:
+        if cv:
+            raise UsageError(f"The 'cv' parameter cannot be used with strategy 'pbt', whose members train together "
+                             f"on one split. Got cv={cv}.")
+        size = AUTO_SIZE if population == "auto" else int(population)
+        if size < MIN_MEMBERS:
+            raise invalid_value("population", population if population != 1 else "off",
+                                f"'auto' or an integer >= {MIN_MEMBERS} with strategy 'pbt'")
+        return size
+
+    @classmethod
+    def search_space(cls, space: SearchSpace) -> SearchSpace:
+        return population_space(space)
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=self.sampler_seed)
+
+    def trainer(self, run: PreparedStudy) -> Trainer:
+        """A new round, seeded by the trials this process has ended so far."""
+        s, seed = self.settings, self.settings.seed + len(run.outcomes)
+        self.round = PBT(maximize=s.direction == "maximize", metric=s.metric, seed=seed,
+                         resample=space_resampler(s.space, seed))
+        return run.make_trainer(int(s.population), controller=self.round, closes=True)
+
+    def member_config(self, number: int, config: TrainConfig) -> TrainConfig:
+        return self.round.join(number, config)
+
+    def user_attrs(self, number: int) -> dict[str, Any]:
+        return {"pbt_lineage": self.round.lineage_of(number)}
+
+    def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:
+        lineage = [event for t in run.study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
+        result.pbt = {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+                      "best_schedule": (result.best_config or {}).get("hyper_schedule")}

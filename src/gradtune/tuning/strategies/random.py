@@ -1,12 +1,14 @@
-"""Random search (Bergstra & Bengio 2012)."""
+"""Random search (Bergstra & Bengio 2012, "Random Search for Hyper-Parameter Optimization")."""
 
 from __future__ import annotations
 
 import optuna
 
-from ..space import SearchSpace
 from ._base import Strategy
 
 
-def make(space: SearchSpace, seed: int, max_epochs: int) -> Strategy:
-    return Strategy("random", optuna.samplers.RandomSampler(seed=seed))
+class RandomSearch(Strategy):
+    """Every trial an independent draw from the space."""
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=self.sampler_seed)

@@ -15,7 +15,6 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ...storage._optuna import TrialsReadOnce
-from ..space import SearchSpace
 from ._base import Strategy
 
 N_STARTUP_TRIALS = 10
@@ -38,5 +37,13 @@ def make_sampler(seed: int) -> optuna.samplers.TPESampler:
                           n_startup_trials=N_STARTUP_TRIALS)
 
 
-def make(space: SearchSpace, seed: int, max_epochs: int) -> Strategy:
-    return Strategy("tpe", make_sampler(seed))
+def independent_sampler(seed: int) -> optuna.samplers.TPESampler:
+    """Univariate TPE, for the parameters a model-based sampler (GP, CMA-ES) leaves outside its space."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_STARTUP_TRIALS)
+
+
+class TPE(Strategy):
+    """Optuna's multivariate TPE over the whole space, one trial at a time unless ``--population`` says more."""
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return make_sampler(self.sampler_seed)

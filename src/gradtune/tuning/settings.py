@@ -1,0 +1,162 @@
+"""The settings of a tuning run, as data: built and checked once, stored with the study, read back by workers.
+
+:meth:`TuneSettings.build` checks every setting against the problem before any
+study is opened. What gives a study's values their meaning (problem, space,
+metric, direction, trial length, cross-validation, sampling) and what a worker
+needs to join it (strategy, seed, trial budget) is stored as the study's
+metadata (:meth:`TuneSettings.to_metadata`); a resumed run must match it, and
+``gradtune worker`` rebuilds the settings from it (:meth:`TuneSettings.from_metadata`),
+so no setting can be lost between the command that made a study and the
+workers that join it. How this process runs trials (device, trials in flight,
+heartbeat, checkpoints, data-parallel processes) is its own and is not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import SAMPLINGS, TrainConfig
+from ..errors import check_choice, check_number, invalid_value
+from ..optim import get_optimizer_def
+from ..problems import Problem
+from ..storage.open import HEARTBEAT_SECONDS
+from .budget import Budget, parse_budget
+from .defaults import DEFAULT_TRIAL_EPOCHS
+from .space import SearchSpace
+from .strategies import STRATEGIES, Strategy
+
+__all__ = ["TuneSettings", "parse_population"]
+
+_POPULATIONS = "'auto', 'off' or an integer in [1, inf)"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a tuning run needs, checked. Build with :meth:`build` or :meth:`from_metadata`.
+
+    ``space`` is the space the strategy searches (PBT's with what its members share pinned); ``population``
+    is ``"auto"`` or a number of trials in flight; ``sampler_seed`` seeds the sampler alone (workers sharing a
+    study each take their own).
+    """
+
+    problem: str
+    metric: str
+    direction: str
+    space: SearchSpace
+    strategy: str = "tpe"
+    budget: Budget = Budget(trials=50)
+    study: str = ""
+    seed: int = 0
+    trial_epochs: int | None = None
+    cv: int | None = None
+    sampling: str = "uniform"
+    hidden: tuple[int, ...] | None = None
+    device: str = "auto"
+    population: str | int = "auto"
+    sampler_seed: int | None = None
+    heartbeat: float = HEARTBEAT_SECONDS
+    checkpoints: Path | None = None
+    trial_nproc: int = 1
+
+    @classmethod
+    def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
+              budget: str | int | Budget | None = None, study: str | None = None, *, seed: int = 0,
+              trial_epochs: int | None = None, cv: int | None = None, sampling: str = "uniform",
+              device: str = "auto", population: str | int = "auto", sampler_seed: int | None = None,
+              heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None,
+              trial_nproc: int = 1) -> TuneSettings:
+        """Check every setting against ``problem`` (one line naming the setting for any bad one)."""
+        kind = _strategy(strategy)
+        check_choice("sampling", sampling, SAMPLINGS)
+        check_number("seed", seed, low=0, integer=True)
+        check_number("heartbeat", heartbeat, low=1)
+        check_number("trial_nproc", trial_nproc, low=1, integer=True)
+        if trial_epochs is not None:
+            check_number("trial_epochs", trial_epochs, low=1, integer=True)
+        if cv is not None:
+            check_number("cv", cv, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
+        population = kind.check_population(parse_population(population), cv)
+        space = kind.search_space(_as_space(space, problem, kind))
+        _check_space(problem, space, sampling)
+        budget = parse_budget(budget, default_trials=kind.default_trials(space))
+        return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
+                   study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
+                   tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
+                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """What is stored with the study: what its values mean, and what a worker joining it must know."""
+        metadata = {"problem": self.problem, "metric": self.metric, "direction": self.direction,
+                    "space": self.space.to_data(), "trial_epochs": self.trial_epochs, "cv": self.cv,
+                    "strategy": self.strategy, "seed": self.seed,
+                    "hidden": list(self.hidden) if self.hidden else None}
+        if self.sampling != "uniform":  # only then, so that studies made before the option existed still resume
+            metadata["sampling"] = self.sampling
+        if self.budget.trials is not None:  # workers that join with no budget of their own take this one
+            metadata["budget_trials"] = self.budget.trials
+        return metadata
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], problem: Problem, study: str, *,
+                      budget: str | int | Budget | None = None, **process: Any) -> TuneSettings:
+        """The settings of the stored study ``study``, with this process's own ``process`` options (device,
+        population, sampler_seed, heartbeat, checkpoints, trial_nproc) and, if given, its own budget."""
+        return cls.build(problem, metadata["space"], metadata["strategy"],
+                         budget if budget is not None else metadata.get("budget_trials"), study,
+                         seed=metadata["seed"], trial_epochs=metadata.get("trial_epochs"), cv=metadata.get("cv"),
+                         sampling=metadata.get("sampling", "uniform"), **process)
+
+    def replace(self, **changes: Any) -> TuneSettings:
+        return dataclasses.replace(self, **changes)
+
+    def make_strategy(self) -> Strategy:
+        return STRATEGIES[self.strategy](self)
+
+    def trial_config(self, values: dict[str, Any]) -> TrainConfig:
+        """A sampled point as a trial's configuration: the study's seed, device, sampling and network, and the
+        trial's length (``trial_epochs`` where the space sets none, capped by it where it does)."""
+        values = {**values, "seed": self.seed, "device": self.device, "sampling": self.sampling}
+        if self.hidden:  # recorded so that best_config.json rebuilds the same network
+            values["hidden"] = list(self.hidden)
+        if "epochs" not in values and "steps" not in values:
+            values["epochs"] = self.trial_epochs or DEFAULT_TRIAL_EPOCHS
+        elif self.trial_epochs and "epochs" in values:
+            values["epochs"] = min(values["epochs"], self.trial_epochs)
+        return TrainConfig.from_mapping(values, "space")
+
+
+def parse_population(value: str | int) -> str | int:
+    """``'auto'``, or how many trials train at once (``'off'`` means 1); refuses anything else."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)  # the CLI passes text; '-3' is then reported as the number it is
+    if value == "off":
+        return 1
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise invalid_value("population", value, _POPULATIONS)
+
+
+def _strategy(name: str) -> type[Strategy]:
+    check_choice("strategy", name, STRATEGIES)
+    return STRATEGIES[name]
+
+
+def _as_space(space: SearchSpace | dict | None, problem: Problem, kind: type[Strategy]) -> SearchSpace:
+    if space is None:
+        return kind.default_space(problem)
+    return space if isinstance(space, SearchSpace) else SearchSpace.from_mapping(space)
+
+
+def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
+    """Refuse what no trial of the space could run: a batch size above the training set, or importance
+    sampling with a full-batch optimiser or a test function."""
+    for optimizer in space.optimizers:
+        full_batch = get_optimizer_def(optimizer).full_batch
+        TrainConfig(optimizer=optimizer if full_batch else "sgd", sampling=sampling).resolve_for(problem)
+    space.check_batch_sizes(problem.n_train)

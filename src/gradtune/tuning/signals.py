@@ -1,0 +1,39 @@
+"""Holding Ctrl-C and SIGTERM while the study's bookkeeping is written, so that no trial is left half-told."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+__all__ = ["HeldInterrupts"]
+
+
+class HeldInterrupts:
+    """Hold SIGINT (and SIGTERM where a handler turns it into KeyboardInterrupt) during storage bookkeeping.
+
+    A signal that comes meanwhile raises KeyboardInterrupt on leaving the block.
+    Handlers can only be set from the main thread; elsewhere this does nothing.
+
+    Example:
+        >>> with HeldInterrupts():
+        ...     study.tell(trial, value)    # told and recorded together; a Ctrl-C waits for the block's end
+    """
+
+    def __enter__(self) -> HeldInterrupts:
+        self.saved, self.caught = {}, False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(sig)
+                if callable(handler):
+                    self.saved[sig] = signal.signal(sig, self._hold)
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.caught = True
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.caught and kind is None:
+            raise KeyboardInterrupt
+        return False
