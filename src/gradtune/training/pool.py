@@ -64,8 +64,13 @@ class CheckpointClock:
         self.cost = self.last - start
 
 
-def fallback_reason(problem: Problem, configs: Sequence[TrainConfig]) -> str | None:
-    """Why these configurations cannot train stacked, or None if they can."""
+def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
+                    probed: dict[tuple, str | None] | None = None) -> str | None:
+    """Why these configurations cannot train stacked, or None if they can.
+
+    The model's probe under ``vmap`` depends only on the architecture (activation) and the device; ``probed``
+    keeps its verdicts, so that a pool probes each architecture once, not once per optimiser.
+    """
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
     if any(c.sampling == "importance" for c in configs):
@@ -74,11 +79,17 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig]) -> str | N
     if unstackable:
         why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
         return f"optimizer {unstackable[0]} {why}"
-    try:
-        _probe(problem, configs[0])
-    except Exception as error:  # any failure under vmap means: do not stack
-        return f"the model does not run under torch.func.vmap ({type(error).__name__}: {str(error)[:120]})"
-    return None
+    key = (configs[0].activation, configs[0].device)
+    if probed is None or key not in probed:
+        reason = None
+        try:
+            _probe(problem, configs[0])
+        except Exception as error:  # any failure under vmap means: do not stack
+            reason = f"the model does not run under torch.func.vmap ({type(error).__name__}: {str(error)[:120]})"
+        if probed is None:
+            return reason
+        probed[key] = reason
+    return probed[key]
 
 
 def _probe(problem: Problem, config: TrainConfig) -> None:
@@ -140,7 +151,7 @@ class StackedPool:
         self._ended: Finished = []  # members that ended and were not yet handed back
         self._turn = 0
         self._last_turn: dict[tuple, int] = {}  # when each stack last ran an epoch, or was made
-        self._reasons: dict[tuple, str | None] = {}
+        self.probed: dict[tuple, str | None] = {}  # each architecture's verdict under vmap (see fallback_reason)
         self._said: set[str] = set()
         self._clock = CheckpointClock()  # the members' checkpoints are due for all stacks at once
 
@@ -187,10 +198,7 @@ class StackedPool:
         return ended
 
     def _fallback(self, config: TrainConfig) -> str | None:
-        key = (config.optimizer, config.sampling, config.activation, config.device)
-        if key not in self._reasons:
-            self._reasons[key] = fallback_reason(self.problem, [config])
-        return self._reasons[key]
+        return fallback_reason(self.problem, [config], self.probed)
 
     def _join(self, entries: list[Entry]) -> None:
         key = stack_key(entries[0].config)

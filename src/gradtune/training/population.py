@@ -54,9 +54,9 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
     """
     configs = [c if isinstance(c, TrainConfig) else TrainConfig.from_mapping(c) for c in configs]
     configs = [admit(problem, key, c).config for key, c in enumerate(configs)]
-    reason = fallback_reason(problem, configs) if configs else None
+    pool = StackedPool(problem, capacity=max(len(configs), 1), controller=controller, closes=True)
+    reason = fallback_reason(problem, configs, pool.probed) if configs else None  # the pool reuses the probe
     if reason is not None:
         log.warning("gradtune: training %d configurations one at a time: %s", len(configs), reason)
         return train_all(SingleLoop(problem), configs, callbacks)
-    pool = StackedPool(problem, capacity=max(len(configs), 1), controller=controller, closes=True)
     return train_all(pool, configs, callbacks)
