@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..problems import list_problems
-    from ..problems.entry_points import GROUP, problem_entry_points
+    from ..problems.entry_points import problem_entry_points
     from ._console import make_console
 
     table = Table(title="gradtune problems")
@@ -28,12 +28,11 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(entry.name, entry.task, entry.size, entry.reference, "built-in")
     # Listed without importing them: importing runs the package's code, which building the problem does anyway.
     for point in problem_entry_points().values():
-        shadowed = "; the built-in of this name wins" if point.name in builtin else ""
-        table.add_row(point.name, "-", "-o KEY=VALUE: its function's arguments", point.spec,
-                      f"{point.origin} ({GROUP}){shadowed}")
+        shadowed = "; the built-in wins" if point.name in builtin else ""
+        table.add_row(point.name, "-", "-o KEY=VALUE", point.spec, f"{point.origin} (entry point{shadowed})")
     table.add_row("csv:PATH", "inferred", "your CSV, --target COLUMN", "", "your file")
     table.add_row("npz:PATH", "inferred", "your NPZ with arrays x and y", "", "your file")
-    table.add_row("FILE.py:ATTR", "yours", "a Problem, or a function returning one; -o KEY=VALUE", "", "your file")
-    table.add_row("MODULE:ATTR", "yours", "the same, imported as package.module", "", "your module")
+    table.add_row("FILE.py:ATTR", "yours", "a Problem, or a function of -o KEY=VALUE returning one", "", "your file")
+    table.add_row("MODULE:ATTR", "yours", "the same, from package.module", "", "your module")
     make_console().print(table)
     return 0
