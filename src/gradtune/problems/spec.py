@@ -104,7 +104,7 @@ def load_spec(spec: str, options: dict[str, Any] | None = None, *, entry_point: 
 def load_source(source: ProblemSource, study: str | None = None) -> Problem:
     """Rebuild a stored problem: import its spec with its options, after checking that its file is the one the
     study was made with (same sha256); a changed or missing file is refused in one line."""
-    module_name, attr, is_file = _parse(source.spec)
+    module_name, _, is_file = _parse(source.spec)
     made = f" since the study '{study}' was made" if study else " since the study was made"
     if is_file:
         path = Path(source.file or module_name)
