@@ -6,13 +6,16 @@ import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import UsageError, check_choice, invalid_value
+
+if TYPE_CHECKING:
+    from .spec import ProblemSource
 
 __all__ = ["Problem", "LOSSES", "TASKS", "accuracy", "as_tensors"]
 
@@ -120,6 +123,7 @@ class Problem:
     info: Mapping[str, Any] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] | None = None  # the MLP sizes a registry problem was built with, if given
+    source: ProblemSource | None = None  # the spec it was imported from, if any (set by problems.spec)
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)

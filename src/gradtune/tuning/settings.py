@@ -61,6 +61,7 @@ class TuneSettings:
     heartbeat: float = HEARTBEAT_SECONDS
     checkpoints: Path | None = None
     trial_nproc: int = 1
+    problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash (problems.spec)
 
     @classmethod
     def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
@@ -86,7 +87,8 @@ class TuneSettings:
         return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
                    study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
-                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc)
+                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
+                   problem.source.to_metadata() if problem.source is not None else None)
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""
@@ -96,6 +98,8 @@ class TuneSettings:
                     "hidden": list(self.hidden) if self.hidden else None}
         if self.sampling != "uniform":  # only then, so that studies made before the option existed still resume
             metadata["sampling"] = self.sampling
+        if self.problem_spec is not None:  # workers import it; a resumed run must bring the same file
+            metadata["problem_spec"] = self.problem_spec
         if self.budget.trials is not None:  # workers that join with no budget of their own take this one
             metadata["budget_trials"] = self.budget.trials
         return metadata
