@@ -28,7 +28,7 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
-                       "hypergrad_lr", "max_lr")
+                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class TrainConfig:
     max_iter: int | None = None
     hypergrad_lr: float | None = None
     max_lr: float | None = None
+    beta3: float | None = None
+    beta2_decay: float | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None

@@ -52,6 +52,8 @@ CASES = [
      ["'sampling'", "'importance'", "full-batch optimizer 'gd'"]),
     ("hd-lr-above-max-lr", None, ["quadratic", "--optimizer", "sgd-hd", "--lr", "2", "--max-lr", "1"],
      ["'lr'", "Got 2", "at most max_lr (1)"]),
+    ("ademamix-beta3-one", None, ["quadratic", "--optimizer", "ademamix", "--beta3", "1"],
+     ["'beta3'", "Got 1.0", "[0, 1)"]),
     ("epochs-negative", None, ["quadratic", "--epochs", "-3"], ["'epochs'", "Got -3", "integer"]),
     ("unknown-schedule", None, ["quadratic", "--schedule", "sometimes"],
      ["'schedule'", "'sometimes'", "cosine", "constant", "onecycle"]),
