@@ -37,7 +37,8 @@ class TrainConfig:
 
     The budget is ``epochs`` or ``steps`` (optimiser steps), not both.
     ``warmup`` is a fraction of training in [0, 1); ``gamma`` is the decay
-    factor of ``step``/``exponential``/``batch-growth`` schedules. ``shuffle``
+    factor of ``step``/``exponential``/``batch-growth`` schedules; ``cooldown``
+    the final fraction of training over which ``wsd`` decays. ``shuffle``
     draws a new data order each epoch; ``False`` keeps the dataset's own order
     (the MNIST-1D reference loop does this). ``sampling`` is ``uniform`` or
     ``importance`` (:mod:`gradtune.training.sampling`).
@@ -63,6 +64,7 @@ class TrainConfig:
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None
+    cooldown: float | None = None
     init: str = "default"
     activation: str = "relu"
     hidden: tuple[int, ...] | None = None
@@ -126,7 +128,8 @@ class TrainConfig:
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
         resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp)
-        make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma)  # validates
+        make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma,  # validates
+                         cooldown=self.cooldown)
         return resolved
 
     def _check_sampling(self, full_batch_optimizer: bool, function_problem: bool) -> None:
