@@ -158,6 +158,54 @@ def test_docstring_example():
     assert lr_at(10) == pytest.approx(0.1) and lr_at(100) == pytest.approx(0.0, abs=1e-15)
 
 
+# --------------------------------------------------------------------------- wsd against its closed form
+
+
+def wsd_closed_form(step: int, total: int, warmup: float, cooldown: float, lr: float = LR) -> float:
+    """Hägele et al. 2024: linear warm-up, lr, then lr * (1 - sqrt(fraction of the cooldown done)); the
+    cooldown is the last ``cooldown`` fraction of all ``total`` steps and ends at 0 after the last step."""
+    if step < warmup * total:
+        return lr * (step + 1) / (warmup * total)
+    start = (1 - cooldown) * total
+    return lr if step <= start else lr * (1 - math.sqrt((step - start) / (cooldown * total)))
+
+
+@pytest.mark.parametrize("total, warmup, cooldown, steps", [
+    (100, 0.1, 0.3, [0, 5, 9, 10, 50, 70, 71, 85, 99, 100]),
+    (100, 0.0, 0.2, [0, 40, 80, 81, 90, 95, 99, 100]),
+    (40, 0.25, 0.75, [0, 9, 10, 11, 20, 39, 40]),  # no stable phase: cooldown straight after warm-up
+    (10, 0.0, 1.0, [0, 1, 5, 9, 10]),
+])
+def test_wsd_matches_its_closed_form(total, warmup, cooldown, steps):
+    lr_at = make_lr_schedule("wsd", LR, total, warmup=warmup, cooldown=cooldown)
+    for step in steps:
+        assert lr_at(step) == pytest.approx(wsd_closed_form(step, total, warmup, cooldown), rel=1e-12, abs=1e-15), \
+            f"step {step}"
+    assert lr_at(total) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_wsd_default_cooldown_is_the_last_fifth():
+    lrs = gradtune_lrs("wsd", 50)
+    assert lrs[:41] == [LR] * 41
+    assert lrs[45] == pytest.approx(LR * (1 - math.sqrt(5 / 10)))
+    assert lrs == sorted(lrs, reverse=True) and 0 < lrs[-1] < 0.35 * LR
+    # a warm-up over 80% leaves the cooldown what follows it, rather than refusing the default
+    assert gradtune_lrs("wsd", 10, warmup=0.9)[9] == pytest.approx(LR * (1 - math.sqrt(0.0)))
+    assert make_lr_schedule("wsd", LR, 10, warmup=0.9)(10) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_wsd_trains_through_gradtune_train():
+    import gradtune
+
+    result = gradtune.train(gradtune.get_problem("quadratic"), optimizer="momentum", lr=0.05, epochs=20,
+                            schedule="wsd", warmup=0.1, cooldown=0.5)
+    assert result.status == "completed"
+    assert result.config["cooldown"] == 0.5
+    lrs = [entry["lr"] for entry in result.history]  # each epoch is one full-batch step, at this rate
+    assert lrs == pytest.approx([wsd_closed_form(step, 20, 0.1, 0.5, lr=0.05) for step in range(20)], rel=1e-12)
+    assert lrs[5] == 0.05 and lrs[-1] < 0.1 * 0.05
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -174,6 +222,10 @@ def test_docstring_example():
     (dict(name="cosine", total_steps=0), r"'total_steps'.*Got 0"),
     (dict(name="step", milestones=[0.75, 0.5]), r"'milestones'.*Got \[0\.75, 0\.5\]"),
     (dict(name="step", milestones=[0.5, 1.0]), r"'milestones'.*Got \[0\.5, 1\.0\]"),
+    (dict(name="wsd", cooldown=0.0), r"'cooldown'.*\(0, 1\].*Got 0\.0"),
+    (dict(name="wsd", cooldown=1.5), r"'cooldown'.*Got 1\.5"),
+    (dict(name="wsd", warmup=0.3, cooldown=0.8), r"'cooldown'.*at most 1 - warmup = 0\.7\. Got 0\.8"),
+    (dict(name="cosine", cooldown=0.2), r"'cooldown'.*unset for schedule 'cosine'.*only to 'wsd'\. Got 0\.2"),
 ])
 def test_bad_schedule_input_raises_usage_error(kwargs, pattern):
     args = dict(lr=LR, total_steps=100) | kwargs

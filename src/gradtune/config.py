@@ -28,7 +28,7 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
-                       "hypergrad_lr", "max_lr")
+                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class TrainConfig:
 
     The budget is ``epochs`` or ``steps`` (optimiser steps), not both.
     ``warmup`` is a fraction of training in [0, 1); ``gamma`` is the decay
-    factor of ``step``/``exponential``/``batch-growth`` schedules. ``shuffle``
+    factor of ``step``/``exponential``/``batch-growth`` schedules; ``cooldown``
+    the final fraction of training over which ``wsd`` decays. ``shuffle``
     draws a new data order each epoch; ``False`` keeps the dataset's own order
     (the MNIST-1D reference loop does this). ``sampling`` is ``uniform`` or
     ``importance`` (:mod:`gradtune.training.sampling`). ``model_args`` are the
@@ -61,9 +62,12 @@ class TrainConfig:
     max_iter: int | None = None
     hypergrad_lr: float | None = None
     max_lr: float | None = None
+    beta3: float | None = None
+    beta2_decay: float | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None
+    cooldown: float | None = None
     init: str = "default"
     activation: str = "relu"
     hidden: tuple[int, ...] | None = None
@@ -132,7 +136,8 @@ class TrainConfig:
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
         resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp)
-        make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma)  # validates
+        make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma,  # validates
+                         cooldown=self.cooldown)
         return resolved
 
     def _check_sampling(self, full_batch_optimizer: bool, function_problem: bool) -> None:

@@ -17,6 +17,10 @@ Names:
                  (default 5x at 50% and 75%), "Don't decay the learning rate, increase the
                  batch size" (Smith et al. 2017); once the batch is the whole training set,
                  the remaining factor decays the learning rate instead.
+    wsd          warm-up, stable, decay: lr until the last ``cooldown`` fraction of training
+                 (default 0.2), then lr * (1 - sqrt(c)) as the cooldown's fraction c runs from
+                 0 to 1 (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond
+                 Fixed Training Durations"; the warm-up is ``warmup``'s)
 
 Any schedule but ``onecycle`` combines with a linear warm-up over the first
 ``warmup`` fraction of training (Goyal et al. 2017); the schedule then runs over
@@ -38,10 +42,11 @@ from .errors import UsageError, check_choice, check_number, invalid_value
 
 __all__ = ["SCHEDULES", "make_lr_schedule", "lr_range_schedule", "BatchGrowth", "default_gamma"]
 
-SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "batch-growth")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "batch-growth", "wsd")
 _DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.01, "batch-growth": 0.2}
 _DEFAULT_MILESTONES = (0.5, 0.75)
 _ONECYCLE_PCT_START, _ONECYCLE_DIV, _ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+DEFAULT_COOLDOWN = 0.2  # Hägele et al. 2024: a 20% (1 - sqrt) cooldown matches cosine's final loss
 
 LRSchedule = Callable[[int], float]
 
@@ -58,8 +63,15 @@ def _check_milestones(milestones: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
-def _shape(name: str, gamma: float, milestones: tuple[float, ...]) -> Callable[[float], float]:
-    """The schedule's factor as a function of progress in [0, 1], warm-up excluded."""
+def _shape(name: str, gamma: float, milestones: tuple[float, ...], cooldown_share: float = 0.0
+           ) -> Callable[[float], float]:
+    """The schedule's factor as a function of progress in [0, 1], warm-up excluded.
+
+    ``cooldown_share`` is wsd's cooldown as a share of that span (the warm-up is not in it).
+    """
+    if name == "wsd":
+        stable = 1.0 - cooldown_share
+        return lambda p: 1.0 if p <= stable else 1.0 - math.sqrt((p - stable) / cooldown_share)
     if name in ("constant", "batch-growth"):
         return lambda p: 1.0
     if name == "step":
@@ -90,6 +102,7 @@ def make_lr_schedule(
     warmup: float = 0.0,
     gamma: float | None = None,
     milestones: Sequence[float] = _DEFAULT_MILESTONES,
+    cooldown: float | None = None,
 ) -> LRSchedule:
     """Build the schedule ``name`` as a function from the step (0-based) to the learning rate.
 
@@ -101,6 +114,8 @@ def make_lr_schedule(
         gamma: decay factor in (0, 1); defaults per schedule (step 0.1, exponential 0.01,
             batch-growth 0.2).
         milestones: increasing fractions of training for ``step`` and ``batch-growth``.
+        cooldown: ``wsd`` only: the fraction of the whole run, at its end, spent decaying to 0, in
+            (0, 1 - warmup] (default 0.2, or 1 - warmup if that is less).
     """
     check_choice("schedule", name, SCHEDULES)
     check_number("lr", lr, low=0.0, low_open=True)
@@ -112,7 +127,7 @@ def make_lr_schedule(
     gamma = default_gamma(name) if gamma is None else gamma
     if gamma is not None:
         check_number("gamma", gamma, low=0.0, high=1.0, low_open=True, high_open=True)
-    shape = _shape(name, gamma, _check_milestones(milestones))
+    shape = _shape(name, gamma, _check_milestones(milestones), _cooldown_share(name, cooldown, warmup))
     warmup_steps = warmup * total_steps
 
     def lr_at(step: int) -> float:
@@ -124,6 +139,22 @@ def make_lr_schedule(
         return lr * shape(min((step - warmup_steps) / span, 1.0))
 
     return lr_at
+
+
+def _cooldown_share(name: str, cooldown: float | None, warmup: float) -> float:
+    """wsd's cooldown, a fraction of the whole run, as a share of the run after warm-up."""
+    if name != "wsd":
+        if cooldown is not None:
+            raise UsageError(f"The 'cooldown' parameter must be left unset for schedule '{name}'; it applies only "
+                             f"to 'wsd'. Got {cooldown}.")
+        return 0.0
+    if cooldown is None:  # the default, or all that follows a warm-up longer than 80%
+        return min(DEFAULT_COOLDOWN, 1.0 - warmup) / (1.0 - warmup)
+    check_number("cooldown", cooldown, low=0.0, high=1.0, low_open=True)
+    if cooldown > 1.0 - warmup:
+        raise UsageError(f"The 'cooldown' parameter must leave room for the warm-up: at most 1 - warmup = "
+                         f"{1.0 - warmup:g}. Got {cooldown}.")
+    return cooldown / (1.0 - warmup)
 
 
 def lr_range_schedule(start_lr: float, end_lr: float, steps: int) -> LRSchedule:

@@ -131,6 +131,33 @@ def test_problems_lists_each_builtin_once_with_its_task(cli):
         assert re.search(rf"\b{task}\b", matching[0]), (name, task, matching[0])
 
 
+def test_optimizers_lists_each_optimizer_once_with_whether_it_stacks(cli):
+    from gradtune.optim import OPTIMIZERS
+
+    done = cli("optimizers")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name, definition in OPTIMIZERS.items():
+        word = re.compile(rf"^\W*{re.escape(name)}(?![\w-])")
+        matching = [line for line in lines if word.search(line)]
+        assert len(matching) == 1, (name, matching)
+        assert ("yes" if definition.vectorisable else "single loop") in matching[0], matching[0]
+        assert definition.reference.split()[0] in matching[0], matching[0]
+
+
+def test_train_takes_the_newer_optimizers_flags_and_wsd(cli, tmp_path):
+    done = cli("train", "quadratic", "--optimizer", "ademamix", "--lr", "0.05", "--beta3", "0.99", "--alpha", "2",
+               "--schedule", "wsd", "--warmup", "0.1", "--cooldown", "0.3", "--epochs", "10", "--out", "run",
+               "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = _result(tmp_path / "run")
+    assert result["status"] == "completed"
+    config = result["config"]
+    assert (config["optimizer"], config["beta3"], config["alpha"], config["cooldown"]) == ("ademamix", 0.99, 2.0, 0.3)
+    lrs = [entry["lr"] for entry in result["history"]]
+    assert lrs[1:7] == [0.05] * 6 and lrs[-1] == pytest.approx(0.05 * (1 - math.sqrt(2 / 3)))
+
+
 def test_debug_shows_the_traceback_that_the_default_hides(cli):
     plain = cli("train", "no-such-problem")
     debug = cli("--debug", "train", "no-such-problem")

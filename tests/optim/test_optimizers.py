@@ -7,15 +7,20 @@ arguments) that must compute the same update, and settings under which
 
 * the kernels, through ``make_optimizer``, equal torch.optim step for step in float64
   (the hypergradient optimisers with ``hypergrad_lr=0``; tests/optim/test_hypergradient.py
-  checks them with it on, against the paper's equations);
+  checks them with it on, against the paper's equations); Lion and AdEMAMix, which torch
+  does not have, equal the papers' algorithms transcribed plainly below (``PaperLion``,
+  ``PaperAdEMAMix``);
 * the same rule on a flat population with per-member hyperparameters, and on one
-  population mixing every optimiser, equals one torch.optim run per member;
+  population mixing every optimiser, equals one torch.optim run per member; for the
+  newer rules (nadamw, radam, lion, ademamix) it also equals the single loop's
+  ``make_optimizer`` run per member when members step at different times;
 * every name solves ``quadratic``; L-BFGS solves ``rosenbrock``;
 * bad hyperparameters are refused with a ``UsageError`` naming the parameter and value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +57,51 @@ class Case:
     quadratic: dict[str, Any] = field(default_factory=dict)  # gradtune.train overrides that solve `quadratic`
 
 
+class PaperLion(torch.optim.Optimizer):
+    """Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2, as written there."""
+
+    def __init__(self, params, lr, betas, weight_decay):
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (beta1, beta2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for theta in group["params"]:
+                g = theta.grad
+                m = self.state[theta].setdefault("m", torch.zeros_like(theta))
+                c = beta1 * m + (1 - beta1) * g
+                theta.sub_(lr * (torch.sign(c) + wd * theta))
+                m.copy_(beta2 * m + (1 - beta2) * g)
+
+
+class PaperAdEMAMix(torch.optim.Optimizer):
+    """Pagliardini et al. 2024, "The AdEMAMix Optimizer", Algorithm 1 without the alpha/beta3 warm-ups."""
+
+    def __init__(self, params, lr, betas, beta3, alpha, eps, weight_decay):
+        super().__init__(params, dict(lr=lr, betas=betas, beta3=beta3, alpha=alpha, eps=eps,
+                                      weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (beta1, beta2), beta3, alpha = group["betas"], group["beta3"], group["alpha"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for theta in group["params"]:
+                g, state = theta.grad, self.state[theta]
+                if not state:
+                    state.update(t=0, m1=torch.zeros_like(theta), m2=torch.zeros_like(theta),
+                                 nu=torch.zeros_like(theta))
+                state["t"] += 1
+                t, m1, m2, nu = state["t"], state["m1"], state["m2"], state["nu"]
+                m1.copy_(beta1 * m1 + (1 - beta1) * g)
+                m2.copy_(beta3 * m2 + (1 - beta3) * g)
+                nu.copy_(beta2 * nu + (1 - beta2) * g * g)
+                m1_hat = m1 / (1 - beta1**t)
+                nu_hat = nu / (1 - beta2**t)
+                theta.sub_(lr * ((m1_hat + alpha * m2) / (nu_hat.sqrt() + eps) + wd * theta))
+
+
 CASES = [
     Case("gd", "gd", dict(lr=0.05, weight_decay=0.02), torch.optim.SGD,
          quadratic=dict(lr=0.1, epochs=150)),
@@ -77,9 +127,25 @@ CASES = [
          quadratic=dict(lr=0.05, epochs=100)),
     Case("adam-hd", "adam-hd", dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01, hypergrad_lr=0.0),
          torch.optim.Adam, quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
+    Case("nadamw", "nadamw", dict(lr=0.01, beta1=0.85, beta2=0.99, eps=1e-7, weight_decay=0.05),
+         torch.optim.NAdam, dict(decoupled_weight_decay=True, foreach=False),
+         quadratic=dict(lr=0.1, epochs=300, schedule="cosine", weight_decay=0.0)),
+    # beta2 0.9 switches the rectification on at step 6, so the comparison covers both of RAdam's branches
+    Case("radam", "radam", dict(lr=0.01, beta1=0.8, beta2=0.9, eps=1e-6, weight_decay=0.05),
+         torch.optim.RAdam, dict(decoupled_weight_decay=True, foreach=False),
+         quadratic=dict(lr=0.1, beta2=0.99, epochs=300, schedule="cosine")),
+    Case("lion", "lion", dict(lr=0.003, beta1=0.8, beta2=0.95, weight_decay=0.1), PaperLion,
+         quadratic=dict(lr=0.05, beta1=0.5, beta2=0.9, epochs=300, schedule="cosine")),
+    Case("ademamix", "ademamix", dict(lr=0.01, beta1=0.85, beta2=0.99, beta3=0.995, alpha=4.0, eps=1e-7,
+                                      weight_decay=0.05), PaperAdEMAMix,
+         population=dict(alpha=[5.0, 0.0, 2.0, 8.0, 1.0, 3.5, 10.0, 0.5]),
+         quadratic=dict(lr=0.1, beta3=0.99, alpha=2.0, epochs=300, schedule="cosine")),
+    Case("adafactor", "adafactor", dict(lr=0.02, beta2_decay=-0.6, weight_decay=0.05), torch.optim.Adafactor,
+         dict(foreach=False), quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
     Case("lbfgs", "lbfgs", dict(lr=0.5, history_size=7, max_iter=4), None,
          quadratic=dict(lr=1.0, epochs=3)),
 ]
+NEW_KERNEL_NAMES = ("nadamw", "radam", "lion", "ademamix")  # issue 19's elementwise rules
 TORCH_CASES = [c for c in CASES if c.torch_cls is not None]
 KERNEL_CASES = [c for c in TORCH_CASES if OPTIMIZERS[c.name].vectorisable]  # these also run in a population
 
@@ -93,6 +159,7 @@ MEMBER_VALUES = {
     "beta2": [0.999, 0.9, 0.99, 0.5, 0.0, 0.95, 0.9999, 0.8],
     "eps": [1e-8, 1e-6, 1e-3, 1e-10, 1e-8, 1e-4, 1e-7, 1e-5],
     "alpha": [0.99, 0.9, 0.5, 0.0, 0.999, 0.8, 0.95, 0.7],
+    "beta3": [0.9999, 0.999, 0.99, 0.9, 0.0, 0.95, 0.5, 0.99999],
 }
 
 
@@ -110,6 +177,18 @@ def torch_kwargs(case: Case, hp: dict[str, float]) -> dict[str, Any]:
         kwargs["betas"] = (hp["beta1"], hp["beta2"])
     kwargs.pop("hypergrad_lr", None)  # zero: the hypergradient optimisers are then their base optimiser
     return kwargs
+
+
+@contextlib.contextmanager
+def float64_scalars():
+    """torch.optim keeps step counts and NAdam's product of momenta as scalars of the default dtype;
+    float64 makes the oracle float64 throughout."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def lr_at(base: float, step: int) -> float:
@@ -147,9 +226,20 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
 def test_make_optimizer_matches_torch_optim_float64(case):
     ours, theirs = small_model(), small_model()
     opt = make_optimizer(case.name, param_groups(ours), **case.hp)
-    assert isinstance(opt, KernelOptimizer if OPTIMIZERS[case.name].vectorisable else HypergradientOptimizer)
+    expected_type = HypergradientOptimizer if OPTIMIZERS[case.name].direction else torch.optim.Adafactor
+    assert isinstance(opt, KernelOptimizer if OPTIMIZERS[case.name].vectorisable else expected_type)
     ref = case.torch_cls(param_groups(theirs), **torch_kwargs(case, case.hp))
     generator = torch.Generator().manual_seed(7)
+    with float64_scalars():
+        steps_of_both(case, ours, opt, theirs, ref, generator)
+    moved = 0.0
+    for (name, a), b, start in zip(ours.named_parameters(), theirs.parameters(), small_model().parameters()):
+        assert_close(a.detach(), b.detach(), f"{case.id} {name}")
+        moved = max(moved, (a - start).abs().max().item())
+    assert moved > 1e-3, "the parameters barely moved, so the comparison proves little"
+
+
+def steps_of_both(case, ours, opt, theirs, ref, generator) -> None:
     for step in range(STEPS):
         x = torch.randn(16, 6, generator=generator, dtype=torch.float64)
         y = torch.randn(16, 3, generator=generator, dtype=torch.float64)
@@ -159,11 +249,6 @@ def test_make_optimizer_matches_torch_optim_float64(case):
             optimizer.zero_grad()
             nn.functional.mse_loss(model(x), y).backward()
             optimizer.step()
-    moved = 0.0
-    for (name, a), b, start in zip(ours.named_parameters(), theirs.parameters(), small_model().parameters()):
-        assert_close(a.detach(), b.detach(), f"{case.id} {name}")
-        moved = max(moved, (a - start).abs().max().item())
-    assert moved > 1e-3, "the parameters barely moved, so the comparison proves little"
 
 
 def test_lbfgs_is_torch_lbfgs_with_strong_wolfe():
@@ -216,11 +301,12 @@ def torch_run(case: Case, hp: dict[str, float], start: list[torch.Tensor], grad)
     """The oracle: one torch.optim run from ``start`` (one member's tensors)."""
     params = [nn.Parameter(s.clone()) for s in start]
     ref = case.torch_cls(params, **torch_kwargs(case, hp))
-    for t in range(STEPS):
-        ref.param_groups[0]["lr"] = lr_at(hp["lr"], t)
-        for i, p in enumerate(params):
-            p.grad = grad(t, i, p.detach())
-        ref.step()
+    with float64_scalars():
+        for t in range(STEPS):
+            ref.param_groups[0]["lr"] = lr_at(hp["lr"], t)
+            for i, p in enumerate(params):
+                p.grad = grad(t, i, p.detach())
+            ref.step()
     return [p.detach() for p in params]
 
 
@@ -261,6 +347,59 @@ def test_one_population_mixing_every_optimizer_matches_torch():
         expected = torch_run(case, members[k], [s[k] for s in start], lambda t, i, p, k=k: grad(t, i, p, member=k))
         for i, p in enumerate(expected):
             assert_close(stacked[i][k], p, f"{case.id} in a mixed population, param {i}")
+
+
+def steps_when(member: int, t: int) -> bool:
+    """Member ``member`` steps at ``t`` every 1, 2 or 3 steps, so that rows stepping together have taken
+    different numbers of steps (bias corrections, NAdam's schedule and RAdam's switch become per-row)."""
+    return t % (member % 3 + 1) == 0
+
+
+def single_loop_run(name: str, hp: dict[str, float], start: list[torch.Tensor], grad, member: int
+                    ) -> list[torch.Tensor]:
+    """One member through ``make_optimizer``: the single loop's optimiser, stepping when the member does."""
+    params = [nn.Parameter(s.clone()) for s in start]
+    optimizer = make_optimizer(name, params, **hp)
+    for t in range(STEPS):
+        if steps_when(member, t):
+            optimizer.param_groups[0]["lr"] = lr_at(hp["lr"], t)
+            for i, p in enumerate(params):
+                p.grad = grad(t, i, p.detach())
+            optimizer.step()
+    return [p.detach() for p in params]
+
+
+@by_id([c for c in KERNEL_CASES if c.name in NEW_KERNEL_NAMES])
+def test_population_matches_the_single_loop_when_members_step_at_different_times(case):
+    members = member_hp(case)
+    start, grad = noisy_gradient(P, seed=13)
+    count, sizes = P, [s[0].numel() for s in start]
+    flat = torch.cat([s.reshape(count, -1) for s in start], dim=1).clone()
+    optimizer = StackedOptimizer([case.name] * P, members, flat)
+
+    def unflat():
+        return [part.view(count, *s.shape[1:]) for part, s in zip(flat.split(sizes, dim=1), start)]
+
+    for t in range(STEPS):
+        grads = torch.cat([grad(t, i, p).reshape(count, -1) for i, p in enumerate(unflat())], dim=1)
+        lrs = torch.tensor([lr_at(m["lr"], t) for m in members], dtype=torch.float64)
+        optimizer.step(grads, lrs, rows=[k for k in range(P) if steps_when(k, t)])
+    assert len(set(optimizer.steps)) == 3
+    for k, hp in enumerate(members):
+        expected = single_loop_run(case.name, hp, [s[k] for s in start],
+                                   lambda t, i, p, k=k: grad(t, i, p, member=k), member=k)
+        for i, p in enumerate(expected):
+            assert_close(unflat()[i][k], p, f"{case.id} member {k} ({hp}) param {i}")
+            assert not torch.equal(unflat()[i][k], start[i][k])
+
+
+def test_adafactor_trains_a_population_in_the_single_loop():
+    from gradtune.training.pool import fallback_reason
+
+    configs = [gradtune.TrainConfig(optimizer=name) for name in ("adamw", "adafactor")]
+    reason = fallback_reason(get_problem("digits-mlp"), configs)
+    assert reason == "optimizer adafactor keeps factored (per-row and per-column) second moments, not elementwise state"
+    assert fallback_reason(get_problem("digits-mlp"), configs[:1]) is None
 
 
 # --------------------------------------------------------------------------- c, d. convergence through gradtune.train
@@ -312,6 +451,19 @@ BAD_HYPERPARAMETERS = [
     ("adam-hd", dict(max_lr=0.0), r"'max_lr'.*\(0, inf\).*Got 0\.0"),
     ("adam-hd", dict(lr=0.5), r"'lr'.*at most max_lr \(0\.1\).*Got 0\.5"),
     ("sgd", dict(hypergrad_lr=1e-3), r"'hypergrad_lr'.*does not apply to optimizer 'sgd'"),
+    ("nadamw", dict(beta1=1.0), r"'beta1'.*\[0, 1\).*Got 1\.0"),
+    ("nadamw", dict(eps=0.0), r"'eps'.*\(0, inf\).*Got 0\.0"),
+    ("radam", dict(weight_decay=-0.1), r"'weight_decay'.*\[0, inf\).*Got -0\.1"),
+    ("radam", dict(beta2=1.5), r"'beta2'.*Got 1\.5"),
+    ("lion", dict(lr=0.0), r"'lr'.*\(0, inf\).*Got 0\.0"),
+    ("lion", dict(beta2=1.0), r"'beta2'.*\[0, 1\).*Got 1\.0"),
+    ("lion", dict(eps=1e-8), r"'eps'.*does not apply to optimizer 'lion'.*Got 1e-08"),
+    ("ademamix", dict(beta3=1.0), r"'beta3'.*\[0, 1\).*Got 1\.0"),
+    ("ademamix", dict(alpha=-1.0), r"'alpha'.*\[0, inf\).*Got -1\.0"),
+    ("adam", dict(beta3=0.99), r"'beta3'.*does not apply to optimizer 'adam'.*Got 0\.99"),
+    ("adafactor", dict(beta2_decay=0.5), r"'beta2_decay'.*\(-inf, 0\].*Got 0\.5"),
+    ("adafactor", dict(lr=-0.01), r"'lr'.*Got -0\.01"),
+    ("adafactor", dict(beta1=0.9), r"'beta1'.*does not apply to optimizer 'adafactor'.*Got 0\.9"),
 ]
 
 

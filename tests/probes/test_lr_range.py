@@ -100,6 +100,17 @@ def test_stacked_population_matches_one_optimiser_at_a_time():
         assert a.suggested_lr == b.suggested_lr
 
 
+def test_adafactor_has_a_rate_to_find_in_the_single_loop():
+    problem = float64_problem()
+    options = dict(steps=60, batch_size=16, device="cpu")
+    with pytest.raises(gradtune.UsageError, match="'stacked'.*adafactor keeps factored"):
+        gradtune.lr_find_many(problem, ["adamw", "adafactor"], stacked=True, **options)
+    results = gradtune.lr_find_many(problem, ["adamw", "adafactor"], **options)
+    alone = gradtune.lr_find(problem, "adafactor", **options)
+    assert results["adafactor"].raw_losses == alone.raw_losses and alone.suggested_lr is not None
+    assert results["adamw"].raw_losses != alone.raw_losses
+
+
 def test_model_and_optimizer_state_are_restored():
     problem = float64_problem()
     torch.manual_seed(0)
@@ -129,6 +140,7 @@ def test_function_problems_run_one_optimizer_at_a_time():
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"optimizer": "lbfgs"}, "'optimizer'.*line search"),
+    ({"optimizer": "adam-hd"}, "'optimizer'.*'adam-hd', which adapts its own rate"),
     ({"optimizer": "sgdx"}, "'optimizer'.*'sgdx'"),
     ({"suggest": "middle"}, "'suggest'.*valley.*'middle'"),
     ({"start_lr": 1.0, "end_lr": 0.5}, "'end_lr'"),

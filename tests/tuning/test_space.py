@@ -16,10 +16,11 @@ import optuna
 import pytest
 import yaml
 
+from gradtune.config import TrainConfig
 from gradtune.errors import UsageError
 from gradtune.problems import get_problem
 from gradtune.tuning import SearchSpace, default_space
-from gradtune.tuning.defaults import LR_RANGES
+from gradtune.tuning.defaults import LR_RANGES, OTHER_LR_RANGES, lr_range
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -154,6 +155,42 @@ def test_per_optimizer_ranges_are_respected():
     for config, _ in _draw(space, 100, seed=2):
         lo, hi = ranges[config["optimizer"]]
         assert lo <= config["lr"] <= hi, config
+
+
+NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor"]
+
+
+def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
+    assert set(OTHER_LR_RANGES) == set(NEW_OPTIMIZERS)
+    assert not set(NEW_OPTIMIZERS) & set(default_space().optimizers)  # a measured decision, for later
+    adamw_low, adamw_high = lr_range("adamw")
+    lion_low, lion_high = lr_range("lion")
+    assert 3 <= adamw_low / lion_low <= 10 and 3 <= adamw_high / lion_high <= 10  # Chen et al. 2023
+    assert lr_range("nadamw") == lr_range("radam") == lr_range("ademamix") == lr_range("adam")
+    assert lr_range("lbfgs") is None
+
+
+def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
+    space = SearchSpace.from_mapping({
+        "optimizer": {"choices": NEW_OPTIMIZERS},
+        "lr": {name: {"low": lo, "high": hi, "log": True} for name, (lo, hi) in OTHER_LR_RANGES.items()},
+        "beta2": {"choices": [0.99, 0.999]},
+        "beta3": {"low": 0.99, "high": 0.9999},
+        "alpha": {"ademamix": {"low": 2.0, "high": 8.0}},
+        "beta2_decay": {"low": -1.0, "high": -0.5},
+        "schedule": "wsd",
+        "cooldown": {"choices": [0.1, 0.2]},
+    })
+    draws = _draw(space, 150, seed=3)
+    assert {c["optimizer"] for c, _ in draws} == set(NEW_OPTIMIZERS)
+    for config, _ in draws:
+        optimizer = config["optimizer"]
+        assert ("beta3" in config) == ("alpha" in config) == (optimizer == "ademamix"), config
+        assert ("beta2_decay" in config) == (optimizer == "adafactor"), config
+        assert ("beta2" in config) == (optimizer != "adafactor"), config
+        lo, hi = OTHER_LR_RANGES[optimizer]
+        assert lo <= config["lr"] <= hi and config["cooldown"] in (0.1, 0.2), config
+        TrainConfig.from_mapping(config).resolve(100)  # every drawn configuration is a valid run
 
 
 def test_yaml_exponent_strings_are_numbers():

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from . import batch_size as batch_size_cmd
 from . import compare as compare_cmd
 from . import lr_find as lr_find_cmd
+from . import optimizers as optimizers_cmd
 from . import problems as problems_cmd
 from . import report as report_cmd
 from . import space as space_cmd
@@ -26,8 +27,8 @@ from . import worker as worker_cmd
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = (problems_cmd, train_cmd, tune_cmd, worker_cmd, compare_cmd, report_cmd, lr_find_cmd, batch_size_cmd,
-               space_cmd, studies_cmd)
+SUBCOMMANDS = (problems_cmd, optimizers_cmd, train_cmd, tune_cmd, worker_cmd, compare_cmd, report_cmd, lr_find_cmd,
+               batch_size_cmd, space_cmd, studies_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

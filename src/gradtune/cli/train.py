@@ -27,19 +27,24 @@ CONFIG_FLAGS: dict[str, object] = {
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
     "device": str, "sampling": str,
+    "beta3": float, "beta2_decay": float, "cooldown": float,
 }
 _HELP = {
-    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, sgd-hd, adam-hd or lbfgs "
-                 "(default sgd)",
+    "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
+                 "adafactor, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' lists them)",
+    "alpha": "rmsprop: decay of the squared-gradient average; ademamix: weight of the slow moment",
+    "beta3": "ademamix: decay of the slow first moment (default 0.9999)",
+    "beta2_decay": "adafactor: the second moment's decay is 1 - t**beta2_decay (default -0.8)",
     "hypergrad_lr": "sgd-hd/adam-hd: how fast the learning rate adapts (default 1e-3 / 1e-7, the paper's)",
     "max_lr": "sgd-hd/adam-hd: the adapted learning rate stays in [0, max_lr] (default 1.0 / 0.1)",
     "lr": "learning rate (default: the optimizer's)",
     "batch_size": "mini-batch size (default 32; full-batch optimizers use the whole training set)",
     "epochs": "training length in epochs (default 10)",
     "steps": "training length in optimizer steps, instead of epochs",
-    "schedule": "constant, step, exponential, cosine, onecycle or batch-growth (default constant)",
+    "schedule": "constant, step, exponential, cosine, onecycle, batch-growth or wsd (default constant)",
     "warmup": "fraction of training spent in linear warm-up, in [0, 1) (default 0)",
     "gamma": "decay factor of the step/exponential/batch-growth schedules",
+    "cooldown": "wsd: the final fraction of training spent decaying to 0 (default 0.2)",
     "init": "default, xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal, orthogonal, zeros",
     "activation": "relu, tanh, sigmoid, gelu, leaky_relu or elu (built-in models)",
     "hidden": "hidden layer sizes of the MLP, such as 128,64",

@@ -13,14 +13,14 @@ from collections.abc import Iterable
 
 from ..errors import check_number, invalid_value
 from ..optim import OPTIMIZERS
-from ..tuning.defaults import LR_RANGES
+from ..tuning.defaults import LR_RANGES, OTHER_LR_RANGES
 
 __all__ = ["DEFAULT_OPTIMIZERS", "DEFAULT_POINTS", "LR_GRID_RANGES", "parse_optimizers", "lr_grid"]
 
 DEFAULT_OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 DEFAULT_POINTS = 8
 # gd takes the same steps as sgd, only full batch; L-BFGS's line search makes 1 the natural scale.
-LR_GRID_RANGES = {**LR_RANGES, "gd": LR_RANGES["sgd"], "lbfgs": (1e-2, 1.0)}
+LR_GRID_RANGES = {**LR_RANGES, **OTHER_LR_RANGES, "gd": LR_RANGES["sgd"], "lbfgs": (1e-2, 1.0)}
 
 
 def parse_optimizers(value: str | Iterable[str]) -> list[str]:

@@ -5,18 +5,21 @@ in the one update rule of :mod:`gradtune.optim.kernel`. The same rule drives
 the single training loop, through :class:`~gradtune.optim.KernelOptimizer`,
 and the stacked trainer, through :class:`~gradtune.optim.StackedOptimizer`.
 The hypergradient optimisers step along another entry's direction with a rate
-of their own (:mod:`gradtune.optim.hypergradient`), so they run in the single
-loop only.
+of their own (:mod:`gradtune.optim.hypergradient`), and L-BFGS and Adafactor
+are torch.optim classes whose state is not elementwise, so these run in the
+single loop only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..errors import UsageError, invalid_choice
-from . import adagrad, adam, hypergradient, rmsprop, sgd
+from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, nadam, radam, rmsprop, sgd
 from ._hyper import Hyperparameter, learning_rate
 
 __all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
@@ -29,9 +32,11 @@ class OptimizerDef:
     ``full_batch`` optimisers ignore the batch size and take the whole training
     set each step. ``coefficients`` maps resolved hyperparameters to the update
     rule's coefficients; it is ``None`` for optimisers that only exist as a
-    ``torch.optim`` class (L-BFGS) or keep state the stacked rule has no slot
-    for (the hypergradient optimisers' adapted rate), which cannot run in a
-    population. ``direction`` is the base rule a hypergradient optimiser steps
+    ``torch.optim`` class (L-BFGS, Adafactor: ``build`` makes one from the
+    parameters and resolved hyperparameters) or keep state the stacked rule has
+    no slot for (the hypergradient optimisers' adapted rate), which cannot run
+    in a population; ``single_loop_reason`` says why, in the words of "optimizer
+    NAME ...". ``direction`` is the base rule a hypergradient optimiser steps
     along; ``check`` validates hyperparameters against each other.
     """
 
@@ -44,6 +49,8 @@ class OptimizerDef:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     direction: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
     check: Callable[[Mapping[str, Any]], None] | None = None
+    build: Callable[[Iterable, Mapping[str, Any]], torch.optim.Optimizer] | None = None
+    single_loop_reason: str = ""
 
     @property
     def hyperparameter_names(self) -> tuple[str, ...]:
@@ -59,6 +66,14 @@ _LBFGS_HYPERPARAMETERS = (
     Hyperparameter("history_size", 100, low=1, integer=True, help="curvature pairs kept"),
     Hyperparameter("max_iter", 20, low=1, integer=True, help="iterations per step"),
 )
+
+
+def _build_lbfgs(params: Iterable, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.LBFGS(params, lr=hp["lr"], history_size=hp["history_size"], max_iter=hp["max_iter"],
+                             line_search_fn="strong_wolfe")
+
+
+_ADAPTS_ITS_RATE = "adapts its own learning rate"
 
 OPTIMIZERS: dict[str, OptimizerDef] = {
     d.name: d
@@ -79,14 +94,29 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
                      reference="Tieleman & Hinton 2012"),
         OptimizerDef("adagrad", "Adagrad", adagrad.ADAGRAD_HYPERPARAMETERS, adagrad.coefficients,
                      reference="Duchi et al. 2011"),
+        OptimizerDef("nadamw", "Adam with Nesterov momentum and decoupled weight decay",
+                     nadam.NADAMW_HYPERPARAMETERS, nadam.coefficients, reference="Dozat 2016"),
+        OptimizerDef("radam", "Adam with a rectified, gradually switched-on adaptive step",
+                     radam.RADAM_HYPERPARAMETERS, radam.coefficients, reference="Liu et al. 2020"),
+        OptimizerDef("lion", "the sign of a momentum-gradient interpolation", lion.LION_HYPERPARAMETERS,
+                     lion.coefficients, reference="Chen et al. 2023"),
+        OptimizerDef("ademamix", "Adam with a second, slow gradient average mixed in",
+                     ademamix.ADEMAMIX_HYPERPARAMETERS, ademamix.coefficients, reference="Pagliardini et al. 2024"),
+        OptimizerDef("adafactor", "factored second moments and a relative step size",
+                     adafactor.ADAFACTOR_HYPERPARAMETERS, build=adafactor.build, reference="Shazeer & Stern 2018",
+                     single_loop_reason="keeps factored (per-row and per-column) second moments, not elementwise "
+                                        "state"),
         OptimizerDef("sgd-hd", "SGD whose learning rate adapts by hypergradient descent",
                      hypergradient.SGD_HD_HYPERPARAMETERS, direction=sgd.coefficients,
-                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018"),
+                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018",
+                     single_loop_reason=_ADAPTS_ITS_RATE),
         OptimizerDef("adam-hd", "Adam whose learning rate adapts by hypergradient descent",
                      hypergradient.ADAM_HD_HYPERPARAMETERS, direction=adam.coefficients,
-                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018"),
+                     check=hypergradient.check_rate_range, reference="Baydin et al. 2018",
+                     single_loop_reason=_ADAPTS_ITS_RATE),
         OptimizerDef("lbfgs", "full-batch L-BFGS with a strong-Wolfe line search", _LBFGS_HYPERPARAMETERS,
-                     full_batch=True, reference="Liu & Nocedal 1989"),
+                     full_batch=True, reference="Liu & Nocedal 1989", build=_build_lbfgs,
+                     single_loop_reason="needs a line search per member"),
     ]
 }
 

@@ -53,15 +53,15 @@ class KernelOptimizer(torch.optim.Optimizer):
 def make_optimizer(name: str, params: Iterable, **hyperparameters: Any) -> torch.optim.Optimizer:
     """Build the optimiser ``name`` over ``params``, hyperparameters validated.
 
-    L-BFGS is ``torch.optim.LBFGS`` with a strong-Wolfe line search; ``sgd-hd``
-    and ``adam-hd`` are :class:`~gradtune.optim.hypergradient.HypergradientOptimizer`;
-    every other name runs gradtune's own kernel, which the tests check against torch.optim.
+    L-BFGS is ``torch.optim.LBFGS`` with a strong-Wolfe line search and Adafactor
+    is ``torch.optim.Adafactor``; ``sgd-hd`` and ``adam-hd`` are
+    :class:`~gradtune.optim.hypergradient.HypergradientOptimizer`; every other
+    name runs gradtune's own kernel, which the tests check against torch.optim
+    (or the paper's algorithm where torch has none).
     """
-    if name == "lbfgs":
-        hp = resolve_hyperparameters(name, hyperparameters)
-        return torch.optim.LBFGS(params, lr=hp["lr"], history_size=hp["history_size"], max_iter=hp["max_iter"],
-                                 line_search_fn="strong_wolfe")
     definition = get_optimizer_def(name)
+    if definition.build is not None:
+        return definition.build(params, resolve_hyperparameters(name, hyperparameters))
     if definition.direction is not None:
         return HypergradientOptimizer(params, definition.direction, resolve_hyperparameters(name, hyperparameters))
     return KernelOptimizer(params, name, **hyperparameters)

@@ -1,16 +1,28 @@
 """One update rule that every vectorised optimiser is a special case of.
 
-sgd, momentum, nesterov, adam, adamw, rmsprop and adagrad differ only in a
-handful of coefficients::
+sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion
+and ademamix differ only in a handful of coefficients::
 
     g     = grad + l2 * param                           (coupled weight decay)
     v     = a2 * v + b2 * g**2                          (second moment; adagrad: a2 = b2 = 1)
     root  = sqrt(v)
     x     = g / (pre_scale * root + pre_eps)            (rmsprop, adagrad: normalise first)
     m     = a1 * m + b1 * x                             (momentum / first moment)
-    d     = n1 * x + n2 / (1 - bc1**t) * m              (nesterov: n1 = 1, n2 = momentum)
+    m3    = m3 + b3 * (x - m3)                          (ademamix's slow moment)
+    d     = n1 * x + n2 / (1 - bc1**t) * m + n3 * m3    (nesterov: n1 = 1, n2 = momentum)
     d     = d / (post_scale / sqrt(1 - bc2**t) * root + post_eps)   (adam: normalise last)
     param = param * (1 - lr * decoupled) - lr * d       (adamw's decoupled decay)
+
+and three switches for rules whose coefficients change with the step or which
+are not linear in the moments:
+
+* ``nadam`` (NAdam's momentum decay ``psi``): ``n1`` and ``n2`` are further
+  weighted by NAdam's momentum schedule (:func:`.step_terms.nadam_weights`);
+* ``rectify`` (RAdam): while the variance estimate is too young, no
+  denominator; afterwards ``d`` gains RAdam's rectification and the
+  denominator is ``post_scale * root + post_eps`` (:func:`.step_terms.rectification`);
+* ``sign`` (Lion): ``d = sign(n1 * x + n2 * m)`` from ``m`` *before* its
+  update, with no denominator.
 
 A coefficient is a Python float (one model, the single loop) or a tensor that
 broadcasts against the parameter (``[P, 1]`` for a population stored as one
@@ -18,9 +30,11 @@ flat ``[P, D]`` tensor). Because one rule covers every optimiser, members with
 different optimisers share a stack and a single sequence of elementwise
 kernels: no gather or scatter by optimiser, and a step costs the same handful
 of launches whatever the mix. A term whose coefficient is the float ``0.0`` is
-skipped, so plain SGD costs two kernels. Each optimiser module states its own
-coefficients (its ``coefficients(hp)``); the tests check every one against
-``torch.optim`` in float64.
+skipped, so plain SGD costs two kernels. The switches are block-wide floats
+(the population optimiser puts rows that differ in them in different blocks).
+Each optimiser module states its own coefficients (its ``coefficients(hp)``);
+the tests check every one against ``torch.optim``, or against the paper's
+algorithm where torch has none, in float64.
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor
+
+from . import step_terms
 
 __all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "step_parameter", "update",
            "absent"]
@@ -42,6 +58,8 @@ DEFAULT_COEFFICIENTS: dict[str, float] = {
     "pre_scale": 0.0, "pre_eps": 1.0,
     "a1": 0.0, "b1": 0.0, "n1": 1.0, "n2": 0.0, "bc1": 0.0,
     "post_scale": 0.0, "post_eps": 1.0, "bc2": 0.0,
+    "b3": 0.0, "n3": 0.0,
+    "nadam": 0.0, "rectify": 0.0, "sign": 0.0,
 }
 
 
@@ -63,6 +81,10 @@ def uses_first_moment(c: Mapping[str, Coefficient]) -> bool:
 
 def uses_second_moment(c: Mapping[str, Coefficient]) -> bool:
     return not absent(c["b2"])
+
+
+def uses_slow_moment(c: Mapping[str, Coefficient]) -> bool:
+    return not absent(c["b3"])
 
 
 def _is(value: Coefficient, number: float) -> bool:
@@ -122,7 +144,8 @@ def interpolates(a1: Coefficient, b1: Coefficient) -> bool:
 @torch.no_grad()
 def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
            lr: Coefficient, step: Coefficient, direction: bool = False) -> Tensor | None:
-    """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` where the rule uses them.
+    """One step in place. ``state`` holds ``first_moment`` / ``second_moment`` / ``slow_moment`` where the
+    rule uses them.
 
     With ``direction``, returns the direction ``d`` of ``param -= lr * d`` (hypergradient
     descent needs it), at the cost of materialising it.
@@ -147,19 +170,13 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
     x = g if absent(c["pre_scale"]) else g / _scaled(root, c["pre_scale"], c["pre_eps"])
     if not absent(c["decoupled"]):
         param.mul_(1 - lr * c["decoupled"])
-    # The direction is n1 * x + scale * m, over a denominator for Adam's normalise-last rule.
-    terms: list[tuple[Tensor, Coefficient]] = []
-    if uses_first_moment(c):
-        m = state["first_moment"]
-        blend = c["interpolates"] if "interpolates" in c else interpolates(c["a1"], c["b1"])
-        _decay_add_(m, x, c["a1"], c["b1"], blend)
-        terms.append((m, c["n2"] / (1 - c["bc1"] ** step)))
-        if not absent(c["n1"]):
-            terms.append((x, c["n1"]))
-    else:
-        terms.append((x, 1.0))
+    if not absent(c["sign"]):
+        return _sign_step(param, x, state, c, lr, direction)
+    terms = _terms(x, state, c, step)
     denominator = None
-    if not absent(c["post_scale"]):
+    if not absent(c["rectify"]):
+        terms, denominator = _rectified(terms, root, c, step)
+    elif not absent(c["post_scale"]):
         denominator = _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
     if direction:
         d = terms[0][0] * terms[0][1]  # a new tensor: it aliases neither the gradient nor the state
@@ -180,6 +197,52 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
     return None
 
 
+def _terms(x: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
+           step: Coefficient) -> list[tuple[Tensor, Coefficient]]:
+    """The moments updated, and the direction's numerator as ``(tensor, weight)`` pairs to be summed."""
+    if not uses_first_moment(c):
+        return [(x, 1.0)]
+    m = state["first_moment"]
+    blend = c["interpolates"] if "interpolates" in c else interpolates(c["a1"], c["b1"])
+    _decay_add_(m, x, c["a1"], c["b1"], blend)
+    weight_x, weight_m = c["n1"], c["n2"] / (1 - c["bc1"] ** step)
+    if not absent(c["nadam"]):
+        schedule_x, schedule_m = step_terms.nadam_weights(c["a1"], c["nadam"], step)
+        weight_x, weight_m = weight_x * schedule_x, weight_m * schedule_m
+    terms: list[tuple[Tensor, Coefficient]] = [(m, weight_m)]
+    if not absent(c["n1"]):
+        terms.append((x, weight_x))
+    if uses_slow_moment(c):
+        slow = state["slow_moment"]
+        slow.lerp_(x, c["b3"])
+        terms.append((slow, c["n3"]))
+    return terms
+
+
+def _rectified(terms: list[tuple[Tensor, Coefficient]], root: Tensor | None, c: Mapping[str, Coefficient],
+               step: Coefficient) -> tuple[list[tuple[Tensor, Coefficient]], Tensor | None]:
+    """RAdam: the terms with the rectification gain, and the denominator of the rows that use one."""
+    gain, on = step_terms.rectification(c["bc2"], step)
+    terms = [(tensor, weight * gain) for tensor, weight in terms]
+    if isinstance(on, bool):
+        return terms, _scaled(root, c["post_scale"], c["post_eps"]) if on else None
+    # Rows not yet rectified divide by root * 0 + 1, exactly 1, so that a block needs no split.
+    scale = torch.where(on, torch.as_tensor(c["post_scale"], dtype=root.dtype, device=root.device), 0.0)
+    shift = torch.where(on, torch.as_tensor(c["post_eps"], dtype=root.dtype, device=root.device), 1.0)
+    return terms, _scaled(root, scale, shift)
+
+
+def _sign_step(param: Tensor, x: Tensor, state: dict[str, Tensor], c: Mapping[str, Coefficient],
+               lr: Coefficient, direction: bool) -> Tensor | None:
+    """Lion: step by ``sign(n1 * x + n2 * m)`` from the moment as it was, then update the moment."""
+    m = state["first_moment"]
+    d = _plus_product(x * c["n1"], m, c["n2"]).sign_()
+    blend = c["interpolates"] if "interpolates" in c else interpolates(c["a1"], c["b1"])
+    _decay_add_(m, x, c["a1"], c["b1"], blend)
+    _add_product_(param, d, -lr)
+    return d if direction else None
+
+
 def step_parameter(param: Tensor, state: dict, c: Mapping[str, Coefficient], lr: float,
                    direction: bool = False) -> Tensor | None:
     """One torch.optim-style step of ``param`` by its ``.grad``: ``state`` (the optimiser's state for
@@ -194,7 +257,8 @@ def step_parameter(param: Tensor, state: dict, c: Mapping[str, Coefficient], lr:
 def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:
     """The state entries the rule keeps for coefficients ``c``."""
     return tuple(slot for slot, used in (("first_moment", uses_first_moment(c)),
-                                         ("second_moment", uses_second_moment(c))) if used)
+                                         ("second_moment", uses_second_moment(c)),
+                                         ("slow_moment", uses_slow_moment(c))) if used)
 
 
 def init_state(param: Tensor, c: Mapping[str, Coefficient]) -> dict[str, Tensor]:

@@ -29,7 +29,7 @@ __all__ = ["StackedOptimizer", "block_order", "runs"]
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
-_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled")
+_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign")
 
 
 def _structure(coefficients: Mapping[str, float]) -> tuple[bool, ...]:

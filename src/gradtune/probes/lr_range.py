@@ -78,13 +78,19 @@ class LRFindResult:
 
 
 def check_optimizers(names: Sequence[str]) -> list[str]:
-    """Known, vectorisable and not repeated: L-BFGS chooses its own step by line search, so it has no rate to find."""
+    """Known, with a rate to find and not repeated: L-BFGS chooses its own step by line search and the
+    hypergradient optimisers adapt their rate, so neither has one. (Adafactor has one: it is tested in the
+    single loop.)"""
     if not names:
         raise UsageError("The 'optimizer' parameter must name at least one optimizer. Got none.")
     for name in names:
-        if not get_optimizer_def(name).vectorisable:
+        definition = get_optimizer_def(name)
+        if definition.full_batch and not definition.vectorisable:
             raise UsageError(f"The 'optimizer' parameter must be an optimizer with a learning rate to find, not "
                              f"'{name}', whose line search chooses each step.")
+        if definition.direction is not None:
+            raise UsageError(f"The 'optimizer' parameter must be an optimizer with a learning rate to find, not "
+                             f"'{name}', which adapts its own rate.")
     if len(set(names)) != len(names):
         raise UsageError(f"The 'optimizer' parameter must not repeat a name. Got {','.join(names)}.")
     return list(names)

@@ -35,7 +35,7 @@ class TrainingPlan:
         else:
             self.total_steps = sum(self.steps_in_epoch(e) for e in range(c.epochs))
         self._lr_at = self.lr_at or make_lr_schedule(c.schedule, c.lr, self.total_steps, warmup=c.warmup,
-                                                      gamma=c.gamma)
+                                                      gamma=c.gamma, cooldown=c.cooldown)
 
     def progress(self, epoch: int, step: int) -> float:
         if self.config.steps is not None:

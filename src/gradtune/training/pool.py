@@ -79,8 +79,7 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         return "importance sampling scores and draws each member's batches itself, in the single loop"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
-        why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
-        return f"optimizer {unstackable[0]} {why}"
+        return f"optimizer {unstackable[0]} {get_optimizer_def(unstackable[0]).single_loop_reason}"
     key = (configs[0].activation, configs[0].device, model_args_key(configs[0]))
     if probed is None or key not in probed:
         reason = None

@@ -12,7 +12,8 @@ from typing import Any
 from ..problems import Problem
 from .space import SearchSpace
 
-__all__ = ["default_space_data", "default_grid_data", "fitted_space", "LR_RANGES", "DEFAULT_TRIAL_EPOCHS"]
+__all__ = ["default_space_data", "default_grid_data", "fitted_space", "lr_range", "LR_RANGES", "OTHER_LR_RANGES",
+           "DEFAULT_TRIAL_EPOCHS"]
 
 DEFAULT_TRIAL_EPOCHS = 20  # a trial's length where neither the space nor --trial-epochs sets one
 
@@ -25,7 +26,25 @@ LR_RANGES = {
     "rmsprop": (1e-5, 1e-2),
     "adagrad": (1e-3, 1.0),
 }
+# Ranges for optimisers the default space does not search (yet): which ones it should is a measured
+# decision, not a guess. A space that names them can take these ranges (``lr_range``), and so do
+# ``gradtune compare`` and the portfolio. Lion's steps are signs, so each coordinate moves by the whole
+# rate: Chen et al. 2023 use a rate 3-10x below AdamW's. Adafactor's rate is a relative step size
+# (a fraction of the parameters' RMS), capped at 1/sqrt(t).
+OTHER_LR_RANGES = {
+    "nadamw": (1e-5, 3e-2),
+    "radam": (1e-5, 3e-2),
+    "ademamix": (1e-5, 3e-2),
+    "lion": (2e-6, 5e-3),
+    "adafactor": (1e-4, 1e-1),
+}
 BATCH_SIZES = [16, 32, 64, 128, 256]
+
+
+def lr_range(optimizer: str) -> tuple[float, float] | None:
+    """The learning-rate range to search for ``optimizer``, or None where gradtune has none (gd, L-BFGS and the
+    hypergradient optimisers, which choose or adapt their own steps)."""
+    return LR_RANGES.get(optimizer) or OTHER_LR_RANGES.get(optimizer)
 
 
 def default_space_data(builtin_model: bool = True) -> dict[str, Any]:

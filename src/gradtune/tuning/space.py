@@ -42,8 +42,8 @@ __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 TUNABLE_KEYS = tuple(k for k in TrainConfig.keys()  # noqa: SIM118 - a classmethod, not a dict
                      if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule", "model_args"))
 # Keys that only make sense for some schedules.
-_SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth"),
-                  "gamma": ("step", "exponential", "batch-growth")}
+_SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth", "wsd"),
+                  "gamma": ("step", "exponential", "batch-growth"), "cooldown": ("wsd",)}
 
 
 def _number(value: Any, where: str) -> Any:

@@ -23,7 +23,7 @@ from ...optim import get_optimizer_def
 from ...probes import lr_find_many
 from ...problems import Problem
 from ...storage.keys import AUTO_KEY, BASELINE_ATTR
-from ..defaults import LR_RANGES
+from ..defaults import lr_range
 from ..space import SearchSpace
 
 __all__ = ["PORTFOLIO", "prepare", "bracket"]
@@ -132,7 +132,7 @@ def _measure(problem: Problem, space: SearchSpace, seed: int, device: str) -> di
     ranges, found = {}, {}
     for name in portfolio:
         result = results[name]
-        low, high = result.range if result.range else LR_RANGES.get(name, (1e-4, 1.0))
+        low, high = result.range if result.range else lr_range(name) or (1e-4, 1.0)
         ranges[name] = {"low": float(low), "high": float(high), "log": True}
         found[name] = {"suggested_lr": result.suggested_lr, "range": [float(low), float(high)],
                        "diverged": result.diverged}
