@@ -100,3 +100,33 @@ def test_bad_settings_are_refused_before_training(kwargs, message, tmp_path):
     with pytest.raises(UsageError, match=message):
         compare(get_problem("linreg"), "sgd", storage=f"sqlite:///{tmp_path / 'x.db'}", **kwargs)
     assert not optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'x.db'}")
+
+
+OLDER_CHOICES = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "gd", "lbfgs"]
+
+
+def _older_study(storage: str, problem) -> None:
+    """A compare study as gradtune made it before it knew nadamw, radam, lion, ademamix and adafactor: its
+    trials' ``optimizer`` distribution lists the nine optimisers of then."""
+    compare(problem, "sgd", seeds=1, lrs=2, epochs=1, storage=storage, device="cpu")
+    study = optuna.load_study(study_name="digits-mlp-compare", storage=storage)
+    old = optuna.distributions.CategoricalDistribution(OLDER_CHOICES)
+    copy = optuna.create_study(study_name="older", storage=storage, direction="maximize")
+    for key, value in study.user_attrs.items():
+        copy.set_user_attr(key, value)
+    for trial in study.trials:
+        copy.add_trial(optuna.trial.create_trial(
+            state=trial.state, value=trial.value, params=trial.params, user_attrs=trial.user_attrs,
+            distributions={**trial.distributions, "optimizer": old}))
+
+
+def test_a_study_made_when_gradtune_knew_fewer_optimizers_resumes(tmp_path):
+    storage, problem = f"sqlite:///{tmp_path / 'c.db'}", get_problem("digits-mlp", hidden=(8,))
+    _older_study(storage, problem)
+    before = len(optuna.load_study(study_name="older", storage=storage).trials)
+    # Resuming adds the seed re-runs (seeds=2) as trials of the older study: Optuna would refuse them if their
+    # optimizer distribution listed today's optimisers.
+    compare(problem, "sgd", seeds=2, lrs=2, epochs=1, storage=storage, study="older", device="cpu")
+    trials = optuna.load_study(study_name="older", storage=storage).trials
+    assert len(trials) > before
+    assert {tuple(t.distributions["optimizer"].choices) for t in trials} == {tuple(OLDER_CHOICES)}

@@ -161,6 +161,7 @@ def _run_seeds(study: optuna.Study, plan: _Plan, maximize: bool) -> None:
 
 
 def _train_and_record(study: optuna.Study, plan: _Plan, configs: list[TrainConfig], stage: str) -> None:
+    optimizers = _optimizer_distribution(study)  # a resumed study's set of optimisers is checked on resume
     stacked = fallback_reason(plan.problem, configs) is None
     started, clock = datetime.datetime.now(), time.perf_counter()
     results = train_population(plan.problem, configs)
@@ -169,17 +170,29 @@ def _train_and_record(study: optuna.Study, plan: _Plan, configs: list[TrainConfi
     ended = datetime.datetime.now()
     for config, result in zip(configs, results):
         share = sum(c.batch_size == config.batch_size for c in configs) if stacked else 1
-        _record(study, plan.problem.metric_name, stage, config, result, share, started, ended)
+        _record(study, plan.problem.metric_name, stage, config, result, share, started, ended, optimizers)
 
 
-def _record(study, metric, stage, config, result, share, started, ended) -> None:
+def _optimizer_distribution(study: optuna.Study) -> CategoricalDistribution:
+    """The study's own distribution of ``optimizer``, or every optimiser for a new study.
+
+    Optuna refuses a categorical parameter whose choices change within a study, so a study that an earlier
+    gradtune made, when it knew fewer optimisers, keeps the list it was made with.
+    """
+    for trial in study.get_trials(deepcopy=False):
+        if "optimizer" in trial.distributions:
+            return trial.distributions["optimizer"]
+    return CategoricalDistribution(list(LR_GRID_RANGES))
+
+
+def _record(study, metric, stage, config, result, share, started, ended, optimizers) -> None:
     value = result.metrics.get(metric)
     completed = result.status == "completed" and value is not None
     trial = optuna.trial.create_trial(
         state=optuna.trial.TrialState.COMPLETE if completed else optuna.trial.TrialState.PRUNED,
         value=value if completed else None,
         params={"optimizer": config.optimizer, "lr": config.lr},
-        distributions={"optimizer": CategoricalDistribution(list(LR_GRID_RANGES)), "lr": _LR},
+        distributions={"optimizer": optimizers, "lr": _LR},
         user_attrs={"config": result.config, "status": "completed" if completed else "diverged", "stage": stage,
                     "seed": config.seed, "share": share, "epochs_run": result.epochs_run, "seconds": result.seconds,
                     "history": compact_history(result.history)})
