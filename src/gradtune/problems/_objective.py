@@ -90,5 +90,7 @@ def check_objective_known(objective: str, names: list[str], has_evaluate: bool, 
         return True
     if has_evaluate or (objective == "accuracy" and maybe_accuracy):
         return False
+    if maybe_accuracy and "accuracy" not in names:
+        names = [names[0], "accuracy", *names[1:]]
     raise UsageError(f"The 'objective' parameter must name a metric the problem produces: "
                      f"{', '.join(names)} (or a name its 'evaluate' returns). Got {objective!r}.")

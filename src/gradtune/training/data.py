@@ -57,7 +57,8 @@ class EpochOrder(Sampler[int]):
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.skip:].tolist())
+        for chunk in self.order()[self.skip:].split(1 << 16):  # not one Python int per sample of a huge set
+            yield from chunk.tolist()
 
     def __len__(self) -> int:
         return max(self.n - self.skip, 0)

@@ -9,6 +9,7 @@ seed gives the same numbers in a fresh process.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections import deque
@@ -265,10 +266,12 @@ class Run:
         for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
             group.update({k: v for k, v in segment.items() if k != "lr" and k in group})
         batch_size = self.plan.batch_size(self.epoch, self.step)
+        left = self.plan.total_steps - self.step if self.plan.by_steps else None  # no batch is read in vain
         if self.config.eval_every is None and self.plan.steps_in_epoch(self.epoch, self.step) is not None:
             batches: Iterable = self._epoch_items(batch_size, self.epoch)  # a period is a pass over the data
+            batches = batches if left is None else itertools.islice(batches, left)
         else:
-            batches = self._stream_items(batch_size, self.plan.period_steps(self.epoch))
+            batches = self._stream_items(batch_size, min(self.plan.period_steps(self.epoch), left))
         losses = []
         for item in batches:
             if not self.plan.epochs_left(self.epoch, self.step):
