@@ -179,3 +179,22 @@ def test_tensor_inputs_as_a_dict_and_a_tuple_train_by_the_conventions():
                                 device="cpu")
         assert result.metrics["valid_accuracy"] > 0.9
     assert separable(1, 0)[0].shape == (1, 4)
+
+
+def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the_first_evaluation():
+    class DictOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"scores": self.layer(x)}
+
+    problem = Problem(DictOut, train=TRAIN, valid=VALID, loss=lambda out, y: nn.functional.cross_entropy(
+        out["scores"], y))
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=2, device="cpu")
+    assert "'objective'" in one_line(error) and "'accuracy'" in str(error.value) and "loss" in str(error.value)
+    fixed = Problem(DictOut, train=TRAIN, valid=VALID, objective="loss",
+                    loss=lambda out, y: nn.functional.cross_entropy(out["scores"], y))
+    assert gradtune.train(fixed, optimizer="sgd", lr=0.1, epochs=2, device="cpu").status == "completed"

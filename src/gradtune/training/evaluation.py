@@ -24,7 +24,7 @@ from ..problems._data import data_form
 from .data import valid_batches
 from .step import batch_accuracy, scalar_metric, step_loss
 
-__all__ = ["evaluate", "evaluate_batches", "check_objective"]
+__all__ = ["evaluate", "evaluate_batches", "check_objective", "check_produced"]
 
 
 @torch.no_grad()
@@ -92,9 +92,12 @@ def _whole_set(returned: Any) -> dict[str, float]:
 def check_objective(model: nn.Module, problem: Problem, batches: Iterable[Any]) -> None:
     """Raise a one-line :class:`~gradtune.UsageError` if no validation number is the problem's objective,
     trying the model on the first validation batch only (before any training)."""
-    first = list(itertools.islice(iter(batches), 1))
-    names = evaluate_batches(model, problem, first)
-    if problem.metric_name not in names:
-        shown = ", ".join(name.removeprefix("valid_") for name in names)
+    check_produced(problem, evaluate_batches(model, problem, list(itertools.islice(iter(batches), 1))))
+
+
+def check_produced(problem: Problem, record: Mapping[str, Any]) -> None:
+    """Raise a one-line :class:`~gradtune.UsageError` if ``record`` lacks the problem's objective."""
+    if problem.metric_name not in record:
+        shown = ", ".join(name.removeprefix("valid_") for name in record if name.startswith("valid_"))
         raise UsageError(f"The 'objective' parameter must name a metric the problem produces: {shown}. Got "
                          f"{problem.objective!r}.")

@@ -30,7 +30,7 @@ from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
-from .evaluation import check_objective, evaluate, evaluate_batches
+from .evaluation import check_objective, check_produced, evaluate, evaluate_batches
 from .plan import TrainingPlan
 from .result import TrainResult
 from .sampling import ImportanceSampling
@@ -337,6 +337,7 @@ class Run:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
             record.update(evaluate_batches(self.model, self.problem, self.valid_batches))
+            check_produced(self.problem, record)  # at the latest here: an output accuracy cannot read
         record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)
         if self.sampling is not None and evaluated:
