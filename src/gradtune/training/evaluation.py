@@ -10,6 +10,7 @@ number is recorded as ``valid_NAME``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,7 +21,6 @@ from torch import nn
 from ..batches import to_device
 from ..errors import UsageError
 from ..problems import Problem
-from ..problems._data import data_form
 from .data import valid_batches
 from .step import batch_accuracy, scalar_metric, step_loss
 
@@ -40,16 +40,9 @@ def evaluate(model: nn.Module, problem: Problem, *data: Any, batch_size: int = 3
     """
     device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
     if data:
-        form, valid = data_form(data[0] if len(data) == 1 else tuple(data), "valid")
-        problem = _with_valid(problem, form, valid)
+        problem = dataclasses.replace(problem, valid=data[0] if len(data) == 1 else tuple(data))
     valid = to_device(problem.valid, device) if problem.valid_form == "tensors" else problem.valid
     return evaluate_batches(model, problem, valid_batches(problem, valid, batch_size, device))
-
-
-def _with_valid(problem: Problem, form: str, valid: Any) -> Problem:
-    view = object.__new__(type(problem))
-    view.__dict__.update(problem.__dict__, valid=valid, valid_form=form)
-    return view
 
 
 @torch.no_grad()
