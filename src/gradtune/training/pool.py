@@ -15,6 +15,7 @@ loop inside the pool, with one line saying why.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -32,8 +33,8 @@ from .stack import PopulationController, Stack
 from .stacked import backward, stack_models
 from .trainer import Entry, Finished, admit
 
-__all__ = ["StackedPool", "fallback_reason", "stack_key", "CheckpointClock", "CHECKPOINT_GAP", "MIN_STACK",
-           "OVERDUE"]
+__all__ = ["StackedPool", "fallback_reason", "stack_key", "model_args_key", "CheckpointClock", "CHECKPOINT_GAP",
+           "MIN_STACK", "OVERDUE"]
 
 log = logging.getLogger("gradtune")
 # A round trains a member alone in its stack in the single loop: a stack of one only adds vmap's overhead.
@@ -68,7 +69,8 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
                     probed: dict[tuple, str | None] | None = None) -> str | None:
     """Why these configurations cannot train stacked, or None if they can.
 
-    The model's probe under ``vmap`` depends only on the architecture (activation) and the device; ``probed``
+    The model's probe under ``vmap`` depends only on the architecture (activation and the model factory's
+    arguments) and the device; ``probed``
     keeps its verdicts, so that a pool probes each architecture once, not once per optimiser.
     """
     if problem.task == "function":
@@ -84,7 +86,7 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     if unstackable:
         why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
         return f"optimizer {unstackable[0]} {why}"
-    key = (configs[0].activation, configs[0].device)
+    key = (configs[0].activation, configs[0].device, model_args_key(configs[0]))
     if probed is None or key not in probed:
         reason = None
         try:
@@ -107,11 +109,18 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     backward(problem.member_losses(out, y.expand(2, *y.shape)).sum())
 
 
+def model_args_key(config: TrainConfig) -> str:
+    """The model factory's arguments as a key: they may change the architecture, and even a dropout rate is an
+    attribute of the one template module a stack runs."""
+    return json.dumps(dict(config.model_args), sort_keys=True)
+
+
 def stack_key(config: TrainConfig) -> tuple:
-    """What members must share to train in one stack: activation, batch plan, shuffling and device."""
+    """What members must share to train in one stack: activation, model arguments, batch plan, shuffling and
+    device."""
     c = config
     batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps) if c.schedule == "batch-growth" else c.batch_size
-    return (c.activation, batch, c.shuffle, c.device)
+    return (c.activation, batch, c.shuffle, c.device, model_args_key(c))
 
 
 class StackedPool:
