@@ -35,7 +35,10 @@ HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps"
 class TrainConfig:
     """One training run. Fields left ``None`` take the optimiser's or problem's default.
 
-    The budget is ``epochs`` or ``steps`` (optimiser steps), not both.
+    The budget is ``epochs`` or ``steps`` (optimiser steps), not both; data
+    without a length (a stream) needs ``steps``. ``eval_every`` evaluates every
+    so many steps instead of once an epoch: it is the period of pruning reports,
+    halving rungs, PBT intervals and epoch checkpoints.
     ``warmup`` is a fraction of training in [0, 1); ``gamma`` is the decay
     factor of ``step``/``exponential``/``batch-growth`` schedules; ``cooldown``
     the final fraction of training over which ``wsd`` decays. ``shuffle``
@@ -52,6 +55,7 @@ class TrainConfig:
     batch_size: int | None = None
     epochs: int | None = None
     steps: int | None = None
+    eval_every: int | None = None  # steps between evaluations (pruning reports, rungs); None: once an epoch
     momentum: float | None = None
     weight_decay: float | None = None
     beta1: float | None = None
@@ -118,11 +122,15 @@ class TrainConfig:
     def resolve_for(self, problem) -> TrainConfig:
         """Validate against ``problem`` and fill in every default, the problem's own first."""
         problem.check_model_args(self.model_args)
+        if self.steps is None and not problem.sized:
+            raise UsageError(f"The 'steps' parameter must be set for data without a length (problem "
+                             f"'{problem.name}'), whose epochs never end; a budget in epochs cannot be used. Got "
+                             f"epochs={self.epochs if self.epochs is not None else DEFAULT_EPOCHS}.")
         return self.resolve(problem.n_train, full_batch_only=problem.task == "function", defaults=problem.defaults)
 
-    def resolve(self, n_train: int, full_batch_only: bool = False,
+    def resolve(self, n_train: int | None, full_batch_only: bool = False,
                 defaults: Mapping[str, Any] | None = None) -> TrainConfig:
-        """Validate against a training set of ``n_train`` samples and fill in every default."""
+        """Validate against a training set of ``n_train`` samples (None: unknown) and fill in every default."""
         definition = get_optimizer_def(self.optimizer)
         hp = self.hyperparameters()
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -130,6 +138,10 @@ class TrainConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_number("seed", self.seed, low=0, integer=True)
         epochs, steps = self._budget()
+        self._check_eval_every()
+        if n_train is None and self.schedule == "batch-growth":
+            raise invalid_value("schedule", self.schedule, "one other than 'batch-growth' for data without a known "
+                                "size (its growth is set by the number of samples)")
         batch_size = self._batch_size(n_train, definition.full_batch or full_batch_only)
         self._check_sampling(definition.full_batch, full_batch_only)
         shuffle = (defaults or {}).get("shuffle", True) if self.shuffle is None else self.shuffle
@@ -145,6 +157,17 @@ class TrainConfig:
         if self.sampling == "importance" and (full_batch_optimizer or function_problem):
             what = f"full-batch optimizer '{self.optimizer}'" if full_batch_optimizer else "test-function problems"
             raise invalid_value("sampling", self.sampling, f"'uniform' for {what}: each step uses every sample")
+        if self.sampling == "importance" and self.eval_every is not None:
+            raise invalid_value("sampling", self.sampling, "'uniform' with eval_every (importance sampling scores "
+                                "and draws whole epochs)")
+
+    def _check_eval_every(self) -> None:
+        if self.eval_every is None:
+            return
+        check_number("eval_every", self.eval_every, low=1, integer=True)
+        if self.schedule == "batch-growth":
+            raise invalid_value("eval_every", self.eval_every, "left unset with schedule 'batch-growth', whose batch "
+                                "size changes at epoch ends")
 
     def _budget(self) -> tuple[int | None, int | None]:
         if self.epochs is not None and self.steps is not None:
@@ -155,7 +178,13 @@ class TrainConfig:
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
         return check_number("epochs", epochs, low=1, integer=True), None
 
-    def _batch_size(self, n_train: int, full_batch: bool) -> int:
+    def _batch_size(self, n_train: int | None, full_batch: bool) -> int:
+        if n_train is None:  # data without a known length: no full batch, and no bound to check against
+            if full_batch:
+                raise invalid_value("optimizer", self.optimizer, "one that takes mini-batches for data without a "
+                                    "length (a full-batch optimizer needs every sample at once)")
+            return check_number("batch_size", DEFAULT_BATCH_SIZE if self.batch_size is None else self.batch_size,
+                                low=1, integer=True)
         if full_batch:
             if self.batch_size not in (None, n_train):
                 raise invalid_value("batch_size", self.batch_size, f"left unset for full-batch optimizer "

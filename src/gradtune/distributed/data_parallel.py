@@ -72,14 +72,15 @@ class _ParallelRun(Run):
         self.share = 1.0
         self.stop_asked = False  # on rank 0: a callback's on_step asked to stop during this epoch
 
-    def batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:  # (x, y) problems only
         if index is None:
             index = torch.arange(len(self.x), device=self.device)
         mine = index.tensor_split(self.world)[self.rank]
         self.share = len(mine) / len(index)
         return self.x[mine], self.y[mine]
 
-    def loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def loss_backward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        xb, yb = batch
         local = self.problem.loss_fn(self.ddp(xb), yb)
         # DDP divides the summed gradients by the world size; weighting by share * world leaves the
         # gradient of the global mean, even where the last batch does not split evenly.
@@ -192,6 +193,8 @@ def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) ->
         # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
         raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
                          f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
+    if nproc > 1:
+        problem.require_xy("data-parallel training ('nproc')")
     if nproc > 1 and problem.task == "function":
         raise UsageError(f"The 'nproc' parameter must be 1 for function problems such as '{problem.name}', which "
                          f"have no data to share out. Got {nproc}.")

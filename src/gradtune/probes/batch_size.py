@@ -131,6 +131,7 @@ def measure_noise_scale(problem: Problem, config: TrainConfig | None = None, *, 
         samples: training examples each estimate uses, >= 2 (default 2048, or the whole set if smaller).
         chunk: examples per vectorised per-example-gradient pass.
     """
+    problem.require_xy("noise-scale probe")
     check_number("points", points, low=2, integer=True)
     check_number("samples", samples, low=2, integer=True)
     config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)

@@ -12,14 +12,26 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..batches import leading_size
 from ..errors import UsageError, check_choice, invalid_value
+from ._data import DatasetData, as_tensors, call_factory, data_form
+from ._objective import (
+    check_metrics,
+    check_objective_known,
+    resolve_direction,
+    resolve_objective,
+    static_names,
+)
 
 if TYPE_CHECKING:
     from .spec import ProblemSource
 
-__all__ = ["Problem", "LOSSES", "TASKS", "accuracy", "as_tensors"]
+__all__ = ["Problem", "LOSSES", "TASKS", "accuracy", "as_tensors", "DatasetData"]
 
 TASKS = ("classification", "regression", "function")
+_FORM_NAMES = {"dataset": "a Dataset", "iterable": "an IterableDataset", "factory": "a loader factory"}
+# The batch size a loader factory is first called with, to learn whether its epochs have a length.
+DEFAULT_PROBE_BATCH = 32
 
 
 def _objective(output: Tensor, target: Tensor) -> Tensor:
@@ -51,44 +63,12 @@ def accuracy(output: Tensor, target: Tensor) -> Tensor:
     return (output.argmax(-1) == target).float().mean()
 
 
-def _as_tensor(value: Any) -> Tensor:
-    """A tensor; float64 arrays (numpy's default) become torch's default float dtype.
-
-    Models are built in float32, so float64 inputs would fail in the first
-    matmul. A tensor the user made float64 on purpose is kept as it is.
-    """
-    tensor = torch.as_tensor(value)
-    if not isinstance(value, Tensor) and tensor.dtype == torch.float64:
-        tensor = tensor.to(torch.get_default_dtype())
-    return tensor
-
-
-def as_tensors(data: Any, name: str) -> tuple[Tensor, Tensor]:
-    """Accept ``(x, y)`` tensors/arrays or a map-style Dataset of ``(x, y)`` pairs.
-
-    A Dataset is read once into memory: gradtune's problems are small enough
-    that batching from tensors beats a DataLoader by a wide margin.
-    """
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (_as_tensor(v) for v in data)
-    elif isinstance(data, torch.utils.data.Dataset):
-        pairs = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-        x = torch.stack([_as_tensor(p[0]) for p in pairs])
-        y = torch.stack([_as_tensor(p[1]) for p in pairs])
-    else:
-        raise UsageError(f"The '{name}' parameter must be an (x, y) pair of tensors or a Dataset. "
-                         f"Got {type(data).__name__}.")
-    if len(x) != len(y):
-        raise UsageError(f"The '{name}' parameter must hold as many targets as inputs. Got {len(x)} inputs and "
-                         f"{len(y)} targets.")
-    if len(x) == 0:
-        raise UsageError(f"The '{name}' parameter must hold at least one sample. Got 0.")
-    return x, y
-
-
 @dataclass
 class Problem:
     """A trainable problem: any ``torch.nn.Module`` factory plus data, a loss and a metric.
+
+    gradtune owns everything between the loss and the weights (optimiser, schedule, batch size, budget); the
+    problem says what to train on and how to score it. Only ``model``, ``train`` and ``valid`` are required.
 
     Args:
         model: a callable returning a fresh ``nn.Module``. Built-in problems take
@@ -96,18 +76,47 @@ class Problem:
             arguments with defaults (``def make_model(width=64, dropout=0.1)``) are
             the user's hyperparameters: a search space may name them, and
             ``TrainConfig(model_args={...})`` passes them (see :attr:`model_keywords`).
-        train: ``(x, y)`` tensors or a ``Dataset`` to train on.
-        valid: ``(x, y)`` tensors or a ``Dataset`` to evaluate on each epoch.
-        loss: a name from :data:`LOSSES` or a callable ``(output, target) -> scalar``.
+        train: the data to train on, in one of these forms:
+
+            * tensors or arrays in memory: ``(x, y)``; ``(x1, ..., xn, y)`` for a model of n inputs;
+              ``(inputs, y)`` with inputs a tuple or dict of tensors; a dict with a ``labels`` (``label``,
+              ``target``, ``y``) key. Indexed in memory, the fastest form.
+            * a map-style ``Dataset``: read lazily through a ``DataLoader`` with the trial's batch size and a
+              sampler seeded by (seed, epoch), so random transforms are drawn afresh every epoch.
+            * an ``IterableDataset``, or a loader factory ``f(batch_size, *, seed, epoch)`` returning an
+              iterable of batches (gradtune passes the keywords its signature names). Data without a
+              length trains on a step budget (``steps=``).
+        valid: the data to evaluate on, in the same forms.
+        loss: a name from :data:`LOSSES` or a callable ``(output, target) -> scalar``, used by the batch
+            conventions: ``(x, y)`` gives ``loss(model(x), y)``; ``(x1, ..., xn, y)`` gives
+            ``model(x1, ..., xn)``; a dict with a target key gives ``model(**inputs)``, and an output with a
+            ``.loss`` attribute or ``"loss"`` key is the loss (else ``loss`` on its logits and the target).
         task: ``classification`` (adds accuracy), ``regression`` or ``function``.
         name: shown in results and reports.
         defaults: training-config defaults that belong to the problem's protocol, such as
             ``{"shuffle": False}`` for a reference that keeps the data order fixed.
+        collate: ``collate_fn`` for a ``Dataset``'s items (default ``default_collate``).
+        compute_loss: ``(model, batch) -> scalar tensor``, or a mapping with ``"loss"``, an optional ``"n"``
+            (the count the loss averages over, for weighting) and any outputs; replaces the conventions.
+        metrics: ``{"name": fn(outputs, batch) -> tensor}``, per-batch values averaged weighted by batch size
+            (or ``"n"``), recorded as ``valid_name``.
+        evaluate: ``fn(model, batches) -> {"name": float}`` over the whole validation set (F1, AUC, BLEU),
+            recorded as ``valid_name``.
+        objective: the metric tuning optimises, such as ``"f1"``; default ``accuracy`` for classification
+            under the conventions, else ``loss``.
+        direction: ``maximize`` or ``minimize``; inferred for loss, perplexity, error and accuracy, required
+            for any other objective.
 
     Example:
         >>> x, y = torch.randn(100, 3), torch.randint(0, 2, (100,))
         >>> p = Problem(lambda: torch.nn.Linear(3, 2), train=(x[:80], y[:80]), valid=(x[80:], y[80:]),
         ...             loss="cross_entropy", task="classification")
+        >>> def f1(outputs, batch):  # a user's metric, per batch
+        ...     predicted, target = outputs.argmax(-1), batch[1]
+        ...     true_positive = ((predicted == 1) & (target == 1)).sum()
+        ...     return 2 * true_positive / ((predicted == 1).sum() + (target == 1).sum()).clamp(min=1)
+        >>> p = Problem(lambda: torch.nn.Linear(3, 2), train=(x[:80], y[:80]), valid=(x[80:], y[80:]),
+        ...             metrics={"f1": f1}, objective="f1", direction="maximize")
     """
 
     model: Callable[..., nn.Module]
@@ -124,20 +133,74 @@ class Problem:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] | None = None  # the MLP sizes a registry problem was built with, if given
     source: ProblemSource | None = None  # the spec it was imported from, if any (set by problems.spec)
+    collate: Callable[[list], Any] | None = None
+    compute_loss: Callable[[nn.Module, Any], Any] | None = None
+    metrics: Mapping[str, Callable[[Any, Any], Tensor]] | None = None
+    evaluate: Callable[[nn.Module, Any], Mapping[str, float]] | None = None
+    objective: str | None = None  # resolved to a bare metric name ("f1") when the problem is built
+    direction: str | None = None  # resolved to "maximize" or "minimize" when the problem is built
+    train_form: str = field(init=False, repr=False, default="tensors")
+    valid_form: str = field(init=False, repr=False, default="tensors")
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
-        self.train = as_tensors(self.train, "train")
-        self.valid = as_tensors(self.valid, "valid")
+        self.train_form, self.train = data_form(self.train, "train")
+        self.valid_form, self.valid = data_form(self.valid, "valid")
         if isinstance(self.loss, str):
             check_choice("loss", self.loss, LOSSES)
         if not callable(self.model):
             raise UsageError(f"The 'model' parameter must be a callable that returns a torch.nn.Module. "
                              f"Got {type(self.model).__name__}.")
+        for name in ("collate", "compute_loss", "evaluate"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise UsageError(f"The '{name}' parameter must be a function or None. Got "
+                                 f"{type(getattr(self, name)).__name__}.")
+        if self.collate is not None and "dataset" not in (self.train_form, self.valid_form) \
+                and "iterable" not in (self.train_form, self.valid_form):
+            raise UsageError(f"The 'collate' parameter applies to Dataset data only. Got it with train as "
+                             f"{self.train_form} and valid as {self.valid_form}.")
+        self.metrics = check_metrics(self.metrics)
+        self.objective = resolve_objective(self.objective, self.task, self.compute_loss)
+        self.direction = resolve_direction(self.direction, self.objective)
+        self._sized: bool | None = None
+        self.objective_known = check_objective_known(
+            self.objective, static_names(self.task, self.metrics, accuracy_known=self._plain_valid()),
+            self.evaluate is not None, maybe_accuracy=self.task == "classification")
 
     @property
     def loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         return LOSSES[self.loss] if isinstance(self.loss, str) else self.loss
+
+    @property
+    def is_xy(self) -> bool:
+        """True for today's fast path: train and valid ``(x, y)`` tensors, and gradtune's own loss and metrics."""
+        return self.single_loop_reason() is None
+
+    def single_loop_reason(self) -> str | None:
+        """Why only the single loop can train this problem (not stacks, folds, importance sampling, the noise
+        probe or data-parallel ranks), or None where its data are ``(x, y)`` tensors and its step gradtune's."""
+        for name, form, data in (("train", self.train_form, self.train), ("valid", self.valid_form, self.valid)):
+            if form != "tensors":
+                return f"its {name} data is {_FORM_NAMES[form]}, not (x, y) tensors in memory"
+            if not (isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)):
+                return f"its {name} data is not an (x, y) pair of tensors"
+        given = [name for name in ("compute_loss", "metrics", "evaluate") if getattr(self, name) is not None]
+        if given:
+            return f"it has its own {given[0]}"
+        return None
+
+    def _plain_valid(self) -> bool:
+        """Validation (x, y) tensors under the conventions: accuracy is sure to be measured."""
+        valid = self.valid
+        return self.compute_loss is None and self.valid_form == "tensors" and isinstance(valid, tuple) \
+            and len(valid) == 2 and all(isinstance(t, Tensor) for t in valid)
+
+    def require_xy(self, feature: str) -> None:
+        """Raise a one-line :class:`~gradtune.UsageError` if ``feature`` cannot take this problem's data."""
+        reason = self.single_loop_reason()
+        if reason is not None:
+            raise UsageError(f"The {feature} needs a problem of (x, y) tensors and gradtune's own loss; "
+                             f"problem '{self.name}' cannot: {reason}.")
 
     def member_losses(self, output: Tensor, target: Tensor, shared_target: bool = False) -> Tensor:
         """Each stacked member's mean loss, ``[P]``, for ``output`` ``[P, B, ...]``.
@@ -155,17 +218,28 @@ class Problem:
         return torch.vmap(self.loss_fn, in_dims=(0, None if shared_target else 0))(output, target)
 
     @property
-    def n_train(self) -> int:
-        return len(self.train[0])
+    def n_train(self) -> int | None:
+        """Training samples; None for data without a length (an IterableDataset, a loader factory)."""
+        if self.train_form == "tensors":
+            return leading_size(self.train)
+        if self.train_form == "dataset":
+            return len(self.train.dataset)
+        return None
+
+    @property
+    def sized(self) -> bool:
+        """Whether an epoch of the training data has an end: a factory is asked once, for its iterable's len."""
+        if self._sized is None:
+            self._sized = self.train_form in ("tensors", "dataset") or (
+                self.train_form == "factory" and hasattr(call_factory(self.train, DEFAULT_PROBE_BATCH, 0, 0),
+                                                         "__len__"))
+        return self._sized
 
     @property
     def metric_name(self) -> str:
-        """The number a tuner optimises: accuracy for classification, else the loss."""
-        return "valid_accuracy" if self.task == "classification" else "valid_loss"
-
-    @property
-    def direction(self) -> str:
-        return "maximize" if self.task == "classification" else "minimize"
+        """The number a tuner optimises: ``valid_`` and the objective (accuracy for classification, else the
+        loss, unless the problem names its own)."""
+        return f"valid_{self.objective}"
 
     @property
     def builtin_model(self) -> bool:

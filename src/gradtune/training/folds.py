@@ -28,6 +28,7 @@ __all__ = ["FoldTrainer", "fold_problems", "train_folds"]
 
 def fold_problems(problem: Problem, k: int, seed: int = 0) -> list[Problem]:
     """``problem`` as K problems, each validating on one fold of its pooled samples and training on the rest."""
+    problem.require_xy("cross-validation ('cv')")
     x = torch.cat([problem.train[0], problem.valid[0]])
     y = torch.cat([problem.train[1], problem.valid[1]])
     classification = problem.task == "classification" and y.ndim == 1
@@ -73,6 +74,7 @@ class FoldTrainer(WholeRunTrainer):
     """
 
     def __init__(self, problem: Problem, k: int):
+        problem.require_xy("cross-validation ('cv')")
         super().__init__(problem)
         self.k = check_number("k", k, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
 

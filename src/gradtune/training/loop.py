@@ -9,27 +9,32 @@ seed gives the same numbers in a fresh process.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..batches import leading_size, take_rows, to_device
 from ..config import TrainConfig
 from ..models import apply_init
 from ..optim import current_lr, make_optimizer
-from ..problems import Problem, accuracy
+from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
+from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
+from .evaluation import check_objective, check_produced, evaluate, evaluate_batches
 from .plan import TrainingPlan
 from .result import TrainResult
 from .sampling import ImportanceSampling
+from .step import step_loss
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
@@ -37,7 +42,6 @@ __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_
 # A loss this many times the first one (or 1, if larger) counts as diverged even
 # while still finite: such runs only reach inf a few steps later.
 DIVERGENCE_FACTOR = 1e3
-_EVAL_CHUNK = 8192
 
 
 class DivergenceGuard:
@@ -63,25 +67,6 @@ def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> 
     generator = torch.Generator().manual_seed(config.seed)
     apply_init(model, config.init, config.activation, generator)
     return model.to(device)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, problem: Problem, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over ``(x, y)``, in chunks."""
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, n = 0.0, 0.0, len(x)
-    for start in range(0, n, _EVAL_CHUNK):
-        xb, yb = x[start:start + _EVAL_CHUNK], y[start:start + _EVAL_CHUNK]
-        out = model(xb)
-        loss_sum += problem.loss_fn(out, yb).item() * len(xb)
-        if problem.task == "classification":
-            correct += accuracy(out, yb).item() * len(xb)
-    model.train(was_training)
-    metrics = {"valid_loss": loss_sum / n}
-    if problem.task == "classification":
-        metrics["valid_accuracy"] = correct / n
-    return metrics
 
 
 def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
@@ -138,14 +123,22 @@ class Run:
         if optimizer is None:
             optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
         self.optimizer = optimizer
-        self.plan = TrainingPlan(config, problem.n_train, lr_at)
-        self.x, self.y = (t.to(self.device) for t in problem.train)
-        self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
+        epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None
+        self.plan = TrainingPlan(config, problem.n_train, lr_at, epoch_steps)
+        self.tensors = problem.train_form == "tensors"  # in memory: indexed here, today's fast path
+        self.train_data = to_device(problem.train, self.device) if self.tensors else None
+        if problem.is_xy:  # the (x, y) tensors the importance sampler and data-parallel ranks index
+            self.x, self.y = self.train_data
+        valid = to_device(problem.valid, self.device) if problem.valid_form == "tensors" else problem.valid
+        self.valid_batches = valid_batches(problem, valid, config.batch_size, self.device)
         self.sampling = None  # the hook that picks and weights samples; None: the plain uniform loop
         if config.sampling == "importance":
+            problem.require_xy("sampling 'importance'")
             self.sampling = ImportanceSampling(problem, self.model, self.x, self.y, config.seed + 2)
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.step = self.epoch = 0
+        self._stream: Stream | None = None  # the data of periods that are not passes (eval_every, streams)
+        self._resumed_position: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         self.guard = DivergenceGuard()
         self.last_good = None
@@ -167,6 +160,7 @@ class Run:
         self.guard.bound = saved["guard_bound"]
         if self.sampling is not None and saved.get("sampling_state") is not None:
             self.sampling.load_state_dict(saved["sampling_state"])
+        self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
@@ -180,6 +174,8 @@ class Run:
     def begin(self) -> None:
         """Start the clock and the callbacks; before the first :meth:`run_epoch`."""
         self.start = time.perf_counter()
+        if not self.problem.objective_known:  # only a model can tell: try it on one validation batch
+            check_objective(self.model, self.problem, self.valid_batches)
         for cb in self.callbacks:
             cb.on_train_start(self.plan.total_steps, self.config.epochs)
         self.model.train()
@@ -229,14 +225,20 @@ class Run:
         return result
 
     # -- hooks ---------------------------------------------------------------------
-    def batch(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The samples of one step (``index`` None: the whole training set)."""
-        return (self.x, self.y) if index is None else (self.x[index], self.y[index])
+    def batch(self, item: Any) -> Any:
+        """The batch of one step: for in-memory data ``item`` is the rows' index (None: the whole training set);
+        otherwise it is the loader's batch, moved to the device here."""
+        if not self.tensors:
+            return to_device(item, self.device)
+        return self.train_data if item is None else take_rows(self.train_data, item)
 
-    def loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    def loss_backward(self, batch: Any) -> torch.Tensor:
         """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
-        loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
-        loss = loss_fn(self.model(xb), yb)
+        if self.sampling is not None:
+            xb, yb = batch
+            loss = self.sampling.loss(self.model(xb), yb)
+        else:
+            loss = step_loss(self.problem, self.model, batch).loss
         loss.backward()
         return loss
 
@@ -255,7 +257,8 @@ class Run:
             save_epoch_checkpoint(self.checkpoint, self.model, self.optimizer, self.config, epoch=self.epoch,
                                   step=self.step, history=self.history, data_generator=self.data_generator,
                                   guard_bound=self.guard.bound,
-                                  sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
+                                  sampling_state=self.sampling.state_dict() if self.sampling is not None else None,
+                                  data_position=None if self._stream is None else self._stream.position())
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
@@ -263,35 +266,56 @@ class Run:
         for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
             group.update({k: v for k, v in segment.items() if k != "lr" and k in group})
         batch_size = self.plan.batch_size(self.epoch, self.step)
-        if batch_size >= len(self.x):
-            batches = [None]  # full batch: no shuffle, no copy
-        elif not self.config.shuffle:
-            batches = torch.arange(len(self.x), device=self.device).split(batch_size)
+        left = self.plan.total_steps - self.step if self.plan.by_steps else None  # no batch is read in vain
+        if self.config.eval_every is None and self.plan.steps_in_epoch(self.epoch, self.step) is not None:
+            batches: Iterable = self._epoch_items(batch_size, self.epoch)  # a period is a pass over the data
+            batches = batches if left is None else itertools.islice(batches, left)
         else:
-            order = torch.randperm(len(self.x), generator=self.data_generator).to(self.device)
-            batches = order.split(batch_size)
-        if self.sampling is not None:
-            batches = self.sampling.batches(batches, batch_size)
+            batches = self._stream_items(batch_size, min(self.plan.period_steps(self.epoch), left))
         losses = []
-        for index in batches:
+        for item in batches:
             if not self.plan.epochs_left(self.epoch, self.step):
                 break
-            losses.append(self._step(index))
+            losses.append(self._step(item))
             if self.halted:
                 break
+        if not losses:
+            raise no_batches("train")
         if self.sampling is not None:
             self.epoch_sampling = self.sampling.end_epoch()
         return sum(losses) / len(losses), batch_size
 
-    def _step(self, index: torch.Tensor | None) -> float:
-        xb, yb = self.batch(index)
+    def _epoch_items(self, batch_size: int, data_epoch: int, skip: int = 0) -> Iterable:
+        """One pass over the training data: row indices for in-memory data, the loader's batches otherwise."""
+        if not self.tensors:
+            return train_batches(self.problem, batch_size, self.config.seed, data_epoch, self.config.shuffle, skip)
+        rows = leading_size(self.train_data)
+        if batch_size >= rows:
+            batches: Sequence = [None]  # full batch: no shuffle, no copy
+        elif not self.config.shuffle:
+            batches = torch.arange(rows, device=self.device).split(batch_size)
+        else:
+            order = torch.randperm(rows, generator=self.data_generator).to(self.device)
+            batches = order.split(batch_size)
+        if self.sampling is not None:
+            return self.sampling.batches(batches, batch_size)
+        return batches[skip:] if skip else batches
+
+    def _stream_items(self, batch_size: int, count: int) -> Iterator:
+        if self._stream is None:
+            self._stream = Stream(lambda epoch, skip: self._epoch_items(batch_size, epoch, skip),
+                                  self.data_generator, self._resumed_position)
+        return self._stream.take(count)
+
+    def _step(self, item: Any) -> float:
+        batch = self.batch(item)
         lr = self.plan.lr(self.epoch, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            return self.loss_backward(xb, yb)
+            return self.loss_backward(batch)
 
         if isinstance(self.optimizer, torch.optim.LBFGS):
             loss = self.optimizer.step(closure).item()
@@ -312,7 +336,8 @@ class Run:
     def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
-            record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
+            record.update(evaluate_batches(self.model, self.problem, self.valid_batches))
+            check_produced(self.problem, record)  # at the latest here: an output accuracy cannot read
         record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)
         if self.sampling is not None and evaluated:

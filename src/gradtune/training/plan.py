@@ -18,12 +18,18 @@ class TrainingPlan:
     With ``batch-growth`` the batch size changes at epoch boundaries, so the
     total number of steps is summed epoch by epoch; every other schedule keeps
     the batch size fixed. ``lr_at`` (a pure ``step -> rate`` function) replaces
-    the config's schedule: the range test's ramp.
+    the config's schedule: the range test's ramp. Data whose size is not known
+    in samples (``n_train`` None) gives ``epoch_steps``, its batches per epoch,
+    or None for a stream without a length (a step budget then).
+
+    A *period* is what one :meth:`Run.run_epoch <gradtune.training.loop.Run.run_epoch>` trains before it
+    evaluates: an epoch, ``eval_every`` steps, or the whole budget for a stream without ``eval_every``.
     """
 
     config: TrainConfig
-    n_train: int
+    n_train: int | None
     lr_at: LRSchedule | None = None
+    epoch_steps: int | None = None
 
     def __post_init__(self) -> None:
         c = self.config
@@ -47,8 +53,22 @@ class TrainingPlan:
             return self.config.batch_size
         return self.growth.batch_size_at(self.progress(epoch, step))
 
-    def steps_in_epoch(self, epoch: int, step: int = 0) -> int:
+    def steps_in_epoch(self, epoch: int, step: int = 0) -> int | None:
+        """Batches in one pass over the data; None for a stream without a length."""
+        if self.n_train is None:
+            return self.epoch_steps
         return math.ceil(self.n_train / self.batch_size(epoch, step))
+
+    def period_steps(self, epoch: int, step: int = 0) -> int:
+        """Steps the period ``epoch`` trains at most before it evaluates (see the class docstring)."""
+        if self.config.eval_every is not None:
+            return self.config.eval_every
+        return self.steps_in_epoch(epoch, step) or self.total_steps
+
+    @property
+    def by_steps(self) -> bool:
+        """Whether the run ends on a step count (a step budget or ``eval_every``) rather than at an epoch's end."""
+        return self.config.steps is not None or self.config.eval_every is not None
 
     def lr(self, epoch: int, step: int) -> float:
         factor = 1.0 if self.growth is None else self.growth.lr_factor(self.progress(epoch, step))
@@ -62,6 +82,6 @@ class TrainingPlan:
         return segment_at(self.config.hyper_schedule, epoch)
 
     def epochs_left(self, epoch: int, step: int) -> bool:
-        if self.config.steps is not None:
+        if self.by_steps:
             return step < self.total_steps
         return epoch < self.config.epochs

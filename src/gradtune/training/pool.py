@@ -75,6 +75,11 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     """
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
+    data_reason = problem.single_loop_reason()
+    if data_reason is not None:  # stacks index (x, y) tensors and score them with gradtune's own loss
+        return f"problem '{problem.name}': {data_reason}"
+    if any(c.eval_every is not None for c in configs):
+        return "eval_every evaluates mid-epoch, which stacks do not"
     if any(c.sampling == "importance" for c in configs):
         return "importance sampling scores and draws each member's batches itself, in the single loop"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})

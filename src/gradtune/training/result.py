@@ -13,9 +13,9 @@ __all__ = ["TrainResult", "compact_history"]
 
 
 def compact_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History as stored with a trial: the numbers a report plots, NaN/inf as None."""
-    keep = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "batch_size", "seconds")
-    return [{k: json_number(v) for k, v in r.items() if k in keep} for r in history]
+    """History as stored with a trial: the numbers a report plots (every ``valid_*`` one), NaN/inf as None."""
+    keep = ("epoch", "train_loss", "lr", "batch_size", "seconds")
+    return [{k: json_number(v) for k, v in r.items() if k in keep or k.startswith("valid_")} for r in history]
 
 
 @dataclass
@@ -44,12 +44,15 @@ class TrainResult:
               model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               diverged_at: dict[str, Any] | None) -> TrainResult:
         """The result of a finished run: final metrics from its last epoch (none if it diverged) and the
-        problem's report on the model (linreg's weight and bias)."""
+        problem's report on the model (linreg's weight and bias). Every ``valid_*`` number is kept, the
+        objective's too where the run never measured it (None)."""
         metrics: dict[str, Any] = {"valid_loss": None}
         if problem.task == "classification":
             metrics["valid_accuracy"] = None
-        if status != "diverged":
-            metrics.update({k: history[-1][k] for k in metrics})
+        metrics.update({k: None for r in history for k in r if k.startswith("valid_")})
+        metrics.setdefault(getattr(problem, "metric_name", "valid_loss"), None)
+        if status != "diverged" and history:
+            metrics.update({k: history[-1].get(k) for k in metrics})
         report = problem.report(model) if problem.report else {}
         return cls(problem.name, config.to_dict(), status, metrics, history, seconds, model, optimizer, report,
                    diverged_at)

@@ -87,7 +87,7 @@ def fitted_space(data: dict[str, Any], problem: Problem | None = None) -> Search
     if problem is not None and problem.task == "function":
         data.pop("batch_size", None)
         data.pop("init", None)
-    if problem is not None and "batch_size" in data:
+    if problem is not None and "batch_size" in data and problem.n_train is not None:
         sizes = [b for b in data["batch_size"]["choices"] if b <= problem.n_train] or [problem.n_train]
         data["batch_size"] = {"choices": sizes}
     return SearchSpace.from_mapping(data)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLINGS, TrainConfig
-from ..errors import check_choice, check_number, invalid_choice, invalid_value
+from ..errors import UsageError, check_choice, check_number, invalid_choice, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..storage.open import HEARTBEAT_SECONDS
@@ -79,6 +79,7 @@ class TuneSettings:
         if trial_epochs is not None:
             check_number("trial_epochs", trial_epochs, low=1, integer=True)
         if cv is not None:
+            problem.require_xy("cross-validation ('cv')")
             check_number("cv", cv, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
         population = kind.check_population(parse_population(population), cv)
         space = kind.search_space(_as_space(space, problem, kind))
@@ -173,7 +174,16 @@ def _as_space(space: SearchSpace | dict | None, problem: Problem, kind: type[Str
 def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
     """Refuse what no trial of the space could run: a batch size above the training set, or importance
     sampling with a full-batch optimiser or a test function."""
+    if sampling != "uniform":
+        problem.require_xy(f"sampling {sampling!r}")
+    steps = None
+    if not problem.sized:  # a stream's trials need a step budget: the space must set one
+        if "steps" not in space.params:
+            raise UsageError(f"The space must set 'steps' (a step budget) for problem '{problem.name}', whose "
+                             f"training data has no length. Got parameters: {', '.join(space.params)}.")
+        steps = 1
     for optimizer in space.optimizers:
         full_batch = get_optimizer_def(optimizer).full_batch
-        TrainConfig(optimizer=optimizer if full_batch else "sgd", sampling=sampling).resolve_for(problem)
-    space.check_batch_sizes(problem.n_train)
+        TrainConfig(optimizer=optimizer if full_batch else "sgd", sampling=sampling, steps=steps).resolve_for(problem)
+    if problem.n_train is not None:
+        space.check_batch_sizes(problem.n_train)

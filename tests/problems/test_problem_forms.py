@@ -1,0 +1,200 @@
+"""Bad user data, losses and objectives are refused in one line (a UsageError) before any optimiser step.
+
+Each case checks the error type, that its message is one line naming what was
+wrong, and, where a model exists, that its weights never moved.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gradtune
+from gradtune import Problem, UsageError
+from user_data_problems import TRAIN, VALID, DictDataset, DictModel, Stream, linear, loader_factory, separable
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message
+    return message
+
+
+class Built:
+    """A model factory that keeps what it built and its first weights."""
+
+    def __init__(self):
+        self.model, self.initial = None, None
+
+    def __call__(self) -> nn.Module:
+        self.model = linear()
+        self.initial = [p.detach().clone() for p in self.model.parameters()]
+        return self.model
+
+    def untouched(self) -> bool:
+        return all(torch.equal(p, q) for p, q in zip(self.model.parameters(), self.initial))
+
+
+@pytest.mark.parametrize(("returned", "expected"), [
+    (lambda out, y: nn.functional.cross_entropy(out, y, reduction="none"), "shape (16,)"),
+    (lambda out, y: {"logits": out}, "without 'loss'"),
+    (lambda out, y: 3.0, "Got float"),
+])
+def test_a_bad_compute_loss_is_refused_before_the_first_step(returned, expected):
+    def compute_loss(model, batch):
+        x, y = batch
+        return returned(model(x), y)
+
+    factory = Built()
+    problem = Problem(factory, train=TRAIN, valid=VALID, compute_loss=compute_loss)
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=1, device="cpu")
+    assert "compute_loss" in one_line(error) and expected in str(error.value)
+    assert factory.untouched()
+
+
+def test_in_memory_leaves_of_different_leading_sizes_are_refused():
+    x, y = TRAIN
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=(x[:, :2], x[:100, 2:], y), valid=VALID)
+    assert "different leading sizes" in one_line(error) and "[100, 160]" in str(error.value)
+
+
+def test_dataset_batches_of_different_leading_sizes_are_refused_at_the_first_step():
+    def collate(items):  # a user's collate that drops a row of the labels
+        batch = torch.utils.data.default_collate(items)
+        return {"features": batch["features"], "labels": batch["labels"][1:]}
+
+    x, y = TRAIN
+    factory = Built()
+    problem = Problem(factory, train=DictDataset(x, y), valid=VALID, collate=collate, compute_loss=lambda m, b: m(
+        b["features"]).sum())
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=8, epochs=1, device="cpu")
+    assert "different leading sizes" in one_line(error)
+    assert factory.untouched()
+
+
+def test_a_loader_factory_without_batch_size_is_refused():
+    def loader(size, *, seed):
+        return []
+
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=loader, valid=VALID)
+    assert "'batch_size' parameter" in one_line(error) and "(size, seed)" in str(error.value)
+
+
+def test_an_objective_no_metric_produces_is_refused_when_the_problem_is_built():
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=TRAIN, valid=VALID, metrics={"f1": lambda out, b: out.sum()}, objective="bleu",
+                direction="maximize")
+    message = one_line(error)
+    assert "'objective'" in message and "loss, accuracy, f1" in message and "'bleu'" in message
+
+
+def test_an_objective_evaluate_does_not_return_is_refused_before_training():
+    factory = Built()
+    problem = Problem(factory, train=TRAIN, valid=VALID, evaluate=lambda model, batches: {"f1": 0.5},
+                      objective="auc", direction="maximize")
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=1, device="cpu")
+    assert "'objective'" in one_line(error) and "f1" in str(error.value) and "'auc'" in str(error.value)
+    assert factory.untouched()
+
+
+def test_an_objective_of_unknown_direction_needs_a_direction():
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=TRAIN, valid=VALID, metrics={"f1": lambda out, b: out.sum()}, objective="f1")
+    assert "'direction'" in one_line(error) and "'f1'" in str(error.value)
+
+
+@pytest.mark.parametrize("train", [Stream(*TRAIN), loader_factory(*TRAIN, sized=False)], ids=["stream", "factory"])
+def test_epochs_on_data_without_a_length_are_refused(train):
+    problem = Problem(linear, train=train, valid=VALID)
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=2, device="cpu")
+    assert "'steps'" in one_line(error) and "epochs=2" in str(error.value)
+
+
+def test_a_dataloader_is_refused_with_what_to_pass_instead():
+    loader = torch.utils.data.DataLoader(DictDataset(*TRAIN), batch_size=8)
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=loader, valid=VALID)
+    assert "DataLoader" in one_line(error) and "batch size" in str(error.value)
+
+
+def test_collate_without_a_dataset_is_refused():
+    with pytest.raises(UsageError) as error:
+        Problem(linear, train=TRAIN, valid=VALID, collate=list)
+    assert "'collate'" in one_line(error)
+
+
+def test_a_batch_the_conventions_cannot_read_asks_for_compute_loss():
+    problem = Problem(linear, train={"features": TRAIN[0]}, valid=VALID)
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=1, device="cpu")
+    assert "compute_loss" in one_line(error) and "features" in str(error.value)
+
+
+def test_features_that_need_xy_tensors_refuse_other_data_in_one_line(tmp_path):
+    problem = Problem(linear, train=DictDataset(*TRAIN), valid=VALID, name="dicts")
+    refusals = [
+        lambda: gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=1, sampling="importance", device="cpu"),
+        lambda: gradtune.tune(problem, strategy="random", budget=1, cv=3, storage=f"sqlite:///{tmp_path}/a.db"),
+        lambda: gradtune.measure_noise_scale(problem, epochs=1),
+        lambda: gradtune.train_parallel(problem, gradtune.TrainConfig(epochs=1, device="cpu"), nproc=2),
+    ]
+    for refuse in refusals:
+        with pytest.raises(UsageError) as error:
+            refuse()
+        assert "problem 'dicts' cannot" in one_line(error) and "Dataset" in str(error.value)
+
+
+def test_the_population_trainer_falls_back_to_the_single_loop_with_one_line(caplog, tmp_path):
+    problem = Problem(DictModel, train=DictDataset(*TRAIN), valid=DictDataset(*VALID), name="dicts")
+    space = {"optimizer": "sgd", "lr": {"low": 0.01, "high": 0.5, "log": True}, "epochs": 1, "batch_size": 32}
+    result = gradtune.tune(problem, space=space, strategy="random", budget=3, population=3, device="cpu",
+                           storage=f"sqlite:///{tmp_path}/p.db", best_model=False)
+    assert [row["state"] for row in result.trials] == ["completed"] * 3
+    lines = [r.getMessage() for r in caplog.records if "one at a time" in r.getMessage()]
+    assert len(lines) == 1 and "Dataset" in lines[0]
+
+
+def test_tensor_inputs_as_a_dict_and_a_tuple_train_by_the_conventions():
+    x, y = TRAIN
+
+    class Named(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 2)
+
+        def forward(self, a, b):
+            return self.layer(torch.cat([a, b], dim=1))
+
+    xv, yv = VALID
+    for train, valid in ((({"a": x[:, :2], "b": x[:, 2:]}, y), ({"a": xv[:, :2], "b": xv[:, 2:]}, yv)),
+                         (((x[:, :2], x[:, 2:]), y), ((xv[:, :2], xv[:, 2:]), yv))):
+        result = gradtune.train(Problem(Named, train=train, valid=valid), optimizer="adam", lr=0.05, epochs=3,
+                                device="cpu")
+        assert result.metrics["valid_accuracy"] > 0.9
+    assert separable(1, 0)[0].shape == (1, 4)
+
+
+def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the_first_evaluation():
+    class DictOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"scores": self.layer(x)}
+
+    problem = Problem(DictOut, train=TRAIN, valid=VALID, loss=lambda out, y: nn.functional.cross_entropy(
+        out["scores"], y))
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=2, device="cpu")
+    assert "'objective'" in one_line(error) and "'accuracy'" in str(error.value) and "loss" in str(error.value)
+    fixed = Problem(DictOut, train=TRAIN, valid=VALID, objective="loss",
+                    loss=lambda out, y: nn.functional.cross_entropy(out["scores"], y))
+    assert gradtune.train(fixed, optimizer="sgd", lr=0.1, epochs=2, device="cpu").status == "completed"
