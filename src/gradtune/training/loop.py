@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..models import apply_init
-from ..optim import current_lr, make_optimizer
+from ..optim import current_lr, make_optimizer, parameter_groups
 from ..problems import Problem, accuracy
 from ..schedules import LRSchedule
 from .callbacks import Callback
@@ -30,6 +30,7 @@ from .device import resolve_device
 from .plan import TrainingPlan
 from .result import TrainResult
 from .sampling import ImportanceSampling
+from .step_rule import StepRule
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
@@ -136,8 +137,10 @@ class Run:
         self.device = device or resolve_device(config.device)
         self.model = model if model is not None else build_model(problem, config, self.device)
         if optimizer is None:
-            optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
+            optimizer = make_optimizer(config.optimizer, parameter_groups(self.model, config.decay),
+                                       **config.hyperparameters())
         self.optimizer = optimizer
+        self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
         self.plan = TrainingPlan(config, problem.n_train, lr_at)
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
@@ -167,6 +170,7 @@ class Run:
         self.guard.bound = saved["guard_bound"]
         if self.sampling is not None and saved.get("sampling_state") is not None:
             self.sampling.load_state_dict(saved["sampling_state"])
+        self.step_rule.load_state_dict(saved.get("scaler_state"))
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
@@ -236,9 +240,7 @@ class Run:
     def loss_backward(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
         loss_fn = self.problem.loss_fn if self.sampling is None else self.sampling.loss
-        loss = loss_fn(self.model(xb), yb)
-        loss.backward()
-        return loss
+        return self.step_rule.forward_backward(lambda x, y: loss_fn(self.model(x), y), xb, yb)
 
     def step_done(self, loss: float) -> bool:
         """Every callback sees the step just taken; True if one asks to stop now."""
@@ -255,13 +257,15 @@ class Run:
             save_epoch_checkpoint(self.checkpoint, self.model, self.optimizer, self.config, epoch=self.epoch,
                                   step=self.step, history=self.history, data_generator=self.data_generator,
                                   guard_bound=self.guard.bound,
-                                  sampling_state=self.sampling.state_dict() if self.sampling is not None else None)
+                                  sampling_state=self.sampling.state_dict() if self.sampling is not None else None,
+                                  scaler_state=self.step_rule.state_dict())
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
         segment = self.plan.segment(self.epoch)
         for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
-            group.update({k: v for k, v in segment.items() if k != "lr" and k in group})
+            group.update({k: v for k, v in segment.items() if k != "lr" and k in group and not
+                          (k == "weight_decay" and group.get("no_decay"))})
         batch_size = self.plan.batch_size(self.epoch, self.step)
         if batch_size >= len(self.x):
             batches = [None]  # full batch: no shuffle, no copy
@@ -300,7 +304,7 @@ class Run:
             loss_tensor = closure()
             loss = loss_tensor.item()
             self._check(loss)  # before the step, so a NaN gradient never reaches the weights
-            self.optimizer.step()
+            self.step_rule.step(self.optimizer, self.model.parameters())
         self.step += 1
         self.halted = self.step_done(loss)
         return loss
@@ -312,7 +316,8 @@ class Run:
     def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
-            record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
+            with self.step_rule.autocast():  # the model is evaluated at the precision it trains at
+                record.update(evaluate(self.model, self.problem, self.x_valid, self.y_valid))
         record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)
         if self.sampling is not None and evaluated:
