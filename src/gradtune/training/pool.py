@@ -30,6 +30,7 @@ from .device import resolve_device
 from .loop import SingleLoop, build_model
 from .stack import PopulationController, Stack
 from .stacked import backward, stack_models
+from .step_rule import autocast
 from .trainer import Entry, Finished, admit
 
 __all__ = ["StackedPool", "fallback_reason", "stack_key", "CheckpointClock", "CHECKPOINT_GAP", "MIN_STACK",
@@ -68,18 +69,20 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
                     probed: dict[tuple, str | None] | None = None) -> str | None:
     """Why these configurations cannot train stacked, or None if they can.
 
-    The model's probe under ``vmap`` depends only on the architecture (activation) and the device; ``probed``
+    The model's probe under ``vmap`` depends only on the architecture (activation), device and precision; ``probed``
     keeps its verdicts, so that a pool probes each architecture once, not once per optimiser.
     """
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
     if any(c.sampling == "importance" for c in configs):
         return "importance sampling scores and draws each member's batches itself, in the single loop"
+    if any(c.precision == "fp16" for c in configs):
+        return "fp16's gradient scaler skips the steps of a whole model, not of one member"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
         why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
         return f"optimizer {unstackable[0]} {why}"
-    key = (configs[0].activation, configs[0].device)
+    key = (configs[0].activation, configs[0].device, configs[0].precision)
     if probed is None or key not in probed:
         reason = None
         try:
@@ -98,15 +101,17 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     models = [build_model(problem, config.replace(seed=config.seed + i), device) for i in range(2)]
     stack = stack_models(models)
     x, y = (t[:2].to(device) for t in problem.train)
-    out = stack(x.expand(2, *x.shape))
-    backward(problem.member_losses(out, y.expand(2, *y.shape)).sum())
+    with autocast(config.precision, device):
+        losses = problem.member_losses(stack(x.expand(2, *x.shape)), y.expand(2, *y.shape))
+    backward(losses.sum())
 
 
 def stack_key(config: TrainConfig) -> tuple:
-    """What members must share to train in one stack: activation, batch plan, shuffling and device."""
+    """What members must share to train in one stack: activation, batch plan, shuffling, device and precision
+    (autocast wraps the stack's forward). Clipping, micro-batches and decay differ per member."""
     c = config
     batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps) if c.schedule == "batch-growth" else c.batch_size
-    return (c.activation, batch, c.shuffle, c.device)
+    return (c.activation, batch, c.shuffle, c.device, c.precision)
 
 
 class StackedPool:
