@@ -1,0 +1,259 @@
+"""clip_norm, precision, micro_batch and decay in the single loop, each against a hand-written torch loop.
+
+The oracle builds the same model after ``torch.manual_seed(seed)``, draws the
+same batches (``torch.randperm`` from ``seed + 1``), and does by hand what the
+setting asks: ``clip_grad_norm_`` between backward and step, autocast (and a
+``GradScaler`` for fp16), micro-batch losses weighted by their share of the
+batch, two parameter groups for AdamW. Float64 makes the equality tight where
+autocast does not apply (autocast leaves float64 alone, so the precision cases
+are float32). Each case also checks that the setting changed the run, so that
+an ignored setting cannot pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+import gradtune
+from gradtune import TrainConfig
+from gradtune.errors import UsageError
+from toy_problems import three_class_problem
+
+SEED = 2
+
+
+def problem64() -> gradtune.Problem:
+    return three_class_problem(samples=100, train=80, hidden=10, dtype=torch.float64)
+
+
+def problem32() -> gradtune.Problem:
+    return three_class_problem(samples=100, train=80, hidden=10)
+
+
+def hand_loop(problem: gradtune.Problem, config: dict[str, Any],
+              make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> tuple[nn.Module, list[float]]:
+    """The run as plain PyTorch; returns the model and every step's loss."""
+    torch.manual_seed(SEED)
+    model = problem.build_model()
+    optimizer = make_optimizer(model)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.get("precision"))
+    scaler = torch.amp.GradScaler("cpu") if config.get("precision") == "fp16" else None
+    generator = torch.Generator().manual_seed(SEED + 1)
+    x, y = problem.train
+    losses = []
+    for _ in range(config["epochs"]):
+        for index in torch.randperm(len(x), generator=generator).split(config["batch_size"]):
+            optimizer.zero_grad()
+            micro = config.get("micro_batch") or len(index)
+            total = 0.0
+            for part in index.split(micro):
+                share = len(part) / len(index)
+                with torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext():
+                    loss = nn.functional.cross_entropy(model(x[part]), y[part])
+                scaled = loss * share if share != 1 else loss
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                total += loss.item() * share
+            losses.append(total)
+            if scaler and config.get("clip_norm"):
+                scaler.unscale_(optimizer)
+            if config.get("clip_norm"):
+                nn.utils.clip_grad_norm_(model.parameters(), config["clip_norm"])
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+    return model, losses
+
+
+class Losses(gradtune.Callback):
+    def __init__(self):
+        self.values = []
+
+    def on_step(self, step, loss, lr):
+        self.values.append(loss)
+
+
+def train(problem: gradtune.Problem, config: dict[str, Any]) -> tuple[gradtune.TrainResult, list[float]]:
+    losses = Losses()
+    result = gradtune.train(problem, seed=SEED, callbacks=[losses], **config)
+    assert result.status == "completed"
+    return result, losses.values
+
+
+def gap(ours: nn.Module, theirs: nn.Module) -> float:
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    return max(((a[k] - b[k]).norm() / b[k].norm()).item() for k in a)
+
+
+def sgd(lr: float, momentum: float = 0.0) -> Callable[[nn.Module], torch.optim.Optimizer]:
+    return lambda model: torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+
+
+def test_clip_norm_equals_clip_grad_norm_between_backward_and_step():
+    problem = problem64()
+    config = dict(optimizer="momentum", lr=0.5, momentum=0.9, batch_size=16, epochs=3, clip_norm=0.3)
+    result, losses = train(problem, config)
+    model, expected = hand_loop(problem, config, sgd(0.5, 0.9))
+    assert losses == pytest.approx(expected, rel=1e-12)
+    assert gap(result.model, model) < 1e-12
+    unclipped, _ = hand_loop(problem, {**config, "clip_norm": None}, sgd(0.5, 0.9))
+    assert gap(result.model, unclipped) > 1e-3  # the clip was active
+
+
+def test_micro_batches_sum_to_the_full_batch_step():
+    """Batch 24 over 80 samples is 24, 24, 24, 8; micro-batches of 10 cut each 24 as 10, 10, 4."""
+    problem = problem64()
+    config = dict(optimizer="momentum", lr=0.2, momentum=0.9, batch_size=24, epochs=3, micro_batch=10)
+    result, losses = train(problem, config)
+    model, expected = hand_loop(problem, config, sgd(0.2, 0.9))
+    assert losses == pytest.approx(expected, rel=1e-12)
+    assert gap(result.model, model) < 1e-12
+    whole, whole_losses = hand_loop(problem, {**config, "micro_batch": None}, sgd(0.2, 0.9))
+    assert gap(result.model, whole) < 1e-10  # accumulation: the same step as the whole batch's
+    assert losses == pytest.approx(whole_losses, rel=1e-10)
+    assert result.history[-1]["batch_size"] == 24  # the batch size stays the optimisation hyperparameter
+
+
+def test_micro_batches_inside_the_lbfgs_closure_give_the_full_batch_run():
+    problem = problem64()
+    whole = gradtune.train(problem, optimizer="lbfgs", lr=0.5, max_iter=5, epochs=2, seed=SEED)
+    split = gradtune.train(problem, optimizer="lbfgs", lr=0.5, max_iter=5, epochs=2, seed=SEED, micro_batch=30)
+    assert gap(split.model, whole.model) < 1e-8
+    assert split.metrics["valid_loss"] == pytest.approx(whole.metrics["valid_loss"], rel=1e-8)
+
+
+def test_decay_matrices_matches_adamw_with_two_parameter_groups():
+    problem = problem64()
+    config = dict(optimizer="adamw", lr=0.01, weight_decay=0.5, batch_size=16, epochs=3, decay="matrices")
+    result, losses = train(problem, config)
+
+    def two_groups(model):
+        matrices = [p for p in model.parameters() if p.ndim >= 2]
+        others = [p for p in model.parameters() if p.ndim < 2]
+        return torch.optim.AdamW([{"params": matrices}, {"params": others, "weight_decay": 0.0}], lr=0.01,
+                                 weight_decay=0.5)
+
+    model, expected = hand_loop(problem, config, two_groups)
+    assert losses == pytest.approx(expected, rel=1e-12)
+    assert gap(result.model, model) < 1e-12
+    everywhere, _ = hand_loop(problem, config, lambda m: torch.optim.AdamW(m.parameters(), lr=0.01,
+                                                                           weight_decay=0.5))
+    assert gap(result.model, everywhere) > 1e-4  # the biases were spared
+
+
+def test_bf16_autocasts_the_forward_and_loss():
+    problem = problem32()
+    config = dict(optimizer="sgd", lr=0.3, batch_size=16, epochs=2, precision="bf16")
+    result, losses = train(problem, config)
+    model, expected = hand_loop(problem, config, sgd(0.3))
+    assert losses == pytest.approx(expected, rel=1e-6)
+    assert gap(result.model, model) < 1e-6
+    full, full_losses = hand_loop(problem, {**config, "precision": None}, sgd(0.3))
+    assert max(abs(a - b) for a, b in zip(losses, full_losses)) > 1e-4  # bf16 really ran
+
+
+def test_fp16_scales_the_loss_and_unscales_before_clipping():
+    problem = problem32()
+    config = dict(optimizer="momentum", lr=0.3, momentum=0.5, batch_size=16, epochs=2, precision="fp16",
+                  clip_norm=0.5)
+    result, losses = train(problem, config)
+    model, expected = hand_loop(problem, config, sgd(0.3, 0.5))
+    assert losses == pytest.approx(expected, rel=1e-6)
+    assert gap(result.model, model) < 1e-6
+
+
+def test_the_precision_accepts_32_as_a_number_and_records_it_as_text():
+    problem = problem64()
+    plain = gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=1, seed=SEED)
+    as_number = gradtune.train(problem, optimizer="sgd", lr=0.1, epochs=1, seed=SEED, precision=32)
+    assert as_number.config["precision"] == "32" and as_number.config["decay"] == "all"
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(value, as_number.model.state_dict()[key])
+
+
+def test_a_micro_batch_above_the_batch_size_is_a_cap_that_changes_nothing():
+    problem = problem64()
+    plain = gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=1, seed=SEED)
+    capped = gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=1, seed=SEED, micro_batch=64)
+    assert capped.config["micro_batch"] == 64
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(value, capped.model.state_dict()[key])
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"clip_norm": 0.0}, "The 'clip_norm' parameter must be a float in (0, inf). Got 0.0."),
+    ({"clip_norm": "1"}, "The 'clip_norm' parameter must be a float in (0, inf). Got '1'."),
+    ({"precision": "fp8"}, "The 'precision' parameter must be one of: 32, bf16, fp16. Got 'fp8'."),
+    ({"precision": 16}, "The 'precision' parameter must be one of: 32, bf16, fp16. Got 16."),
+    ({"micro_batch": 0}, "The 'micro_batch' parameter must be an integer in [1, inf). Got 0."),
+    ({"micro_batch": 2.5}, "The 'micro_batch' parameter must be an integer in [1, inf). Got 2.5."),
+    ({"decay": "biases"}, "The 'decay' parameter must be one of: all, matrices. Got 'biases'."),
+    ({"optimizer": "lbfgs", "clip_norm": 1.0}, "'clip_norm' parameter must be unset for optimizer 'lbfgs'"),
+    ({"optimizer": "lbfgs", "precision": "fp16"}, "'precision' parameter must be '32' or 'bf16' for optimizer"),
+    ({"optimizer": "lbfgs", "decay": "matrices"}, "'all' for optimizer 'lbfgs' (it has no weight decay)"),
+    ({"optimizer": "sgd-hd", "decay": "matrices"}, "'all' for optimizer 'sgd-hd' (its learning rate adapts"),
+    ({"sampling": "importance", "micro_batch": 8}, "'micro_batch' parameter must be unset with sampling"),
+])
+def test_bad_step_settings_are_refused_in_one_line_before_training(settings, expected):
+    class Never(gradtune.Callback):
+        def on_train_start(self, total_steps, epochs):
+            raise AssertionError("training started")
+
+    with pytest.raises(UsageError) as caught:
+        gradtune.train(problem64(), epochs=1, callbacks=[Never()], **settings)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# -- unknown keys: every door, one line naming the key and the accepted ones ------------------------------
+
+
+def _one_line_naming(error: pytest.ExceptionInfo, key: str, hint: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"'{key}'" in message and f"did you mean '{hint}'" in message
+    assert "clip_norm, precision, micro_batch, decay" in message  # the accepted keys
+
+
+def test_an_unknown_override_of_train_is_a_usage_error_not_a_type_error():
+    with pytest.raises(UsageError) as caught:
+        gradtune.train(problem64(), grad_clip=1.0)
+    _one_line_naming(caught, "grad_clip", "clip_norm")
+
+
+def test_an_unknown_key_of_a_mapping_is_refused():
+    with pytest.raises(UsageError) as caught:
+        TrainConfig.from_mapping({"optimizer": "sgd", "gradient_accumulation_steps": 4})
+    _one_line_naming(caught, "gradient_accumulation_steps", "micro_batch")
+    with pytest.raises(UsageError) as caught:
+        gradtune.train_population(problem64(), [{"optimizer": "sgd"}, {"bf16": True}])
+    _one_line_naming(caught, "bf16", "precision")
+
+
+def test_an_unknown_key_of_a_config_file_is_refused_by_the_cli(cli, tmp_path):
+    (tmp_path / "run.yaml").write_text("optimizer: sgd\nmax_grad_norm: 1.0\n")
+    done = cli("train", "linreg", "--config", "run.yaml", "--epochs", "1", "--quiet")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert "'max_grad_norm'" in line and "did you mean 'clip_norm'" in line and "micro_batch" in line
+
+
+def test_an_unknown_space_name_is_refused_before_a_study_is_made(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        gradtune.tune(problem64(), space={"lr": 0.1, "grad_clip": {"choices": [0.5, 1.0]}}, strategy="random",
+                      budget=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    message = str(caught.value)
+    assert "\n" not in message and "'grad_clip'" in message and "clip_norm" in message and "lr" in message
+    assert "did you mean 'clip_norm'" in message
+    if (tmp_path / "s.db").exists():
+        summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 's.db'}", include_best_trial=False)
+        assert all(s.n_trials == 0 for s in summaries)
