@@ -107,11 +107,17 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
 
 
 def stack_key(config: TrainConfig) -> tuple:
-    """What members must share to train in one stack: activation, batch plan, shuffling, device and precision
-    (autocast wraps the stack's forward). Clipping, micro-batches and decay differ per member."""
+    """What members must share to train in one stack: activation, batch plan, shuffling, device, precision
+    (autocast wraps the stack's forward) and micro-batch cut (so that each member's micro-batches are its single
+    loop's, which BatchNorm's statistics see). Clipping and decay differ per member."""
     c = config
-    batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps) if c.schedule == "batch-growth" else c.batch_size
-    return (c.activation, batch, c.shuffle, c.device, c.precision)
+    if c.schedule == "batch-growth":
+        batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
+        micro = c.micro_batch
+    else:
+        batch = c.batch_size
+        micro = c.micro_batch if c.micro_batch is not None and c.micro_batch < c.batch_size else None
+    return (c.activation, batch, c.shuffle, c.device, c.precision, micro)
 
 
 class StackedPool:

@@ -1,13 +1,13 @@
 """One stack: configurations of one architecture trained as one batched computation.
 
 Members share a stack when they share what stacking needs: the activation (it
-changes the forward function), the batch-size plan, shuffling, the device and
-the precision (see :func:`~gradtune.training.pool.stack_key`). Everything else
-differs freely: the optimiser (members are ordered so that those needing the same
+changes the forward function), the batch-size plan, shuffling, the device, the
+precision and the micro-batch cut (see :func:`~gradtune.training.pool.stack_key`).
+Everything else differs freely: the optimiser (members are ordered so that those needing the same
 update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
 learning rate, momentum, betas, weight decay and which parameters it decays,
-schedule, warm-up, initialisation and seed, training length, gradient clipping
-(each member's own norm) and micro-batch size. Each member sees its own
+schedule, warm-up, initialisation and seed, training length and gradient
+clipping (each member's own norm). Each member sees its own
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
 reassociation in the batched kernels.
@@ -88,9 +88,8 @@ class Stack:
     micro-step every member takes its next samples, its loss weighted by their
     number over its own batch length, and gradients sum in place until a
     member's batch is complete; then that member (and only it) steps.
-    Batch-growth members of different ages, and members with their own
-    ``micro_batch``, share a stack this way; with one batch size and no
-    ``micro_batch``, a micro-batch is the batch. Rows are ordered by optimiser
+    Batch-growth members of different ages share a stack this way; with one
+    batch size and no ``micro_batch``, a micro-batch is the batch. Rows are ordered by optimiser
     block, then batch size, so that the members stepping together are
     contiguous.
 
