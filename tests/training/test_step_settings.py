@@ -12,65 +12,16 @@ an ignored setting cannot pass.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import optuna
 import pytest
 import torch
-from torch import nn
 
 import gradtune
 from gradtune import TrainConfig
 from gradtune.errors import UsageError
-from toy_problems import three_class_problem
-
-SEED = 2
-
-
-def problem64() -> gradtune.Problem:
-    return three_class_problem(samples=100, train=80, hidden=10, dtype=torch.float64)
-
-
-def problem32() -> gradtune.Problem:
-    return three_class_problem(samples=100, train=80, hidden=10)
-
-
-def hand_loop(problem: gradtune.Problem, config: dict[str, Any],
-              make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> tuple[nn.Module, list[float]]:
-    """The run as plain PyTorch; returns the model and every step's loss."""
-    torch.manual_seed(SEED)
-    model = problem.build_model()
-    optimizer = make_optimizer(model)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.get("precision"))
-    scaler = torch.amp.GradScaler("cpu") if config.get("precision") == "fp16" else None
-    generator = torch.Generator().manual_seed(SEED + 1)
-    x, y = problem.train
-    losses = []
-    for _ in range(config["epochs"]):
-        for index in torch.randperm(len(x), generator=generator).split(config["batch_size"]):
-            optimizer.zero_grad()
-            micro = config.get("micro_batch") or len(index)
-            total = 0.0
-            for part in index.split(micro):
-                share = len(part) / len(index)
-                with torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext():
-                    loss = nn.functional.cross_entropy(model(x[part]), y[part])
-                scaled = loss * share if share != 1 else loss
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                total += loss.item() * share
-            losses.append(total)
-            if scaler and config.get("clip_norm"):
-                scaler.unscale_(optimizer)
-            if config.get("clip_norm"):
-                nn.utils.clip_grad_norm_(model.parameters(), config["clip_norm"])
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-    return model, losses
+from step_oracle import SEED, batchnorm_problem, gap, hand_loop, problem32, problem64, sgd
 
 
 class Losses(gradtune.Callback):
@@ -86,16 +37,6 @@ def train(problem: gradtune.Problem, config: dict[str, Any]) -> tuple[gradtune.T
     result = gradtune.train(problem, seed=SEED, callbacks=[losses], **config)
     assert result.status == "completed"
     return result, losses.values
-
-
-def gap(ours: nn.Module, theirs: nn.Module) -> float:
-    a, b = ours.state_dict(), theirs.state_dict()
-    assert list(a) == list(b)
-    return max(((a[k] - b[k]).norm() / b[k].norm()).item() for k in a)
-
-
-def sgd(lr: float, momentum: float = 0.0) -> Callable[[nn.Module], torch.optim.Optimizer]:
-    return lambda model: torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
 
 def test_clip_norm_equals_clip_grad_norm_between_backward_and_step():
@@ -121,6 +62,19 @@ def test_micro_batches_sum_to_the_full_batch_step():
     assert gap(result.model, whole) < 1e-10  # accumulation: the same step as the whole batch's
     assert losses == pytest.approx(whole_losses, rel=1e-10)
     assert result.history[-1]["batch_size"] == 24  # the batch size stays the optimisation hyperparameter
+
+
+def test_micro_batches_are_cut_as_asked():
+    """BatchNorm makes the cut observable (its statistics are the micro-batch's), so the whole batch's run
+    cannot pass for the micro-batched one."""
+    problem = batchnorm_problem()
+    config = dict(optimizer="sgd", lr=0.2, batch_size=24, epochs=2, micro_batch=10)
+    result, losses = train(problem, config)
+    model, expected = hand_loop(problem, config, sgd(0.2))
+    assert losses == pytest.approx(expected, rel=1e-12)
+    assert gap(result.model, model) < 1e-12
+    whole, _ = hand_loop(problem, {**config, "micro_batch": None}, sgd(0.2))
+    assert gap(result.model, whole) > 1e-3
 
 
 def test_micro_batches_inside_the_lbfgs_closure_give_the_full_batch_run():
