@@ -111,3 +111,39 @@ def test_precision_splits_stacks_and_fp16_trains_in_the_single_loop(caplog):
     single = gradtune.train(problem, fp16)
     for name, value in result.model.state_dict().items():
         assert torch.equal(value, single.model.state_dict()[name])
+
+
+def test_a_member_decaying_matrices_resumes_the_single_loops_checkpoint_in_a_stack(tmp_path):
+    """The optimiser's state_dict numbers parameters group by group (matrices first): a stack must read it back
+    in that order, not the model's."""
+    problem = problem64()
+    configs = [TrainConfig(optimizer="adamw", lr=lr, weight_decay=0.3, batch_size=16, epochs=3, decay="matrices",
+                           seed=SEED) for lr in (0.01, 0.02)]
+    paths = [tmp_path / f"member-{i}.pt" for i in range(2)]
+
+    class StopAfterOne(gradtune.Callback):
+        def on_epoch_end(self, record):
+            return record["epoch"] >= 1
+
+    for config, path in zip(configs, paths):
+        assert gradtune.train(problem, config, checkpoint=path, callbacks=[StopAfterOne()]).status == "stopped"
+    pool = StackedPool(problem, capacity=2)
+    for key, (config, path) in enumerate(zip(configs, paths)):
+        pool.add(key, config, checkpoint=path)
+    assert len(pool.stacks) == 1
+    ended = {}
+    while pool.in_flight:
+        ended.update(pool.advance())
+
+    def two_groups(lr):
+        def make(model):
+            matrices = [p for p in model.parameters() if p.ndim >= 2]
+            others = [p for p in model.parameters() if p.ndim < 2]
+            return torch.optim.AdamW([{"params": matrices}, {"params": others, "weight_decay": 0.0}], lr=lr,
+                                     weight_decay=0.3)
+        return make
+
+    for key, config in enumerate(configs):
+        assert ended[key].status == "completed" and ended[key].report["resumed_from_epoch"] == 1
+        model, _ = hand_loop(problem, dict(batch_size=16, epochs=3), two_groups(config.lr))
+        assert gap(ended[key].model, model) < 1e-10

@@ -211,3 +211,33 @@ def test_an_unknown_space_name_is_refused_before_a_study_is_made(tmp_path):
     if (tmp_path / "s.db").exists():
         summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 's.db'}", include_best_trial=False)
         assert all(s.n_trials == 0 for s in summaries)
+
+
+def test_an_fp16_run_resumes_with_its_gradient_scaler(tmp_path):
+    """The scaler's scale is part of the run's state: a run resumed from its epoch checkpoint ends as one never
+    stopped. Targets of a few hundred overflow float16 at the first scale, 2**16, so the first epoch halves it
+    (skipping those steps); a fresh scaler would skip them again."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 6, generator=generator)
+    y = 300 * x[:, :1] + x[:, 1:2] ** 2
+    problem = gradtune.Problem(lambda: torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(),
+                                                           torch.nn.Linear(16, 1)),
+                               train=(x[:80], y[:80]), valid=(x[80:], y[80:]), loss="mse", task="regression")
+    config = TrainConfig(optimizer="sgd", lr=1e-3, batch_size=16, epochs=3, precision="fp16", seed=SEED)
+
+    class StopAfterOne(gradtune.Callback):
+        def on_epoch_end(self, record):
+            return record["epoch"] >= 1
+
+    whole = gradtune.train(problem, config)
+    path = tmp_path / "run.pt"
+    assert gradtune.train(problem, config, checkpoint=path, callbacks=[StopAfterOne()]).status == "stopped"
+    saved = gradtune.load_checkpoint(path)
+    assert saved["scaler_state"]["scale"] < 2.0**16
+    resumed = gradtune.train(problem, config, checkpoint=path)
+    assert resumed.report["resumed_from_epoch"] == 1
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+    torch.save({**saved, "scaler_state": None}, path)  # the oracle's other side: a fresh scaler
+    fresh = gradtune.train(problem, config, checkpoint=path)
+    assert fresh.report["resumed_from_epoch"] == 1 and gap(fresh.model, whole.model) > 1e-4
