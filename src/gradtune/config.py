@@ -83,6 +83,12 @@ class TrainConfig:
     hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        # TrainConfig(grad_clip=1.0), and so replace(grad_clip=1.0) and gradtune.train(problem, grad_clip=1.0):
+        # a UsageError naming the key, not the TypeError of the dataclass's __init__.
+        cls.check_keys(set(kwargs) - {"extra"}, "configuration")
+        return super().__new__(cls)
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
@@ -91,9 +97,9 @@ class TrainConfig:
     def check_keys(cls, names: Iterable[str], source: str = "config") -> None:
         """Refuse a name that is no field, in one line naming it and the accepted ones.
 
-        The one check behind every door: :meth:`from_mapping` (config files, stored and tuned
-        configurations), :meth:`replace` (``gradtune.train(problem, **overrides)``), and the search space's
-        names (:data:`gradtune.tuning.space.TUNABLE_KEYS` are fields).
+        The one check behind every door: construction and :meth:`replace` (``gradtune.train(problem,
+        **overrides)``), :meth:`from_mapping` (config files, stored and tuned configurations), and the search
+        space's names (:data:`gradtune.tuning.space.TUNABLE_KEYS` are fields).
         """
         unknown = sorted(set(names) - set(cls.keys()))
         if unknown:
@@ -111,8 +117,7 @@ class TrainConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        self.check_keys(changes, "configuration")
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # an unknown key is refused by __new__
 
     def hyperparameters(self) -> dict[str, Any]:
         """The optimiser's hyperparameters, defaults filled in and validated."""

@@ -182,6 +182,9 @@ def test_an_unknown_override_of_train_is_a_usage_error_not_a_type_error():
     with pytest.raises(UsageError) as caught:
         gradtune.train(problem64(), grad_clip=1.0)
     _one_line_naming(caught, "grad_clip", "clip_norm")
+    with pytest.raises(UsageError) as caught:
+        TrainConfig(optimizer="adam", max_grad_norm=1.0)
+    _one_line_naming(caught, "max_grad_norm", "clip_norm")
 
 
 def test_an_unknown_key_of_a_mapping_is_refused():
