@@ -45,7 +45,10 @@ class TrainConfig:
     ``importance`` (:mod:`gradtune.training.sampling`). ``clip_norm``, ``precision``
     (``"32"``, ``"bf16"`` or ``"fp16"``), ``micro_batch`` and ``decay`` (``"all"`` or
     ``"matrices"``) are what gradtune does between the loss and the weights
-    (:mod:`gradtune.step_settings`).
+    (:mod:`gradtune.step_settings`). ``model_args`` are the
+    model factory's keyword arguments (the user's hyperparameters, such as
+    ``{"width": 64, "dropout": 0.1}``); they are part of the config's identity,
+    so a checkpoint of other ``model_args`` never resumes this run.
     """
 
     optimizer: str = "sgd"
@@ -81,6 +84,7 @@ class TrainConfig:
     # Hyperparameters that change at epoch boundaries, as population-based training
     # found them: [{"epoch": 0, "lr": ..., "momentum": ...}, {"epoch": 4, ...}, ...].
     hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
+    model_args: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
@@ -114,6 +118,8 @@ class TrainConfig:
             values["hidden"] = parse_hidden(values["hidden"])
         if values.get("hyper_schedule") is not None:
             values["hyper_schedule"] = parse_hyper_schedule(values["hyper_schedule"])
+        if values.get("model_args", {}) is None:
+            del values["model_args"]
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -128,10 +134,12 @@ class TrainConfig:
         out = {k: getattr(self, k) for k in self.keys()}
         out["hidden"] = list(self.hidden) if self.hidden is not None else None
         out["hyper_schedule"] = [dict(s) for s in self.hyper_schedule] if self.hyper_schedule else None
+        out["model_args"] = dict(self.model_args) if self.model_args else None  # omitted when empty
         return {k: v for k, v in out.items() if v is not None}
 
     def resolve_for(self, problem) -> TrainConfig:
         """Validate against ``problem`` and fill in every default, the problem's own first."""
+        problem.check_model_args(self.model_args)
         return self.resolve(problem.n_train, full_batch_only=problem.task == "function", defaults=problem.defaults)
 
     def resolve(self, n_train: int, full_batch_only: bool = False,

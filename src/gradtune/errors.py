@@ -19,7 +19,11 @@ __all__ = [
     "invalid_choice",
     "check_number",
     "check_choice",
+    "mark_user_code",
+    "is_user_code",
 ]
+
+_USER_CODE = "_gradtune_user_code"
 
 
 class GradtuneError(Exception):
@@ -36,6 +40,18 @@ class UsageError(GradtuneError, ValueError):
 
 class CheckpointError(GradtuneError):
     """A checkpoint is missing, truncated or not one of ours."""
+
+
+def mark_user_code(error: BaseException, during: str) -> None:
+    """Mark ``error``, raised by the user's own code, so that the command line shows its traceback (it is
+    theirs to read) instead of one line. The error is re-raised unchanged, with a note saying what gradtune was
+    doing: ``except Exception as error: mark_user_code(error, "importing 'x.py'"); raise``."""
+    setattr(error, _USER_CODE, True)
+    error.add_note(f"(raised by your code while gradtune was {during})")
+
+
+def is_user_code(error: BaseException) -> bool:
+    return getattr(error, _USER_CODE, False) is True
 
 
 def _show(value: Any) -> str:

@@ -93,3 +93,15 @@ def test_measurement_during_training():
     assert result.recommended_batch_size == recommend_batch_size(result.noise_scale, 1600)
     assert set(result.to_json()) >= {"noise_scale", "history", "recommended_batch_size"}
     assert math.log2(result.recommended_batch_size).is_integer()
+
+
+def test_the_probe_measures_the_model_that_model_args_ask_for():
+    from toy_problems import frozen_backbone_problem
+
+    problem, _ = frozen_backbone_problem()
+    measured = []
+    real = problem.model
+    problem.model = lambda width=8, dropout=0.0: measured.append(real(width, dropout)) or measured[-1]
+    result = gradtune.measure_noise_scale(problem, TrainConfig(model_args={"width": 5}), epochs=2, points=2,
+                                          samples=64, device="cpu")
+    assert len(result.history) == 2 and [m[2].out_features for m in measured] == [5]

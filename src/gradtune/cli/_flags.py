@@ -21,9 +21,21 @@ def add_problem_flags(parser: argparse.ArgumentParser) -> None:
     The positional is listed apart from the flags in usage and help, so adding it
     here, among them, shows exactly as adding it first would.
     """
-    parser.add_argument("problem", help="a built-in problem, csv:PATH or npz:PATH")
+    parser.add_argument("problem", help=PROBLEM_HELP)
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
+    add_option_flag(parser)
     add_data_flags(parser)
+
+
+PROBLEM_HELP = ("a built-in problem or an installed one (see 'gradtune problems'), csv:PATH, npz:PATH, or your own: "
+                "path/to/file.py:ATTR or package.module:ATTR, ATTR a gradtune.Problem or a function returning one")
+
+
+def add_option_flag(parser: argparse.ArgumentParser) -> None:
+    """``-o KEY=VALUE``, repeated: the keyword arguments of a user problem's factory."""
+    parser.add_argument("-o", "--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
+                        help="an argument of your problem's function (FILE.py:ATTR, MODULE:ATTR or an installed "
+                             "problem), converted to its default's type; repeat for several")
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:

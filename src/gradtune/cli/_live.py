@@ -101,12 +101,15 @@ def print_leaderboard(result, out: Path) -> None:
     table.add_column("rank", justify="right")
     table.add_column("trial", justify="right")
     table.add_column(result.metric)
-    for key in _SHOWN:
+    # The model factory's arguments the trials set (a config nests them under model_args).
+    model_keys = sorted({k for row in result.leaderboard() for k in row["config"].get("model_args", {})})
+    for key in (*_SHOWN, *model_keys):
         table.add_column(key)
     for rank, row in enumerate(result.leaderboard(), start=1):
         config = row["config"]
         table.add_row(str(rank), str(row["number"]), f"{row['value']:.4f}",
-                      *(_fmt(config.get(k)) for k in _SHOWN))
+                      *(_fmt(config.get(k)) for k in _SHOWN),
+                      *(_fmt(config.get("model_args", {}).get(k)) for k in model_keys))
     console = make_console()
     console.print()  # the live display's last frame ends without a newline
     console.print(table)

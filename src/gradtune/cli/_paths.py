@@ -3,7 +3,8 @@
 Two kinds of NAME, made safe in two ways. A study's name (``tune``, ``compare``)
 is the user's or ``PROBLEM-STRATEGY``: it keeps its dots (``run-1.5`` stays
 ``run-1.5``). A problem (``train``, ``lr-find``, ``batch-size``) may be
-``csv:data/prices.csv``: its directory is named after the file's stem, ``prices``.
+``csv:data/prices.csv``: its directory is named after the file's stem, ``prices``; a
+user problem (``tasks.py:make_problem``) after the problem's name, ``tasks-make_problem``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def study_dir_name(study: str) -> str:
 
 
 def problem_dir_name(problem: str) -> str:
-    """A built-in problem's name, or the file stem of ``csv:PATH``/``npz:PATH``, with every character but
-    letters, digits, ``-`` and ``_`` made ``-``."""
-    return _safe(Path(problem.split(":", 1)[-1]).stem or problem, "-_")
+    """A problem's name (a built-in's, or a user problem's such as ``tasks.make_problem``), or the file stem of
+    ``csv:PATH``/``npz:PATH``, with every character but letters, digits, ``-`` and ``_`` made ``-``."""
+    if problem.startswith(("csv:", "npz:")):
+        problem = Path(problem[4:]).stem or problem
+    return _safe(problem, "-_")
 
 
 def _safe(name: str, keep: str) -> str:

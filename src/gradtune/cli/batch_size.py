@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..errors import check_number
     from ..probes import measure_noise_scale
+    from ..problems.spec import source_record
     from ..report import ReportData, write_report
 
     check_number("points", args.points, low=2, integer=True)
@@ -44,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, config)
     config.resolve_for(problem)  # every bad value is refused here, before the run starts
     result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
-    out = Path(args.out or problem_dir("batch-size", args.problem))
+    out = Path(args.out or problem_dir("batch-size", problem.name))
     out.mkdir(parents=True, exist_ok=True)
-    found = {"problem": problem.name, **result.to_json()}
+    found = {"problem": problem.name, **result.to_json(), **source_record(problem)}
     (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
     write_report(out, ReportData(f"batch-size {problem.name}", extras={"noise_scale": found}))
     if result.batch_schedule is not None:

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..probes import SUGGESTIONS, lr_find_many
     from ..probes.figures import plot_lr_find
     from ..probes.lr_range import check_optimizers
+    from ..problems.spec import source_record
     from ..report import ReportData, write_report
 
     names = check_optimizers([n.strip() for n in args.optimizer.split(",") if n.strip()])
@@ -43,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     results = lr_find_many(problem, names, suggest=args.suggest, start_lr=args.start_lr, end_lr=args.end_lr,
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device)
-    out = Path(args.out or problem_dir("lr-find", args.problem))
+    out = Path(args.out or problem_dir("lr-find", problem.name))
     out.mkdir(parents=True, exist_ok=True)
-    found = result_json(problem.name, list(results.values()))
+    found = {**result_json(problem.name, list(results.values())), **source_record(problem)}
     (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
     write_report(out, ReportData(f"lr-find {problem.name}", extras={"lr_find": found}))
     plot_lr_find(list(results.values()), out / "lr_find.png", title=f"{problem.name}: learning-rate range test")

@@ -2,8 +2,9 @@
 
 Usage errors print one line, ending with where to read the command's usage,
 and exit with 2; runtime failures print one line and exit with 1; ``--debug``
-shows the traceback instead. Subcommand modules
-import torch only when they run, so ``gradtune --help`` starts fast.
+shows the traceback instead. An error raised by the user's own code (a problem
+spec's file or factory) prints its traceback, then one line, and exits with 1.
+Subcommand modules import torch only when they run, so ``gradtune --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -52,10 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradtune: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        from ..errors import GradtuneError, UsageError
+        from ..errors import GradtuneError, UsageError, is_user_code
 
         if args.debug:
             raise
+        if is_user_code(error):  # raised in the user's own file: its traceback is what they need to read
+            import traceback
+
+            traceback.print_exception(error)
+            print(f"gradtune {args.command}: error in your code: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
         code = error.exit_code if isinstance(error, GradtuneError) else 1
         label = "error" if isinstance(error, GradtuneError) else f"error: {type(error).__name__}"
         see = f" (see 'gradtune {args.command} --help')" if isinstance(error, UsageError) else ""

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._flags import add_data_flags, add_output_flags
+from ._flags import PROBLEM_HELP, add_data_flags, add_option_flag, add_output_flags
 from ._paths import problem_dir
 
 
@@ -58,7 +58,8 @@ _HELP = {
 def add_parser(sub) -> None:
     parser = sub.add_parser("train", help="train one configuration",
                             description="Train one configuration of a problem and write result.json and model.pt.")
-    parser.add_argument("problem", help="a built-in problem (see 'gradtune problems'), csv:PATH or npz:PATH")
+    parser.add_argument("problem", help=PROBLEM_HELP)
+    add_option_flag(parser)
     for dest, kind in CONFIG_FLAGS.items():
         parser.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=_HELP.get(dest))
     add_data_flags(parser)
@@ -82,28 +83,53 @@ def config_from_args(args: argparse.Namespace):
 
 
 def load_problem(args: argparse.Namespace, config):
+    """The problem that ``args.problem`` names: a built-in or csv:/npz: data with its flags, or a user problem
+    (a spec or an entry point) with its ``-o`` options."""
+    from ..errors import UsageError
     from ..problems import get_problem
+    from ..problems._registry import is_builtin
+    from ..problems.spec_options import parse_option_pairs
 
+    options = parse_option_pairs(args.options)
+    if not is_builtin(args.problem):
+        _refuse_builtin_flags(args, config)
+        return get_problem(args.problem, **options)  # an unknown name is refused there, with what is accepted
+    if options:
+        raise UsageError(f"The '-o' parameter applies to your own problems (FILE.py:ATTR, MODULE:ATTR or an "
+                         f"installed one). Got {', '.join(options)} for '{args.problem}', whose options are flags "
+                         f"(see 'gradtune problems').")
     options = {"hidden": config.hidden}
     if args.problem.startswith(("csv:", "npz:")):
         options.update(target=args.target, task=args.task)
     elif args.target is not None or args.task is not None:
-        from ..errors import UsageError
-
         raise UsageError(f"The '--target' and '--task' flags apply to csv:PATH and npz:PATH problems. Got them "
                          f"for '{args.problem}'.")
     return get_problem(args.problem, **options)
 
 
+def _refuse_builtin_flags(args: argparse.Namespace, config) -> None:
+    """``--hidden``, ``--target`` and ``--task`` shape the problems gradtune builds; a user's own problem takes
+    its settings through ``-o``."""
+    from ..errors import UsageError
+
+    given = {"--hidden": config.hidden, "--target": args.target, "--task": args.task}
+    for flag, value in given.items():
+        if value is not None:
+            shown = ",".join(map(str, value)) if flag == "--hidden" else value
+            raise UsageError(f"The '{flag}' flag applies to built-in and csv:/npz: problems. Got {shown} for "
+                             f"'{args.problem}'; give your problem's settings as -o KEY=VALUE.")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
+    from ..problems.spec import source_record
     from ..training import save_checkpoint, train
     from ._progress import TrainProgress, print_summary
 
     config = config_from_args(args)
     problem = load_problem(args, config)
     config = config.resolve_for(problem)
-    out = Path(args.out or problem_dir("train", args.problem))
+    out = Path(args.out or problem_dir("train", problem.name))
     check_number("nproc", args.nproc, low=1, integer=True)
     from ..distributed.data_parallel import launched_by_torchrun, torchrun_rank
 
@@ -119,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0  # rank 0 writes the results
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    record = {**result.to_json(), **source_record(problem)}  # a user problem: its spec, options and file hash
+    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
     save_checkpoint(out / "model.pt", model_state=result.model.state_dict(),
                     optimizer_state=result.optimizer.state_dict(), config=result.config, seed=config.seed,
                     epoch=result.epochs_run, status=result.status)

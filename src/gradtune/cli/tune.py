@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
     from ..report import write_report
     from ..storage.open import open_storage
-    from ..tuning import SearchSpace, TuneSettings
+    from ..tuning import TuneSettings
     from ..tuning.api import run_study
     from ._live import TuneDisplay, print_leaderboard
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     check_number("workers", args.workers, low=1, integer=True)
     url = _storage_for_workers(args.storage, args.workers)
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
-    space = SearchSpace.from_mapping(load_config_file(args.space)) if args.space else None
+    space = load_config_file(args.space) if args.space else None  # parsed against the problem's model keywords
     settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
                                   seed=args.seed, trial_epochs=args.trial_epochs, cv=args.cv, sampling=args.sampling,
                                   device=args.device, population=args.population, heartbeat=args.heartbeat,

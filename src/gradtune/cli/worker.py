@@ -3,6 +3,13 @@
 The study carries the problem, space, strategy, seed and trial budget that
 ``gradtune tune`` stored with it, so a worker on any machine needs only where
 to find it. Workers share the budget: together they run exactly that many trials.
+
+A user problem (``file.py:attr``, ``module:attr``) is rebuilt by importing the
+spec stored with the study, with its options; a file whose sha256 differs from
+the stored one is refused (exit code 2), so that no worker runs another
+problem under the study's name. A worker takes no problem from its own command
+line: a study's spec names the code it runs, so only point workers at studies
+you trust.
 """
 
 from __future__ import annotations
@@ -38,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..errors import check_number
-    from ..problems import get_problem
     from ..storage.open import open_storage
     from ..storage.study import stored_metadata, worker_id
     from ..tuning import TuneSettings
@@ -50,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_number("heartbeat", args.heartbeat, low=1)  # the storage's own setting: checked before it opens
     storage = open_storage(args.storage, args.heartbeat, reachable=True)  # a bad URL: reported before loading
     meta = stored_metadata(storage, args.study)
-    options = {"hidden": meta.get("hidden")}
-    if meta["problem"].startswith(("csv:", "npz:")):
-        options.update(target=args.target, task=args.task)
-    problem = get_problem(meta["problem"], **options)
+    problem = stored_problem(meta, args)
     index = args.index if args.index is not None else os.getpid()
     # Everything that gives the study's values their meaning comes from the study; what is this worker's own
     # (its device, trials in flight, checkpoints, processes per trial, sampler seed) from its command line.
@@ -68,3 +71,18 @@ def run(args: argparse.Namespace) -> int:
         write_line(f"worker {worker_id()}: {'interrupted' if result.interrupted else 'done'} after "
                    f"{log.count} trials; the study has {result.counts()}")
     return 130 if result.interrupted else 0
+
+
+def stored_problem(meta: dict, args: argparse.Namespace):
+    """The study's problem: a user problem imported from the spec stored with the study (never one named on this
+    worker's command line), refused if its file changed since; else a built-in or csv:/npz: data by name."""
+    if meta.get("problem_spec"):
+        from ..problems.spec import ProblemSource, load_source
+
+        return load_source(ProblemSource.from_metadata(meta["problem_spec"]), study=args.study)
+    from ..problems import get_problem
+
+    options = {"hidden": meta.get("hidden")}
+    if meta["problem"].startswith(("csv:", "npz:")):
+        options.update(target=args.target, task=args.task)
+    return get_problem(meta["problem"], **options)

@@ -117,7 +117,8 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     other ranks return None. Otherwise this process is rank 0 and starts the others.
 
     Args:
-        problem: a built-in problem, or a :class:`~gradtune.Problem` that can be pickled.
+        problem: a built-in problem, one loaded from a spec (``get_problem("tasks.py:make_problem")``), or a
+            :class:`~gradtune.Problem` that can be pickled.
         config: the configuration; ``batch_size`` is the global batch, split across the ranks.
         nproc: processes, >= 2 (1 trains as :func:`gradtune.train` does).
         callbacks: hooks, run on rank 0; a stop asked for there stops every rank.
@@ -164,7 +165,8 @@ class ParallelTrainer(WholeRunTrainer):
     :class:`~gradtune.UsageError`, a configuration that cannot be shared out over ``nproc`` processes.
 
     Args:
-        problem: a built-in problem, or a :class:`~gradtune.Problem` that can be pickled.
+        problem: a built-in problem, one loaded from a spec (``get_problem("tasks.py:make_problem")``), or a
+            :class:`~gradtune.Problem` that can be pickled.
         nproc: processes per run, >= 1 (under ``torchrun``, its world size instead).
 
     Example:
@@ -235,7 +237,10 @@ def _rank_main(rank: int, world: int, init: str, recipe: tuple, config: TrainCon
 
 
 def _recipe(problem: Problem) -> tuple:
-    """How a spawned process gets the problem: pickled, or rebuilt by name where its model factory is a closure."""
+    """How a spawned process gets the problem: imported from its spec (a user problem from ``file.py:attr`` or
+    ``module:attr``, whose data need not pickle), pickled, or rebuilt by name where its model factory is a closure."""
+    if problem.source is not None:
+        return ("spec", problem.source.to_metadata())
     try:
         return ("pickle", pickle.dumps(problem))
     except Exception:
@@ -244,14 +249,18 @@ def _recipe(problem: Problem) -> tuple:
 
     if problem.name in {entry.name for entry in list_problems()}:
         return ("name", problem.name, problem.hidden)
-    raise UsageError(f"The 'nproc' parameter needs a problem the other processes can rebuild: a built-in one, or a "
-                     f"Problem that can be pickled (its model a module-level function or class, not a lambda). "
-                     f"Got '{problem.name}'.")
+    raise UsageError(f"The 'nproc' parameter needs a problem the other processes can rebuild: a built-in one, one "
+                     f"loaded from FILE.py:ATTR or MODULE:ATTR, or a Problem that can be pickled (its model a "
+                     f"module-level function or class, not a lambda). Got '{problem.name}'.")
 
 
 def _rebuild(recipe: tuple) -> Problem:
     if recipe[0] == "pickle":
         return pickle.loads(recipe[1])
+    if recipe[0] == "spec":
+        from ..problems.spec import ProblemSource, load_source
+
+        return load_source(ProblemSource.from_metadata(recipe[1]))
     from ..problems import get_problem
 
     return get_problem(recipe[1], hidden=recipe[2])

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,10 @@ class _Probe(Callback):
         self.model = self.problem.model(*args, **kwargs)
         return self.model
 
+    def wrapped_factory(self):
+        """:meth:`factory` with the problem's factory's signature, whose keywords ``model_args`` may name."""
+        return functools.wraps(self.problem.model)(lambda *args, **kwargs: self.factory(*args, **kwargs))
+
     def on_train_start(self, total_steps: int, total_epochs: int | None) -> None:
         self._measure(0)
 
@@ -136,7 +141,7 @@ def measure_noise_scale(problem: Problem, config: TrainConfig | None = None, *, 
     x, y = problem.train[0][pick], problem.train[1][pick]
     at_epochs = {round(config.epochs * k / (points - 1)) for k in range(1, points)}
     probe = _Probe(problem, x, y, at_epochs, chunk)
-    train(dataclasses.replace(problem, model=probe.factory), config, callbacks=[probe])
+    train(dataclasses.replace(problem, model=probe.wrapped_factory()), config, callbacks=[probe])
     return _advise(probe.history, problem.n_train, config)
 
 

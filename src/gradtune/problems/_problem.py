@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..errors import UsageError, check_choice
+from ..errors import UsageError, check_choice, invalid_value
+
+if TYPE_CHECKING:
+    from .spec import ProblemSource
 
 __all__ = ["Problem", "LOSSES", "TASKS", "accuracy", "as_tensors"]
 
@@ -87,7 +92,10 @@ class Problem:
 
     Args:
         model: a callable returning a fresh ``nn.Module``. Built-in problems take
-            an ``activation=`` keyword; user factories may take none.
+            an ``activation=`` keyword; user factories may take none. Its keyword
+            arguments with defaults (``def make_model(width=64, dropout=0.1)``) are
+            the user's hyperparameters: a search space may name them, and
+            ``TrainConfig(model_args={...})`` passes them (see :attr:`model_keywords`).
         train: ``(x, y)`` tensors or a ``Dataset`` to train on.
         valid: ``(x, y)`` tensors or a ``Dataset`` to evaluate on each epoch.
         loss: a name from :data:`LOSSES` or a callable ``(output, target) -> scalar``.
@@ -115,6 +123,7 @@ class Problem:
     info: Mapping[str, Any] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     hidden: tuple[int, ...] | None = None  # the MLP sizes a registry problem was built with, if given
+    source: ProblemSource | None = None  # the spec it was imported from, if any (set by problems.spec)
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -158,10 +167,53 @@ class Problem:
     def direction(self) -> str:
         return "maximize" if self.task == "classification" else "minimize"
 
-    def build_model(self, activation: str | None = None) -> nn.Module:
+    @property
+    def builtin_model(self) -> bool:
+        """True when gradtune's own builders make the model (the registry's problems, ``csv:`` and ``npz:``).
+
+        Their weights are fresh, so initialisation and activation are gradtune's to search. A user's factory
+        may load pretrained weights, which ``init`` would overwrite: its default space searches neither.
+        The models that take gradtune's ``activation=`` are exactly gradtune's own.
+        """
+        return self.accepts_activation
+
+    @property
+    def model_keywords(self) -> tuple[str, ...]:
+        """The model factory's keyword arguments with defaults: the user's hyperparameters.
+
+        A ``**kwargs`` does not make every name one. ``activation`` is the config's own for built-in models.
+        A factory whose signature cannot be read has none.
+        """
+        try:
+            parameters = inspect.signature(self.model).parameters.values()
+        except (TypeError, ValueError):
+            return ()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return tuple(p.name for p in parameters if p.kind in kinds and p.default is not inspect.Parameter.empty
+                     and not (p.name == "activation" and self.accepts_activation))
+
+    def check_model_args(self, model_args: Any) -> None:
+        """Refuse, in one line, ``model_args`` that the factory does not take or that JSON cannot hold."""
+        keywords = self.model_keywords
+        accepted = (f"a mapping whose keys are keyword arguments of the model factory: {', '.join(keywords)}"
+                    if keywords else "empty: the model factory takes no keyword arguments with defaults")
+        if not isinstance(model_args, Mapping):
+            raise invalid_value("model_args", model_args, accepted)
+        for key, value in model_args.items():
+            if key not in keywords:
+                raise UsageError(f"The 'model_args' parameter must be {accepted}. Got the key {key!r}.")
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise invalid_value(f"model_args.{key}", value, "a value JSON can hold (number, string, "
+                                    "boolean, null, list or mapping)") from None
+
+    def build_model(self, activation: str | None = None, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+        """A fresh model: the factory called with ``model_args``, and ``activation`` for built-in models."""
+        model_args = dict(model_args or {})
         if activation is None or (activation == "relu" and not self.accepts_activation):
-            return self.model(activation="relu") if self.accepts_activation else self.model()
+            return self.model(activation="relu", **model_args) if self.accepts_activation else self.model(**model_args)
         if not self.accepts_activation:
             raise UsageError(f"The 'activation' parameter can only be set for built-in models. Got "
                              f"{activation!r} for problem '{self.name}', whose model factory takes no activation.")
-        return self.model(activation=activation)
+        return self.model(activation=activation, **model_args)

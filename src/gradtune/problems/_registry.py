@@ -1,4 +1,5 @@
-"""Find problems by name: built-ins, and ``csv:PATH`` / ``npz:PATH`` user data."""
+"""Find problems by name: built-ins, ``csv:PATH`` / ``npz:PATH`` user data, and user problems: specs
+(``file.py:attr``, ``module:attr``; see :mod:`.spec`) and installed entry points (:mod:`.entry_points`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 from ..errors import UsageError, invalid_choice
 from ._problem import Problem
 
-__all__ = ["ProblemEntry", "register_problem", "get_problem", "list_problems", "USER_DATA_PREFIXES"]
+__all__ = ["ProblemEntry", "register_problem", "get_problem", "list_problems", "is_builtin", "user_problem",
+           "USER_DATA_PREFIXES"]
 
 USER_DATA_PREFIXES = ("csv:", "npz:")
+USER_DATA_FORMS = ("csv:PATH", "npz:PATH")
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,38 @@ def list_problems() -> list[ProblemEntry]:
 
 
 def get_problem(name: str, **options: Any) -> Problem:
-    """Build a problem by name. Options a problem does not take must be ``None``.
+    """Build a problem by name. For a built-in, options it does not take must be ``None``; for a spec or an
+    entry point, they are the keyword arguments of its factory (as ``-o KEY=VALUE`` gives them).
 
     Example:
         >>> get_problem("digits-mlp", hidden=(64,))
         >>> get_problem("csv:data.csv", target="price")
+        >>> get_problem("examples/tasks.py:make_problem", n=200)   # or "mypkg.tasks:make_problem"
     """
+    user = user_problem(name)
+    if user is not None:
+        return user(options)
     problem = _build(name, options)
     problem.hidden = tuple(options["hidden"]) if options.get("hidden") else None
     return problem
+
+
+def is_builtin(name: str) -> bool:
+    """A built-in problem's name, or ``csv:PATH``/``npz:PATH``: the problems the registry builds itself."""
+    return name.startswith(USER_DATA_PREFIXES) or name in {entry.name for entry in list_problems()}
+
+
+def user_problem(name: str) -> Callable[[dict[str, Any]], Problem] | None:
+    """How to build ``name`` if it is a spec or an installed entry point (``options -> Problem``), else None."""
+    from .entry_points import load_entry_point, problem_entry_points
+    from .spec import is_spec, load_spec
+
+    if is_spec(name):
+        return lambda options: load_spec(name, options)
+    if is_builtin(name):
+        return None
+    point = problem_entry_points().get(name)
+    return None if point is None else (lambda options: load_entry_point(point, options))
 
 
 def _build(name: str, options: dict[str, Any]) -> Problem:
@@ -64,7 +90,10 @@ def _build(name: str, options: dict[str, Any]) -> Problem:
         return load_user_problem(name, **options)
     entries = {entry.name: entry for entry in list_problems()}
     if name not in entries:
-        raise invalid_choice("problem", name, [*entries, "csv:PATH", "npz:PATH"])
+        from .entry_points import problem_entry_points
+        from .spec import SPEC_FORMS
+
+        raise invalid_choice("problem", name, [*entries, *problem_entry_points(), *USER_DATA_FORMS, *SPEC_FORMS])
     entry = entries[name]
     given = {k: v for k, v in options.items() if v is not None}
     for key in given:

@@ -25,7 +25,8 @@ __all__ = ["open_study", "worker_id", "recover_orphans", "requeue_failed", "stor
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
-_MUST_MATCH = ("problem", "metric", "direction", "space", "trial_epochs", "cv", "hidden", "sampling")
+_MUST_MATCH = ("problem", "problem_spec", "metric", "direction", "space", "trial_epochs", "cv", "hidden",
+               "sampling")
 
 
 def worker_id() -> str:
@@ -66,14 +67,27 @@ def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mappi
     if stored is None:
         raise UsageError(f"The study '{name}' exists but was not made by gradtune tune. Choose another name "
                          f"with --study.")
-    differs = [key for key in _MUST_MATCH if stored.get(key) != wanted.get(key)]
+    differs = [key for key in _MUST_MATCH if _comparable(key, stored.get(key)) != _comparable(key, wanted.get(key))]
     if differs:
         detail = "; ".join(_describe(key, stored.get(key), wanted.get(key)) for key in differs)
         raise UsageError(f"The study '{name}' cannot be resumed: {detail}. Re-run with the original settings, "
                          f"or start a new study with --study NAME.")
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """A problem spec is the same whatever path led to its file (``tasks.py`` or ``./tasks.py``)."""
+    if key == "problem_spec" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "spec"}
+    return value
+
+
 def _describe(key: str, old: Any, new: Any) -> str:
+    if key == "problem_spec" and isinstance(old, dict) and isinstance(new, dict):
+        if old.get("sha256") != new.get("sha256") and _comparable(key, {**old, "sha256": None}) == \
+                _comparable(key, {**new, "sha256": None}):
+            return f"the problem file '{old.get('file')}' changed since the study was made"
+        return f"the problem spec was {old['spec']!r} with options {old.get('options')}, now {new['spec']!r} " \
+               f"with options {new.get('options')}"
     if key == "space" and isinstance(old, dict) and isinstance(new, dict):
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return f"the space differs in {', '.join(changed)}"

@@ -36,8 +36,9 @@ def fold_problems(problem: Problem, k: int, seed: int = 0) -> list[Problem]:
     folds = []
     for train_index, valid_index in splitter.split(np.zeros(len(y)), labels):
         train_index, valid_index = torch.as_tensor(train_index), torch.as_tensor(valid_index)
+        # A fold is not what the problem's spec builds: no source, so no other process rebuilds it from one.
         folds.append(dataclasses.replace(problem, train=(x[train_index], y[train_index]),
-                                         valid=(x[valid_index], y[valid_index])))
+                                         valid=(x[valid_index], y[valid_index]), source=None))
     return folds
 
 

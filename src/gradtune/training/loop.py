@@ -60,7 +60,7 @@ class Diverged(Exception):
 
 def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
-    model = problem.build_model(config.activation)
+    model = problem.build_model(config.activation, config.model_args)
     generator = torch.Generator().manual_seed(config.seed)
     apply_init(model, config.init, config.activation, generator)
     return model.to(device)

@@ -136,7 +136,7 @@ class Member:
     def as_single_run(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
                       device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """The member as the single loop would hold it: a model, and its optimiser with the member's state."""
-        model = problem.build_model(self.config.activation).to(device)
+        model = problem.build_model(self.config.activation, self.config.model_args).to(device)
         step_count = opt_state["steps"]
         model.load_state_dict(state)
         # The hyperparameters in force at the member's own last epoch (a PBT member's schedule may have
@@ -149,6 +149,8 @@ class Member:
         per_slot = {slot: unflatten(opt_state[slot]) for slot in slots}
         if step_count > 0:
             for name, param in model.named_parameters():
+                if not param.requires_grad:  # frozen: never stepped, so no state, as in the single loop
+                    continue
                 optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         return model, optimizer

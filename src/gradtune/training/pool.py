@@ -15,6 +15,7 @@ loop inside the pool, with one line saying why.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -33,8 +34,8 @@ from .stacked import backward, stack_models
 from .step_rule import autocast
 from .trainer import Entry, Finished, admit
 
-__all__ = ["StackedPool", "fallback_reason", "stack_key", "CheckpointClock", "CHECKPOINT_GAP", "MIN_STACK",
-           "OVERDUE"]
+__all__ = ["StackedPool", "fallback_reason", "stack_key", "model_args_key", "CheckpointClock", "CHECKPOINT_GAP",
+           "MIN_STACK", "OVERDUE"]
 
 log = logging.getLogger("gradtune")
 # A round trains a member alone in its stack in the single loop: a stack of one only adds vmap's overhead.
@@ -69,7 +70,8 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
                     probed: dict[tuple, str | None] | None = None) -> str | None:
     """Why these configurations cannot train stacked, or None if they can.
 
-    The model's probe under ``vmap`` depends only on the architecture (activation), device and precision; ``probed``
+    The model's probe under ``vmap`` depends only on the architecture (activation and the model factory's
+    arguments), the device and the precision; ``probed``
     keeps its verdicts, so that a pool probes each architecture once, not once per optimiser.
     """
     if problem.task == "function":
@@ -82,7 +84,7 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     if unstackable:
         why = "needs a line search per member" if unstackable[0] == "lbfgs" else "adapts its own learning rate"
         return f"optimizer {unstackable[0]} {why}"
-    key = (configs[0].activation, configs[0].device, configs[0].precision)
+    key = (configs[0].activation, configs[0].device, model_args_key(configs[0]), configs[0].precision)
     if probed is None or key not in probed:
         reason = None
         try:
@@ -106,10 +108,17 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     backward(losses.sum())
 
 
+def model_args_key(config: TrainConfig) -> str:
+    """The model factory's arguments as a key: they may change the architecture, and even a dropout rate is an
+    attribute of the one template module a stack runs."""
+    return json.dumps(dict(config.model_args), sort_keys=True)
+
+
 def stack_key(config: TrainConfig) -> tuple:
-    """What members must share to train in one stack: activation, batch plan, shuffling, device, precision
-    (autocast wraps the stack's forward) and micro-batch cut (so that each member's micro-batches are its single
-    loop's, which BatchNorm's statistics see). Clipping and decay differ per member."""
+    """What members must share to train in one stack: activation, model arguments, batch plan, shuffling,
+    device, precision (autocast wraps the stack's forward) and micro-batch cut (so that each member's
+    micro-batches are its single loop's, which BatchNorm's statistics see). Clipping and decay differ per
+    member."""
     c = config
     if c.schedule == "batch-growth":
         batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
@@ -117,7 +126,7 @@ def stack_key(config: TrainConfig) -> tuple:
     else:
         batch = c.batch_size
         micro = c.micro_batch if c.micro_batch is not None and c.micro_batch < c.batch_size else None
-    return (c.activation, batch, c.shuffle, c.device, c.precision, micro)
+    return (c.activation, batch, c.shuffle, c.device, model_args_key(c), c.precision, micro)
 
 
 class StackedPool:

@@ -1,8 +1,8 @@
 """Train P configurations at once, as stacked computations: :func:`train_population`, and what a controller sees.
 
 One round on the :class:`~gradtune.training.pool.StackedPool`: members are
-stacked by what stacking needs them to share (activation, batch plan, shuffling
-and device; see :mod:`gradtune.training.stack`), each stack trained as one
+stacked by what stacking needs them to share (activation, model arguments,
+batch plan, shuffling and device; see :mod:`gradtune.training.stack`), each stack trained as one
 batched computation. Configurations that cannot stack (L-BFGS, hypergradient
 optimisers, importance sampling, test functions, models that fail under
 ``vmap``) train one at a time in the single loop, with one line saying why.

@@ -1,9 +1,10 @@
 """One stack: configurations of one architecture trained as one batched computation.
 
-Members share a stack when they share what stacking needs: the activation (it
-changes the forward function), the batch-size plan, shuffling, the device, the
-precision and the micro-batch cut (see :func:`~gradtune.training.pool.stack_key`).
-Everything else differs freely: the optimiser (members are ordered so that those needing the same
+Members share a stack when they share what stacking needs: the activation and
+the model factory's arguments (they change the forward function), the
+batch-size plan, shuffling, the device, the precision and the micro-batch cut
+(see :func:`~gradtune.training.pool.stack_key`). Everything else differs
+freely: the optimiser (members are ordered so that those needing the same
 update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
 learning rate, momentum, betas, weight decay and which parameters it decays,
 schedule, warm-up, initialisation and seed, training length and gradient

@@ -28,7 +28,10 @@ LR_RANGES = {
 BATCH_SIZES = [16, 32, 64, 128, 256]
 
 
-def default_space_data(accepts_activation: bool = True) -> dict[str, Any]:
+def default_space_data(builtin_model: bool = True) -> dict[str, Any]:
+    """The default space; without ``builtin_model`` (a user's factory, see :attr:`gradtune.Problem.builtin_model`)
+    it searches neither ``init``, which would overwrite pretrained weights, nor ``activation``, which a user's
+    factory does not take. A user may still name either in their own space."""
     data: dict[str, Any] = {
         "optimizer": {"choices": list(LR_RANGES)},
         "lr": {name: {"low": low, "high": high, "log": True} for name, (low, high) in LR_RANGES.items()},
@@ -43,8 +46,8 @@ def default_space_data(accepts_activation: bool = True) -> dict[str, Any]:
         "activation": {"choices": ["relu", "tanh", "gelu", "elu"]},
         "epochs": {"choices": [10, 20, 30]},
     }
-    if not accepts_activation:
-        del data["activation"]
+    if not builtin_model:
+        del data["init"], data["activation"]
     return data
 
 

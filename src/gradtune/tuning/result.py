@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from ..config import TrainConfig
 from ..files import atomic_write_bytes, json_number
 from ..problems import Problem
+from ..storage.keys import METADATA_KEY
 from ..storage.trials import trial_rows
 from ..training import save_checkpoint, train
 
@@ -36,6 +37,7 @@ class TuneResult:
     best_model_trial: int | None = None
     pbt: dict[str, Any] | None = None  # population-based training: lineage and the best member's schedule
     auto: dict[str, Any] | None = None  # --strategy auto: range tests, narrowed space, advice, explanation
+    problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash, as the study stores
 
     @classmethod
     def from_study(cls, study: optuna.Study, strategy: str, metric: str, interrupted: bool = False) -> TuneResult:
@@ -44,7 +46,8 @@ class TuneResult:
         best = study.best_trial if completed else None
         return cls(study.study_name, strategy, metric, study.direction.name.lower(),
                    best.user_attrs.get("config") if best else None, best.value if best else None,
-                   best.number if best else None, trial_rows(study), interrupted)
+                   best.number if best else None, trial_rows(study), interrupted,
+                   problem_spec=(study.user_attrs.get(METADATA_KEY) or {}).get("problem_spec"))
 
     def leaderboard(self, top: int = 10) -> list[dict[str, Any]]:
         done = [t for t in self.trials if t["state"] == "completed" and t["value"] is not None]
@@ -62,7 +65,8 @@ class TuneResult:
                 "best_config": self.best_config, "best_value": json_number(self.best_value),
                 "best_trial": self.best_trial, "direction": self.direction, "interrupted": self.interrupted,
                 "trials": self.trials, **({"pbt": self.pbt} if self.pbt is not None else {}),
-                **({"auto": self.auto} if self.auto is not None else {})}
+                **({"auto": self.auto} if self.auto is not None else {}),
+                **({"problem_spec": self.problem_spec} if self.problem_spec is not None else {})}
 
     def save(self, out: str | Path) -> Path:
         out = Path(out)

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLINGS, TrainConfig
-from ..errors import check_choice, check_number, invalid_value
+from ..errors import check_choice, check_number, invalid_choice, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..storage.open import HEARTBEAT_SECONDS
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
-from .space import SearchSpace
+from .space import TUNABLE_KEYS, SearchSpace
 from .strategies import STRATEGIES, Strategy
 
 __all__ = ["TuneSettings", "parse_population"]
@@ -61,6 +61,7 @@ class TuneSettings:
     heartbeat: float = HEARTBEAT_SECONDS
     checkpoints: Path | None = None
     trial_nproc: int = 1
+    problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash (problems.spec)
 
     @classmethod
     def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
@@ -86,7 +87,8 @@ class TuneSettings:
         return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
                    study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
-                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc)
+                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
+                   problem.source.to_metadata() if problem.source is not None else None)
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""
@@ -96,6 +98,8 @@ class TuneSettings:
                     "hidden": list(self.hidden) if self.hidden else None}
         if self.sampling != "uniform":  # only then, so that studies made before the option existed still resume
             metadata["sampling"] = self.sampling
+        if self.problem_spec is not None:  # workers import it; a resumed run must bring the same file
+            metadata["problem_spec"] = self.problem_spec
         if self.budget.trials is not None:  # workers that join with no budget of their own take this one
             metadata["budget_trials"] = self.budget.trials
         return metadata
@@ -117,9 +121,16 @@ class TuneSettings:
         return STRATEGIES[self.strategy](self)
 
     def trial_config(self, values: dict[str, Any]) -> TrainConfig:
-        """A sampled point as a trial's configuration: the study's seed, device, sampling and network, and the
-        trial's length (``trial_epochs`` where the space sets none, capped by it where it does)."""
-        values = {**values, "seed": self.seed, "device": self.device, "sampling": self.sampling}
+        """A sampled point as a trial's configuration: the study's seed, device, sampling and network, the
+        trial's length (``trial_epochs`` where the space sets none, capped by it where it does), and the model
+        factory's keywords gathered as ``model_args``."""
+        # Names that are no training key are the model factory's keywords (the space admitted only those).
+        training_keys = TrainConfig.keys()
+        model_args = {k: v for k, v in values.items() if k not in training_keys}
+        values = {k: v for k, v in values.items() if k not in model_args}
+        values.update(seed=self.seed, device=self.device, sampling=self.sampling)
+        if model_args:
+            values["model_args"] = model_args
         if self.hidden:  # recorded so that best_config.json rebuilds the same network
             values["hidden"] = list(self.hidden)
         if "epochs" not in values and "steps" not in values:
@@ -150,7 +161,13 @@ def _strategy(name: str) -> type[Strategy]:
 def _as_space(space: SearchSpace | dict | None, problem: Problem, kind: type[Strategy]) -> SearchSpace:
     if space is None:
         return kind.default_space(problem)
-    return space if isinstance(space, SearchSpace) else SearchSpace.from_mapping(space)
+    if not isinstance(space, SearchSpace):
+        return SearchSpace.from_mapping(space, problem.model_keywords)
+    # A space parsed with another factory's keywords may name what this problem's factory does not take.
+    for name in space.model_params:
+        if name not in problem.model_keywords:
+            raise invalid_choice("space parameter", name, (*TUNABLE_KEYS, *problem.model_keywords))
+    return SearchSpace(space.params, problem.model_keywords)
 
 
 def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:

@@ -19,11 +19,17 @@ Example (YAML)::
     decay: {choices: [all, matrices]}         # only for optimisers with weight decay
     precision: bf16
     epochs: 20
+    dropout: {low: 0.0, high: 0.5}     # a keyword argument of the model factory
+
+Besides the training keys, a space may name the model factory's keyword
+arguments with defaults (``def make_model(width=64, dropout=0.1)``), flat, as
+the training keys are: a trial's configuration holds them as ``model_args``. A
+range of one with integer bounds draws integers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +41,10 @@ from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precis
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 
 # Config keys a space may set; hidden sizes, seed, device and sampling are settings of the whole study,
-# and a hyperparameter schedule is what PBT finds, not a point to search.
+# and a hyperparameter schedule is what PBT finds, not a point to search. The model factory's keywords are
+# named flat in a space, not as ``model_args``.
 TUNABLE_KEYS = tuple(k for k in TrainConfig.keys()  # noqa: SIM118 - a classmethod, not a dict
-                     if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule"))
+                     if k not in ("hidden", "seed", "device", "sampling", "hyper_schedule", "model_args"))
 # Keys that only make sense for some schedules.
 _SCHEDULE_KEYS = {"warmup": ("constant", "step", "exponential", "cosine", "batch-growth"),
                   "gamma": ("step", "exponential", "batch-growth")}
@@ -149,26 +156,39 @@ class Param:
 
 
 class SearchSpace:
-    """An ordered set of :class:`Param`; ``optimizer`` always comes first."""
+    """An ordered set of :class:`Param`; ``optimizer`` always comes first.
 
-    def __init__(self, params: Mapping[str, Param]):
+    ``model_keywords`` are the model factory's keyword arguments the space may name besides the training keys
+    (:attr:`gradtune.Problem.model_keywords`); they travel with the space, so that a strategy's narrowed or
+    pinned copy of it accepts them too.
+    """
+
+    def __init__(self, params: Mapping[str, Param], model_keywords: Sequence[str] = ()):
         self.params = dict(params)
+        self.model_keywords = tuple(k for k in model_keywords if k not in TUNABLE_KEYS)
         if "optimizer" not in self.params:
             self.params = {"optimizer": Param("optimizer", Domain(fixed="sgd")), **self.params}
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> SearchSpace:
+    def from_mapping(cls, data: Mapping[str, Any], model_keywords: Sequence[str] = ()) -> SearchSpace:
         if not isinstance(data, Mapping) or not data:
             raise UsageError(f"The space must be a non-empty mapping of parameter names to ranges. Got {data!r}.")
+        space = cls({}, model_keywords)
+        accepted = (*TUNABLE_KEYS, *space.model_keywords)
         params = {}
         for name, spec in data.items():
-            if name not in TUNABLE_KEYS:
-                raise invalid_value("space parameter", name, f"one of: {', '.join(sorted(TUNABLE_KEYS))}",
-                                    did_you_mean(name, TUNABLE_KEYS).strip())
-            params[name] = _parse_param(name, spec)
-        space = cls(params)
+            if name not in accepted:
+                raise invalid_value("space parameter", name, f"one of: {', '.join(sorted(accepted))}",
+                                    did_you_mean(name, accepted).strip())
+            params[name] = _parse_param(name, spec, model_keyword=name in space.model_keywords)
+        space = cls(params, model_keywords)
         space._check_optimizers()
         return space
+
+    @property
+    def model_params(self) -> list[str]:
+        """The names in the space that are the model factory's keyword arguments."""
+        return [name for name in self.params if name in self.model_keywords]
 
     @property
     def optimizers(self) -> list[str]:
@@ -254,8 +274,15 @@ def _suggest(trial, name: str, domain: Domain) -> Any:
     return trial.suggest_float(name, domain.low, domain.high, log=domain.log)
 
 
-def _parse_param(name: str, spec: Any) -> Param:
-    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter", "micro_batch")
+def _integer_bounds(spec: Any) -> bool:
+    """A range whose bounds are both integers (``width: {low: 32, high: 256}``) draws integers."""
+    bounds = [spec.get(k) for k in ("low", "high")] if isinstance(spec, Mapping) else []
+    return bool(bounds) and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+
+
+def _parse_param(name: str, spec: Any, model_keyword: bool = False) -> Param:
+    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter", "micro_batch") or (
+        model_keyword and _integer_bounds(spec))
     if name == "optimizer":
         return Param(name, Domain.parse(name, spec, False))
     if isinstance(spec, Mapping) and spec and all(k in OPTIMIZERS for k in spec):

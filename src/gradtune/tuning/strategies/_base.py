@@ -74,7 +74,7 @@ class Strategy:
     @classmethod
     def default_space(cls, problem: Problem | None = None) -> SearchSpace:
         """The space searched when none is given: what a practitioner would search first."""
-        return fitted_space(default_space_data(problem is None or problem.accepts_activation), problem)
+        return fitted_space(default_space_data(problem is None or problem.builtin_model), problem)
 
     @classmethod
     def default_trials(cls, space: SearchSpace) -> int:

@@ -55,7 +55,7 @@ def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int
     if stored is None:
         stored = _measure(problem, space, seed, device)
         study.set_user_attr(AUTO_KEY, stored)
-        narrowed = SearchSpace.from_mapping(stored["space"])
+        narrowed = SearchSpace.from_mapping(stored["space"], space.model_keywords)
         for name, found in stored["lr_find"].items():
             for lr in bracket(found):
                 # A baseline runs whole: halving must not stop the portfolio at its first rung. Two
@@ -63,7 +63,7 @@ def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int
                 # suggestions); the second finds the first's baselines waiting and adds none.
                 study.enqueue_trial(_at_defaults(narrowed, name, lr), user_attrs={BASELINE_ATTR: name},
                                     skip_if_exists=True)
-    return SearchSpace.from_mapping(stored["space"]), stored
+    return SearchSpace.from_mapping(stored["space"], space.model_keywords), stored
 
 
 def bracket(found: dict[str, Any]) -> list[float]:

@@ -10,7 +10,10 @@ schedule of hyperparameters over epochs, recorded as its config's
 ``hyper_schedule``, which ``gradtune train --config`` replays.
 
 Members share a stack, so the population shares the optimiser, batch size,
-activation and training length (:func:`population_space` pins them). The
+activation, training length and the model factory's arguments
+(:func:`population_space` pins them: an argument such as a width cannot change
+mid-run, and exploit copies weights between members of one architecture).
+Explore perturbs only the optimiser's hyperparameters. The
 learning-rate schedule is PBT's own, so the space's schedule and warm-up are
 pinned to ``constant`` and 0. Exploit copies a member into another of the same
 stack; the tuner asks Optuna for the initial members by random sampling, since
@@ -57,10 +60,13 @@ def population_space(space: SearchSpace) -> SearchSpace:
     for key, pick in (("batch_size", _middle), ("activation", _first), ("epochs", _largest)):
         if key in data:
             data[key] = pick(space.params[key].domain)
+    for key in space.model_params:  # the model's arguments shape the one template a stack runs
+        if space.params[key].domain is not None:
+            data[key] = _central(space.params[key].domain)
     data["schedule"] = "constant"
     data.pop("warmup", None)
     data.pop("gamma", None)
-    return SearchSpace.from_mapping(data)
+    return SearchSpace.from_mapping(data, space.model_keywords)
 
 
 def _middle(domain) -> Any:
@@ -68,6 +74,15 @@ def _middle(domain) -> Any:
     if values is None:
         return int(round(math.sqrt(domain.low * domain.high)))
     return values[len(values) // 2]
+
+
+def _central(domain) -> Any:
+    """The middle choice, or the middle of a range (geometric on a log scale)."""
+    if domain.low is None:
+        values = domain.values()
+        return values[len(values) // 2]
+    middle = math.sqrt(domain.low * domain.high) if domain.log else (domain.low + domain.high) / 2
+    return int(round(middle)) if domain.integer else middle
 
 
 def _first(domain) -> Any:
