@@ -9,8 +9,9 @@ refused before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .errors import UsageError, check_choice, check_number, invalid_value
 from .models import ACTIVATIONS, INITS
 from .optim import get_optimizer_def, resolve_hyperparameters
 from .schedules import SCHEDULES, make_lr_schedule
+from .step_settings import check_step_settings
 
 SAMPLINGS = ("uniform", "importance")  # how a step picks its samples: see gradtune.training.sampling
 
@@ -44,7 +46,10 @@ class TrainConfig:
     the final fraction of training over which ``wsd`` decays. ``shuffle``
     draws a new data order each epoch; ``False`` keeps the dataset's own order
     (the MNIST-1D reference loop does this). ``sampling`` is ``uniform`` or
-    ``importance`` (:mod:`gradtune.training.sampling`). ``model_args`` are the
+    ``importance`` (:mod:`gradtune.training.sampling`). ``clip_norm``, ``precision``
+    (``"32"``, ``"bf16"`` or ``"fp16"``), ``micro_batch`` and ``decay`` (``"all"`` or
+    ``"matrices"``) are what gradtune does between the loss and the weights
+    (:mod:`gradtune.step_settings`). ``model_args`` are the
     model factory's keyword arguments (the user's hyperparameters, such as
     ``{"width": 64, "dropout": 0.1}``); they are part of the config's identity,
     so a checkpoint of other ``model_args`` never resumes this run.
@@ -79,22 +84,43 @@ class TrainConfig:
     sampling: str = "uniform"
     seed: int = 0
     device: str = "auto"
+    # What gradtune owns between a batch's loss and the weights (see gradtune.step_settings).
+    clip_norm: float | None = None
+    precision: str = "32"
+    micro_batch: int | None = None
+    decay: str = "all"
     # Hyperparameters that change at epoch boundaries, as population-based training
     # found them: [{"epoch": 0, "lr": ..., "momentum": ...}, {"epoch": 4, ...}, ...].
     hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
     model_args: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainConfig:
+        # TrainConfig(grad_clip=1.0), and so replace(grad_clip=1.0) and gradtune.train(problem, grad_clip=1.0):
+        # a UsageError naming the key, not the TypeError of the dataclass's __init__.
+        cls.check_keys(set(kwargs) - {"extra"}, "configuration")
+        return super().__new__(cls)
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
-        unknown = sorted(set(values) - set(cls.keys()))
+    def check_keys(cls, names: Iterable[str], source: str = "config") -> None:
+        """Refuse a name that is no field, in one line naming it and the accepted ones.
+
+        The one check behind every door: construction and :meth:`replace` (``gradtune.train(problem,
+        **overrides)``), :meth:`from_mapping` (config files, stored and tuned configurations), and the search
+        space's names (:data:`gradtune.tuning.space.TUNABLE_KEYS` are fields).
+        """
+        unknown = sorted(set(names) - set(cls.keys()))
         if unknown:
             raise UsageError(f"The {source} must hold only these keys: {', '.join(cls.keys())}. Got unknown key "
-                             f"'{unknown[0]}'.")
+                             f"'{unknown[0]}'{did_you_mean(unknown[0], cls.keys())}.")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        cls.check_keys(values, source)
         values = dict(values)
         if values.get("hidden") is not None:
             values["hidden"] = parse_hidden(values["hidden"])
@@ -105,7 +131,7 @@ class TrainConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # an unknown key is refused by __new__
 
     def hyperparameters(self) -> dict[str, Any]:
         """The optimiser's hyperparameters, defaults filled in and validated."""
@@ -137,6 +163,7 @@ class TrainConfig:
         check_choice("init", self.init, INITS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_number("seed", self.seed, low=0, integer=True)
+        step_settings = check_step_settings(self)
         epochs, steps = self._budget()
         self._check_eval_every()
         if n_train is None and self.schedule == "batch-growth":
@@ -147,7 +174,8 @@ class TrainConfig:
         shuffle = (defaults or {}).get("shuffle", True) if self.shuffle is None else self.shuffle
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
-        resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp)
+        resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp,
+                                **step_settings)
         make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma,  # validates
                          cooldown=self.cooldown)
         return resolved
@@ -192,6 +220,22 @@ class TrainConfig:
             return n_train
         size = min(DEFAULT_BATCH_SIZE, n_train) if self.batch_size is None else self.batch_size
         return check_number("batch_size", size, low=1, high=n_train, integer=True)
+
+
+# What users of other trainers call gradtune's settings (Hugging Face, Lightning, timm).
+_ALIASES = {"grad_clip": "clip_norm", "max_grad_norm": "clip_norm", "gradient_clip_val": "clip_norm",
+            "clip_grad": "clip_norm", "accumulate": "micro_batch", "gradient_accumulation_steps": "micro_batch",
+            "accumulate_grad_batches": "micro_batch", "bf16": "precision", "fp16": "precision",
+            "amp": "precision", "mixed_precision": "precision", "learning_rate": "lr", "wd": "weight_decay"}
+
+
+def did_you_mean(name: str, accepted: Sequence[str]) -> str:
+    """`` (did you mean 'clip_norm'?)`` for a known alias or a near spelling of an accepted name, else ``""``."""
+    guess = _ALIASES.get(name)
+    if guess is None or guess not in accepted:
+        close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.75)
+        guess = close[0] if close else None
+    return f" (did you mean '{guess}'?)" if guess else ""
 
 
 SCHEDULED_KEYS = ("lr", "momentum", "beta1", "weight_decay")

@@ -59,6 +59,27 @@ def _linear64() -> torch.nn.Module:
     return torch.nn.Linear(5, 1).double()
 
 
+def _mlp64() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+
+
+def test_step_settings_come_through_the_ranks():
+    """Clipping, micro-batches (each rank's shard of 15 cut 4, 4, 4, 3, averaged across ranks once) and decay
+    groups: the data-parallel run is still the single-process run."""
+    torch.manual_seed(0)
+    x = torch.randn(150, 5, dtype=torch.float64)
+    y = torch.sin(x.sum(1, keepdim=True)) + 0.1 * torch.randn(150, 1, dtype=torch.float64)
+    problem = gradtune.Problem(_mlp64, train=(x[:120], y[:120]), valid=(x[120:], y[120:]), loss="mse",
+                               task="regression", name="mlp64")
+    config = gradtune.TrainConfig(optimizer="adamw", lr=0.05, weight_decay=0.2, batch_size=30, epochs=2, seed=1,
+                                  clip_norm=0.05, micro_batch=4, decay="matrices")
+    alone = gradtune.train(problem, config)
+    parallel = train_parallel(problem, config, 2)
+    assert _relative_gap(alone.model.state_dict(), parallel.model.state_dict()) < 1e-10
+    unclipped = gradtune.train(problem, config, clip_norm=None)
+    assert _relative_gap(alone.model.state_dict(), unclipped.model.state_dict()) > 1e-3
+
+
 @pytest.mark.parametrize("args, message", [
     (["digits-mlp", "--nproc", "0"], "'nproc' parameter must be an integer in [1, inf)"),
     (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),

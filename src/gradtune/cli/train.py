@@ -26,7 +26,7 @@ CONFIG_FLAGS: dict[str, object] = {
     "weight_decay": float, "beta1": float, "beta2": float, "eps": float, "alpha": float, "hypergrad_lr": float,
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
-    "device": str, "sampling": str,
+    "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
     "beta3": float, "beta2_decay": float, "cooldown": float,
 }
 _HELP = {
@@ -50,6 +50,11 @@ _HELP = {
     "hidden": "hidden layer sizes of the MLP, such as 128,64",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N (default auto)",
     "shuffle": "true: a new data order each epoch (default); false: the dataset's order (MNIST-1D's default)",
+    "clip_norm": "clip the global gradient norm to this between backward and step (default: no clipping)",
+    "precision": "32 (default), bf16 (bfloat16 autocast) or fp16 (float16 autocast with a gradient scaler)",
+    "micro_batch": "run each batch as micro-batches of at most this many samples, their gradients summed "
+                   "(accumulation is batch-size / micro-batch)",
+    "decay": "all (default): weight decay on every parameter; matrices: none on biases and norms",
     "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
                 "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }

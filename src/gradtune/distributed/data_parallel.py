@@ -6,7 +6,9 @@ shards, one per rank, and each rank's mean loss is weighted by its shard's share
 of B, so that DDP's gradient average is exactly the gradient of the mean loss
 over all B samples. The global batch size, the learning rate and the schedule
 are the user's, unchanged: the run is the single-process run, up to the order
-in which floating-point sums are taken.
+in which floating-point sums are taken. The step settings (``clip_norm``,
+``precision``, ``micro_batch``, ``decay``) come through the single loop's step
+rule: each rank clips the averaged gradient, so all clip alike.
 
 gradtune starts the ranks itself (this process is rank 0, the others are
 spawned), or joins ranks that ``torchrun`` started (``WORLD_SIZE`` and ``RANK``
@@ -81,10 +83,11 @@ class _ParallelRun(Run):
 
     def loss_backward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         xb, yb = batch
-        local = self.problem.loss_fn(self.ddp(xb), yb)
         # DDP divides the summed gradients by the world size; weighting by share * world leaves the
-        # gradient of the global mean, even where the last batch does not split evenly.
-        (local * (self.share * self.world)).backward()
+        # gradient of the global mean, even where the last batch does not split evenly. The step rule
+        # adds the run's precision and micro-batches (gradients averaged across ranks once, at the last).
+        local = self.step_rule.forward_backward(lambda b: self.problem.loss_fn(self.ddp(b[0]), b[1]), (xb, yb),
+                                                weight=self.share * self.world, accumulating=self.ddp.no_sync)
         total = local.detach() * self.share
         dist.all_reduce(total)  # every rank sees the same global loss, so all stop (or diverge) together
         return total

@@ -3,6 +3,7 @@
 from ._hyper import Hyperparameter
 from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
 from ._torch_optimizer import KernelOptimizer, make_optimizer
+from .groups import parameter_groups, parameter_names
 from .hypergradient import HypergradientOptimizer, current_lr
 from .stacked import StackedOptimizer
 
@@ -17,5 +18,7 @@ __all__ = [
     "current_lr",
     "make_optimizer",
     "optimizer_names",
+    "parameter_groups",
+    "parameter_names",
     "resolve_hyperparameters",
 ]

@@ -11,6 +11,12 @@ multiplications here) and SGD rows should not pay for them. A block is a run of
 contiguous rows, so callers that order members by :func:`block_order` get the
 fewest blocks. A coefficient shared by a whole block is kept as a Python float,
 which lets the rule skip the terms nobody in it uses.
+
+A member with ``decay="matrices"`` decays only the parameters of two or more
+dimensions: its weight-decay coefficients become a row over ``D``, the decay
+mask (1 on matrices, 0 elsewhere) times its coefficient, so that its masked
+entries add exactly zero, as torch.optim's ``weight_decay=0`` group does. Only
+blocks holding such a member pay for these ``[rows, D]`` coefficients.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from torch import Tensor
 from . import kernel
 from ._registry import get_optimizer_def
 
-__all__ = ["StackedOptimizer", "block_order", "runs"]
+__all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_"]
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
 _STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign")
+_DECAY_TERMS = ("l2", "decoupled")  # coupled and decoupled weight decay: masked under decay="matrices"
 
 
 def _structure(coefficients: Mapping[str, float]) -> tuple[bool, ...]:
@@ -47,6 +54,18 @@ def block_order(names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any
     keys = [_structure(get_optimizer_def(n).coefficients(hp)) for n, hp in zip(names, hyperparameters)]
     then = then if then is not None else [0] * len(keys)
     return sorted(range(len(keys)), key=lambda i: (keys[i], then[i]))
+
+
+@torch.no_grad()
+def clip_rows_(grad: Tensor, rows: Sequence[int], max_norms: Sequence[float]) -> None:
+    """Clip the global norm of each of ``grad``'s ``rows`` (``[P, D]``: a member's whole gradient) to its
+    ``max_norms`` entry, in place, with ``torch.nn.utils.clip_grad_norm_``'s rule: scale by
+    ``min(1, max_norm / (norm + 1e-6))``."""
+    index = torch.tensor(list(rows), dtype=torch.long, device=grad.device)
+    limits = torch.tensor(list(max_norms), dtype=grad.dtype, device=grad.device)
+    selected = grad[index]
+    norms = torch.linalg.vector_norm(selected, dim=1)
+    grad[index] = selected * (limits / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
 
 
 def runs(rows: Sequence[int]) -> list[tuple[int, int]]:
@@ -77,11 +96,15 @@ class StackedOptimizer:
         >>> opt.step(torch.ones(2, 5), lr=torch.tensor([0.1, 0.001]))
     """
 
-    def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor):
+    def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
+                 decays: Sequence[str] | None = None, decay_mask: Tensor | None = None):
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
         self.steps = [0] * len(rows)  # each member's own count, for bias correction
+        # Which members decay only matrices, and the [D] mask of those entries (see the module docstring).
+        self.masked = [d == "matrices" for d in decays or ["all"] * len(rows)]
+        self.decay_mask = decay_mask
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
@@ -93,15 +116,21 @@ class StackedOptimizer:
         start = 0
         for stop in range(1, len(structures) + 1):
             if stop == len(structures) or structures[stop] != structures[start]:
-                self.blocks.append(_Block(start, stop, self._shape_coefficients(self.table[start:stop])))
+                self.blocks.append(_Block(start, stop, self._shape_coefficients(self.table[start:stop],
+                                                                                self.masked[start:stop])))
                 start = stop
 
-    def _shape_coefficients(self, table: Tensor) -> dict[str, float | bool | Tensor]:
-        """A column equal for every row becomes a float; the others become ``[rows, 1]`` tensors."""
+    def _shape_coefficients(self, table: Tensor, masked: Sequence[bool]) -> dict[str, float | bool | Tensor]:
+        """A column equal for every row becomes a float; the others become ``[rows, 1]`` tensors, and a decay
+        term of a block with a ``masked`` row a ``[rows, D]`` one."""
         coefficients: dict[str, float | bool | Tensor] = {}
         for j, key in enumerate(_KEYS):
             column = table[:, j]
-            if bool((column == column[0]).all()):
+            if key in _DECAY_TERMS and any(masked) and bool((column != 0).any()):
+                rows = torch.tensor(masked, device=self.flat.device).view(-1, 1)
+                mask = torch.where(rows, self.decay_mask.to(self.flat.device, self.flat.dtype), 1.0)
+                coefficients[key] = column.to(device=self.flat.device, dtype=self.flat.dtype).view(-1, 1) * mask
+            elif bool((column == column[0]).all()):
                 coefficients[key] = float(column[0])
             else:
                 coefficients[key] = column.to(device=self.flat.device, dtype=self.flat.dtype).view(-1, 1)
@@ -140,9 +169,11 @@ class StackedOptimizer:
             step = torch.tensor(steps, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
         kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
-    def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor) -> None:
+    def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
+            decays: Sequence[str] | None = None) -> None:
         """Members join as rows at the end, with fresh state; ``flat`` is the already-extended parameter tensor."""
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
+        self.masked += [d == "matrices" for d in decays or ["all"] * len(rows)]
         self.table = torch.cat([self.table, torch.tensor([[row[k] for k in _KEYS] for row in rows],
                                                           dtype=torch.float64)])
         self.steps += [0] * len(rows)
@@ -159,6 +190,7 @@ class StackedOptimizer:
         self.flat = flat
         self.table = self.table[rows.cpu()]
         self.steps = [self.steps[r] for r in rows.tolist()]
+        self.masked = [self.masked[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
@@ -169,8 +201,12 @@ class StackedOptimizer:
             value[target] = value[source]
         self.steps[target] = self.steps[source]
 
-    def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any]) -> None:
-        """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore)."""
+    def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any],
+                   decay: str | None = None) -> None:
+        """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore), and
+        ``decay`` if given."""
+        if decay is not None:
+            self.masked[target] = decay == "matrices"
         row = get_optimizer_def(name).coefficients(hyperparameters)
         missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's

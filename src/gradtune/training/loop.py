@@ -23,7 +23,7 @@ from torch import nn
 from ..batches import leading_size, take_rows, to_device
 from ..config import TrainConfig
 from ..models import apply_init
-from ..optim import current_lr, make_optimizer
+from ..optim import current_lr, make_optimizer, parameter_groups
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
@@ -35,6 +35,7 @@ from .plan import TrainingPlan
 from .result import TrainResult
 from .sampling import ImportanceSampling
 from .step import step_loss
+from .step_rule import StepRule
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
@@ -121,8 +122,10 @@ class Run:
         self.device = device or resolve_device(config.device)
         self.model = model if model is not None else build_model(problem, config, self.device)
         if optimizer is None:
-            optimizer = make_optimizer(config.optimizer, self.model.parameters(), **config.hyperparameters())
+            optimizer = make_optimizer(config.optimizer, parameter_groups(self.model, config.decay),
+                                       **config.hyperparameters())
         self.optimizer = optimizer
+        self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
         epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None
         self.plan = TrainingPlan(config, problem.n_train, lr_at, epoch_steps)
         self.tensors = problem.train_form == "tensors"  # in memory: indexed here, today's fast path
@@ -161,6 +164,7 @@ class Run:
         if self.sampling is not None and saved.get("sampling_state") is not None:
             self.sampling.load_state_dict(saved["sampling_state"])
         self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
+        self.step_rule.load_state_dict(saved.get("scaler_state"))
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
@@ -226,8 +230,7 @@ class Run:
 
     # -- hooks ---------------------------------------------------------------------
     def batch(self, item: Any) -> Any:
-        """The batch of one step: for in-memory data ``item`` is the rows' index (None: the whole training set);
-        otherwise it is the loader's batch, moved to the device here."""
+        """One step's batch from ``item``: rows of in-memory data (None: all of it), else a loader's batch."""
         if not self.tensors:
             return to_device(item, self.device)
         return self.train_data if item is None else take_rows(self.train_data, item)
@@ -235,12 +238,8 @@ class Run:
     def loss_backward(self, batch: Any) -> torch.Tensor:
         """The batch's loss, after its backward pass; the value the divergence rule and the records see."""
         if self.sampling is not None:
-            xb, yb = batch
-            loss = self.sampling.loss(self.model(xb), yb)
-        else:
-            loss = step_loss(self.problem, self.model, batch).loss
-        loss.backward()
-        return loss
+            return self.step_rule.forward_backward(lambda b: self.sampling.loss(self.model(b[0]), b[1]), batch)
+        return self.step_rule.forward_backward(lambda b: step_loss(self.problem, self.model, b).loss, batch)
 
     def step_done(self, loss: float) -> bool:
         """Every callback sees the step just taken; True if one asks to stop now."""
@@ -258,13 +257,15 @@ class Run:
                                   step=self.step, history=self.history, data_generator=self.data_generator,
                                   guard_bound=self.guard.bound,
                                   sampling_state=self.sampling.state_dict() if self.sampling is not None else None,
-                                  data_position=None if self._stream is None else self._stream.position())
+                                  data_position=None if self._stream is None else self._stream.position(),
+                                  scaler_state=self.step_rule.state_dict())
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
         segment = self.plan.segment(self.epoch)
         for group in self.optimizer.param_groups:  # a replayed PBT schedule changes these between epochs
-            group.update({k: v for k, v in segment.items() if k != "lr" and k in group})
+            group.update({k: v for k, v in segment.items() if k != "lr" and k in group and not
+                          (k == "weight_decay" and group.get("no_decay"))})
         batch_size = self.plan.batch_size(self.epoch, self.step)
         left = self.plan.total_steps - self.step if self.plan.by_steps else None  # no batch is read in vain
         if self.config.eval_every is None and self.plan.steps_in_epoch(self.epoch, self.step) is not None:
@@ -324,7 +325,7 @@ class Run:
             loss_tensor = closure()
             loss = loss_tensor.item()
             self._check(loss)  # before the step, so a NaN gradient never reaches the weights
-            self.optimizer.step()
+            self.step_rule.step(self.optimizer, self.model.parameters())
         self.step += 1
         self.halted = self.step_done(loss)
         return loss
@@ -336,7 +337,8 @@ class Run:
     def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
-            record.update(evaluate_batches(self.model, self.problem, self.valid_batches))
+            with self.step_rule.autocast():  # the model is evaluated at the precision it trains at
+                record.update(evaluate_batches(self.model, self.problem, self.valid_batches))
             check_produced(self.problem, record)  # at the latest here: an output accuracy cannot read
         record.update(lr=current_lr(self.optimizer), batch_size=batch_size,
                       seconds=time.perf_counter() - self.start)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..optim import get_optimizer_def, kernel, make_optimizer
+from ..optim import get_optimizer_def, kernel, make_optimizer, parameter_groups
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
@@ -74,6 +74,22 @@ class Member:
         """The optimiser's hyperparameters in force at the member's own ``epoch`` (a schedule may change them)."""
         return self.config.replace(**self.plan.segment(epoch)).hyperparameters()
 
+    def order(self, n: int) -> torch.Tensor:
+        """This epoch's data order over ``n`` samples. A full-batch member, or any member without shuffling,
+        takes the data in order and draws nothing from its generator, as in the single loop."""
+        if self.batch_size >= n or not self.config.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=self.generator)
+
+    def cuts(self, n: int) -> range | list[int]:
+        """Where this epoch's samples must be cut for this member: at each of its batches' starts, and within a
+        batch every ``micro_batch`` samples (see :meth:`~gradtune.training.stack.Stack.micro_steps`)."""
+        size = min(self.batch_size, n)
+        micro = self.config.micro_batch
+        if micro is None or micro >= size:
+            return range(0, n, size)
+        return [cut for start in range(0, n, size) for cut in range(start, min(start + size, n), micro)]
+
     def step_done(self) -> bool:
         """Every callback sees the step just taken; True if one asks to stop now."""
         return any([cb.on_step(self.step, self.losses[-1], self.lr) for cb in self.callbacks])
@@ -126,7 +142,8 @@ class Member:
         # The hyperparameters in force at the member's own last epoch (a PBT member's schedule may have
         # changed them); a member may have stopped before the stack did.
         hyperparameters = self.hyperparameters(self.history[-1]["epoch"] - 1 if self.history else 0)
-        optimizer = make_optimizer(self.config.optimizer, model.parameters(), **hyperparameters)
+        optimizer = make_optimizer(self.config.optimizer, parameter_groups(model, self.config.decay),
+                                   **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(self.config.optimizer).coefficients(hyperparameters))
         per_slot = {slot: unflatten(opt_state[slot]) for slot in slots}

@@ -31,6 +31,7 @@ from .device import resolve_device
 from .loop import SingleLoop, build_model
 from .stack import PopulationController, Stack
 from .stacked import backward, stack_models
+from .step_rule import autocast
 from .trainer import Entry, Finished, admit
 
 __all__ = ["StackedPool", "fallback_reason", "stack_key", "model_args_key", "CheckpointClock", "CHECKPOINT_GAP",
@@ -70,7 +71,7 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     """Why these configurations cannot train stacked, or None if they can.
 
     The model's probe under ``vmap`` depends only on the architecture (activation and the model factory's
-    arguments) and the device; ``probed``
+    arguments), the device and the precision; ``probed``
     keeps its verdicts, so that a pool probes each architecture once, not once per optimiser.
     """
     if problem.task == "function":
@@ -82,10 +83,12 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         return "eval_every evaluates mid-epoch, which stacks do not"
     if any(c.sampling == "importance" for c in configs):
         return "importance sampling scores and draws each member's batches itself, in the single loop"
+    if any(c.precision == "fp16" for c in configs):
+        return "fp16's gradient scaler skips the steps of a whole model, not of one member"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
         return f"optimizer {unstackable[0]} {get_optimizer_def(unstackable[0]).single_loop_reason}"
-    key = (configs[0].activation, configs[0].device, model_args_key(configs[0]))
+    key = (configs[0].activation, configs[0].device, model_args_key(configs[0]), configs[0].precision)
     if probed is None or key not in probed:
         reason = None
         try:
@@ -104,8 +107,9 @@ def _probe(problem: Problem, config: TrainConfig) -> None:
     models = [build_model(problem, config.replace(seed=config.seed + i), device) for i in range(2)]
     stack = stack_models(models)
     x, y = (t[:2].to(device) for t in problem.train)
-    out = stack(x.expand(2, *x.shape))
-    backward(problem.member_losses(out, y.expand(2, *y.shape)).sum())
+    with autocast(config.precision, device):
+        losses = problem.member_losses(stack(x.expand(2, *x.shape)), y.expand(2, *y.shape))
+    backward(losses.sum())
 
 
 def model_args_key(config: TrainConfig) -> str:
@@ -115,11 +119,18 @@ def model_args_key(config: TrainConfig) -> str:
 
 
 def stack_key(config: TrainConfig) -> tuple:
-    """What members must share to train in one stack: activation, model arguments, batch plan, shuffling and
-    device."""
+    """What members must share to train in one stack: activation, model arguments, batch plan, shuffling,
+    device, precision (autocast wraps the stack's forward) and micro-batch cut (so that each member's
+    micro-batches are its single loop's, which BatchNorm's statistics see). Clipping and decay differ per
+    member."""
     c = config
-    batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps) if c.schedule == "batch-growth" else c.batch_size
-    return (c.activation, batch, c.shuffle, c.device, model_args_key(c))
+    if c.schedule == "batch-growth":
+        batch: Any = ("growth", c.batch_size, c.gamma, c.epochs, c.steps)
+        micro = c.micro_batch
+    else:
+        batch = c.batch_size
+        micro = c.micro_batch if c.micro_batch is not None and c.micro_batch < c.batch_size else None
+    return (c.activation, batch, c.shuffle, c.device, model_args_key(c), c.precision, micro)
 
 
 class StackedPool:

@@ -2,12 +2,13 @@
 
 Members share a stack when they share what stacking needs: the activation and
 the model factory's arguments (they change the forward function), the
-batch-size plan, shuffling and the device
+batch-size plan, shuffling, the device, the precision and the micro-batch cut
 (see :func:`~gradtune.training.pool.stack_key`). Everything else differs
 freely: the optimiser (members are ordered so that those needing the same
 update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
-learning rate, momentum, betas, weight decay, schedule, warm-up,
-initialisation and seed, and training length. Each member sees its own
+learning rate, momentum, betas, weight decay and which parameters it decays,
+schedule, warm-up, initialisation and seed, training length and gradient
+clipping (each member's own norm). Each member sees its own
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
 reassociation in the batched kernels.
@@ -28,8 +29,8 @@ from typing import Any, Protocol
 import torch
 
 from ..config import TrainConfig
-from ..optim import StackedOptimizer
-from ..optim.stacked import block_order, runs
+from ..optim import StackedOptimizer, parameter_names
+from ..optim.stacked import block_order, clip_rows_, runs
 from ..problems import Problem, accuracy
 from ..schedules import LRSchedule
 from .checkpoint import save_epoch_checkpoint
@@ -38,6 +39,7 @@ from .member import Member, load_model
 from .plan import TrainingPlan
 from .result import TrainResult
 from .stacked import backward, stack_models
+from .step_rule import autocast
 from .trainer import Entry, Finished
 
 __all__ = ["Stack", "Population", "PopulationController"]
@@ -83,12 +85,12 @@ def _stack_order(configs: Sequence[TrainConfig]) -> list[int]:
 class Stack:
     """Members of one stack key trained as one computation; :meth:`run_epoch` returns those that ended.
 
-    Members step in lockstep over micro-batches of the smallest batch size ``u``
-    in the stack: at each micro-step every member takes its next ``u`` samples,
-    its loss weighted by ``u`` over its own batch length, and gradients sum in
-    place until a member's batch is complete; then that member (and only it)
-    steps. Batch-growth members of different ages share a stack this way; with
-    one batch size, a micro-batch is the batch. Rows are ordered by optimiser
+    Members step in lockstep over micro-batches (:meth:`micro_steps`): at each
+    micro-step every member takes its next samples, its loss weighted by their
+    number over its own batch length, and gradients sum in place until a
+    member's batch is complete; then that member (and only it) steps.
+    Batch-growth members of different ages share a stack this way; with one
+    batch size and no ``micro_batch``, a micro-batch is the batch. Rows are ordered by optimiser
     block, then batch size, so that the members stepping together are
     contiguous.
 
@@ -107,6 +109,7 @@ class Stack:
                  lr_at: LRSchedule | None = None):
         self.problem, self.controller, self.lr_at = problem, controller, lr_at
         self.device = resolve_device(entries[0].config.device)
+        self.precision = entries[0].config.precision  # one per stack: part of its key
         self.x, self.y = (t.to(self.device) for t in problem.train)
         self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
         self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
@@ -129,12 +132,14 @@ class Stack:
         restored = [load_model(self.problem, entry, self.device) for entry in entries]
         models = [model for model, _ in restored]
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
+        decays = [e.config.decay for e in entries]
         if self.model is None:
             self.model = stack_models(models)
-            self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat)
+            self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
+                                              decay_mask=self.model.params.matrix_mask())
         else:
             self.model.add(models)
-            self.optimizer.add(names, hyperparameters, self.model.params.flat)
+            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays)
         self.active += range(first, len(self.members))
         self._keep([self.active[k] for k in _stack_order([self.members[i].config for i in self.active])])
         for i, (model, saved) in enumerate(restored, start=first):
@@ -151,7 +156,7 @@ class Stack:
         started can resume in either.
         """
         m = self.members[i]
-        per_slot, steps = m.resume(saved, [name for name, _ in model.named_parameters()], self.epoch, self.device)
+        per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay), self.epoch, self.device)
         self.optimizer.load_member(self.active.index(i), {slot: self.model.params.flatten(values)
                                                           for slot, values in per_slot.items()}, steps)
         if m.config.hyper_schedule:
@@ -183,21 +188,13 @@ class Stack:
         return self.epoch - m.joined
 
     # -- one epoch -----------------------------------------------------------------
-    def _orders(self) -> torch.Tensor:
-        """Each active member's data order for this epoch, one row each.
-
-        A full-batch member, or any member without shuffling, takes the data in
-        order and draws nothing from its generator, as in the single loop.
-        """
+    def micro_steps(self) -> list[tuple[int, int]]:
+        """This epoch's micro-steps, ``(start, stop)`` over every member's data order: cut wherever a member's
+        batch starts and every ``micro_batch`` samples within it (:meth:`Member.cuts`). With batch sizes
+        that are multiples of the smallest, ``u``, and no ``micro_batch``, that is every ``u`` samples."""
         n = len(self.x)
-        rows = []
-        for i in self.active:
-            m = self.members[i]
-            if m.batch_size >= n or not m.config.shuffle:
-                rows.append(torch.arange(n))
-            else:
-                rows.append(torch.randperm(n, generator=m.generator))
-        return torch.stack(rows)
+        cuts = sorted({n}.union(*(self.members[i].cuts(n) for i in self.active)))
+        return list(zip(cuts[:-1], cuts[1:]))
 
     def _epoch(self) -> None:
         n = len(self.x)
@@ -207,16 +204,15 @@ class Stack:
             m.batch_size = m.plan.batch_size(self._age(m), m.step)
             if any(segment["epoch"] == self._age(m) for segment in m.config.hyper_schedule or ()):
                 self._set_hyperparameters(i)
-        micro = min(min(self.members[i].batch_size, n) for i in self.active)
-        orders, order_members = self._orders(), list(self.active)
-        for start in range(0, n, micro):
+        orders, order_members = torch.stack([self.members[i].order(n) for i in self.active]), list(self.active)
+        for start, stop in self.micro_steps():
             self._complete(evaluated=False)
             if not self.active:
                 return
             if order_members != self.active:  # members left mid-epoch
                 orders = orders[[order_members.index(i) for i in self.active]]
                 order_members = list(self.active)
-            self._micro_step(orders[:, start:start + micro], start, min(start + micro, n))
+            self._micro_step(orders[:, start:stop], start, stop)
 
     def _micro_step(self, rows: torch.Tensor, start: int, stop: int) -> None:
         """Forward and backward over samples ``start:stop`` of every member's order; members whose batch is
@@ -230,7 +226,8 @@ class Stack:
         sizes = [min(self.members[i].batch_size, n) for i in self.active]
         # Each member's weight: this micro-batch's share of the member's current batch.
         weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
-        losses = self.problem.member_losses(self.model(xb), yb)
+        with autocast(self.precision, self.device):
+            losses = self.problem.member_losses(self.model(xb), yb)
         weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
         backward(weighted.sum())
         complete = {pos for pos, size in enumerate(sizes) if not (stop % size and stop != n)}
@@ -258,6 +255,7 @@ class Stack:
             stepping = [position[pos] for pos in stepping]
             lrs = [lrs[int(old)] for old in kept.tolist()]
         if stepping:
+            self._clip(stepping)
             self.optimizer.step(self.model.params.grad, torch.tensor(lrs, dtype=torch.float64), stepping)
             self.model.params.zero_grad(runs(stepping))
         halted = []
@@ -268,6 +266,14 @@ class Stack:
                 halted.append(self.active[pos])
         if halted:
             self._end(halted, "stopped", evaluated=False)
+
+    def _clip(self, positions: list[int]) -> None:
+        """The members at stack ``positions`` that clip have their own gradient norm clipped to their
+        ``clip_norm``, as ``torch.nn.utils.clip_grad_norm_`` clips a model's."""
+        limits = {pos: self.members[self.active[pos]].config.clip_norm for pos in positions}
+        limits = {pos: limit for pos, limit in limits.items() if limit is not None}
+        if limits:
+            clip_rows_(self.model.params.grad, list(limits), list(limits.values()))
 
     def _diverge(self, positions: list[int], losses: list[float]) -> torch.Tensor:
         """Freeze the members at stack ``positions`` (``losses`` their batch losses); returns the rows kept."""
@@ -349,8 +355,9 @@ class Stack:
         return bool(members)
 
     def _evaluate_rows(self, rows: list[int]) -> list[dict[str, float]]:
-        out = self.model.evaluate(self.x_valid)[rows]
-        loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
+        with autocast(self.precision, self.device):  # the precision members train at, as the single loop
+            out = self.model.evaluate(self.x_valid)[rows]
+            loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
         metrics = [{"valid_loss": v} for v in loss]
         if self.problem.task == "classification":
             acc = torch.vmap(accuracy, in_dims=(0, None))(out, self.y_valid).tolist()
@@ -371,7 +378,8 @@ class Stack:
     def _set_hyperparameters(self, member: int) -> None:
         """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
         m = self.members[member]
-        self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)))
+        self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)),
+                                  decay=m.config.decay)
 
     def _take_snapshot(self) -> None:
         self.snapshot = (list(self.active), self.model.snapshot(), self.optimizer.snapshot())

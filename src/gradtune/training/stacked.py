@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..models.activations import ACTIVATIONS
+from ..optim.groups import decays
 from .frozen import FrozenParameters
 
 __all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models", "backward"]
@@ -94,6 +95,15 @@ class FlatParameters:
     @property
     def size(self) -> int:
         return self.flat.shape[0]
+
+    def matrix_mask(self) -> Tensor:
+        """A ``[D]`` row: 1 on the entries of parameters of two or more dimensions, 0 on the others (the
+        parameters ``decay="matrices"`` decays; see :mod:`gradtune.optim.groups`)."""
+        mask = torch.zeros(self.flat.shape[1], dtype=self.flat.dtype, device=self.flat.device)
+        for s in self.slots:
+            if decays(s.shape):
+                mask[s.start:s.stop] = 1.0
+        return mask
 
     def zero_grad(self, runs: Sequence[tuple[int, int]] | None = None) -> None:
         """Clear the gradient rows of ``runs`` (``(start, stop)`` row ranges), or all of them."""

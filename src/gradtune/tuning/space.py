@@ -15,6 +15,9 @@ Example (YAML)::
       adam: {low: 1.0e-5, high: 3.0e-2, log: true}
     momentum: {low: 0.8, high: 0.99}
     batch_size: {choices: [32, 64, 128]}
+    clip_norm: {choices: [0.5, 1.0, 5.0]}     # gradtune's step settings are tunable too
+    decay: {choices: [all, matrices]}         # only for optimisers with weight decay
+    precision: bf16
     epochs: 20
     dropout: {low: 0.0, high: 0.5}     # a keyword argument of the model factory
 
@@ -30,9 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import HYPERPARAMETER_KEYS, TrainConfig
-from ..errors import UsageError, invalid_choice
+from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
+from ..errors import UsageError, invalid_choice, invalid_value
 from ..optim import OPTIMIZERS, get_optimizer_def
+from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
 
@@ -174,7 +178,8 @@ class SearchSpace:
         params = {}
         for name, spec in data.items():
             if name not in accepted:
-                raise invalid_choice("space parameter", name, accepted)
+                raise invalid_value("space parameter", name, f"one of: {', '.join(sorted(accepted))}",
+                                    did_you_mean(name, accepted).strip())
             params[name] = _parse_param(name, spec, model_keyword=name in space.model_keywords)
         space = cls(params, model_keywords)
         space._check_optimizers()
@@ -210,6 +215,8 @@ class SearchSpace:
         if param.name in _SCHEDULE_KEYS and chosen.get("schedule", "constant") not in _SCHEDULE_KEYS[param.name]:
             return None
         if param.name == "batch_size" and get_optimizer_def(optimizer).full_batch:
+            return None
+        if param.name in STEP_SETTING_KEYS and not setting_applies(param.name, optimizer):
             return None
         return param.domain_for(optimizer)
 
@@ -274,7 +281,7 @@ def _integer_bounds(spec: Any) -> bool:
 
 
 def _parse_param(name: str, spec: Any, model_keyword: bool = False) -> Param:
-    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter") or (
+    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter", "micro_batch") or (
         model_keyword and _integer_bounds(spec))
     if name == "optimizer":
         return Param(name, Domain.parse(name, spec, False))
@@ -296,9 +303,10 @@ def _check_values(space: SearchSpace) -> None:
     from ..models import ACTIVATIONS, INITS
     from ..schedules import SCHEDULES
 
-    allowed = {"schedule": SCHEDULES, "init": INITS, "activation": ACTIVATIONS}
+    allowed = {"schedule": SCHEDULES, "init": INITS, "activation": ACTIVATIONS, "precision": PRECISIONS,
+               "decay": DECAYS}
     for name, accepted in allowed.items():
         if name in space.params and space.params[name].domain is not None:
             for value in space.params[name].domain.values():
-                if value not in accepted:
+                if (normal_precision(value) if name == "precision" else value) not in accepted:
                     raise invalid_choice(name, value, accepted)
