@@ -195,3 +195,38 @@ def test_result_json_of_a_dataset_run(tmp_path):
     result = gradtune.train(forms()["dict-dataset"], optimizer="adam", lr=0.05, device="cpu", **BUDGET)
     saved = json.loads(json.dumps(result.to_json()))
     assert saved["metrics"]["valid_accuracy"] == result.metrics["valid_accuracy"]
+
+
+def test_step_settings_on_a_dict_dataset_equal_a_torch_loop_with_clipping_and_accumulation():
+    """``clip_norm`` and ``micro_batch`` on dict batches: the hand loop cuts each batch's rows into micro-batches
+    of 5, weights each loss by its share of the rows, accumulates, clips the global norm and steps."""
+    (x, y), (xv, yv) = separable(60, 5), VALID
+    seed, batch, micro, clip = 1, 16, 5, 0.05
+    recorder = Losses()
+    result = gradtune.train(Problem(DictModel, train=DictDataset(x, y), valid=DictDataset(xv, yv)),
+                            optimizer="sgd", lr=0.5, batch_size=batch, epochs=2, seed=seed, clip_norm=clip,
+                            micro_batch=micro, device="cpu", callbacks=[recorder])
+
+    torch.manual_seed(seed)
+    model = DictModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    data, losses, clipped = DictDataset(x, y), [], 0
+    for epoch in range(2):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+        for rows in order.split(batch):
+            items = default_collate([data[int(i)] for i in rows])
+            optimizer.zero_grad()
+            total = 0.0
+            for start in range(0, len(rows), micro):
+                part = slice(start, start + micro)
+                share = len(rows[part]) / len(rows)
+                loss = nn.functional.cross_entropy(model(features=items["features"][part]), items["labels"][part])
+                (loss * share).backward()
+                total += loss.item() * share
+            clipped += float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)) > clip
+            optimizer.step()
+            losses.append(total)
+    assert clipped > 0  # the clip acted, so a run that ignored it would end elsewhere
+    assert recorder.losses == pytest.approx(losses, rel=1e-5)
+    for ours, theirs in zip(result.model.parameters(), model.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
