@@ -33,18 +33,10 @@ def load(name: str):
     return module
 
 
-# The command the issue names. Under --strategy auto it fails on main: auto's batch-size advice runs the
-# noise-scale probe, which refuses a Dataset problem (tuning/strategies/auto.py, batch_size_advice). Strict, so
-# that the fix makes this test fail until the mark is removed.
-AUTO_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                              reason="auto's noise-scale advice refuses a Dataset problem")
-
-
-@pytest.mark.parametrize("strategy", [pytest.param(None, marks=AUTO_BUG, id="default"), "tpe"])
-def test_tune_the_text_classifier_from_the_cli_on_f1(cli, tmp_path, strategy):
-    chosen = ["--strategy", strategy] if strategy else []
+# The command the issue names, with the default strategy (auto).
+def test_tune_the_text_classifier_from_the_cli_on_f1(cli, tmp_path):
     done = cli("tune", f"{EXAMPLES / 'text_classifier.py'}:make_problem", "--budget", "10", "-o", "n=2000",
-               *chosen, "--out", "out", "--quiet", timeout=120)
+               "--out", "out", "--quiet", timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["metric"] == "valid_f1" and result["direction"] == "maximize"

@@ -113,8 +113,9 @@ class Auto(SuccessiveHalving):
 
 
 def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The gradient noise scale on a short run of the best configuration, and the batch size it suggests."""
-    if not best_config or problem.task == "function":
+    """The gradient noise scale on a short run of the best configuration, and the batch size it suggests; None
+    where the probe cannot run (a test function, or data other than in-memory (x, y) tensors, which it samples)."""
+    if not best_config or problem.task == "function" or not problem.is_xy:
         return None
     config = TrainConfig.from_mapping(best_config).replace(epochs=min(best_config.get("epochs") or 1, _NOISE_EPOCHS),
                                                            steps=None, hyper_schedule=None)
