@@ -20,13 +20,13 @@ from .kernel import coefficients_with
 
 __all__ = ["coefficients", "adamw_coefficients", "ADAM_HYPERPARAMETERS", "ADAMW_HYPERPARAMETERS"]
 
-_BETAS = (
+MOMENT_HYPERPARAMETERS = (
     unit_interval("beta1", 0.9, "decay of the first moment"),
     unit_interval("beta2", 0.999, "decay of the second moment"),
     epsilon(1e-8),
 )
-ADAM_HYPERPARAMETERS = (learning_rate(1e-3), *_BETAS, weight_decay())
-ADAMW_HYPERPARAMETERS = (learning_rate(1e-3), *_BETAS, weight_decay(0.01, "decoupled weight decay"))
+ADAM_HYPERPARAMETERS = (learning_rate(1e-3), *MOMENT_HYPERPARAMETERS, weight_decay())
+ADAMW_HYPERPARAMETERS = (learning_rate(1e-3), *MOMENT_HYPERPARAMETERS, weight_decay(0.01, "decoupled weight decay"))
 
 
 def _moments(hp: Mapping[str, float]) -> dict[str, float]:

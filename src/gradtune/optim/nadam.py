@@ -25,20 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
+from .adam import ADAMW_HYPERPARAMETERS
 from .kernel import coefficients_with
 
 __all__ = ["coefficients", "NADAMW_HYPERPARAMETERS", "MOMENTUM_DECAY"]
 
 MOMENTUM_DECAY = 4e-3  # torch.optim.NAdam's momentum_decay, psi in Dozat's schedule
 
-NADAMW_HYPERPARAMETERS = (
-    learning_rate(1e-3),
-    unit_interval("beta1", 0.9, "decay of the first moment"),
-    unit_interval("beta2", 0.999, "decay of the second moment"),
-    epsilon(1e-8),
-    weight_decay(0.01, "decoupled weight decay"),
-)
+NADAMW_HYPERPARAMETERS = ADAMW_HYPERPARAMETERS  # the same hyperparameters and defaults as AdamW
 
 
 def coefficients(hp: Mapping[str, float]) -> dict[str, float]:

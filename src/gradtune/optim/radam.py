@@ -27,18 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._hyper import epsilon, learning_rate, unit_interval, weight_decay
+from ._hyper import learning_rate, weight_decay
+from .adam import MOMENT_HYPERPARAMETERS
 from .kernel import coefficients_with
 
 __all__ = ["coefficients", "RADAM_HYPERPARAMETERS"]
 
-RADAM_HYPERPARAMETERS = (
-    learning_rate(1e-3),
-    unit_interval("beta1", 0.9, "decay of the first moment"),
-    unit_interval("beta2", 0.999, "decay of the second moment"),
-    epsilon(1e-8),
-    weight_decay(0.0, "decoupled weight decay"),
-)
+RADAM_HYPERPARAMETERS = (learning_rate(1e-3), *MOMENT_HYPERPARAMETERS, weight_decay(0.0, "decoupled weight decay"))
 
 
 def coefficients(hp: Mapping[str, float]) -> dict[str, float]:
