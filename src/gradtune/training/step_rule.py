@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from ..batches import leading_size, slice_rows
+from ..batches import leading_size, split_rows
 from ..config import TrainConfig
 from ..errors import invalid_value
 
-__all__ = ["StepRule", "autocast", "micro_slices"]
+__all__ = ["StepRule", "autocast"]
 
 _DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -31,14 +31,6 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-def micro_slices(n: int, size: int | None) -> list[slice] | None:
-    """A batch of ``n`` samples cut into micro-batches of ``size`` (the last one shorter); None when it runs
-    whole (no cap, or a cap at or above ``n``)."""
-    if size is None or size >= n:
-        return None
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class StepRule:
@@ -75,18 +67,17 @@ class StepRule:
         (DDP's ``no_sync``, so that the gradients are averaged across processes once per batch).
         """
         rows = leading_size(batch)
-        slices = micro_slices(rows, self.micro_batch)
-        if slices is None:
+        if self.micro_batch is None or self.micro_batch >= rows:  # no cap, or one the batch fits: whole
             with self.autocast():
                 loss = loss_of(batch)
             self.backward(loss if weight == 1.0 else loss * weight)
             return loss
-        total = None
-        for k, part in enumerate(slices):
-            share = (part.stop - part.start) / rows
-            with accumulating() if k < len(slices) - 1 else contextlib.nullcontext():
+        parts, total = split_rows(batch, self.micro_batch), None
+        for k, part in enumerate(parts):
+            share = leading_size(part) / rows
+            with accumulating() if k < len(parts) - 1 else contextlib.nullcontext():
                 with self.autocast():
-                    loss = loss_of(slice_rows(batch, part.start, part.stop))
+                    loss = loss_of(part)
                 self.backward(loss * (share * weight))
             part_loss = loss.detach() * share
             total = part_loss if total is None else total + part_loss
