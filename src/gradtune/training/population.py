@@ -8,8 +8,8 @@ Dataset, loader factory or stream shared by the stack (:mod:`gradtune.training.s
 Configurations that cannot stack train one at a time in the single loop, with one line saying why
 (:func:`~gradtune.training.pool.fallback_reason`): test functions, ``eval_every``, importance sampling,
 ``fp16``, batch growth on a shared stream, optimisers a stack cannot step as elementwise arithmetic
-(L-BFGS, Adafactor, the hypergradient ones), and a model or loss (``compute_loss``, or the batch conventions) that fails under
-``vmap`` on the first real batch.
+(L-BFGS, Adafactor, the hypergradient ones), and a model or loss (``compute_loss``, or the batch
+conventions) that fails under ``vmap`` on the first real batch.
 """
 
 from __future__ import annotations
