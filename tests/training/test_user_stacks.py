@@ -207,6 +207,16 @@ def test_a_users_compute_loss_metric_and_evaluate_match_the_single_loop(data):
         assert_same_run(result, stacked_losses, *train_single(oracle, config))
 
 
+def test_an_objective_that_no_metric_produces_is_refused_in_one_line_before_a_stack_trains():
+    (x, y), (xv, yv) = TRAIN, VALID
+    problem = Problem(DictNet, train={"features": x, "labels": y}, valid={"features": xv, "labels": yv},
+                      evaluate=whole_set, objective="precision", direction="maximize")
+    steps = Losses()
+    with pytest.raises(gradtune.UsageError, match="'objective' parameter must name a metric") as error:
+        train_population(problem, _configs(steps=5), callbacks=[[steps]] * len(MEMBERS))
+    assert len(str(error.value).splitlines()) == 1 and not steps.losses
+
+
 # -- (d) a frozen backbone under a shared stream ---------------------------------------------------------------
 BACKBONE = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
 

@@ -36,6 +36,7 @@ from ..problems import Problem
 from ..schedules import LRSchedule
 from .checkpoint import save_epoch_checkpoint
 from .device import resolve_device
+from .evaluation import check_objective
 from .member import Member, load_model
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -136,6 +137,8 @@ class Stack:
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
         decays = [e.config.decay for e in entries]
         if self.model is None:
+            if not self.problem.objective_known:  # only a model can tell: refused before training, as alone
+                check_objective(models[0], self.problem, self.data.valid_batches)
             self.data.keep_vessel(models[0])
             self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,

@@ -181,7 +181,12 @@ class MemberRows(StackData):
 
 class SharedStream(StackData):
     """A Dataset, a loader factory or a stream: one stream of batches for every member (see the module
-    docstring), seeded by the seed of the stack's first member (``config.seed``)."""
+    docstring), seeded by the seed of the stack's first member (``config.seed``).
+
+    A member's epoch checkpoint is the single loop's, so a member resumed from it goes on with the stream of
+    whatever trains it next: the stack it joins, or its own seed's in the single loop. Batch growth, which
+    gives members of different ages different batch sizes, cannot share a stream (the pool trains it alone).
+    """
 
     batches = "shared"
 
