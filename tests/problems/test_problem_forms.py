@@ -151,14 +151,14 @@ def test_features_that_need_xy_tensors_refuse_other_data_in_one_line(tmp_path):
         assert "problem 'dicts' cannot" in one_line(error) and "Dataset" in str(error.value)
 
 
-def test_the_population_trainer_falls_back_to_the_single_loop_with_one_line(caplog, tmp_path):
+def test_the_population_trainer_stacks_a_dataset_problem_on_one_shared_stream(caplog, tmp_path):
     problem = Problem(DictModel, train=DictDataset(*TRAIN), valid=DictDataset(*VALID), name="dicts")
     space = {"optimizer": "sgd", "lr": {"low": 0.01, "high": 0.5, "log": True}, "epochs": 1, "batch_size": 32}
     result = gradtune.tune(problem, space=space, strategy="random", budget=3, population=3, device="cpu",
                            storage=f"sqlite:///{tmp_path}/p.db", best_model=False)
     assert [row["state"] for row in result.trials] == ["completed"] * 3
-    lines = [r.getMessage() for r in caplog.records if "one at a time" in r.getMessage()]
-    assert len(lines) == 1 and "Dataset" in lines[0]
+    assert [row["batches"] for row in result.trials] == ["shared"] * 3
+    assert not [r.getMessage() for r in caplog.records if "one at a time" in r.getMessage()]
 
 
 def test_tensor_inputs_as_a_dict_and_a_tuple_train_by_the_conventions():

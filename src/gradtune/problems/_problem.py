@@ -177,8 +177,9 @@ class Problem:
         return self.single_loop_reason() is None
 
     def single_loop_reason(self) -> str | None:
-        """Why only the single loop can train this problem (not stacks, folds, importance sampling, the noise
-        probe or data-parallel ranks), or None where its data are ``(x, y)`` tensors and its step gradtune's."""
+        """Why only the single loop and the population trainer can train this problem (not folds, importance
+        sampling, the noise probe or data-parallel ranks), or None where its data are ``(x, y)`` tensors and its
+        step gradtune's."""
         for name, form, data in (("train", self.train_form, self.train), ("valid", self.valid_form, self.valid)):
             if form != "tensors":
                 return f"its {name} data is {_FORM_NAMES[form]}, not (x, y) tensors in memory"

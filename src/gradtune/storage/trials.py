@@ -1,7 +1,8 @@
 """Stored trials read back as rows: what ``result.json``, the leaderboard and the report show.
 
 A trial's row comes from what the tuning loop stored with it (its user
-attributes ``config``, ``status``, ``epochs_run``, ``seconds``), so any process
+attributes ``config``, ``status``, ``epochs_run``, ``seconds``, and ``batches``
+where a stack trained it), so any process
 that can reach the storage reads the same rows, while the study runs or after.
 """
 
@@ -25,7 +26,8 @@ _STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", T
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: number, config, state, value, epochs_run, seconds."""
+    """One row per trial: number, config, state, value, epochs_run, seconds, and ``batches`` (``"per-member"``
+    or ``"shared"``) for a trial the population trainer stacked."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.WAITING or t.user_attrs.get("status") == OVER_BUDGET:
@@ -36,7 +38,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         value = t.value if t.state == TrialState.COMPLETE else None
         rows.append({"number": t.number, "config": t.user_attrs.get("config", dict(t.params)), "state": state,
                      "value": json_number(value), "epochs_run": t.user_attrs.get("epochs_run", 0),
-                     "seconds": t.user_attrs.get("seconds", _duration(t))})
+                     "seconds": t.user_attrs.get("seconds", _duration(t)),
+                     **({"batches": t.user_attrs["batches"]} if "batches" in t.user_attrs else {})})
     return rows
 
 

@@ -60,9 +60,12 @@ class Member:
     resumed_from: int = 0  # the epoch a checkpoint resumed the member from
 
     @classmethod
-    def join(cls, problem: Problem, entry: Entry, epoch: int, lr_at: LRSchedule | None = None) -> Member:
-        """A new member of a stack at its epoch ``epoch``, drawing its data order as the single loop does."""
-        return cls(entry.key, entry.config, entry.hooks, TrainingPlan(entry.config, problem.n_train, lr_at),
+    def join(cls, problem: Problem, entry: Entry, epoch: int, lr_at: LRSchedule | None = None,
+             epoch_steps: int | None = None) -> Member:
+        """A new member of a stack at its epoch ``epoch``, drawing its data order as the single loop does
+        (``epoch_steps``: batches in an epoch of data whose length is not in samples, as the plan takes it)."""
+        plan = TrainingPlan(entry.config, problem.n_train, lr_at, epoch_steps)
+        return cls(entry.key, entry.config, entry.hooks, plan,
                    torch.Generator().manual_seed(entry.config.seed + 1), joined=epoch, start=time.perf_counter(),
                    checkpoint=entry.checkpoint)
 
@@ -83,7 +86,7 @@ class Member:
 
     def cuts(self, n: int) -> range | list[int]:
         """Where this epoch's samples must be cut for this member: at each of its batches' starts, and within a
-        batch every ``micro_batch`` samples (see :meth:`~gradtune.training.stack.Stack.micro_steps`)."""
+        batch every ``micro_batch`` samples (see :meth:`~gradtune.training.stack_data.MemberRows.micro_steps`)."""
         size = min(self.batch_size, n)
         micro = self.config.micro_batch
         if micro is None or micro >= size:
@@ -155,8 +158,10 @@ class Member:
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         return model, optimizer
 
-    def result(self, problem: Problem, unflatten: Unflatten, device: torch.device) -> TrainResult:
-        """The member's result, from its final state; its callbacks see the run end."""
+    def result(self, problem: Problem, unflatten: Unflatten, device: torch.device,
+               batches: str | None = None) -> TrainResult:
+        """The member's result, from its final state; its callbacks see the run end. ``batches`` says how the
+        stack fed it: ``"per-member"`` or ``"shared"`` (see :mod:`~gradtune.training.stack_data`)."""
         model, optimizer = self.as_single_run(problem, *self.final_state, unflatten, device)
         for cb in self.callbacks:
             cb.on_train_end(self.status)
@@ -164,6 +169,7 @@ class Member:
                                    model, optimizer, self.diverged_at)
         if self.resumed_from:
             result.report["resumed_from_epoch"] = self.resumed_from
+        result.batches = batches
         return result
 
 

@@ -30,6 +30,7 @@ from .callbacks import Callback
 from .device import resolve_device
 from .loop import SingleLoop, build_model
 from .stack import PopulationController, Stack
+from .stack_data import stack_data
 from .stacked import backward, stack_models
 from .step_rule import autocast
 from .trainer import Entry, Finished, admit
@@ -76,15 +77,15 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     """
     if problem.task == "function":
         return "test functions train full-batch on one point; the single loop is already minimal"
-    data_reason = problem.single_loop_reason()
-    if data_reason is not None:  # stacks index (x, y) tensors and score them with gradtune's own loss
-        return f"problem '{problem.name}': {data_reason}"
     if any(c.eval_every is not None for c in configs):
         return "eval_every evaluates mid-epoch, which stacks do not"
     if any(c.sampling == "importance" for c in configs):
         return "importance sampling scores and draws each member's batches itself, in the single loop"
     if any(c.precision == "fp16" for c in configs):
         return "fp16's gradient scaler skips the steps of a whole model, not of one member"
+    if problem.train_form != "tensors" and any(c.schedule == "batch-growth" for c in configs):
+        return ("batch-growth changes each member's batch size at its own epochs, which one shared stream of "
+                "batches cannot follow")
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
         return f"optimizer {unstackable[0]} {get_optimizer_def(unstackable[0]).single_loop_reason}"
@@ -94,7 +95,8 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         try:
             _probe(problem, configs[0])
         except Exception as error:  # any failure under vmap means: do not stack
-            reason = f"the model does not run under torch.func.vmap ({type(error).__name__}: {str(error)[:120]})"
+            said = (str(error).splitlines() or [""])[0][:120]
+            reason = f"the model and its loss do not run under torch.func.vmap ({type(error).__name__}: {said})"
         if probed is None:
             return reason
         probed[key] = reason
@@ -102,13 +104,15 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
 
 
 def _probe(problem: Problem, config: TrainConfig) -> None:
-    """A forward and backward pass of two stacked members on two samples."""
+    """A forward and backward pass of two stacked members, through the loss a stack would run (the problem's
+    ``compute_loss`` or the batch conventions), on two samples of the first real batch."""
     device = resolve_device(config.device)
+    data = stack_data(problem, config, device)
     models = [build_model(problem, config.replace(seed=config.seed + i), device) for i in range(2)]
-    stack = stack_models(models)
-    x, y = (t[:2].to(device) for t in problem.train)
+    stack = stack_models(models, plain=data.plain)
+    batch, shared = data.probe_batch()
     with autocast(config.precision, device):
-        losses = problem.member_losses(stack(x.expand(2, *x.shape)), y.expand(2, *y.shape))
+        losses = data.losses(stack, batch, shared)
     backward(losses.sum())
 
 

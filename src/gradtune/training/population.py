@@ -2,10 +2,14 @@
 
 One round on the :class:`~gradtune.training.pool.StackedPool`: members are
 stacked by what stacking needs them to share (activation, model arguments,
-batch plan, shuffling and device; see :mod:`gradtune.training.stack`), each stack trained as one
-batched computation. Configurations that cannot stack (L-BFGS, hypergradient
-optimisers, importance sampling, test functions, models that fail under
-``vmap``) train one at a time in the single loop, with one line saying why.
+batch plan, shuffling, device, precision and micro-batch; see :mod:`gradtune.training.stack`), each stack
+trained as one batched computation. Members take their own batches of data in memory, or one stream of a
+Dataset, loader factory or stream shared by the stack (:mod:`gradtune.training.stack_data`).
+Configurations that cannot stack train one at a time in the single loop, with one line saying why
+(:func:`~gradtune.training.pool.fallback_reason`): test functions, ``eval_every``, importance sampling,
+``fp16``, batch growth on a shared stream, optimisers a stack cannot step as elementwise arithmetic
+(L-BFGS, Adafactor, the hypergradient ones), and a model or loss (``compute_loss``, or the batch
+conventions) that fails under ``vmap`` on the first real batch.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
 
     Each result equals what :func:`gradtune.train` gives for the same config,
-    up to floating-point reassociation in the batched kernels. If any
+    up to floating-point reassociation in the batched kernels; on a shared stream (a Dataset, a loader
+    factory, a stream), what it gives fed the same stream, which the seed of the stack's first member
+    draws. If any
     configuration cannot stack, all train one at a time. A configuration alone
     in its stack trains in the single loop, where a stack of one would only add
     ``vmap``'s overhead.

@@ -24,7 +24,9 @@ class TrainResult:
 
     ``status`` is ``completed``, ``diverged`` (a non-finite loss or one above the
     divergence bound) or ``stopped`` (a callback ended the run early). After a
-    divergence ``model`` holds the weights of the last finite epoch.
+    divergence ``model`` holds the weights of the last finite epoch. ``batches``
+    is set where a stack trained the run: ``"per-member"`` (each member its own
+    batches, as the single loop) or ``"shared"`` (one stream for the stack).
     """
 
     problem: str
@@ -38,6 +40,7 @@ class TrainResult:
     report: dict[str, Any] = field(default_factory=dict)
     diverged_at: dict[str, Any] | None = None
     sampling: dict[str, Any] | None = None  # with importance sampling: whether it was used, and why
+    batches: str | None = None  # trained in a stack: "per-member" batches, or one "shared" stream
 
     @classmethod
     def close(cls, problem, config, status: str, history: list[dict[str, Any]], seconds: float,
@@ -73,6 +76,8 @@ class TrainResult:
         }
         if self.sampling is not None:
             out["sampling"] = {k: json_number(v) for k, v in self.sampling.items()}
+        if self.batches is not None:
+            out["batches"] = self.batches
         if self.diverged_at is not None:
             out["diverged_at"] = {k: json_number(v) for k, v in self.diverged_at.items()}
         return out

@@ -8,10 +8,11 @@ freely: the optimiser (members are ordered so that those needing the same
 update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
 learning rate, momentum, betas, weight decay and which parameters it decays,
 schedule, warm-up, initialisation and seed, training length and gradient
-clipping (each member's own norm). Each member sees its own
+clipping (each member's own norm). On data in memory each member sees its own
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
-reassociation in the batched kernels.
+reassociation in the batched kernels; on a Dataset, a loader factory or a
+stream the members share one stream of batches (:mod:`.stack_data`).
 
 Members join between epochs and end on their own: completed, diverged
 (dropped before the step that would have used its NaN gradient, keeping the
@@ -31,13 +32,15 @@ import torch
 from ..config import TrainConfig
 from ..optim import StackedOptimizer, parameter_names
 from ..optim.stacked import block_order, clip_rows_, runs
-from ..problems import Problem, accuracy
+from ..problems import Problem
 from ..schedules import LRSchedule
 from .checkpoint import save_epoch_checkpoint
 from .device import resolve_device
+from .evaluation import check_objective
 from .member import Member, load_model
 from .plan import TrainingPlan
 from .result import TrainResult
+from .stack_data import MicroStep, stack_data
 from .stacked import backward, stack_models
 from .step_rule import autocast
 from .trainer import Entry, Finished
@@ -110,8 +113,7 @@ class Stack:
         self.problem, self.controller, self.lr_at = problem, controller, lr_at
         self.device = resolve_device(entries[0].config.device)
         self.precision = entries[0].config.precision  # one per stack: part of its key
-        self.x, self.y = (t.to(self.device) for t in problem.train)
-        self.x_valid, self.y_valid = (t.to(self.device) for t in problem.valid)
+        self.data = stack_data(problem, entries[0].config, self.device)  # the first member's seed for a stream
         self.epoch = 0  # epochs the stack has run; a member's own count starts when it joined
         self.members: list[Member] = []
         self._index: dict[int, int] = {}  # a member's key -> its index in members
@@ -127,14 +129,18 @@ class Stack:
         They take rows at the end of the stack, which is then reordered into optimiser blocks.
         """
         first = len(self.members)
-        self.members += [Member.join(self.problem, entry, self.epoch, self.lr_at) for entry in entries]
+        self.members += [Member.join(self.problem, entry, self.epoch, self.lr_at, self.data.epoch_steps)
+                         for entry in entries]
         self._index.update({entry.key: i for i, entry in enumerate(entries, start=first)})
         restored = [load_model(self.problem, entry, self.device) for entry in entries]
         models = [model for model, _ in restored]
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
         decays = [e.config.decay for e in entries]
         if self.model is None:
-            self.model = stack_models(models)
+            if not self.problem.objective_known:  # only a model can tell: refused before training, as alone
+                check_objective(models[0], self.problem, self.data.valid_batches)
+            self.data.keep_vessel(models[0])
+            self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
                                               decay_mask=self.model.params.matrix_mask())
         else:
@@ -188,50 +194,29 @@ class Stack:
         return self.epoch - m.joined
 
     # -- one epoch -----------------------------------------------------------------
-    def micro_steps(self) -> list[tuple[int, int]]:
-        """This epoch's micro-steps, ``(start, stop)`` over every member's data order: cut wherever a member's
-        batch starts and every ``micro_batch`` samples within it (:meth:`Member.cuts`). With batch sizes
-        that are multiples of the smallest, ``u``, and no ``micro_batch``, that is every ``u`` samples."""
-        n = len(self.x)
-        cuts = sorted({n}.union(*(self.members[i].cuts(n) for i in self.active)))
-        return list(zip(cuts[:-1], cuts[1:]))
-
     def _epoch(self) -> None:
-        n = len(self.x)
         for i in self.active:
             m = self.members[i]
             m.losses, m.batch_loss = [], 0.0
             m.batch_size = m.plan.batch_size(self._age(m), m.step)
             if any(segment["epoch"] == self._age(m) for segment in m.config.hyper_schedule or ()):
                 self._set_hyperparameters(i)
-        orders, order_members = torch.stack([self.members[i].order(n) for i in self.active]), list(self.active)
-        for start, stop in self.micro_steps():
-            self._complete(evaluated=False)
-            if not self.active:
-                return
-            if order_members != self.active:  # members left mid-epoch
-                orders = orders[[order_members.index(i) for i in self.active]]
-                order_members = list(self.active)
-            self._micro_step(orders[:, start:stop], start, stop)
+        for micro in self.data.epoch(self):
+            self._micro_step(micro)
 
-    def _micro_step(self, rows: torch.Tensor, start: int, stop: int) -> None:
-        """Forward and backward over samples ``start:stop`` of every member's order; members whose batch is
-        complete step."""
-        n = len(self.x)
-        if stop - start == n:  # full batch for everyone: no gather
-            xb, yb = self.x.expand(len(self.active), *self.x.shape), self.y.expand(len(self.active), *self.y.shape)
-        else:
-            rows = rows.to(self.device)
-            xb, yb = self.x[rows], self.y[rows]
-        sizes = [min(self.members[i].batch_size, n) for i in self.active]
-        # Each member's weight: this micro-batch's share of the member's current batch.
-        weights = [(stop - start) / (min(start // size * size + size, n) - start // size * size) for size in sizes]
+    def ready(self) -> bool:
+        """Called by the data before each micro-step of an epoch: members whose plan is done leave; False when
+        none is left (then the epoch ends, and no batch is read in vain)."""
+        self._complete(evaluated=False)
+        return bool(self.active)
+
+    def _micro_step(self, micro: MicroStep) -> None:
+        """Forward and backward over one micro-batch of every member; members whose batch is complete step."""
         with autocast(self.precision, self.device):
-            losses = self.problem.member_losses(self.model(xb), yb)
-        weighted = losses * torch.tensor(weights, dtype=losses.dtype, device=losses.device)
+            losses = self.data.losses(self.model, micro.batch, micro.shared)
+        weighted = losses * torch.tensor(micro.weights, dtype=losses.dtype, device=losses.device)
         backward(weighted.sum())
-        complete = {pos for pos, size in enumerate(sizes) if not (stop % size and stop != n)}
-        self._step(complete, weighted.detach().tolist())
+        self._step(micro.complete, weighted.detach().tolist())
 
     def _step(self, complete: set[int], losses: list[float]) -> None:
         """The members at stack positions ``complete`` step, but those whose batch loss (``losses``, this
@@ -307,7 +292,7 @@ class Stack:
         for i in members:
             m = self.members[i]
             if not evaluated:
-                m.record(self._age(m), self._evaluate_rows([self.active.index(i)])[0])
+                m.record(self._age(m), self.data.evaluate(self.model, [self.active.index(i)])[0])
             m.status = status
             m.final_state = self._member_state(self.active.index(i))
         self._keep([i for i in self.active if i not in members])
@@ -320,7 +305,7 @@ class Stack:
     def _end_epoch(self) -> None:
         if not self.active:
             return
-        evaluated = self._evaluate_rows(list(range(len(self.active))))
+        evaluated = self.data.evaluate(self.model, list(range(len(self.active))))
         stopped = []
         for i, metrics in zip(list(self.active), evaluated):
             m = self.members[i]
@@ -354,17 +339,6 @@ class Stack:
                                   history=m.history, data_generator=m.generator, guard_bound=m.guard.bound)
         return bool(members)
 
-    def _evaluate_rows(self, rows: list[int]) -> list[dict[str, float]]:
-        with autocast(self.precision, self.device):  # the precision members train at, as the single loop
-            out = self.model.evaluate(self.x_valid)[rows]
-            loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
-        metrics = [{"valid_loss": v} for v in loss]
-        if self.problem.task == "classification":
-            acc = torch.vmap(accuracy, in_dims=(0, None))(out, self.y_valid).tolist()
-            for d, a in zip(metrics, acc):
-                d["valid_accuracy"] = a
-        return metrics
-
     def exploit(self, target: int, source: int, config: TrainConfig) -> None:
         """Member ``target`` (a key) continues from ``source``'s weights and optimiser state, with ``config``."""
         target, source = self._index[target], self._index[source]
@@ -372,7 +346,7 @@ class Stack:
         self.model.copy_member(*rows)
         self.optimizer.copy_member(*rows)
         self.members[target].config = config
-        self.members[target].plan = TrainingPlan(config, self.problem.n_train, self.lr_at)
+        self.members[target].plan = TrainingPlan(config, self.problem.n_train, self.lr_at, self.data.epoch_steps)
         self._set_hyperparameters(target)
 
     def _set_hyperparameters(self, member: int) -> None:
@@ -394,4 +368,4 @@ class Stack:
         return self.model.member_state_dict(row), self.optimizer.member_state(row)
 
     def _result(self, m: Member) -> TrainResult:
-        return m.result(self.problem, self.model.params.unflatten, self.device)
+        return m.result(self.problem, self.model.params.unflatten, self.device, batches=self.data.batches)

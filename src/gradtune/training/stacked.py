@@ -12,7 +12,12 @@ kernels; each layer's parameter is a view into it. Two forward passes exist:
   the step (profiled: ``aten::copy_`` 36% of CPU time at P=32, batch 16).
 * :class:`VmapStack`, for any other model: ``torch.func.vmap`` over
   ``functional_call``. Buffers are stacked too, so BatchNorm keeps per-member
-  running statistics.
+  running statistics. It also runs a whole loss under ``vmap``
+  (:meth:`VmapStack.losses`): a user's ``compute_loss(model, batch)`` or the
+  batch conventions receive a :class:`Bound` module, whose call runs one member.
+
+Both take each member's own batch (``[P, B, ...]``) or one batch shared by every
+member (``shared=True``: ``in_dims=None``).
 
 Only trainable parameters are stacked and stepped. Parameters the user froze
 (``requires_grad=False``) are held by :class:`~gradtune.training.frozen.FrozenParameters`,
@@ -35,8 +40,9 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +52,7 @@ from ..models.activations import ACTIVATIONS
 from ..optim.groups import decays
 from .frozen import FrozenParameters
 
-__all__ = ["FlatParameters", "StackedMLP", "VmapStack", "stack_models", "backward"]
+__all__ = ["FlatParameters", "StackedMLP", "VmapStack", "Bound", "stack_models", "backward"]
 
 # Modules that act on each element alone, so they run unchanged on [P, B, ...]: every
 # activation gradtune builds, plus a few a user's model may hold.
@@ -181,6 +187,24 @@ class _Stack:
         return state
 
 
+class Bound:
+    """One member's model inside ``vmap``: calling it runs the template module with that member's tensors
+    (``functional_call``), so that a user's ``compute_loss(model, batch)`` calls it as it would call the module.
+
+    Other attributes are the template's (its ``forward``'s signature, say, which the batch conventions read);
+    a submodule called directly would run the template's meta tensors, so a loss must call the model itself.
+    """
+
+    def __init__(self, template: nn.Module, tensors: tuple[dict[str, Tensor], ...]):
+        self._template, self._tensors = template, tensors
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self._template, self._tensors, args, kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._template, name)
+
+
 class VmapStack(_Stack):
     """Any model, through ``torch.func``: ``vmap`` over ``functional_call``."""
 
@@ -203,10 +227,24 @@ class VmapStack(_Stack):
         run = vmap(self._forward, in_dims=(0, self.frozen.in_dims(), 0, x_dim), randomness="different")
         return run(self.params.leaves, self.frozen.values, self.buffers, x)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """``x`` is ``[P, B, ...]``: each member's own batch."""
+    def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
+        """``x`` is ``[P, B, ...]``, each member's own batch, or ``[B, ...]`` for every member with ``shared``."""
         self.template.train()
-        return self._run(x, 0)
+        return self._run(x, None if shared else 0)
+
+    def losses(self, loss_of: Callable[[Bound, Any], Tensor], batch: Any, shared: bool = False) -> Tensor:
+        """Each member's ``loss_of(model, batch)``, ``[P]``, with ``model`` a :class:`Bound` module of the member.
+
+        ``batch`` is a batch tree whose tensor leaves are ``[P, B, ...]`` (each member's own rows), or one batch
+        for every member with ``shared`` (its non-tensor leaves pass through untouched).
+        """
+        self.template.train()
+
+        def one(params, frozen, buffers, member_batch):
+            return loss_of(Bound(self.template, (params, frozen, buffers)), member_batch)
+
+        run = vmap(one, in_dims=(0, self.frozen.in_dims(), 0, None if shared else 0), randomness="different")
+        return run(self.params.leaves, self.frozen.values, self.buffers, batch)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor) -> Tensor:
@@ -246,6 +284,8 @@ class StackedMLP(_Stack):
         leaves = self.params.leaves
         for index, layer in enumerate(self.layers):
             if not isinstance(layer, nn.Linear):
+                if shared and layer.training and isinstance(layer, nn.Dropout):  # a mask of each member's own
+                    h, shared = h.expand(self.params.size, *h.shape), False
                 h = layer(h)
                 continue
             weight, bias = leaves[f"{index}.weight"], leaves.get(f"{index}.bias")
@@ -264,10 +304,12 @@ class StackedMLP(_Stack):
                 h = torch.baddbmm(bias.unsqueeze(1), h, weight)
         return h
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
+        """``x`` is ``[P, B, in]``, each member's own batch, or ``[B, in]`` for every member with ``shared`` (the
+        first layer is then one product of the batch with every member's weights)."""
         for layer in self.layers:
             layer.train()
-        return self._forward(x, shared=False)
+        return self._forward(x, shared=shared)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor) -> Tensor:
@@ -276,9 +318,13 @@ class StackedMLP(_Stack):
         return self._forward(x, shared=True)
 
 
-def stack_models(models: Sequence[nn.Module]) -> _Stack:
-    """The faster stack that supports these models: batched matmuls for plain MLPs, else ``vmap``."""
-    return StackedMLP(models) if StackedMLP.supports(models[0]) else VmapStack(models)
+def stack_models(models: Sequence[nn.Module], plain: bool = True) -> _Stack:
+    """The faster stack that supports these models: batched matmuls for plain MLPs, else ``vmap``.
+
+    ``plain`` is False where the stack must run a whole loss under ``vmap`` (:meth:`VmapStack.losses`): a
+    batch other than ``(x, y)`` tensors, or a user's ``compute_loss``.
+    """
+    return StackedMLP(models) if plain and StackedMLP.supports(models[0]) else VmapStack(models)
 
 
 def backward(loss: Tensor) -> None:

@@ -30,7 +30,8 @@ from ..batches import leading_size
 from ..errors import UsageError
 from ..problems import Problem, accuracy
 
-__all__ = ["TARGET_KEYS", "StepOutput", "step_loss", "batch_accuracy", "scalar_metric"]
+__all__ = ["TARGET_KEYS", "StepOutput", "step_loss", "member_loss", "is_pair", "logits_of", "batch_accuracy",
+           "scalar_metric"]
 
 TARGET_KEYS = ("labels", "label", "target", "y")
 _CONVENTIONS = ("(x, y), (x1, ..., xn, y), (inputs, y) or a dict with a 'labels', 'label', 'target' or 'y' key; "
@@ -48,22 +49,36 @@ class StepOutput:
     target: Any = None
 
 
-def step_loss(problem: Problem, model: nn.Module, batch: Any) -> StepOutput:
+def step_loss(problem: Problem, model: nn.Module, batch: Any, counted: bool = True) -> StepOutput:
     """The batch's loss and outputs through ``problem.compute_loss`` or the conventions.
+
+    ``counted=False`` leaves the count unread (0): a stack's step needs only the loss, and under ``vmap`` a
+    ``compute_loss``'s ``"n"`` tensor cannot become a float.
 
     Raises:
         UsageError: a batch the conventions cannot read, or a ``compute_loss`` that returns something other
             than a scalar tensor or a mapping with a scalar ``"loss"``.
     """
     if problem.compute_loss is not None:
-        return _from_compute_loss(problem.compute_loss(model, batch), batch)
+        return _from_compute_loss(problem.compute_loss(model, batch), batch, counted)
     args, kwargs, target = _convention(batch, model)
     out = model(*args, **kwargs)
-    logits = _logits(out)
+    logits = logits_of(out)
     loss = _loss_in(out)
     if loss is None:
         loss = problem.loss_fn(logits, target)
-    return StepOutput(loss, leading_size(batch), out, logits, target)
+    return StepOutput(loss, leading_size(batch) if counted else 0, out, logits, target)
+
+
+def member_loss(problem: Problem, model: Any, batch: Any) -> Tensor:
+    """The batch's loss alone, as one member of a stack computes it under ``vmap`` (``model`` bound to the
+    member's weights; see :meth:`~gradtune.training.stacked.VmapStack.losses`)."""
+    return step_loss(problem, model, batch, counted=False).loss
+
+
+def is_pair(batch: Any) -> bool:
+    """Whether ``batch`` is an ``(x, y)`` pair of tensors: the form a stack scores on its fast path."""
+    return isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch)
 
 
 def batch_accuracy(logits: Any, target: Any) -> Tensor | None:
@@ -114,7 +129,8 @@ def _loss_in(out: Any) -> Tensor | None:
     return loss if isinstance(loss, Tensor) else None
 
 
-def _logits(out: Any) -> Any:
+def logits_of(out: Any) -> Any:
+    """The class scores in a model's output: the output itself, or its ``.logits`` or ``"logits"``."""
     if isinstance(out, Tensor):
         return out
     logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
@@ -137,7 +153,7 @@ def _scalar(value: Any, what: str) -> Tensor:
     return value.reshape(())
 
 
-def _from_compute_loss(returned: Any, batch: Any) -> StepOutput:
+def _from_compute_loss(returned: Any, batch: Any, counted: bool = True) -> StepOutput:
     what = "a scalar tensor or a mapping with a scalar 'loss'"
     if isinstance(returned, Mapping):
         if "loss" not in returned:
@@ -145,11 +161,11 @@ def _from_compute_loss(returned: Any, batch: Any) -> StepOutput:
                              f"(keys: {', '.join(map(str, returned))}).")
         loss = _scalar(returned["loss"], what)
         n = returned.get("n")
-        count = float(n) if n is not None else leading_size(batch)
+        count = (float(n) if n is not None else leading_size(batch)) if counted else 0
         logits = returned.get("logits")
         return StepOutput(loss, count, returned, logits, _target_of(batch) if logits is not None else None)
     loss = _scalar(returned, what)
-    return StepOutput(loss, leading_size(batch), {"loss": loss})
+    return StepOutput(loss, leading_size(batch) if counted else 0, {"loss": loss})
 
 
 def scalar_metric(name: str, value: Any) -> float:

@@ -78,5 +78,7 @@ def store_outcome(trial: optuna.Trial, outcome: TrialOutcome, result: TrainResul
     for key in ("cv_values", "resumed_from_epoch"):
         if key in result.report:
             trial.set_user_attr(key, result.report[key])
+    if result.batches is not None:  # a stack trained it: on its own batches, or on the stack's shared stream
+        trial.set_user_attr("batches", result.batches)
     if outcome.status == "diverged":  # the worst value, so that TPE learns to avoid the region
         trial.report(worst_value(direction), step=max(result.epochs_run, 1))
