@@ -30,6 +30,7 @@ from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
+from .divergence import DIVERGENCE_FACTOR, Diverged, DivergenceGuard
 from .evaluation import check_objective, check_produced, evaluate, evaluate_batches
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -39,28 +40,6 @@ from .step_rule import StepRule
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
-
-# A loss this many times the first one (or 1, if larger) counts as diverged even
-# while still finite: such runs only reach inf a few steps later.
-DIVERGENCE_FACTOR = 1e3
-
-
-class DivergenceGuard:
-    """The divergence rule: a non-finite loss, or one above the bound set by the first finite loss."""
-
-    def __init__(self) -> None:
-        self.bound = math.inf
-
-    def exceeded(self, loss: float) -> bool:
-        if self.bound == math.inf and math.isfinite(loss):
-            self.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
-        return not math.isfinite(loss) or loss > self.bound
-
-
-class Diverged(Exception):
-    def __init__(self, loss: float):
-        self.loss = loss
-
 
 def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
