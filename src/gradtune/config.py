@@ -19,6 +19,7 @@ from typing import Any
 from .errors import UsageError, check_choice, check_number, invalid_value
 from .models import ACTIVATIONS, INITS
 from .optim import get_optimizer_def, resolve_hyperparameters
+from .optim.lookahead import check_lookahead
 from .schedules import SCHEDULES, make_lr_schedule
 from .step_settings import check_step_settings
 
@@ -49,7 +50,8 @@ class TrainConfig:
     ``importance`` (:mod:`gradtune.training.sampling`). ``clip_norm``, ``precision``
     (``"32"``, ``"bf16"`` or ``"fp16"``), ``micro_batch`` and ``decay`` (``"all"`` or
     ``"matrices"``) are what gradtune does between the loss and the weights
-    (:mod:`gradtune.step_settings`). ``model_args`` are the
+    (:mod:`gradtune.step_settings`). ``lookahead`` (k, 0 or None: off) and ``lookahead_alpha`` (default
+    0.5) wrap any optimiser in Lookahead (:mod:`gradtune.optim.lookahead`). ``model_args`` are the
     model factory's keyword arguments (the user's hyperparameters, such as
     ``{"width": 64, "dropout": 0.1}``); they are part of the config's identity,
     so a checkpoint of other ``model_args`` never resumes this run.
@@ -89,6 +91,9 @@ class TrainConfig:
     precision: str = "32"
     micro_batch: int | None = None
     decay: str = "all"
+    # Lookahead around any optimiser (see gradtune.optim.lookahead): sync every k steps; None or 0: off.
+    lookahead: int | None = None
+    lookahead_alpha: float | None = None
     # Hyperparameters that change at epoch boundaries, as population-based training
     # found them: [{"epoch": 0, "lr": ..., "momentum": ...}, {"epoch": 4, ...}, ...].
     hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
@@ -164,6 +169,7 @@ class TrainConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_number("seed", self.seed, low=0, integer=True)
         step_settings = check_step_settings(self)
+        lookahead = check_lookahead(self.optimizer, self.lookahead, self.lookahead_alpha)
         epochs, steps = self._budget()
         self._check_eval_every()
         if n_train is None and self.schedule == "batch-growth":
@@ -175,7 +181,7 @@ class TrainConfig:
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
         resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp,
-                                **step_settings)
+                                **step_settings, **lookahead)
         make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma,  # validates
                          cooldown=self.cooldown)
         return resolved

@@ -64,20 +64,23 @@ def _mlp64() -> torch.nn.Module:
 
 
 def test_step_settings_come_through_the_ranks():
-    """Clipping, micro-batches (each rank's shard of 15 cut 4, 4, 4, 3, averaged across ranks once) and decay
-    groups: the data-parallel run is still the single-process run."""
+    """Clipping, micro-batches (each rank's shard of 15 cut 4, 4, 4, 3, averaged across ranks once), decay
+    groups and lookahead (each rank syncs its replica at the same steps): the data-parallel run is still the
+    single-process run."""
     torch.manual_seed(0)
     x = torch.randn(150, 5, dtype=torch.float64)
     y = torch.sin(x.sum(1, keepdim=True)) + 0.1 * torch.randn(150, 1, dtype=torch.float64)
     problem = gradtune.Problem(_mlp64, train=(x[:120], y[:120]), valid=(x[120:], y[120:]), loss="mse",
                                task="regression", name="mlp64")
     config = gradtune.TrainConfig(optimizer="adamw", lr=0.05, weight_decay=0.2, batch_size=30, epochs=2, seed=1,
-                                  clip_norm=0.05, micro_batch=4, decay="matrices")
+                                  clip_norm=0.05, micro_batch=4, decay="matrices", lookahead=3, lookahead_alpha=0.6)
     alone = gradtune.train(problem, config)
     parallel = train_parallel(problem, config, 2)
     assert _relative_gap(alone.model.state_dict(), parallel.model.state_dict()) < 1e-10
     unclipped = gradtune.train(problem, config, clip_norm=None)
     assert _relative_gap(alone.model.state_dict(), unclipped.model.state_dict()) > 1e-3
+    plain = gradtune.train(problem, config, lookahead=None, lookahead_alpha=None)
+    assert _relative_gap(alone.model.state_dict(), plain.model.state_dict()) > 1e-3
 
 
 @pytest.mark.parametrize("args, message", [

@@ -27,7 +27,7 @@ CONFIG_FLAGS: dict[str, object] = {
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
     "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
-    "beta3": float, "beta2_decay": float, "cooldown": float,
+    "beta3": float, "beta2_decay": float, "cooldown": float, "lookahead": int, "lookahead_alpha": float,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
@@ -55,6 +55,9 @@ _HELP = {
     "micro_batch": "run each batch as micro-batches of at most this many samples, their gradients summed "
                    "(accumulation is batch-size / micro-batch)",
     "decay": "all (default): weight decay on every parameter; matrices: none on biases and norms",
+    "lookahead": "Lookahead around the optimizer: every K steps the weights move back to slow + alpha * "
+                 "(fast - slow) (default 0: off; not with lbfgs)",
+    "lookahead_alpha": "Lookahead's step of the slow weights towards the fast ones, in (0, 1] (default 0.5)",
     "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
                 "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }

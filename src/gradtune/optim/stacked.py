@@ -17,6 +17,11 @@ dimensions: its weight-decay coefficients become a row over ``D``, the decay
 mask (1 on matrices, 0 elsewhere) times its coefficient, so that its masked
 entries add exactly zero, as torch.optim's ``weight_decay=0`` group does. Only
 blocks holding such a member pay for these ``[rows, D]`` coefficients.
+
+A member with ``lookahead`` ``k >= 1`` has slow weights, a state row that starts
+at its initial weights, synced after each of its ``k``-th steps with its own
+``alpha`` (:mod:`.lookahead`); members with ``k = 0`` are untouched, and a stack
+without lookahead keeps no slow weights at all.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import Tensor
 
 from . import kernel
 from ._registry import get_optimizer_def
+from .lookahead import DEFAULT_ALPHA, SLOW, sync_
 
 __all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_"]
 
@@ -86,8 +92,13 @@ class _Block:
     coefficients: dict[str, float | bool | Tensor]
 
 
+Lookahead = tuple[int, float]  # a member's lookahead (k, alpha); k = 0 is off
+
+
 class StackedOptimizer:
     """Steps ``flat`` (``[P, D]``, updated in place) for members with their own optimisers.
+
+    ``lookahead`` gives each member's ``(k, alpha)`` (default: off for every member).
 
     Example:
         >>> flat = torch.zeros(2, 5)
@@ -97,7 +108,8 @@ class StackedOptimizer:
     """
 
     def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
-                 decays: Sequence[str] | None = None, decay_mask: Tensor | None = None):
+                 decays: Sequence[str] | None = None, decay_mask: Tensor | None = None,
+                 lookahead: Sequence[Lookahead] | None = None):
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
@@ -109,6 +121,15 @@ class StackedOptimizer:
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
         self.state = {slot: torch.zeros_like(flat) for slot in slots}
+        self.lookahead: list[Lookahead] = []
+        self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
+
+    def _add_lookahead(self, rows: Sequence[Lookahead]) -> None:
+        """New rows' lookahead, after ``flat`` and the state have their rows: slow weights start at the weights
+        (a slot made now starts every row there; only members with lookahead ever read theirs)."""
+        self.lookahead += [(int(k), float(alpha)) for k, alpha in rows]
+        if SLOW not in self.state and any(k for k, _ in rows):
+            self.state[SLOW] = self.flat.clone()
 
     def _make_blocks(self) -> None:
         structures = [_structure(dict(zip(_KEYS, row))) for row in self.table.tolist()]
@@ -139,8 +160,13 @@ class StackedOptimizer:
         return coefficients
 
     @torch.no_grad()
-    def step(self, grad: Tensor, lr: Tensor, rows: Sequence[int] | None = None) -> None:
+    def step(self, grad: Tensor, lr: Tensor, rows: Sequence[int] | None = None,
+             counts: Sequence[int] | None = None) -> None:
         """``grad`` is ``[P, D]``; ``lr`` is ``[P]``, each member's rate for this step.
+
+        ``counts`` are the stepping members' own step counts, this step included, which time their lookahead
+        syncs (default: this optimiser's counts, which a resumed SGD member or a copied one may not share
+        with its run).
 
         ``rows`` (sorted) are the members that step now, all of them by default;
         the others keep their weights, state and step count. Members with
@@ -157,6 +183,17 @@ class StackedOptimizer:
                 lo, hi = max(start, b.start), min(stop, b.stop)
                 if lo < hi:
                     self._update(b, lo, hi, grad, lr)
+        if SLOW in self.state:
+            self._look_ahead(rows, [self.steps[row] for row in rows] if counts is None else counts)
+
+    def _look_ahead(self, rows: Sequence[int], counts: Sequence[int]) -> None:
+        """Lookahead's sync for the ``rows`` whose step ``counts`` are multiples of their ``k``."""
+        due = [row for row, count in zip(rows, counts) if self.lookahead[row][0] and
+               count % self.lookahead[row][0] == 0]
+        for start, stop in runs(due):
+            alpha = torch.tensor([alpha for _, alpha in self.lookahead[start:stop]], dtype=self.flat.dtype,
+                                 device=self.flat.device).view(-1, 1)
+            sync_(self.flat[start:stop], self.state[SLOW][start:stop], alpha)
 
     def _update(self, block: _Block, lo: int, hi: int, grad: Tensor, lr: Tensor) -> None:
         # Row slices are views: the kernel's in-place updates land in flat and state.
@@ -170,19 +207,22 @@ class StackedOptimizer:
         kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
     def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
-            decays: Sequence[str] | None = None) -> None:
-        """Members join as rows at the end, with fresh state; ``flat`` is the already-extended parameter tensor."""
+            decays: Sequence[str] | None = None, lookahead: Sequence[Lookahead] | None = None) -> None:
+        """Members join as rows at the end, with fresh state (slow weights: their weights); ``flat`` is the
+        already-extended parameter tensor."""
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.masked += [d == "matrices" for d in decays or ["all"] * len(rows)]
         self.table = torch.cat([self.table, torch.tensor([[row[k] for k in _KEYS] for row in rows],
                                                           dtype=torch.float64)])
         self.steps += [0] * len(rows)
         fresh = flat.shape[0] - self.flat.shape[0]
-        self.state = {k: torch.cat([v, v.new_zeros(fresh, v.shape[1])]) for k, v in self.state.items()}
+        self.state = {k: torch.cat([v, flat[-fresh:].clone() if k == SLOW else v.new_zeros(fresh, v.shape[1])])
+                      for k, v in self.state.items()}
         self.flat = flat
         for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
             if slot not in self.state:
                 self.state[slot] = torch.zeros_like(flat)
+        self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
         self._make_blocks()
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
@@ -191,22 +231,29 @@ class StackedOptimizer:
         self.table = self.table[rows.cpu()]
         self.steps = [self.steps[r] for r in rows.tolist()]
         self.masked = [self.masked[r] for r in rows.tolist()]
+        self.lookahead = [self.lookahead[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
     @torch.no_grad()
     def copy_member(self, source: int, target: int) -> None:
-        """Row ``target`` takes row ``source``'s state and step count (population-based training's exploit)."""
+        """Row ``target`` takes row ``source``'s state, step count and lookahead (population-based training's
+        exploit)."""
         for value in self.state.values():
             value[target] = value[source]
         self.steps[target] = self.steps[source]
+        self.lookahead[target] = self.lookahead[source]
 
     def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any],
-                   decay: str | None = None) -> None:
+                   decay: str | None = None, lookahead: Lookahead | None = None) -> None:
         """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore), and
-        ``decay`` if given."""
+        ``decay`` and ``lookahead`` if given (slow weights made now start at the weights)."""
         if decay is not None:
             self.masked[target] = decay == "matrices"
+        if lookahead is not None:
+            self.lookahead[target] = (int(lookahead[0]), float(lookahead[1]))
+            if SLOW not in self.state and lookahead[0]:
+                self.state[SLOW] = self.flat.clone()
         row = get_optimizer_def(name).coefficients(hyperparameters)
         missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's

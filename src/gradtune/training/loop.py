@@ -24,12 +24,14 @@ from ..batches import leading_size, take_rows, to_device
 from ..config import TrainConfig
 from ..models import apply_init
 from ..optim import current_lr, make_optimizer, parameter_groups
+from ..optim.lookahead import Lookahead
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
+from .divergence import DIVERGENCE_FACTOR, Diverged, DivergenceGuard
 from .evaluation import check_objective, check_produced, evaluate, evaluate_batches
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -39,28 +41,6 @@ from .step_rule import StepRule
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
-
-# A loss this many times the first one (or 1, if larger) counts as diverged even
-# while still finite: such runs only reach inf a few steps later.
-DIVERGENCE_FACTOR = 1e3
-
-
-class DivergenceGuard:
-    """The divergence rule: a non-finite loss, or one above the bound set by the first finite loss."""
-
-    def __init__(self) -> None:
-        self.bound = math.inf
-
-    def exceeded(self, loss: float) -> bool:
-        if self.bound == math.inf and math.isfinite(loss):
-            self.bound = DIVERGENCE_FACTOR * max(abs(loss), 1.0)
-        return not math.isfinite(loss) or loss > self.bound
-
-
-class Diverged(Exception):
-    def __init__(self, loss: float):
-        self.loss = loss
-
 
 def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
@@ -126,6 +106,7 @@ class Run:
                                        **config.hyperparameters())
         self.optimizer = optimizer
         self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
+        self.lookahead = Lookahead.of(config, self.model)  # its slow weights start at the initial weights
         epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None
         self.plan = TrainingPlan(config, problem.n_train, lr_at, epoch_steps)
         self.tensors = problem.train_form == "tensors"  # in memory: indexed here, today's fast path
@@ -165,6 +146,7 @@ class Run:
             self.sampling.load_state_dict(saved["sampling_state"])
         self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
         self.step_rule.load_state_dict(saved.get("scaler_state"))
+        self.lookahead.load_state_dict(saved.get("lookahead_state"))
         self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
         self.resumed_from = self.epoch
 
@@ -258,7 +240,8 @@ class Run:
                                   guard_bound=self.guard.bound,
                                   sampling_state=self.sampling.state_dict() if self.sampling is not None else None,
                                   data_position=None if self._stream is None else self._stream.position(),
-                                  scaler_state=self.step_rule.state_dict())
+                                  scaler_state=self.step_rule.state_dict(),
+                                  lookahead_state=self.lookahead.state_dict())
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
@@ -327,6 +310,7 @@ class Run:
             self._check(loss)  # before the step, so a NaN gradient never reaches the weights
             self.step_rule.step(self.optimizer, self.model.parameters())
         self.step += 1
+        self.lookahead.after_step(self.step)
         self.halted = self.step_done(loss)
         return loss
 

@@ -20,10 +20,11 @@ import torch
 
 from ..config import TrainConfig
 from ..optim import get_optimizer_def, kernel, make_optimizer, parameter_groups
+from ..optim.lookahead import SLOW
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint
+from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .loop import DivergenceGuard, build_model
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -120,7 +121,7 @@ class Member:
         """Take up an epoch checkpoint's counters, history and data order at the stack's ``epoch``.
 
         Returns the checkpoint's optimiser state by slot and parameter name (``names`` are the model's, in
-        order), and its step count, for the stack's optimiser row.
+        order), with Lookahead's slow weights as one more slot, and its step count, for the stack's optimiser row.
         """
         per_slot: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
         steps = 0
@@ -130,6 +131,8 @@ class Member:
                     steps = int(value)
                 else:
                     per_slot[slot][names[int(index)]] = value.to(device)
+        if saved.get("lookahead_state"):
+            per_slot[SLOW] = {name: value.to(device) for name, value in saved["lookahead_state"].items()}
         self.step, self.history, self.guard.bound = saved["step"], list(saved["history"]), saved["guard_bound"]
         self.generator.set_state(saved["data_generator"])
         self.resumed_from = saved["epoch"]
@@ -157,6 +160,16 @@ class Member:
                 optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         return model, optimizer
+
+    def save(self, problem: Problem, epoch: int, state: dict, opt_state: dict, unflatten: Unflatten,
+             device: torch.device) -> None:
+        """The member's epoch checkpoint after its own ``epoch`` epochs, as the single loop writes it, from its
+        weights ``state`` and optimiser state ``opt_state`` (with Lookahead's slow weights, if it has them)."""
+        model, optimizer = self.as_single_run(problem, state, opt_state, unflatten, device)
+        slow = unflatten(opt_state[SLOW]) if self.config.lookahead and SLOW in opt_state else None
+        save_epoch_checkpoint(self.checkpoint, model, optimizer, self.config, epoch=epoch, step=self.step,
+                              history=self.history, data_generator=self.generator, guard_bound=self.guard.bound,
+                              lookahead_state=slow)
 
     def result(self, problem: Problem, unflatten: Unflatten, device: torch.device,
                batches: str | None = None) -> TrainResult:

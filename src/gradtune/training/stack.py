@@ -8,7 +8,7 @@ freely: the optimiser (members are ordered so that those needing the same
 update terms sit together, see :func:`~gradtune.optim.stacked.block_order`),
 learning rate, momentum, betas, weight decay and which parameters it decays,
 schedule, warm-up, initialisation and seed, training length and gradient
-clipping (each member's own norm). On data in memory each member sees its own
+clipping (each member's own norm), and lookahead (its own k and alpha). On data in memory each member sees its own
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
 reassociation in the batched kernels; on a Dataset, a loader factory or a
@@ -31,10 +31,10 @@ import torch
 
 from ..config import TrainConfig
 from ..optim import StackedOptimizer, parameter_names
+from ..optim.lookahead import lookahead_row
 from ..optim.stacked import block_order, clip_rows_, runs
 from ..problems import Problem
 from ..schedules import LRSchedule
-from .checkpoint import save_epoch_checkpoint
 from .device import resolve_device
 from .evaluation import check_objective
 from .member import Member, load_model
@@ -135,17 +135,17 @@ class Stack:
         restored = [load_model(self.problem, entry, self.device) for entry in entries]
         models = [model for model, _ in restored]
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
-        decays = [e.config.decay for e in entries]
+        decays, lookahead = [e.config.decay for e in entries], [lookahead_row(e.config) for e in entries]
         if self.model is None:
             if not self.problem.objective_known:  # only a model can tell: refused before training, as alone
                 check_objective(models[0], self.problem, self.data.valid_batches)
             self.data.keep_vessel(models[0])
             self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
-                                              decay_mask=self.model.params.matrix_mask())
+                                              decay_mask=self.model.params.matrix_mask(), lookahead=lookahead)
         else:
             self.model.add(models)
-            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays)
+            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays, lookahead=lookahead)
         self.active += range(first, len(self.members))
         self._keep([self.active[k] for k in _stack_order([self.members[i].config for i in self.active])])
         for i, (model, saved) in enumerate(restored, start=first):
@@ -241,7 +241,8 @@ class Stack:
             lrs = [lrs[int(old)] for old in kept.tolist()]
         if stepping:
             self._clip(stepping)
-            self.optimizer.step(self.model.params.grad, torch.tensor(lrs, dtype=torch.float64), stepping)
+            counts = [self.members[self.active[pos]].step + 1 for pos in stepping]  # their lookahead's clock
+            self.optimizer.step(self.model.params.grad, torch.tensor(lrs, dtype=torch.float64), stepping, counts)
             self.model.params.zero_grad(runs(stepping))
         halted = []
         for pos in stepping:
@@ -332,11 +333,8 @@ class Stack:
         """Each active member's epoch checkpoint, as the single loop writes it; False if none keeps one."""
         members = [i for i in self.active if self.members[i].checkpoint is not None]
         for i in members:
-            m = self.members[i]
-            model, optimizer = m.as_single_run(self.problem, *self._member_state(self.active.index(i)),
-                                               self.model.params.unflatten, self.device)
-            save_epoch_checkpoint(m.checkpoint, model, optimizer, m.config, epoch=self._age(m), step=m.step,
-                                  history=m.history, data_generator=m.generator, guard_bound=m.guard.bound)
+            self.members[i].save(self.problem, self._age(self.members[i]), *self._member_state(self.active.index(i)),
+                                 self.model.params.unflatten, self.device)
         return bool(members)
 
     def exploit(self, target: int, source: int, config: TrainConfig) -> None:
@@ -353,7 +351,7 @@ class Stack:
         """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
         m = self.members[member]
         self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)),
-                                  decay=m.config.decay)
+                                  decay=m.config.decay, lookahead=lookahead_row(m.config))
 
     def _take_snapshot(self) -> None:
         self.snapshot = (list(self.active), self.model.snapshot(), self.optimizer.snapshot())

@@ -17,6 +17,8 @@ Example (YAML)::
     batch_size: {choices: [32, 64, 128]}
     clip_norm: {choices: [0.5, 1.0, 5.0]}     # gradtune's step settings are tunable too
     decay: {choices: [all, matrices]}         # only for optimisers with weight decay
+    lookahead: {choices: [0, 5, 10]}          # Lookahead around any optimiser (not L-BFGS); 0 is off
+    lookahead_alpha: {low: 0.3, high: 0.9}    # drawn only where lookahead is on
     precision: bf16
     epochs: 20
     dropout: {low: 0.0, high: 0.5}     # a keyword argument of the model factory
@@ -34,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
-from ..errors import UsageError, invalid_choice, invalid_value
+from ..errors import UsageError, check_number, invalid_choice, invalid_value
 from ..optim import OPTIMIZERS, get_optimizer_def
+from ..optim.lookahead import LOOKAHEAD_KEYS, lookahead_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
@@ -168,6 +171,8 @@ class SearchSpace:
         self.model_keywords = tuple(k for k in model_keywords if k not in TUNABLE_KEYS)
         if "optimizer" not in self.params:
             self.params = {"optimizer": Param("optimizer", Domain(fixed="sgd")), **self.params}
+        if "lookahead" in self.params and "lookahead_alpha" in self.params:  # drawn after k, which it depends on
+            self.params["lookahead_alpha"] = self.params.pop("lookahead_alpha")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], model_keywords: Sequence[str] = ()) -> SearchSpace:
@@ -217,6 +222,8 @@ class SearchSpace:
         if param.name == "batch_size" and get_optimizer_def(optimizer).full_batch:
             return None
         if param.name in STEP_SETTING_KEYS and not setting_applies(param.name, optimizer):
+            return None
+        if param.name in LOOKAHEAD_KEYS and not lookahead_applies(param.name, optimizer, chosen):
             return None
         return param.domain_for(optimizer)
 
@@ -281,7 +288,7 @@ def _integer_bounds(spec: Any) -> bool:
 
 
 def _parse_param(name: str, spec: Any, model_keyword: bool = False) -> Param:
-    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter", "micro_batch") or (
+    integer = name in ("batch_size", "epochs", "steps", "history_size", "max_iter", "micro_batch", "lookahead") or (
         model_keyword and _integer_bounds(spec))
     if name == "optimizer":
         return Param(name, Domain.parse(name, spec, False))
@@ -310,3 +317,9 @@ def _check_values(space: SearchSpace) -> None:
             for value in space.params[name].domain.values():
                 if (normal_precision(value) if name == "precision" else value) not in accepted:
                     raise invalid_choice(name, value, accepted)
+    bounds = {"lookahead": {"low": 0, "integer": True}, "lookahead_alpha": {"low": 0.0, "high": 1.0, "low_open": True}}
+    for name, bound in bounds.items():  # a range's ends, or every choice, must be a value the config accepts
+        param = space.params.get(name)
+        for domain in ([param.domain] if param.domain else param.per_optimizer.values()) if param else ():
+            for value in (domain.low, domain.high) if domain.low is not None else domain.values():
+                check_number(name, value, **bound)
