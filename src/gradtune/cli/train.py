@@ -31,7 +31,8 @@ CONFIG_FLAGS: dict[str, object] = {
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
-                 "adafactor, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' lists them)",
+                 "sf-adamw, sf-sgd, adafactor, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' lists "
+                 "them)",
     "alpha": "rmsprop: decay of the squared-gradient average; ademamix: weight of the slow moment",
     "beta3": "ademamix: decay of the slow first moment (default 0.9999)",
     "beta2_decay": "adafactor: the second moment's decay is 1 - t**beta2_decay (default -0.8)",

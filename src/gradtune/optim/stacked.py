@@ -30,12 +30,13 @@ from torch import Tensor
 
 from . import kernel
 from ._registry import get_optimizer_def
+from .schedule_free import evaluation_point
 
 __all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_"]
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
-_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign")
+_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign", "sf")
 _DECAY_TERMS = ("l2", "decoupled")  # coupled and decoupled weight decay: masked under decay="matrices"
 
 
@@ -108,7 +109,14 @@ class StackedOptimizer:
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
-        self.state = {slot: torch.zeros_like(flat) for slot in slots}
+        self.state = {slot: self._zeros(slot) for slot in slots}
+
+    def _zeros(self, slot: str) -> Tensor:
+        """A fresh slot for every row: ``[P, D]`` like the weights, or a float64 ``[P, 1]`` column for a row
+        slot (:data:`~gradtune.optim.kernel.ROW_SLOTS`)."""
+        if slot in kernel.ROW_SLOTS:
+            return torch.zeros(self.flat.shape[0], 1, dtype=torch.float64, device=self.flat.device)
+        return torch.zeros_like(self.flat)
 
     def _make_blocks(self) -> None:
         structures = [_structure(dict(zip(_KEYS, row))) for row in self.table.tolist()]
@@ -182,7 +190,7 @@ class StackedOptimizer:
         self.flat = flat
         for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
             if slot not in self.state:
-                self.state[slot] = torch.zeros_like(flat)
+                self.state[slot] = self._zeros(slot)
         self._make_blocks()
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
@@ -210,9 +218,24 @@ class StackedOptimizer:
         row = get_optimizer_def(name).coefficients(hyperparameters)
         missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's
-            self.state[slot] = torch.zeros_like(self.flat)
+            self.state[slot] = self._zeros(slot)
         self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)
         self._make_blocks()
+
+    def evaluated_elsewhere(self) -> list[bool]:
+        """Which rows are evaluated at other weights than those they train at (Schedule-Free's)."""
+        return (self.table[:, _KEYS.index("sf")] != 0).tolist()
+
+    @torch.no_grad()
+    def evaluation_weights(self) -> Tensor:
+        """The weights each row is evaluated at, as a new ``[P, D]`` tensor: a Schedule-Free row's x
+        (:func:`~gradtune.optim.schedule_free.evaluation_point`), every other row's own weights."""
+        weights = self.flat.clone()
+        rows = [row for row, elsewhere in enumerate(self.evaluated_elsewhere()) if elsewhere]
+        if rows:
+            beta = self.table[rows, _KEYS.index("sf")].to(self.flat).view(-1, 1)
+            weights[rows] = evaluation_point(self.flat[rows], self.state["z_minus_y"][rows], beta)
+        return weights
 
     @torch.no_grad()
     def load_member(self, row: int, state: Mapping[str, Tensor], steps: int) -> None:

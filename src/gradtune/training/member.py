@@ -117,7 +117,8 @@ class Member:
         """Take up an epoch checkpoint's counters, history and data order at the stack's ``epoch``.
 
         Returns the checkpoint's optimiser state by slot and parameter name (``names`` are the model's, in
-        order), and its step count, for the stack's optimiser row.
+        order; a row slot, one number per member, under the name ``""``), and its step count, for the stack's
+        optimiser row.
         """
         per_slot: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
         steps = 0
@@ -125,6 +126,8 @@ class Member:
             for slot, value in state.items():
                 if slot == "step":
                     steps = int(value)
+                elif slot in kernel.ROW_SLOTS:  # the same number for every parameter
+                    per_slot[slot][""] = value.reshape(1).to(device)
                 else:
                     per_slot[slot][names[int(index)]] = value.to(device)
         self.step, self.history, self.guard.bound = saved["step"], list(saved["history"]), saved["guard_bound"]
@@ -146,12 +149,13 @@ class Member:
                                    **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(self.config.optimizer).coefficients(hyperparameters))
-        per_slot = {slot: unflatten(opt_state[slot]) for slot in slots}
+        per_slot = {slot: unflatten(opt_state[slot]) for slot in slots if slot not in kernel.ROW_SLOTS}
         if step_count > 0:
             for name, param in model.named_parameters():
                 if not param.requires_grad:  # frozen: never stepped, so no state, as in the single loop
                     continue
-                optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
+                optimizer.state[param] = {**{slot: per_slot[slot][name] if slot in per_slot
+                                             else opt_state[slot].reshape(()).clone() for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
         return model, optimizer
 

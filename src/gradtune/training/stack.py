@@ -157,7 +157,8 @@ class Stack:
         """
         m = self.members[i]
         per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay), self.epoch, self.device)
-        self.optimizer.load_member(self.active.index(i), {slot: self.model.params.flatten(values)
+        self.optimizer.load_member(self.active.index(i), {slot: values[""] if "" in values else
+                                                          self.model.params.flatten(values)
                                                           for slot, values in per_slot.items()}, steps)
         if m.config.hyper_schedule:
             self._set_hyperparameters(i)

@@ -1,0 +1,165 @@
+"""Evaluation weights: what a run is evaluated, checkpointed and returned at, where that is not what it trains.
+
+Schedule-Free takes its gradients at y and is judged at x, the average of its
+iterates (:mod:`gradtune.optim.schedule_free`). While training, the model holds
+the training weights; :meth:`EvalWeights.swapped` puts the evaluation weights
+in, recomputes BatchNorm's statistics there (their running averages belong to
+the training weights), and puts the training weights and buffers back when the
+evaluation or the checkpoint is done, so that training goes on exactly as if it
+had never been evaluated. :meth:`EvalWeights.apply` swaps for good: the model a
+run returns. A checkpoint holds the evaluation weights as its ``model_state``
+(what a user loads) and the training weights beside them, so that a resumed run
+continues exactly.
+
+BatchNorm statistics are recomputed as ``torch.optim.swa_utils.update_bn`` does
+(reset, then a cumulative average) over the first :data:`BN_BATCHES` training
+batches, in the data's own order, so that no data generator is drawn from; the
+schedulefree package's documentation advises this, with a few dozen batches.
+Global random state (dropout, a Dataset's augmentation) is forked, so that the
+recomputation draws nothing that training would have drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..batches import leading_size, slice_rows, to_device
+from ..config import TrainConfig
+from ..optim.schedule_free import is_schedule_free
+from ..problems import Problem
+from .data import train_batches
+from .step import step_loss
+from .step_rule import autocast
+
+__all__ = ["EvalWeights", "BN_BATCHES", "batchnorms", "recompute_batchnorm", "first_batches", "for_run"]
+
+BN_BATCHES = 20  # training batches BatchNorm's statistics are recomputed over (at most one pass)
+
+
+def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers that keep running statistics."""
+    return [m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and m.running_mean is not None]
+
+
+def first_batches(problem: Problem, batch_size: int, seed: int, device: torch.device) -> Iterator[Any]:
+    """The first :data:`BN_BATCHES` training batches in the data's own order (no shuffle), on ``device``."""
+    if problem.train_form == "tensors":
+        data = problem.train
+        stop = min(leading_size(data), BN_BATCHES * batch_size)
+        return (to_device(slice_rows(data, s, s + batch_size), device) for s in range(0, stop, batch_size))
+    batches = train_batches(problem, batch_size, seed, 0, shuffle=False)
+    return (to_device(b, device) for b in itertools.islice(batches, BN_BATCHES))
+
+
+def _forked_rng(device: torch.device) -> contextlib.AbstractContextManager:
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+@torch.no_grad()
+def recompute_batchnorm(norms: list[nn.modules.batchnorm._BatchNorm], run: Callable[[Any], Any],
+                        batches: Iterable[Any], device: torch.device) -> None:
+    """Reset ``norms`` and average their statistics over ``batches``, each ``run`` in training mode.
+
+    Batch ``i`` enters with momentum ``1 / (i + 1)``: the cumulative average of ``update_bn``'s
+    ``momentum=None``, written so that it also runs under ``vmap`` (a population), where BatchNorm cannot
+    read its batch count back as a number.
+    """
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+    try:
+        with _forked_rng(device):
+            for i, batch in enumerate(batches):
+                for m in norms:
+                    m.momentum = 1.0 / (i + 1)
+                run(batch)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
+class EvalWeights:
+    """A single model's evaluation weights (see the module docstring).
+
+    Args:
+        model, optimizer: the run's; the optimizer gives Schedule-Free's x.
+        config: the run's resolved configuration.
+        batches: the batches BatchNorm's statistics are recomputed over (a fresh iterable each call).
+        forward: runs the model on one batch (the loss it computes is dropped).
+        device: where the model lives.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 batches: Callable[[], Iterable[Any]], forward: Callable[[Any], Any], device: torch.device):
+        self.model, self.optimizer, self.device = model, optimizer, device
+        self.batches, self.forward = batches, forward
+        self.schedule_free = is_schedule_free(config.optimizer)
+        self.norms = batchnorms(model.modules())
+
+    @property
+    def differ(self) -> bool:
+        """Whether the evaluation weights are not the training weights."""
+        return self.schedule_free
+
+    def weights(self) -> dict[torch.Tensor, torch.Tensor]:
+        """The evaluation value of each parameter that has one apart from its training value."""
+        return self.optimizer.evaluation_weights()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Put the evaluation weights in the model for good, BatchNorm statistics recomputed there."""
+        if not self.differ:
+            return
+        for param, value in self.weights().items():
+            param.copy_(value)
+        if self.norms:
+            was_training = self.model.training
+            self.model.train()
+            recompute_batchnorm(self.norms, self.forward, self.batches(), self.device)
+            self.model.train(was_training)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[dict[str, torch.Tensor] | None]:
+        """The model at its evaluation weights meanwhile; yields a copy of the training ``state_dict`` (None
+        where the weights do not differ, and nothing is swapped)."""
+        if not self.differ:
+            yield None
+            return
+        training = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:
+            self.apply()
+            yield training
+        finally:
+            self.model.load_state_dict(training)
+
+    def checkpoint_state(self, training: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+        """What a checkpoint keeps beside the evaluation weights: the training ``state_dict`` (``training``, from
+        :meth:`swapped`)."""
+        return {"training_state": training}
+
+    @staticmethod
+    def training_state(saved: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The training weights of checkpoint ``saved``: those kept beside the evaluation weights, or its
+        ``model_state`` where they are the same."""
+        kept = (saved.get("eval_weights") or {}).get("training_state")
+        return kept if kept is not None else saved["model_state"]
+
+
+def for_run(problem: Problem, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+            device: torch.device) -> EvalWeights:
+    """The evaluation weights of a run of ``config`` on ``problem``; the single loop's and a population
+    member's result take them alike."""
+
+    def forward(batch: Any) -> None:
+        with autocast(config.precision, device):  # the statistics of the precision the model trains at
+            step_loss(problem, model, batch)
+
+    return EvalWeights(model, optimizer, config, lambda: first_batches(problem, config.batch_size, config.seed,
+                                                                       device), forward, device)
