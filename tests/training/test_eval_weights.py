@@ -1,8 +1,10 @@
-"""Evaluation weights: a Schedule-Free run is evaluated, checkpointed and returned at x, not at y.
+"""Evaluation weights: a Schedule-Free run is evaluated, checkpointed and returned at x, not at y, and a run
+with ``average`` at its average.
 
-The oracle is a hand-written torch loop around the paper's Schedule-Free
-(tests/schedule_free_oracle.py) with gradtune's initialisation and data order,
-and ``torch.optim.swa_utils.update_bn`` for BatchNorm's statistics at x.
+The oracles are hand-written torch loops with gradtune's initialisation and data
+order: around the paper's Schedule-Free (tests/schedule_free_oracle.py), and
+around torch.optim with ``torch.optim.swa_utils.AveragedModel``; and
+``torch.optim.swa_utils.update_bn`` for BatchNorm's statistics at the evaluated weights.
 """
 
 from __future__ import annotations
@@ -74,6 +76,44 @@ def paper_run(problem: gradtune.Problem, config: TrainConfig) -> tuple[nn.Module
     return model, at_x
 
 
+def torch_run(problem: gradtune.Problem, config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """The trained model and torch's ``AveragedModel`` of it (the module inside, BatchNorm statistics
+    ``update_bn``'s), after a hand-written run of ``config`` with torch.optim."""
+    config = config.resolve_for(problem)
+    torch.manual_seed(config.seed)
+    model = problem.build_model(config.activation)
+    hp = config.hyperparameters()
+    if config.optimizer == "momentum":
+        optimizer = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+                                    weight_decay=hp["weight_decay"])
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]),
+                                      eps=hp["eps"], weight_decay=hp["weight_decay"])
+    swa = torch.optim.swa_utils
+    if config.average == "ema":
+        averaged = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.average_decay))
+    else:
+        averaged = swa.AveragedModel(model)  # the plain mean
+    x, y = problem.train
+    steps = config.epochs * -(-len(x) // config.batch_size)
+    start = 0 if config.average == "ema" else int(0.75 * steps)  # SWA: the last quarter of the steps
+    lr_at = gradtune.make_lr_schedule(config.schedule, config.lr, steps)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    step = 0
+    for _ in range(config.epochs):
+        for index in torch.randperm(len(x), generator=generator).split(config.batch_size):
+            optimizer.param_groups[0]["lr"] = lr_at(step)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+            optimizer.step()
+            step += 1
+            if step > start:
+                averaged.update_parameters(model)
+    first = [(x[s:s + config.batch_size],) for s in range(0, BN_BATCHES * config.batch_size, config.batch_size)]
+    swa.update_bn(first, averaged)
+    return model, averaged.module
+
+
 def gap(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> float:
     assert list(ours) == list(theirs)
     floats = [k for k in ours if ours[k].is_floating_point()]
@@ -126,3 +166,68 @@ def test_a_resumed_run_ends_exactly_as_one_never_stopped(name, tmp_path):
     for key, value in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
     assert [r["valid_loss"] for r in resumed.history] == [r["valid_loss"] for r in whole.history]
+
+
+AVERAGED = [(optimizer, average) for optimizer in ("momentum", "adamw") for average in ("ema", "swa")]
+
+
+@pytest.mark.parametrize("optimizer, average", AVERAGED, ids=[f"{o}-{a}" for o, a in AVERAGED])
+def test_an_averaged_run_is_evaluated_saved_and_returned_at_torchs_averaged_model(optimizer, average, tmp_path):
+    """Against ``AveragedModel`` in float64; momentum on a model with BatchNorm (its statistics recomputed at the
+    average; Adam would scale up the rounding noise that is the gradient of the bias before it). The checkpoint
+    keeps the training weights and the average beside the evaluated weights."""
+    problem = batchnorm_problem() if optimizer == "momentum" else three_class_problem(96, 80, 12, torch.float64)
+    config = TrainConfig(optimizer=optimizer, lr=0.05 if optimizer == "momentum" else 0.01, weight_decay=0.01,
+                         batch_size=8, epochs=4, seed=1, schedule="cosine", average=average,
+                         average_decay=0.9 if average == "ema" else None)
+    result = gradtune.train(problem, config, checkpoint=tmp_path / "run.pt")
+    trained, averaged = torch_run(problem, config)
+    assert gap(result.model.state_dict(), averaged.state_dict()) < 1e-10
+    assert gap(trained.state_dict(), averaged.state_dict()) > 1e-3  # the average is not the last weights
+    saved = load_checkpoint(tmp_path / "run.pt")
+    assert gap(saved["model_state"], averaged.state_dict()) < 1e-10
+    assert gap(saved["eval_weights"]["training_state"], trained.state_dict()) < 1e-10
+    assert saved["config"]["average"] == average
+    x_valid, y_valid = problem.valid
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(averaged.eval()(x_valid), y_valid).item()
+    assert result.history[-1]["valid_loss"] == pytest.approx(loss, rel=1e-10)
+
+
+def test_swa_evaluates_the_training_weights_until_its_last_quarter():
+    problem = three_class_problem(samples=96, train=80, hidden=12, dtype=torch.float64)
+    config = TrainConfig(optimizer="momentum", lr=0.05, batch_size=16, epochs=8, seed=1)  # 5 steps an epoch
+    plain = gradtune.train(problem, config)
+    swa = gradtune.train(problem, config.replace(average="swa"))  # averages steps 31-40: epochs 7 and 8
+    assert [r["valid_loss"] for r in swa.history[:6]] == [r["valid_loss"] for r in plain.history[:6]]
+    assert swa.history[6]["valid_loss"] != plain.history[6]["valid_loss"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_an_averaged_run_resumes_exactly(name, tmp_path):
+    problem = batchnorm_problem()
+    config = TrainConfig(optimizer="adamw", lr=0.01, batch_size=8, epochs=3, seed=2, average="ema",
+                         average_decay=0.95) if name == "sf-adamw" else CONFIGS[name]
+    whole = gradtune.train(problem, config)
+    with pytest.raises(Interrupt):
+        gradtune.train(problem, config, checkpoint=tmp_path / "run.pt", callbacks=[InterruptAtEpoch(2)])
+    resumed = gradtune.train(problem, config, checkpoint=tmp_path / "run.pt")
+    assert resumed.report["resumed_from_epoch"] == 2
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+BAD = [
+    (dict(average="foo"), r"^The 'average' parameter must be one of: ema, none, swa\. Got 'foo'\.$"),
+    (dict(average="ema", average_decay=1.5), r"^The 'average_decay' parameter must be .*\[0, 1\).*Got 1\.5\.$"),
+    (dict(average="swa", average_decay=0.9), r"^The 'average_decay' parameter applies only with average 'ema'"),
+    (dict(average_decay=0.9), r"^The 'average_decay' parameter applies only with average 'ema'.*'none'\.$"),
+    (dict(optimizer="sf-adamw", average="ema"), r"^The 'average' parameter must be 'none' for optimizer 'sf-adamw'"),
+]
+
+
+@pytest.mark.parametrize("values, pattern", BAD, ids=[str(v) for v, _ in BAD])
+def test_bad_averaging_values_are_refused_in_one_line_before_training(values, pattern):
+    with pytest.raises(gradtune.UsageError, match=pattern) as raised:
+        gradtune.train(three_class_problem(samples=40, train=30, hidden=4), epochs=1, **values)
+    assert "\n" not in str(raised.value)

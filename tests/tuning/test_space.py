@@ -262,3 +262,22 @@ def test_space_show_prints_yaml_that_round_trips(cli, extra):
         assert data["momentum"]["optimizers"] == ["momentum", "nesterov"]
         # The printed space draws the same conditional configurations as the built-in one.
         assert [c for c, _ in _draw(space, 50)] == [c for c, _ in _draw(default_space(), 50)]
+
+
+def test_a_space_tunes_averaging_for_any_optimizer_but_schedule_free():
+    """``average_decay`` is drawn only where ``average`` is ema, wherever the space names it; Schedule-Free,
+    which averages already, draws neither."""
+    space = SearchSpace.from_mapping({
+        "average_decay": {"low": 0.9, "high": 0.999},
+        "optimizer": {"choices": ["momentum", "adamw", "sf-adamw"]},
+        "average": {"choices": ["none", "ema", "swa"]},
+    })
+    draws = _draw(space, 90, seed=4)
+    for config, _ in draws:
+        assert ("average" in config) == (config["optimizer"] != "sf-adamw"), config
+        assert ("average_decay" in config) == (config.get("average") == "ema"), config
+        TrainConfig.from_mapping(config).resolve(100)
+    assert {(c["optimizer"], c.get("average")) for c, _ in draws} == {
+        (o, a) for o in ("momentum", "adamw") for a in ("none", "ema", "swa")} | {("sf-adamw", None)}
+    with pytest.raises(UsageError, match=r"'average'.*one of: ema, none, swa.*Got 'mean'"):
+        SearchSpace.from_mapping({"average": {"choices": ["ema", "mean"]}})

@@ -27,7 +27,7 @@ CONFIG_FLAGS: dict[str, object] = {
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
     "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
-    "beta3": float, "beta2_decay": float, "cooldown": float,
+    "beta3": float, "beta2_decay": float, "cooldown": float, "average": str, "average_decay": float,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
@@ -56,6 +56,9 @@ _HELP = {
     "micro_batch": "run each batch as micro-batches of at most this many samples, their gradients summed "
                    "(accumulation is batch-size / micro-batch)",
     "decay": "all (default): weight decay on every parameter; matrices: none on biases and norms",
+    "average": "none (default), ema or swa: evaluate, save and return an average of the weights (swa: of the last "
+               "quarter of the steps)",
+    "average_decay": "ema: the average's decay (default 0.999; about 1/(1 - decay) recent steps count)",
     "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
                 "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }

@@ -1,15 +1,17 @@
 """Evaluation weights: what a run is evaluated, checkpointed and returned at, where that is not what it trains.
 
-Schedule-Free takes its gradients at y and is judged at x, the average of its
-iterates (:mod:`gradtune.optim.schedule_free`). While training, the model holds
+Two things make them differ. Schedule-Free takes its gradients at y and is
+judged at x, the average of its iterates (:mod:`gradtune.optim.schedule_free`),
+and ``average="ema"`` or ``"swa"`` judges any optimiser at an average of its
+weights (:mod:`gradtune.optim.averaging`). While training, the model holds
 the training weights; :meth:`EvalWeights.swapped` puts the evaluation weights
 in, recomputes BatchNorm's statistics there (their running averages belong to
 the training weights), and puts the training weights and buffers back when the
 evaluation or the checkpoint is done, so that training goes on exactly as if it
 had never been evaluated. :meth:`EvalWeights.apply` swaps for good: the model a
 run returns. A checkpoint holds the evaluation weights as its ``model_state``
-(what a user loads) and the training weights beside them, so that a resumed run
-continues exactly.
+(what a user loads) and the training weights and the average beside them, so
+that a resumed run continues exactly.
 
 BatchNorm statistics are recomputed as ``torch.optim.swa_utils.update_bn`` does
 (reset, then a cumulative average) over the first :data:`BN_BATCHES` training
@@ -31,6 +33,7 @@ from torch import nn
 
 from ..batches import leading_size, slice_rows, to_device
 from ..config import TrainConfig
+from ..optim import averaging
 from ..optim.schedule_free import is_schedule_free
 from ..problems import Problem
 from .data import train_batches
@@ -90,27 +93,59 @@ class EvalWeights:
 
     Args:
         model, optimizer: the run's; the optimizer gives Schedule-Free's x.
-        config: the run's resolved configuration.
+        config: the run's resolved configuration (its optimizer, ``average`` and ``average_decay``).
+        total_steps: the run's length in steps (SWA starts at three quarters of it).
         batches: the batches BatchNorm's statistics are recomputed over (a fresh iterable each call).
         forward: runs the model on one batch (the loss it computes is dropped).
         device: where the model lives.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int,
                  batches: Callable[[], Iterable[Any]], forward: Callable[[Any], Any], device: torch.device):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.batches, self.forward = batches, forward
         self.schedule_free = is_schedule_free(config.optimizer)
         self.norms = batchnorms(model.modules())
+        self.average, self.decay = config.average, config.average_decay
+        self.start = averaging.start_step(config.average, total_steps)
+        self.step = 0  # optimiser steps taken, which say how many updates the average has had
+        # Only trainable weights move, so only they are averaged (frozen ones are their own average).
+        self.params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.averaged = None if self.average == "none" else [p.detach().clone() for _, p in self.params]
 
     @property
     def differ(self) -> bool:
         """Whether the evaluation weights are not the training weights."""
-        return self.schedule_free
+        return self.schedule_free or averaging.updates(self.average, self.start, self.step) > 0
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """The run has taken its ``step``-th optimiser step: the average takes the new weights."""
+        self.step = step
+        weight = averaging.update_weight(self.average, self.decay, self.start, step)
+        if weight:
+            for average, (_, param) in zip(self.averaged, self.params):
+                average.lerp_(param, weight)
 
     def weights(self) -> dict[torch.Tensor, torch.Tensor]:
         """The evaluation value of each parameter that has one apart from its training value."""
+        if self.averaged is not None:
+            return {param: average for average, (_, param) in zip(self.averaged, self.params)}
         return self.optimizer.evaluation_weights()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The steps the average has seen and, with ``average``, the average by parameter name (copies)."""
+        average = None if self.averaged is None else {n: a.clone() for a, (n, _) in zip(self.averaged, self.params)}
+        return {"step": self.step, "average": average}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            return
+        self.step = state["step"]
+        if self.averaged is not None:
+            for average, (name, _) in zip(self.averaged, self.params):
+                average.copy_(state["average"][name])
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -141,8 +176,8 @@ class EvalWeights:
 
     def checkpoint_state(self, training: dict[str, torch.Tensor] | None) -> dict[str, Any]:
         """What a checkpoint keeps beside the evaluation weights: the training ``state_dict`` (``training``, from
-        :meth:`swapped`)."""
-        return {"training_state": training}
+        :meth:`swapped`) and :meth:`state_dict`."""
+        return {"training_state": training, **self.state_dict()}
 
     @staticmethod
     def training_state(saved: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -153,7 +188,7 @@ class EvalWeights:
 
 
 def for_run(problem: Problem, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-            device: torch.device) -> EvalWeights:
+            total_steps: int, device: torch.device) -> EvalWeights:
     """The evaluation weights of a run of ``config`` on ``problem``; the single loop's and a population
     member's result take them alike."""
 
@@ -161,5 +196,7 @@ def for_run(problem: Problem, config: TrainConfig, model: nn.Module, optimizer: 
         with autocast(config.precision, device):  # the statistics of the precision the model trains at
             step_loss(problem, model, batch)
 
-    return EvalWeights(model, optimizer, config, lambda: first_batches(problem, config.batch_size, config.seed,
-                                                                       device), forward, device)
+    def batches() -> Iterator[Any]:
+        return first_batches(problem, config.batch_size, config.seed, device)
+
+    return EvalWeights(model, optimizer, config, total_steps, batches, forward, device)

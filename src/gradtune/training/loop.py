@@ -107,9 +107,9 @@ class Run:
                                        **config.hyperparameters())
         self.optimizer = optimizer
         self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
-        self.eval_weights = for_run(problem, config, self.model, self.optimizer, self.device)
         epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None
         self.plan = TrainingPlan(config, problem.n_train, lr_at, epoch_steps)
+        self.eval_weights = for_run(problem, config, self.model, self.optimizer, self.plan.total_steps, self.device)
         self.tensors = problem.train_form == "tensors"  # in memory: indexed here, today's fast path
         self.train_data = to_device(problem.train, self.device) if self.tensors else None
         if problem.is_xy:  # the (x, y) tensors the importance sampler and data-parallel ranks index
@@ -139,6 +139,7 @@ class Run:
         if saved is None:
             return
         self.model.load_state_dict(EvalWeights.training_state(saved))
+        self.eval_weights.load_state_dict(saved.get("eval_weights"))
         self.optimizer.load_state_dict(saved["optimizer_state"])
         self.data_generator.set_state(saved["data_generator"])
         self.epoch, self.step, self.history = saved["epoch"], saved["step"], saved["history"]
@@ -200,6 +201,7 @@ class Run:
         if status == "diverged" and self.last_good is not None:
             self.model.load_state_dict(self.last_good[0])
             self.optimizer.load_state_dict(self.last_good[1])
+            self.eval_weights.load_state_dict(self.last_good[2])
         self.eval_weights.apply()  # the model returned is the one evaluated
         for cb in self.callbacks:
             cb.on_train_end(status)
@@ -213,7 +215,8 @@ class Run:
 
     def _remember(self) -> None:
         """The last finite epoch's state, which a run that diverges goes back to."""
-        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
+                          self.eval_weights.state_dict())
 
     # -- hooks ---------------------------------------------------------------------
     def batch(self, item: Any) -> Any:
@@ -317,6 +320,7 @@ class Run:
             self._check(loss)  # before the step, so a NaN gradient never reaches the weights
             self.step_rule.step(self.optimizer, self.model.parameters())
         self.step += 1
+        self.eval_weights.after_step(self.step)
         self.halted = self.step_done(loss)
         return loss
 

@@ -17,6 +17,8 @@ Example (YAML)::
     batch_size: {choices: [32, 64, 128]}
     clip_norm: {choices: [0.5, 1.0, 5.0]}     # gradtune's step settings are tunable too
     decay: {choices: [all, matrices]}         # only for optimisers with weight decay
+    average: {choices: [none, ema, swa]}      # weight averaging, for any optimiser but Schedule-Free
+    average_decay: {low: 0.9, high: 0.999}    # only where average is ema
     precision: bf16
     epochs: 20
     dropout: {low: 0.0, high: 0.5}     # a keyword argument of the model factory
@@ -36,6 +38,7 @@ from typing import Any
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
 from ..errors import UsageError, invalid_choice, invalid_value
 from ..optim import OPTIMIZERS, get_optimizer_def
+from ..optim.averaging import AVERAGES, averaging_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
@@ -168,6 +171,8 @@ class SearchSpace:
         self.model_keywords = tuple(k for k in model_keywords if k not in TUNABLE_KEYS)
         if "optimizer" not in self.params:
             self.params = {"optimizer": Param("optimizer", Domain(fixed="sgd")), **self.params}
+        if "average_decay" in self.params:  # drawn after 'average', which decides whether it applies
+            self.params["average_decay"] = self.params.pop("average_decay")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], model_keywords: Sequence[str] = ()) -> SearchSpace:
@@ -217,6 +222,9 @@ class SearchSpace:
         if param.name == "batch_size" and get_optimizer_def(optimizer).full_batch:
             return None
         if param.name in STEP_SETTING_KEYS and not setting_applies(param.name, optimizer):
+            return None
+        if (param.name == "average" and not averaging_applies(optimizer)) or (
+                param.name == "average_decay" and chosen.get("average", "none") != "ema"):
             return None
         return param.domain_for(optimizer)
 
@@ -304,7 +312,7 @@ def _check_values(space: SearchSpace) -> None:
     from ..schedules import SCHEDULES
 
     allowed = {"schedule": SCHEDULES, "init": INITS, "activation": ACTIVATIONS, "precision": PRECISIONS,
-               "decay": DECAYS}
+               "decay": DECAYS, "average": AVERAGES}
     for name, accepted in allowed.items():
         if name in space.params and space.params[name].domain is not None:
             for value in space.params[name].domain.values():
