@@ -17,6 +17,13 @@ dimensions: its weight-decay coefficients become a row over ``D``, the decay
 mask (1 on matrices, 0 elsewhere) times its coefficient, so that its masked
 entries add exactly zero, as torch.optim's ``weight_decay=0`` group does. Only
 blocks holding such a member pay for these ``[rows, D]`` coefficients.
+
+A member with ``average`` (:mod:`gradtune.optim.averaging`) keeps its average in
+the ``average`` slot, updated after each of its steps with
+:func:`~gradtune.optim.averaging.update_weight`'s weight: one ``lerp`` per run
+of rows that stepped, each row at its own weight (0 for a row that does not
+average yet). :meth:`StackedOptimizer.evaluation_weights` gives the weights each
+row is evaluated at: its average, Schedule-Free's x, or its own weights.
 """
 
 from __future__ import annotations
@@ -28,11 +35,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import kernel
+from . import averaging, kernel
 from ._registry import get_optimizer_def
 from .schedule_free import evaluation_point
 
-__all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_"]
+__all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_", "Averaging", "NO_AVERAGE"]
+
+# A member's averaging: ``average``, ``average_decay`` and the steps it takes before averaging starts.
+Averaging = tuple[str, float | None, int]
+NO_AVERAGE: Averaging = ("none", None, 0)
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
@@ -98,7 +109,8 @@ class StackedOptimizer:
     """
 
     def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
-                 decays: Sequence[str] | None = None, decay_mask: Tensor | None = None):
+                 decays: Sequence[str] | None = None, decay_mask: Tensor | None = None,
+                 averages: Sequence[Averaging] | None = None):
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
@@ -110,6 +122,13 @@ class StackedOptimizer:
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
         self.state = {slot: self._zeros(slot) for slot in slots}
+        self.averages: list[Averaging] = []
+        self._add_averages(averages or [NO_AVERAGE] * len(rows))
+
+    def _add_averages(self, averages: Sequence[Averaging]) -> None:
+        self.averages += list(averages)
+        if "average" not in self.state and any(a[0] != "none" for a in averages):
+            self.state["average"] = self._zeros("average")
 
     def _zeros(self, slot: str) -> Tensor:
         """A fresh slot for every row: ``[P, D]`` like the weights, or a float64 ``[P, 1]`` column for a row
@@ -165,6 +184,15 @@ class StackedOptimizer:
                 lo, hi = max(start, b.start), min(stop, b.stop)
                 if lo < hi:
                     self._update(b, lo, hi, grad, lr)
+            self._average(start, stop)
+
+    def _average(self, start: int, stop: int) -> None:
+        """Rows ``start:stop`` just stepped: each average takes its row's new weights."""
+        weights = [averaging.update_weight(mode, decay, first, self.steps[row])
+                   for row, (mode, decay, first) in enumerate(self.averages[start:stop], start=start)]
+        if any(weights):
+            weight = torch.tensor(weights, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
+            self.state["average"][start:stop].lerp_(self.flat[start:stop], weight)
 
     def _update(self, block: _Block, lo: int, hi: int, grad: Tensor, lr: Tensor) -> None:
         # Row slices are views: the kernel's in-place updates land in flat and state.
@@ -178,7 +206,7 @@ class StackedOptimizer:
         kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
     def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
-            decays: Sequence[str] | None = None) -> None:
+            decays: Sequence[str] | None = None, averages: Sequence[Averaging] | None = None) -> None:
         """Members join as rows at the end, with fresh state; ``flat`` is the already-extended parameter tensor."""
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.masked += [d == "matrices" for d in decays or ["all"] * len(rows)]
@@ -191,6 +219,7 @@ class StackedOptimizer:
         for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
             if slot not in self.state:
                 self.state[slot] = self._zeros(slot)
+        self._add_averages(averages or [NO_AVERAGE] * len(rows))
         self._make_blocks()
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
@@ -199,6 +228,7 @@ class StackedOptimizer:
         self.table = self.table[rows.cpu()]
         self.steps = [self.steps[r] for r in rows.tolist()]
         self.masked = [self.masked[r] for r in rows.tolist()]
+        self.averages = [self.averages[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
@@ -210,11 +240,15 @@ class StackedOptimizer:
         self.steps[target] = self.steps[source]
 
     def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any],
-                   decay: str | None = None) -> None:
+                   decay: str | None = None, average: Averaging | None = None) -> None:
         """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore), and
-        ``decay`` if given."""
+        ``decay`` and ``average`` if given."""
         if decay is not None:
             self.masked[target] = decay == "matrices"
+        if average is not None:
+            self.averages[target] = average
+            if average[0] != "none" and "average" not in self.state:
+                self.state["average"] = self._zeros("average")
         row = get_optimizer_def(name).coefficients(hyperparameters)
         missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's
@@ -222,19 +256,28 @@ class StackedOptimizer:
         self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)
         self._make_blocks()
 
+    def _averaged(self) -> list[bool]:
+        return [averaging.updates(mode, first, steps) > 0 for (mode, _, first), steps in zip(self.averages, self.steps)]
+
     def evaluated_elsewhere(self) -> list[bool]:
-        """Which rows are evaluated at other weights than those they train at (Schedule-Free's)."""
-        return (self.table[:, _KEYS.index("sf")] != 0).tolist()
+        """Which rows are evaluated at other weights than those they train at: Schedule-Free's, and those whose
+        average has begun."""
+        schedule_free = (self.table[:, _KEYS.index("sf")] != 0).tolist()
+        return [sf or averaged for sf, averaged in zip(schedule_free, self._averaged())]
 
     @torch.no_grad()
     def evaluation_weights(self) -> Tensor:
         """The weights each row is evaluated at, as a new ``[P, D]`` tensor: a Schedule-Free row's x
-        (:func:`~gradtune.optim.schedule_free.evaluation_point`), every other row's own weights."""
+        (:func:`~gradtune.optim.schedule_free.evaluation_point`), an averaging row's average, every other
+        row's own weights."""
         weights = self.flat.clone()
-        rows = [row for row, elsewhere in enumerate(self.evaluated_elsewhere()) if elsewhere]
+        rows = [row for row, beta in enumerate(self.table[:, _KEYS.index("sf")].tolist()) if beta != 0]
         if rows:
             beta = self.table[rows, _KEYS.index("sf")].to(self.flat).view(-1, 1)
             weights[rows] = evaluation_point(self.flat[rows], self.state["z_minus_y"][rows], beta)
+        rows = [row for row, averaged in enumerate(self._averaged()) if averaged]
+        if rows:
+            weights[rows] = self.state["average"][rows]
         return weights
 
     @torch.no_grad()

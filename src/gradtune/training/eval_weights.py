@@ -40,7 +40,8 @@ from .data import train_batches
 from .step import step_loss
 from .step_rule import autocast
 
-__all__ = ["EvalWeights", "BN_BATCHES", "batchnorms", "recompute_batchnorm", "first_batches", "for_run"]
+__all__ = ["EvalWeights", "BN_BATCHES", "batchnorms", "recompute_batchnorm", "first_batches", "for_run",
+           "stacked_swapped"]
 
 BN_BATCHES = 20  # training batches BatchNorm's statistics are recomputed over (at most one pass)
 
@@ -67,16 +68,19 @@ def _forked_rng(device: torch.device) -> contextlib.AbstractContextManager:
 
 @torch.no_grad()
 def recompute_batchnorm(norms: list[nn.modules.batchnorm._BatchNorm], run: Callable[[Any], Any],
-                        batches: Iterable[Any], device: torch.device) -> None:
+                        batches: Iterable[Any], device: torch.device, reset: Callable[[], None] | None = None) -> None:
     """Reset ``norms`` and average their statistics over ``batches``, each ``run`` in training mode.
 
     Batch ``i`` enters with momentum ``1 / (i + 1)``: the cumulative average of ``update_bn``'s
     ``momentum=None``, written so that it also runs under ``vmap`` (a population), where BatchNorm cannot
-    read its batch count back as a number.
+    read its batch count back as a number. ``reset`` resets the statistics where they are not the modules'
+    own (a stack's, stacked beside its template).
     """
     momenta = [m.momentum for m in norms]
-    for m in norms:
+    for m in norms if reset is None else ():
         m.reset_running_stats()
+    if reset is not None:
+        reset()
     try:
         with _forked_rng(device):
             for i, batch in enumerate(batches):
@@ -200,3 +204,55 @@ def for_run(problem: Problem, config: TrainConfig, model: nn.Module, optimizer: 
         return first_batches(problem, config.batch_size, config.seed, device)
 
     return EvalWeights(model, optimizer, config, total_steps, batches, forward, device)
+
+
+@contextlib.contextmanager
+def stacked_swapped(stack: Any) -> Iterator[None]:
+    """A :class:`~gradtune.training.stack.Stack`'s rows at their evaluation weights meanwhile
+    (:meth:`~gradtune.optim.StackedOptimizer.evaluation_weights`), BatchNorm statistics recomputed there as
+    :class:`EvalWeights` recomputes them, over the same batches; rows evaluated at their training weights keep
+    their statistics. The training weights and buffers come back afterwards."""
+    elsewhere = stack.optimizer.evaluated_elsewhere()
+    if not any(elsewhere):
+        yield
+        return
+    model, flat = stack.model, stack.model.params.flat
+    training, buffers = flat.clone(), {k: v.clone() for k, v in model.buffers.items()}
+    try:
+        flat.copy_(stack.optimizer.evaluation_weights())
+        _stacked_batchnorm(stack, torch.tensor(elsewhere, device=flat.device))
+        yield
+    finally:
+        flat.copy_(training)
+        for name, value in buffers.items():
+            model.buffers[name].copy_(value)
+
+
+def _stacked_batchnorm(stack: Any, elsewhere: torch.Tensor) -> None:
+    """Recompute the stacked BatchNorm statistics of the rows ``elsewhere`` (a ``[P]`` mask)."""
+    template = getattr(stack.model, "template", None)  # only a vmap stack holds buffers
+    named = [(name, m) for name, m in template.named_modules() if batchnorms([m])] if template else []
+    if not named:
+        return
+    buffers = stack.model.buffers
+    saved = {k: v.clone() for k, v in buffers.items()}
+
+    def reset() -> None:
+        for name, _ in named:
+            buffers[f"{name}.running_mean"].zero_()
+            buffers[f"{name}.running_var"].fill_(1.0)
+            buffers[f"{name}.num_batches_tracked"].zero_()
+
+    config = stack.members[stack.active[0]].config  # members of a stack share batch size and precision
+    size, rows = config.batch_size, len(stack.active)
+    x = stack.x[:BN_BATCHES * config.batch_size]
+    batches = (x[s:s + size].expand(rows, *x[s:s + size].shape) for s in range(0, len(x), size))
+
+    def run(xb: torch.Tensor) -> None:
+        with autocast(config.precision, stack.device):
+            stack.model(xb)
+
+    recompute_batchnorm([m for _, m in named], run, batches, stack.device, reset)
+    for name, value in buffers.items():  # rows at their training weights keep their statistics
+        keep = ~elsewhere.view(-1, *[1] * (value.dim() - 1))
+        value.copy_(torch.where(keep, saved[name], value))

@@ -3,7 +3,10 @@
 Its weights and optimiser state live in rows of the stack's flat tensors; this
 module also converts them to the single loop's form and back: the model and
 optimiser a result holds, and the epoch checkpoint the single loop writes, so
-that a member resumes in a stack or in :func:`gradtune.train` alike.
+that a member resumes in a stack or in :func:`gradtune.train` alike. Both go
+through the single loop's evaluation weights (:mod:`.eval_weights`): a result's
+model and a checkpoint's ``model_state`` are a Schedule-Free member's x or an
+averaging member's average, its training weights and average kept beside them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..optim import get_optimizer_def, kernel, make_optimizer, parameter_groups
+from ..optim import averaging, get_optimizer_def, kernel, make_optimizer, parameter_groups
+from ..optim.stacked import Averaging
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint
+from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
+from .eval_weights import EvalWeights, for_run
 from .loop import DivergenceGuard, build_model
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -69,6 +74,12 @@ class Member:
     def begin(self) -> None:
         for cb in self.callbacks:
             cb.on_train_start(self.plan.total_steps, self.config.epochs)
+
+    @property
+    def averaging(self) -> Averaging:
+        """The member's ``average``, ``average_decay`` and the steps it takes before its average starts."""
+        c = self.config
+        return c.average, c.average_decay, averaging.start_step(c.average, self.plan.total_steps)
 
     def hyperparameters(self, epoch: int) -> dict[str, Any]:
         """The optimiser's hyperparameters in force at the member's own ``epoch`` (a schedule may change them)."""
@@ -130,6 +141,9 @@ class Member:
                     per_slot[slot][""] = value.reshape(1).to(device)
                 else:
                     per_slot[slot][names[int(index)]] = value.to(device)
+        average = (saved.get("eval_weights") or {}).get("average")
+        if average is not None:
+            per_slot["average"] = {name: value.to(device) for name, value in average.items()}
         self.step, self.history, self.guard.bound = saved["step"], list(saved["history"]), saved["guard_bound"]
         self.generator.set_state(saved["data_generator"])
         self.resumed_from = saved["epoch"]
@@ -137,8 +151,9 @@ class Member:
         return per_slot, steps
 
     def as_single_run(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
-                      device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        """The member as the single loop would hold it: a model, and its optimiser with the member's state."""
+                      device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, EvalWeights]:
+        """The member as the single loop would hold it: a model at its training weights, its optimiser with the
+        member's state, and its evaluation weights with the member's average."""
         model = problem.build_model(self.config.activation, self.config.model_args).to(device)
         step_count = opt_state["steps"]
         model.load_state_dict(state)
@@ -157,11 +172,24 @@ class Member:
                 optimizer.state[param] = {**{slot: per_slot[slot][name] if slot in per_slot
                                              else opt_state[slot].reshape(()).clone() for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
-        return model, optimizer
+        evaluation = for_run(problem, self.config, model, optimizer, self.plan.total_steps, device)
+        average = unflatten(opt_state["average"]) if self.config.average != "none" else None
+        evaluation.load_state_dict({"step": step_count, "average": average})
+        return model, optimizer, evaluation
+
+    def write_checkpoint(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
+                         device: torch.device, epoch: int) -> None:
+        """The member's epoch checkpoint, as the single loop writes it."""
+        model, optimizer, evaluation = self.as_single_run(problem, state, opt_state, unflatten, device)
+        with evaluation.swapped() as training:
+            save_epoch_checkpoint(self.checkpoint, model, optimizer, self.config, epoch=epoch, step=self.step,
+                                  history=self.history, data_generator=self.generator, guard_bound=self.guard.bound,
+                                  eval_weights=evaluation.checkpoint_state(training))
 
     def result(self, problem: Problem, unflatten: Unflatten, device: torch.device) -> TrainResult:
         """The member's result, from its final state; its callbacks see the run end."""
-        model, optimizer = self.as_single_run(problem, *self.final_state, unflatten, device)
+        model, optimizer, evaluation = self.as_single_run(problem, *self.final_state, unflatten, device)
+        evaluation.apply()  # the model returned is the one evaluated
         for cb in self.callbacks:
             cb.on_train_end(self.status)
         result = TrainResult.close(problem, self.config, self.status, self.history, time.perf_counter() - self.start,
@@ -177,5 +205,5 @@ def load_model(problem: Problem, entry: Entry, device: torch.device) -> tuple[to
     model = build_model(problem, entry.config, device)
     saved = load_epoch_checkpoint(entry.checkpoint, entry.config.to_dict()) if entry.checkpoint is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model_state"])
+        model.load_state_dict(EvalWeights.training_state(saved))
     return model, saved

@@ -85,8 +85,6 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         return "importance sampling scores and draws each member's batches itself, in the single loop"
     if any(c.precision == "fp16" for c in configs):
         return "fp16's gradient scaler skips the steps of a whole model, not of one member"
-    if any(c.optimizer.startswith("sf-") or c.average != "none" for c in configs):
-        return "Schedule-Free and averaging evaluate other weights than they train, which stacks do not yet"
     unstackable = sorted({c.optimizer for c in configs if not get_optimizer_def(c.optimizer).vectorisable})
     if unstackable:
         return f"optimizer {unstackable[0]} {get_optimizer_def(unstackable[0]).single_loop_reason}"

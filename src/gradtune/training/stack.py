@@ -11,7 +11,8 @@ schedule, warm-up, initialisation and seed, training length and gradient
 clipping (each member's own norm). Each member sees its own
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
-reassociation in the batched kernels.
+reassociation in the batched kernels. Schedule-Free and averaging members are
+evaluated at their evaluation weights (:func:`.eval_weights.stacked_swapped`).
 
 Members join between epochs and end on their own: completed, diverged
 (dropped before the step that would have used its NaN gradient, keeping the
@@ -33,8 +34,8 @@ from ..optim import StackedOptimizer, parameter_names
 from ..optim.stacked import block_order, clip_rows_, runs
 from ..problems import Problem, accuracy
 from ..schedules import LRSchedule
-from .checkpoint import save_epoch_checkpoint
 from .device import resolve_device
+from .eval_weights import stacked_swapped
 from .member import Member, load_model
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -132,14 +133,14 @@ class Stack:
         restored = [load_model(self.problem, entry, self.device) for entry in entries]
         models = [model for model, _ in restored]
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
-        decays = [e.config.decay for e in entries]
+        decays, averages = [e.config.decay for e in entries], [m.averaging for m in self.members[first:]]
         if self.model is None:
             self.model = stack_models(models)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
-                                              decay_mask=self.model.params.matrix_mask())
+                                              decay_mask=self.model.params.matrix_mask(), averages=averages)
         else:
             self.model.add(models)
-            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays)
+            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays, averages=averages)
         self.active += range(first, len(self.members))
         self._keep([self.active[k] for k in _stack_order([self.members[i].config for i in self.active])])
         for i, (model, saved) in enumerate(restored, start=first):
@@ -348,15 +349,13 @@ class Stack:
         """Each active member's epoch checkpoint, as the single loop writes it; False if none keeps one."""
         members = [i for i in self.active if self.members[i].checkpoint is not None]
         for i in members:
-            m = self.members[i]
-            model, optimizer = m.as_single_run(self.problem, *self._member_state(self.active.index(i)),
-                                               self.model.params.unflatten, self.device)
-            save_epoch_checkpoint(m.checkpoint, model, optimizer, m.config, epoch=self._age(m), step=m.step,
-                                  history=m.history, data_generator=m.generator, guard_bound=m.guard.bound)
+            self.members[i].write_checkpoint(self.problem, *self._member_state(self.active.index(i)),
+                                             self.model.params.unflatten, self.device, self._age(self.members[i]))
         return bool(members)
 
     def _evaluate_rows(self, rows: list[int]) -> list[dict[str, float]]:
-        with autocast(self.precision, self.device):  # the precision members train at, as the single loop
+        # At the evaluation weights, and at the precision members train at, as the single loop.
+        with stacked_swapped(self), autocast(self.precision, self.device):
             out = self.model.evaluate(self.x_valid)[rows]
             loss = self.problem.member_losses(out, self.y_valid, shared_target=True).tolist()
         metrics = [{"valid_loss": v} for v in loss]
@@ -380,7 +379,7 @@ class Stack:
         """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
         m = self.members[member]
         self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)),
-                                  decay=m.config.decay)
+                                  decay=m.config.decay, average=m.averaging)
 
     def _take_snapshot(self) -> None:
         self.snapshot = (list(self.active), self.model.snapshot(), self.optimizer.snapshot())
