@@ -19,6 +19,7 @@ from typing import Any
 from .errors import UsageError, check_choice, check_number, invalid_value
 from .models import ACTIVATIONS, INITS
 from .optim import get_optimizer_def, resolve_hyperparameters
+from .optim.averaging import check_average
 from .optim.lookahead import check_lookahead
 from .schedules import SCHEDULES, make_lr_schedule
 from .step_settings import check_step_settings
@@ -51,8 +52,12 @@ class TrainConfig:
     (``"32"``, ``"bf16"`` or ``"fp16"``), ``micro_batch`` and ``decay`` (``"all"`` or
     ``"matrices"``) are what gradtune does between the loss and the weights
     (:mod:`gradtune.step_settings`). ``lookahead`` (k, 0 or None: off) and ``lookahead_alpha`` (default
-    0.5) wrap any optimiser in Lookahead (:mod:`gradtune.optim.lookahead`). ``model_args`` are the
-    model factory's keyword arguments (the user's hyperparameters, such as
+    0.5) wrap any optimiser in Lookahead (:mod:`gradtune.optim.lookahead`). ``average`` (``none``, ``ema`` or ``swa``)
+    evaluates, checkpoints and returns an average of the weights, for any
+    optimiser; ``average_decay`` is EMA's decay (default 0.999), and SWA averages
+    the last quarter of the steps (:mod:`gradtune.optim.averaging`; averaging
+    speeds training but does not replace a decayed schedule, Ajroldi et al.
+    2025). ``model_args`` are the model factory's keyword arguments (the user's hyperparameters, such as
     ``{"width": 64, "dropout": 0.1}``); they are part of the config's identity,
     so a checkpoint of other ``model_args`` never resumes this run.
     """
@@ -94,6 +99,8 @@ class TrainConfig:
     # Lookahead around any optimiser (see gradtune.optim.lookahead): sync every k steps; None or 0: off.
     lookahead: int | None = None
     lookahead_alpha: float | None = None
+    average: str = "none"  # evaluate an average of the weights: none, ema or swa (gradtune.optim.averaging)
+    average_decay: float | None = None  # EMA's decay; None: 0.999 with average "ema"
     # Hyperparameters that change at epoch boundaries, as population-based training
     # found them: [{"epoch": 0, "lr": ..., "momentum": ...}, {"epoch": 4, ...}, ...].
     hyper_schedule: tuple[Mapping[str, Any], ...] | None = None
@@ -148,6 +155,7 @@ class TrainConfig:
         out["hidden"] = list(self.hidden) if self.hidden is not None else None
         out["hyper_schedule"] = [dict(s) for s in self.hyper_schedule] if self.hyper_schedule else None
         out["model_args"] = dict(self.model_args) if self.model_args else None  # omitted when empty
+        out["average"] = None if self.average == "none" else self.average  # so that older configs stay equal
         return {k: v for k, v in out.items() if v is not None}
 
     def resolve_for(self, problem) -> TrainConfig:
@@ -170,6 +178,7 @@ class TrainConfig:
         check_number("seed", self.seed, low=0, integer=True)
         step_settings = check_step_settings(self)
         lookahead = check_lookahead(self.optimizer, self.lookahead, self.lookahead_alpha)
+        average, average_decay = check_average(self.optimizer, self.average, self.average_decay)
         epochs, steps = self._budget()
         self._check_eval_every()
         if n_train is None and self.schedule == "batch-growth":
@@ -181,7 +190,7 @@ class TrainConfig:
         if not isinstance(shuffle, bool):
             raise invalid_value("shuffle", shuffle, "true or false")
         resolved = self.replace(batch_size=batch_size, epochs=epochs, steps=steps, shuffle=shuffle, **hp,
-                                **step_settings, **lookahead)
+                                **step_settings, **lookahead, average=average, average_decay=average_decay)
         make_lr_schedule(self.schedule, hp["lr"], 1, warmup=self.warmup, gamma=self.gamma,  # validates
                          cooldown=self.cooldown)
         return resolved

@@ -158,6 +158,20 @@ def test_train_takes_the_newer_optimizers_flags_and_wsd(cli, tmp_path):
     assert lrs[1:7] == [0.05] * 6 and lrs[-1] == pytest.approx(0.05 * (1 - math.sqrt(2 / 3)))
 
 
+def test_train_averages_with_flags_and_refuses_bad_values_in_one_line(cli, tmp_path):
+    done = cli("train", "quadratic", "--optimizer", "sf-sgd", "--lr", "0.5", "--epochs", "5", "--out", "sf", "--quiet")
+    assert done.returncode == 0, done.stderr
+    done = cli("train", "quadratic", "--optimizer", "momentum", "--average", "ema", "--average-decay", "0.9",
+               "--epochs", "5", "--out", "ema", "--quiet")
+    assert done.returncode == 0, done.stderr
+    config = _result(tmp_path / "ema")["config"]
+    assert (config["average"], config["average_decay"]) == ("ema", 0.9)
+    for flags, words in ((["--average", "foo"], "'average'"), (["--average", "ema", "--average-decay", "1.5"],
+                                                               "'average_decay'")):
+        refused = cli("train", "quadratic", *flags, "--epochs", "1", "--out", "bad", "--quiet")
+        assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and words in refused.stderr
+
+
 def test_debug_shows_the_traceback_that_the_default_hides(cli):
     plain = cli("train", "no-such-problem")
     debug = cli("--debug", "train", "no-such-problem")

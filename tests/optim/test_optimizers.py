@@ -7,9 +7,10 @@ arguments) that must compute the same update, and settings under which
 
 * the kernels, through ``make_optimizer``, equal torch.optim step for step in float64
   (the hypergradient optimisers with ``hypergrad_lr=0``; tests/optim/test_hypergradient.py
-  checks them with it on, against the paper's equations); Lion and AdEMAMix, which torch
-  does not have, equal the papers' algorithms transcribed plainly below (``PaperLion``,
-  ``PaperAdEMAMix``);
+  checks them with it on, against the paper's equations); Lion, AdEMAMix and Schedule-Free,
+  which torch does not have, equal the papers' algorithms transcribed plainly below
+  (``PaperLion``, ``PaperAdEMAMix``, ``PaperScheduleFree``; Schedule-Free also equals the
+  ``schedulefree`` package where it is installed, tests/optim/test_schedule_free.py);
 * the same rule on a flat population with per-member hyperparameters, and on one
   population mixing every optimiser, equals one torch.optim run per member; for the
   newer rules (nadamw, radam, lion, ademamix) it also equals the single loop's
@@ -40,6 +41,7 @@ from gradtune.optim import (
     make_optimizer,
     resolve_hyperparameters,
 )
+from schedule_free_oracle import PaperScheduleFree
 
 RTOL = 1e-10
 STEPS = 50
@@ -140,12 +142,18 @@ CASES = [
                                       weight_decay=0.05), PaperAdEMAMix,
          population=dict(alpha=[5.0, 0.0, 2.0, 8.0, 1.0, 3.5, 10.0, 0.5]),
          quadratic=dict(lr=0.1, beta3=0.99, alpha=2.0, epochs=300, schedule="cosine")),
+    Case("sf-adamw", "sf-adamw", dict(lr=0.01, beta1=0.85, beta2=0.99, eps=1e-7, weight_decay=0.05),
+         PaperScheduleFree, population=dict(beta1=[0.9, 0.5, 0.95, 0.8, 0.1, 0.99, 0.7, 0.85]),
+         quadratic=dict(lr=0.3, epochs=300)),
+    Case("sf-sgd", "sf-sgd", dict(lr=0.05, momentum=0.8, weight_decay=0.05), PaperScheduleFree,
+         population=dict(momentum=[0.9, 0.5, 0.95, 0.8, 0.1, 0.99, 0.7, 0.85]),
+         quadratic=dict(lr=0.5, epochs=300)),
     Case("adafactor", "adafactor", dict(lr=0.02, beta2_decay=-0.6, weight_decay=0.05), torch.optim.Adafactor,
          dict(foreach=False), quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
     Case("lbfgs", "lbfgs", dict(lr=0.5, history_size=7, max_iter=4), None,
          quadratic=dict(lr=1.0, epochs=3)),
 ]
-NEW_KERNEL_NAMES = ("nadamw", "radam", "lion", "ademamix")  # issue 19's elementwise rules
+NEW_KERNEL_NAMES = ("nadamw", "radam", "lion", "ademamix", "sf-adamw", "sf-sgd")  # issue 19's elementwise rules
 TORCH_CASES = [c for c in CASES if c.torch_cls is not None]
 KERNEL_CASES = [c for c in TORCH_CASES if OPTIMIZERS[c.name].vectorisable]  # these also run in a population
 
@@ -461,6 +469,12 @@ BAD_HYPERPARAMETERS = [
     ("ademamix", dict(beta3=1.0), r"'beta3'.*\[0, 1\).*Got 1\.0"),
     ("ademamix", dict(alpha=-1.0), r"'alpha'.*\[0, inf\).*Got -1\.0"),
     ("adam", dict(beta3=0.99), r"'beta3'.*does not apply to optimizer 'adam'.*Got 0\.99"),
+    ("sf-adamw", dict(beta1=0.0), r"'beta1'.*\(0, 1\).*Got 0\.0"),
+    ("sf-adamw", dict(beta2=1.0), r"'beta2'.*\[0, 1\).*Got 1\.0"),
+    ("sf-adamw", dict(momentum=0.9), r"'momentum'.*does not apply to optimizer 'sf-adamw'.*Got 0\.9"),
+    ("sf-sgd", dict(momentum=1.0), r"'momentum'.*\(0, 1\).*Got 1\.0"),
+    ("sf-sgd", dict(lr=-0.5), r"'lr'.*Got -0\.5"),
+    ("sf-sgd", dict(beta1=0.9), r"'beta1'.*does not apply to optimizer 'sf-sgd'.*Got 0\.9"),
     ("adafactor", dict(beta2_decay=0.5), r"'beta2_decay'.*\(-inf, 0\].*Got 0\.5"),
     ("adafactor", dict(lr=-0.01), r"'lr'.*Got -0\.01"),
     ("adafactor", dict(beta1=0.9), r"'beta1'.*does not apply to optimizer 'adafactor'.*Got 0\.9"),

@@ -157,7 +157,7 @@ def test_per_optimizer_ranges_are_respected():
         assert lo <= config["lr"] <= hi, config
 
 
-NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor"]
+NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor", "sf-adamw", "sf-sgd"]
 
 
 def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
@@ -167,6 +167,10 @@ def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
     lion_low, lion_high = lr_range("lion")
     assert 3 <= adamw_low / lion_low <= 10 and 3 <= adamw_high / lion_high <= 10  # Chen et al. 2023
     assert lr_range("nadamw") == lr_range("radam") == lr_range("ademamix") == lr_range("adam")
+    sf_low, sf_high = lr_range("sf-adamw")
+    assert 1 <= sf_low / adamw_low <= 10 and 1 <= sf_high / adamw_high <= 10  # Defazio et al. 2024
+    momentum_low, momentum_high = lr_range("momentum")
+    assert sf_low < lr_range("sf-sgd")[0] and 3 <= lr_range("sf-sgd")[1] / momentum_high <= 30
     assert lr_range("lbfgs") is None
 
 
@@ -187,7 +191,7 @@ def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
         optimizer = config["optimizer"]
         assert ("beta3" in config) == ("alpha" in config) == (optimizer == "ademamix"), config
         assert ("beta2_decay" in config) == (optimizer == "adafactor"), config
-        assert ("beta2" in config) == (optimizer != "adafactor"), config
+        assert ("beta2" in config) == (optimizer not in ("adafactor", "sf-sgd")), config
         lo, hi = OTHER_LR_RANGES[optimizer]
         assert lo <= config["lr"] <= hi and config["cooldown"] in (0.1, 0.2), config
         TrainConfig.from_mapping(config).resolve(100)  # every drawn configuration is a valid run
@@ -258,3 +262,22 @@ def test_space_show_prints_yaml_that_round_trips(cli, extra):
         assert data["momentum"]["optimizers"] == ["momentum", "nesterov"]
         # The printed space draws the same conditional configurations as the built-in one.
         assert [c for c, _ in _draw(space, 50)] == [c for c, _ in _draw(default_space(), 50)]
+
+
+def test_a_space_tunes_averaging_for_any_optimizer_but_schedule_free():
+    """``average_decay`` is drawn only where ``average`` is ema, wherever the space names it; Schedule-Free,
+    which averages already, draws neither."""
+    space = SearchSpace.from_mapping({
+        "average_decay": {"low": 0.9, "high": 0.999},
+        "optimizer": {"choices": ["momentum", "adamw", "sf-adamw"]},
+        "average": {"choices": ["none", "ema", "swa"]},
+    })
+    draws = _draw(space, 90, seed=4)
+    for config, _ in draws:
+        assert ("average" in config) == (config["optimizer"] != "sf-adamw"), config
+        assert ("average_decay" in config) == (config.get("average") == "ema"), config
+        TrainConfig.from_mapping(config).resolve(100)
+    assert {(c["optimizer"], c.get("average")) for c, _ in draws} == {
+        (o, a) for o in ("momentum", "adamw") for a in ("none", "ema", "swa")} | {("sf-adamw", None)}
+    with pytest.raises(UsageError, match=r"'average'.*one of: ema, none, swa.*Got 'mean'"):
+        SearchSpace.from_mapping({"average": {"choices": ["ema", "mean"]}})

@@ -27,11 +27,13 @@ CONFIG_FLAGS: dict[str, object] = {
     "max_lr": float, "schedule": str,
     "warmup": float, "gamma": float, "init": str, "activation": str, "hidden": str, "shuffle": _boolean, "seed": int,
     "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
-    "beta3": float, "beta2_decay": float, "cooldown": float, "lookahead": int, "lookahead_alpha": float,
+    "beta3": float, "beta2_decay": float, "cooldown": float, "lookahead": int, "lookahead_alpha": float, "average": str,
+    "average_decay": float,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
-                 "adafactor, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' lists them)",
+                 "sf-adamw, sf-sgd, adafactor, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' lists "
+                 "them)",
     "alpha": "rmsprop: decay of the squared-gradient average; ademamix: weight of the slow moment",
     "beta3": "ademamix: decay of the slow first moment (default 0.9999)",
     "beta2_decay": "adafactor: the second moment's decay is 1 - t**beta2_decay (default -0.8)",
@@ -58,6 +60,9 @@ _HELP = {
     "lookahead": "Lookahead around the optimizer: every K steps the weights move back to slow + alpha * "
                  "(fast - slow) (default 0: off; not with lbfgs)",
     "lookahead_alpha": "Lookahead's step of the slow weights towards the fast ones, in (0, 1] (default 0.5)",
+    "average": "none (default), ema or swa: evaluate, save and return an average of the weights (swa: of the last "
+               "quarter of the steps)",
+    "average_decay": "ema: the average's decay (default 0.999; about 1/(1 - decay) recent steps count)",
     "sampling": "uniform (default) or importance: draw hard samples more often, weighted to stay unbiased, "
                 "in epochs where it pays for its cost (Katharopoulos & Fleuret 2018)",
 }

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError, invalid_choice
-from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, nadam, radam, rmsprop, sgd
+from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, nadam, radam, rmsprop, schedule_free, sgd
 from ._hyper import Hyperparameter, learning_rate
 
 __all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
@@ -102,6 +102,12 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
                      lion.coefficients, reference="Chen et al. 2023"),
         OptimizerDef("ademamix", "Adam with a second, slow gradient average mixed in",
                      ademamix.ADEMAMIX_HYPERPARAMETERS, ademamix.coefficients, reference="Pagliardini et al. 2024"),
+        OptimizerDef("sf-adamw", "Schedule-Free AdamW: steps at y, evaluated at the average of its iterates",
+                     schedule_free.SF_ADAMW_HYPERPARAMETERS, schedule_free.adamw_coefficients,
+                     reference="Defazio et al. 2024"),
+        OptimizerDef("sf-sgd", "Schedule-Free SGD: steps at y, evaluated at the average of its iterates",
+                     schedule_free.SF_SGD_HYPERPARAMETERS, schedule_free.sgd_coefficients,
+                     reference="Defazio et al. 2024"),
         OptimizerDef("adafactor", "factored second moments and a relative step size",
                      adafactor.ADAFACTOR_HYPERPARAMETERS, build=adafactor.build, reference="Shazeer & Stern 2018",
                      single_loop_reason="keeps factored (per-row and per-column) second moments, not elementwise "

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import kernel
+from . import kernel, schedule_free
 from ._registry import get_optimizer_def, resolve_hyperparameters
 from .hypergradient import HypergradientOptimizer
 
@@ -48,6 +48,19 @@ class KernelOptimizer(torch.optim.Optimizer):
                 if param.grad is not None:
                     kernel.step_parameter(param, self.state[param], coefficients, group["lr"])
         return loss
+
+    @torch.no_grad()
+    def evaluation_weights(self) -> dict[torch.Tensor, torch.Tensor]:
+        """The weights to evaluate, per parameter, where they are not the trained ones: Schedule-Free's x
+        (:func:`~gradtune.optim.schedule_free.evaluation_point`); empty for every other rule."""
+        points = {}
+        for group in self.param_groups:
+            beta = self.definition.coefficients({name: group[name] for name in self.definition.hyperparameter_names})
+            beta = beta["sf"]
+            for param in group["params"] if beta else ():
+                if "z_minus_y" in self.state[param]:
+                    points[param] = schedule_free.evaluation_point(param, self.state[param]["z_minus_y"], beta)
+        return points
 
 
 def make_optimizer(name: str, params: Iterable, **hyperparameters: Any) -> torch.optim.Optimizer:

@@ -22,7 +22,21 @@ are not linear in the moments:
   denominator; afterwards ``d`` gains RAdam's rectification and the
   denominator is ``post_scale * root + post_eps`` (:func:`.step_terms.rectification`);
 * ``sign`` (Lion): ``d = sign(n1 * x + n2 * m)`` from ``m`` *before* its
-  update, with no denominator.
+  update, with no denominator;
+* ``sf`` (Schedule-Free, Defazio et al. 2024; ``sf`` is its interpolation
+  ``beta``): the parameter is y, where gradients are taken, and the state
+  holds ``z - y`` and two numbers per member, the largest rate so far and the
+  sum of the averaging weights (:data:`ROW_SLOTS`)::
+
+      u     = g / (post_scale / sqrt(1 - bc2**t) * root + post_eps) + decoupled * y   (sf-sgd: g + decoupled * y)
+      c     = lr_max**2 / sum of lr_max**2 so far          (the package's weight_lr_power 2, r 0)
+      y     = y + c * (z - y) + lr * (beta * (1 - c) - 1) * u
+      z - y = (1 - c) * (z - y - lr * beta * u)
+
+  which is the package's ``y = lerp(y, z, c) + lr (beta (1 - c) - 1) u; z -= lr u``
+  with ``z - y`` kept instead of ``z``, so that the state starts at zero like
+  every other slot. The evaluated point is ``x = y + (1 - 1/beta) (z - y)``
+  (:func:`gradtune.optim.schedule_free.evaluation_point`).
 
 A coefficient is a Python float (one model, the single loop) or a tensor that
 broadcasts against the parameter (``[P, 1]`` for a population stored as one
@@ -46,8 +60,8 @@ from torch import Tensor
 
 from . import step_terms
 
-__all__ = ["DEFAULT_COEFFICIENTS", "coefficients_with", "init_state", "state_slots", "step_parameter", "update",
-           "absent"]
+__all__ = ["DEFAULT_COEFFICIENTS", "ROW_SLOTS", "coefficients_with", "init_state", "state_slots", "step_parameter",
+           "update", "absent"]
 
 Coefficient = float | Tensor
 
@@ -59,8 +73,11 @@ DEFAULT_COEFFICIENTS: dict[str, float] = {
     "a1": 0.0, "b1": 0.0, "n1": 1.0, "n2": 0.0, "bc1": 0.0,
     "post_scale": 0.0, "post_eps": 1.0, "bc2": 0.0,
     "b3": 0.0, "n3": 0.0,
-    "nadam": 0.0, "rectify": 0.0, "sign": 0.0,
+    "nadam": 0.0, "rectify": 0.0, "sign": 0.0, "sf": 0.0,
 }
+# State that is one number per member rather than one per weight: a 0-dim float64 tensor per parameter in
+# the single loop (as torch.optim keeps ``step``), a float64 ``[P, 1]`` column in a population.
+ROW_SLOTS = ("lr_max", "weight_sum")
 
 
 def coefficients_with(**values: float) -> dict[str, float]:
@@ -85,6 +102,10 @@ def uses_second_moment(c: Mapping[str, Coefficient]) -> bool:
 
 def uses_slow_moment(c: Mapping[str, Coefficient]) -> bool:
     return not absent(c["b3"])
+
+
+def schedule_free(c: Mapping[str, Coefficient]) -> bool:
+    return not absent(c["sf"])
 
 
 def _is(value: Coefficient, number: float) -> bool:
@@ -167,6 +188,11 @@ def update(param: Tensor, grad: Tensor, state: dict[str, Tensor], c: Mapping[str
         else:
             v.addcmul_(g, g, value=c["b2"])
         root = v.sqrt()
+    if schedule_free(c):
+        if direction:
+            raise ValueError("a Schedule-Free step has no direction to return")
+        _schedule_free_step(param, g, root, state, c, lr, step)
+        return None
     x = g if absent(c["pre_scale"]) else g / _scaled(root, c["pre_scale"], c["pre_eps"])
     if not absent(c["decoupled"]):
         param.mul_(1 - lr * c["decoupled"])
@@ -243,6 +269,30 @@ def _sign_step(param: Tensor, x: Tensor, state: dict[str, Tensor], c: Mapping[st
     return d if direction else None
 
 
+def _schedule_free_step(y: Tensor, g: Tensor, root: Tensor | None, state: dict[str, Tensor],
+                        c: Mapping[str, Coefficient], lr: Coefficient, step: Coefficient) -> None:
+    """Schedule-Free's step of ``y`` (the parameter) and ``z - y``, in place (the module docstring's rule)."""
+    u = g if root is None else g / _scaled(root, c["post_scale"] / (1 - c["bc2"] ** step) ** 0.5, c["post_eps"])
+    if not absent(c["decoupled"]):
+        u = _plus_product(u, y, c["decoupled"])  # decay at y, after normalising, as the reference package does
+    ckp1 = _averaging_weight(state, lr).to(y.dtype)
+    beta, offset = c["sf"], state["z_minus_y"]
+    _add_product_(y, offset, ckp1)
+    _add_product_(y, u, lr * (beta * (1 - ckp1) - 1))
+    _add_product_(offset, u, -(lr * beta))
+    offset.mul_(1 - ckp1)
+
+
+def _averaging_weight(state: dict[str, Tensor], lr: Coefficient) -> Tensor:
+    """Schedule-Free's ``c_{t+1}``: this step's weight ``lr_max**2`` over the sum of the weights so far
+    (0 while every rate has been 0), from the float64 row slots, which it updates."""
+    lr_max = state["lr_max"]
+    lr_max.copy_(torch.maximum(lr_max, torch.as_tensor(lr, dtype=lr_max.dtype, device=lr_max.device)))
+    weight = lr_max * lr_max
+    total = state["weight_sum"].add_(weight)
+    return torch.where(total > 0, weight / total.clamp(min=torch.finfo(total.dtype).tiny), 0.0)
+
+
 def step_parameter(param: Tensor, state: dict, c: Mapping[str, Coefficient], lr: float,
                    direction: bool = False) -> Tensor | None:
     """One torch.optim-style step of ``param`` by its ``.grad``: ``state`` (the optimiser's state for
@@ -258,8 +308,12 @@ def state_slots(c: Mapping[str, Coefficient]) -> tuple[str, ...]:
     """The state entries the rule keeps for coefficients ``c``."""
     return tuple(slot for slot, used in (("first_moment", uses_first_moment(c)),
                                          ("second_moment", uses_second_moment(c)),
-                                         ("slow_moment", uses_slow_moment(c))) if used)
+                                         ("slow_moment", uses_slow_moment(c)),
+                                         ("z_minus_y", schedule_free(c)), ("lr_max", schedule_free(c)),
+                                         ("weight_sum", schedule_free(c))) if used)
 
 
 def init_state(param: Tensor, c: Mapping[str, Coefficient]) -> dict[str, Tensor]:
-    return {slot: torch.zeros_like(param) for slot in state_slots(c)}
+    """One parameter's zero state: a tensor like it per slot, a float64 number per row slot."""
+    return {slot: torch.zeros((), dtype=torch.float64, device=param.device) if slot in ROW_SLOTS
+            else torch.zeros_like(param) for slot in state_slots(c)}

@@ -22,6 +22,13 @@ A member with ``lookahead`` ``k >= 1`` has slow weights, a state row that starts
 at its initial weights, synced after each of its ``k``-th steps with its own
 ``alpha`` (:mod:`.lookahead`); members with ``k = 0`` are untouched, and a stack
 without lookahead keeps no slow weights at all.
+
+A member with ``average`` (:mod:`gradtune.optim.averaging`) keeps its average in
+the ``average`` slot, updated after each of its steps with
+:func:`~gradtune.optim.averaging.update_weight`'s weight: one ``lerp`` per run
+of rows that stepped, each row at its own weight (0 for a row that does not
+average yet). :meth:`StackedOptimizer.evaluation_weights` gives the weights each
+row is evaluated at: its average, Schedule-Free's x, or its own weights.
 """
 
 from __future__ import annotations
@@ -33,15 +40,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import kernel
+from . import averaging, kernel
 from ._registry import get_optimizer_def
 from .lookahead import DEFAULT_ALPHA, SLOW, sync_
+from .schedule_free import evaluation_point
 
-__all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_"]
+__all__ = ["StackedOptimizer", "block_order", "runs", "clip_rows_", "Averaging", "NO_AVERAGE"]
+
+# A member's averaging: ``average``, ``average_decay`` and the steps it takes before averaging starts.
+Averaging = tuple[str, float | None, int]
+NO_AVERAGE: Averaging = ("none", None, 0)
 
 _KEYS = tuple(kernel.DEFAULT_COEFFICIENTS)
 # The terms that decide which kernels a row needs; rows alike in these share a block.
-_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign")
+_STRUCTURE = ("b2", "pre_scale", "post_scale", "b1", "decoupled", "b3", "nadam", "rectify", "sign", "sf")
 _DECAY_TERMS = ("l2", "decoupled")  # coupled and decoupled weight decay: masked under decay="matrices"
 
 
@@ -109,7 +121,7 @@ class StackedOptimizer:
 
     def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
                  decays: Sequence[str] | None = None, decay_mask: Tensor | None = None,
-                 lookahead: Sequence[Lookahead] | None = None):
+                 lookahead: Sequence[Lookahead] | None = None, averages: Sequence[Averaging] | None = None):
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
@@ -120,9 +132,11 @@ class StackedOptimizer:
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
-        self.state = {slot: torch.zeros_like(flat) for slot in slots}
+        self.state = {slot: self._zeros(slot) for slot in slots}
         self.lookahead: list[Lookahead] = []
         self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
+        self.averages: list[Averaging] = []
+        self._add_averages(averages or [NO_AVERAGE] * len(rows))
 
     def _add_lookahead(self, rows: Sequence[Lookahead]) -> None:
         """New rows' lookahead, after ``flat`` and the state have their rows: slow weights start at the weights
@@ -130,6 +144,18 @@ class StackedOptimizer:
         self.lookahead += [(int(k), float(alpha)) for k, alpha in rows]
         if SLOW not in self.state and any(k for k, _ in rows):
             self.state[SLOW] = self.flat.clone()
+
+    def _add_averages(self, averages: Sequence[Averaging]) -> None:
+        self.averages += list(averages)
+        if "average" not in self.state and any(a[0] != "none" for a in averages):
+            self.state["average"] = self._zeros("average")
+
+    def _zeros(self, slot: str) -> Tensor:
+        """A fresh slot for every row: ``[P, D]`` like the weights, or a float64 ``[P, 1]`` column for a row
+        slot (:data:`~gradtune.optim.kernel.ROW_SLOTS`)."""
+        if slot in kernel.ROW_SLOTS:
+            return torch.zeros(self.flat.shape[0], 1, dtype=torch.float64, device=self.flat.device)
+        return torch.zeros_like(self.flat)
 
     def _make_blocks(self) -> None:
         structures = [_structure(dict(zip(_KEYS, row))) for row in self.table.tolist()]
@@ -185,6 +211,9 @@ class StackedOptimizer:
                     self._update(b, lo, hi, grad, lr)
         if SLOW in self.state:
             self._look_ahead(rows, [self.steps[row] for row in rows] if counts is None else counts)
+        if "average" in self.state:  # after Lookahead's sync, in the order the single loop takes
+            for start, stop in runs(rows):
+                self._average(start, stop)
 
     def _look_ahead(self, rows: Sequence[int], counts: Sequence[int]) -> None:
         """Lookahead's sync for the ``rows`` whose step ``counts`` are multiples of their ``k``."""
@@ -194,6 +223,14 @@ class StackedOptimizer:
             alpha = torch.tensor([alpha for _, alpha in self.lookahead[start:stop]], dtype=self.flat.dtype,
                                  device=self.flat.device).view(-1, 1)
             sync_(self.flat[start:stop], self.state[SLOW][start:stop], alpha)
+
+    def _average(self, start: int, stop: int) -> None:
+        """Rows ``start:stop`` just stepped: each average takes its row's new weights."""
+        weights = [averaging.update_weight(mode, decay, first, self.steps[row])
+                   for row, (mode, decay, first) in enumerate(self.averages[start:stop], start=start)]
+        if any(weights):
+            weight = torch.tensor(weights, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
+            self.state["average"][start:stop].lerp_(self.flat[start:stop], weight)
 
     def _update(self, block: _Block, lo: int, hi: int, grad: Tensor, lr: Tensor) -> None:
         # Row slices are views: the kernel's in-place updates land in flat and state.
@@ -207,7 +244,8 @@ class StackedOptimizer:
         kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
 
     def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
-            decays: Sequence[str] | None = None, lookahead: Sequence[Lookahead] | None = None) -> None:
+            decays: Sequence[str] | None = None, lookahead: Sequence[Lookahead] | None = None,
+            averages: Sequence[Averaging] | None = None) -> None:
         """Members join as rows at the end, with fresh state (slow weights: their weights); ``flat`` is the
         already-extended parameter tensor."""
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
@@ -221,8 +259,9 @@ class StackedOptimizer:
         self.flat = flat
         for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
             if slot not in self.state:
-                self.state[slot] = torch.zeros_like(flat)
+                self.state[slot] = self._zeros(slot)
         self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
+        self._add_averages(averages or [NO_AVERAGE] * len(rows))
         self._make_blocks()
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
@@ -232,6 +271,7 @@ class StackedOptimizer:
         self.steps = [self.steps[r] for r in rows.tolist()]
         self.masked = [self.masked[r] for r in rows.tolist()]
         self.lookahead = [self.lookahead[r] for r in rows.tolist()]
+        self.averages = [self.averages[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
@@ -245,21 +285,50 @@ class StackedOptimizer:
         self.lookahead[target] = self.lookahead[source]
 
     def set_member(self, target: int, name: str, hyperparameters: Mapping[str, Any],
-                   decay: str | None = None, lookahead: Lookahead | None = None) -> None:
+                   decay: str | None = None, lookahead: Lookahead | None = None,
+                   average: Averaging | None = None) -> None:
         """Row ``target`` steps from now on as ``name`` with ``hyperparameters`` (a schedule, or explore), and
-        ``decay`` and ``lookahead`` if given (slow weights made now start at the weights)."""
+        ``decay``, ``lookahead`` and ``average`` if given (slow weights made now start at the weights)."""
         if decay is not None:
             self.masked[target] = decay == "matrices"
         if lookahead is not None:
             self.lookahead[target] = (int(lookahead[0]), float(lookahead[1]))
             if SLOW not in self.state and lookahead[0]:
                 self.state[SLOW] = self.flat.clone()
+        if average is not None:
+            self.averages[target] = average
+            if average[0] != "none" and "average" not in self.state:
+                self.state["average"] = self._zeros("average")
         row = get_optimizer_def(name).coefficients(hyperparameters)
         missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's
-            self.state[slot] = torch.zeros_like(self.flat)
+            self.state[slot] = self._zeros(slot)
         self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)
         self._make_blocks()
+
+    def _averaged(self) -> list[bool]:
+        return [averaging.updates(mode, first, steps) > 0 for (mode, _, first), steps in zip(self.averages, self.steps)]
+
+    def evaluated_elsewhere(self) -> list[bool]:
+        """Which rows are evaluated at other weights than those they train at: Schedule-Free's, and those whose
+        average has begun."""
+        schedule_free = (self.table[:, _KEYS.index("sf")] != 0).tolist()
+        return [sf or averaged for sf, averaged in zip(schedule_free, self._averaged())]
+
+    @torch.no_grad()
+    def evaluation_weights(self) -> Tensor:
+        """The weights each row is evaluated at, as a new ``[P, D]`` tensor: a Schedule-Free row's x
+        (:func:`~gradtune.optim.schedule_free.evaluation_point`), an averaging row's average, every other
+        row's own weights."""
+        weights = self.flat.clone()
+        rows = [row for row, beta in enumerate(self.table[:, _KEYS.index("sf")].tolist()) if beta != 0]
+        if rows:
+            beta = self.table[rows, _KEYS.index("sf")].to(self.flat).view(-1, 1)
+            weights[rows] = evaluation_point(self.flat[rows], self.state["z_minus_y"][rows], beta)
+        rows = [row for row, averaged in enumerate(self._averaged()) if averaged]
+        if rows:
+            weights[rows] = self.state["average"][rows]
+        return weights
 
     @torch.no_grad()
     def load_member(self, row: int, state: Mapping[str, Tensor], steps: int) -> None:

@@ -59,18 +59,20 @@ def save_epoch_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: t
                           epoch: int, step: int, history: list, data_generator: torch.Generator,
                           guard_bound: float, sampling_state: dict | None = None,
                           data_position: dict | None = None, scaler_state: dict | None = None,
-                          lookahead_state: dict | None = None) -> Path:
+                          lookahead_state: dict | None = None, eval_weights: dict | None = None) -> Path:
     """The checkpoint a run writes after each epoch, and :func:`load_epoch_checkpoint` reads back.
 
     One writer for the single loop and the stacked pool, so that either
     resumes from the other's (``config`` is a :class:`~gradtune.TrainConfig`). ``lookahead_state`` holds
-    Lookahead's slow weights by parameter name (:mod:`gradtune.optim.lookahead`).
+    Lookahead's slow weights by parameter name (:mod:`gradtune.optim.lookahead`). Where a run evaluates other
+    weights than it trains (:mod:`gradtune.training.eval_weights`), ``model`` holds the evaluation weights and
+    ``eval_weights`` the training weights and what else resuming needs.
     """
     return save_checkpoint(path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
                            config=config.to_dict(), seed=config.seed, epoch=epoch, step=step, history=history,
                            data_generator=data_generator.get_state(), guard_bound=guard_bound,
                            sampling_state=sampling_state, data_position=data_position, scaler_state=scaler_state,
-                           lookahead_state=lookahead_state)
+                           lookahead_state=lookahead_state, eval_weights=eval_weights)
 
 
 def load_epoch_checkpoint(path: str | Path, config: dict) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
 from .divergence import DIVERGENCE_FACTOR, Diverged, DivergenceGuard
+from .eval_weights import EvalWeights, for_run
 from .evaluation import check_objective, check_produced, evaluate, evaluate_batches
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -41,6 +42,7 @@ from .step_rule import StepRule
 from .trainer import Entry, Finished, admit
 
 __all__ = ["train", "evaluate", "build_model", "Run", "SingleLoop", "DIVERGENCE_FACTOR", "DivergenceGuard"]
+
 
 def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
@@ -109,6 +111,7 @@ class Run:
         self.lookahead = Lookahead.of(config, self.model)  # its slow weights start at the initial weights
         epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None
         self.plan = TrainingPlan(config, problem.n_train, lr_at, epoch_steps)
+        self.eval_weights = for_run(problem, config, self.model, self.optimizer, self.plan.total_steps, self.device)
         self.tensors = problem.train_form == "tensors"  # in memory: indexed here, today's fast path
         self.train_data = to_device(problem.train, self.device) if self.tensors else None
         if problem.is_xy:  # the (x, y) tensors the importance sampler and data-parallel ranks index
@@ -137,7 +140,8 @@ class Run:
     def _resume(self, saved: dict[str, Any] | None) -> None:
         if saved is None:
             return
-        self.model.load_state_dict(saved["model_state"])
+        self.model.load_state_dict(EvalWeights.training_state(saved))
+        self.eval_weights.load_state_dict(saved.get("eval_weights"))
         self.optimizer.load_state_dict(saved["optimizer_state"])
         self.data_generator.set_state(saved["data_generator"])
         self.epoch, self.step, self.history = saved["epoch"], saved["step"], saved["history"]
@@ -147,7 +151,7 @@ class Run:
         self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
         self.step_rule.load_state_dict(saved.get("scaler_state"))
         self.lookahead.load_state_dict(saved.get("lookahead_state"))
-        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        self._remember()
         self.resumed_from = self.epoch
 
     def run(self) -> TrainResult:
@@ -185,7 +189,7 @@ class Run:
             self.status, self.diverged_at = "diverged", {"epoch": self.epoch, "step": self.step,
                                                          "loss": record["valid_loss"]}
             return False
-        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+        self._remember()
         if self.halted:  # mid-epoch: a checkpoint would resume after a part of the epoch never run
             self.status = "stopped"
             return False
@@ -200,6 +204,8 @@ class Run:
         if status == "diverged" and self.last_good is not None:
             self.model.load_state_dict(self.last_good[0])
             self.optimizer.load_state_dict(self.last_good[1])
+            self.eval_weights.load_state_dict(self.last_good[2])
+        self.eval_weights.apply()  # the model returned is the one evaluated
         for cb in self.callbacks:
             cb.on_train_end(status)
         result = TrainResult.close(self.problem, self.config, status, self.history,
@@ -209,6 +215,11 @@ class Run:
         if self.resumed_from:
             result.report["resumed_from_epoch"] = self.resumed_from
         return result
+
+    def _remember(self) -> None:
+        """The last finite epoch's state, which a run that diverges goes back to."""
+        self.last_good = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()),
+                          self.eval_weights.state_dict())
 
     # -- hooks ---------------------------------------------------------------------
     def batch(self, item: Any) -> Any:
@@ -234,14 +245,17 @@ class Run:
 
     def save(self) -> None:
         """The epoch checkpoint, where the run keeps one."""
-        if self.checkpoint is not None:
+        if self.checkpoint is None:
+            return
+        with self.eval_weights.swapped() as training:  # the evaluation weights, the training ones beside them
             save_epoch_checkpoint(self.checkpoint, self.model, self.optimizer, self.config, epoch=self.epoch,
                                   step=self.step, history=self.history, data_generator=self.data_generator,
                                   guard_bound=self.guard.bound,
                                   sampling_state=self.sampling.state_dict() if self.sampling is not None else None,
                                   data_position=None if self._stream is None else self._stream.position(),
                                   scaler_state=self.step_rule.state_dict(),
-                                  lookahead_state=self.lookahead.state_dict())
+                                  lookahead_state=self.lookahead.state_dict(),
+                                  eval_weights=self.eval_weights.checkpoint_state(training))
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
@@ -311,6 +325,7 @@ class Run:
             self.step_rule.step(self.optimizer, self.model.parameters())
         self.step += 1
         self.lookahead.after_step(self.step)
+        self.eval_weights.after_step(self.step)
         self.halted = self.step_done(loss)
         return loss
 
@@ -321,7 +336,8 @@ class Run:
     def _record(self, train_loss: float, batch_size: int, evaluated: bool) -> dict[str, Any]:
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss}
         if evaluated:
-            with self.step_rule.autocast():  # the model is evaluated at the precision it trains at
+            # At the evaluation weights, and at the precision the model trains at.
+            with self.eval_weights.swapped(), self.step_rule.autocast():
                 record.update(evaluate_batches(self.model, self.problem, self.valid_batches))
             check_produced(self.problem, record)  # at the latest here: an output accuracy cannot read
         record.update(lr=current_lr(self.optimizer), batch_size=batch_size,

@@ -3,7 +3,10 @@
 Its weights and optimiser state live in rows of the stack's flat tensors; this
 module also converts them to the single loop's form and back: the model and
 optimiser a result holds, and the epoch checkpoint the single loop writes, so
-that a member resumes in a stack or in :func:`gradtune.train` alike.
+that a member resumes in a stack or in :func:`gradtune.train` alike. Both go
+through the single loop's evaluation weights (:mod:`.eval_weights`): a result's
+model and a checkpoint's ``model_state`` are a Schedule-Free member's x or an
+averaging member's average, its training weights and average kept beside them.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..optim import get_optimizer_def, kernel, make_optimizer, parameter_groups
+from ..optim import averaging, get_optimizer_def, kernel, make_optimizer, parameter_groups
 from ..optim.lookahead import SLOW
+from ..optim.stacked import Averaging
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
+from .eval_weights import EvalWeights, for_run
 from .loop import DivergenceGuard, build_model
 from .plan import TrainingPlan
 from .result import TrainResult
@@ -74,6 +79,12 @@ class Member:
         for cb in self.callbacks:
             cb.on_train_start(self.plan.total_steps, self.config.epochs)
 
+    @property
+    def averaging(self) -> Averaging:
+        """The member's ``average``, ``average_decay`` and the steps it takes before its average starts."""
+        c = self.config
+        return c.average, c.average_decay, averaging.start_step(c.average, self.plan.total_steps)
+
     def hyperparameters(self, epoch: int) -> dict[str, Any]:
         """The optimiser's hyperparameters in force at the member's own ``epoch`` (a schedule may change them)."""
         return self.config.replace(**self.plan.segment(epoch)).hyperparameters()
@@ -121,7 +132,8 @@ class Member:
         """Take up an epoch checkpoint's counters, history and data order at the stack's ``epoch``.
 
         Returns the checkpoint's optimiser state by slot and parameter name (``names`` are the model's, in
-        order), with Lookahead's slow weights as one more slot, and its step count, for the stack's optimiser row.
+        order; a row slot, one number per member, under the name ``""``), with Lookahead's slow weights as one more
+        slot, and its step count, for the stack's optimiser row.
         """
         per_slot: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
         steps = 0
@@ -129,10 +141,15 @@ class Member:
             for slot, value in state.items():
                 if slot == "step":
                     steps = int(value)
+                elif slot in kernel.ROW_SLOTS:  # the same number for every parameter
+                    per_slot[slot][""] = value.reshape(1).to(device)
                 else:
                     per_slot[slot][names[int(index)]] = value.to(device)
         if saved.get("lookahead_state"):
             per_slot[SLOW] = {name: value.to(device) for name, value in saved["lookahead_state"].items()}
+        average = (saved.get("eval_weights") or {}).get("average")
+        if average is not None:
+            per_slot["average"] = {name: value.to(device) for name, value in average.items()}
         self.step, self.history, self.guard.bound = saved["step"], list(saved["history"]), saved["guard_bound"]
         self.generator.set_state(saved["data_generator"])
         self.resumed_from = saved["epoch"]
@@ -140,8 +157,9 @@ class Member:
         return per_slot, steps
 
     def as_single_run(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
-                      device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        """The member as the single loop would hold it: a model, and its optimiser with the member's state."""
+                      device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, EvalWeights]:
+        """The member as the single loop would hold it: a model at its training weights, its optimiser with the
+        member's state, and its evaluation weights with the member's average."""
         model = problem.build_model(self.config.activation, self.config.model_args).to(device)
         step_count = opt_state["steps"]
         model.load_state_dict(state)
@@ -152,30 +170,36 @@ class Member:
                                    **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(self.config.optimizer).coefficients(hyperparameters))
-        per_slot = {slot: unflatten(opt_state[slot]) for slot in slots}
+        per_slot = {slot: unflatten(opt_state[slot]) for slot in slots if slot not in kernel.ROW_SLOTS}
         if step_count > 0:
             for name, param in model.named_parameters():
                 if not param.requires_grad:  # frozen: never stepped, so no state, as in the single loop
                     continue
-                optimizer.state[param] = {**{slot: per_slot[slot][name] for slot in slots},
+                optimizer.state[param] = {**{slot: per_slot[slot][name] if slot in per_slot
+                                             else opt_state[slot].reshape(()).clone() for slot in slots},
                                           "step": torch.tensor(float(step_count), dtype=torch.float64)}
-        return model, optimizer
+        evaluation = for_run(problem, self.config, model, optimizer, self.plan.total_steps, device)
+        average = unflatten(opt_state["average"]) if self.config.average != "none" else None
+        evaluation.load_state_dict({"step": step_count, "average": average})
+        return model, optimizer, evaluation
 
-    def save(self, problem: Problem, epoch: int, state: dict, opt_state: dict, unflatten: Unflatten,
-             device: torch.device) -> None:
+    def write_checkpoint(self, problem: Problem, state: dict, opt_state: dict, unflatten: Unflatten,
+                         device: torch.device, epoch: int) -> None:
         """The member's epoch checkpoint after its own ``epoch`` epochs, as the single loop writes it, from its
         weights ``state`` and optimiser state ``opt_state`` (with Lookahead's slow weights, if it has them)."""
-        model, optimizer = self.as_single_run(problem, state, opt_state, unflatten, device)
+        model, optimizer, evaluation = self.as_single_run(problem, state, opt_state, unflatten, device)
         slow = unflatten(opt_state[SLOW]) if self.config.lookahead and SLOW in opt_state else None
-        save_epoch_checkpoint(self.checkpoint, model, optimizer, self.config, epoch=epoch, step=self.step,
-                              history=self.history, data_generator=self.generator, guard_bound=self.guard.bound,
-                              lookahead_state=slow)
+        with evaluation.swapped() as training:
+            save_epoch_checkpoint(self.checkpoint, model, optimizer, self.config, epoch=epoch, step=self.step,
+                                  history=self.history, data_generator=self.generator, guard_bound=self.guard.bound,
+                                  lookahead_state=slow, eval_weights=evaluation.checkpoint_state(training))
 
     def result(self, problem: Problem, unflatten: Unflatten, device: torch.device,
                batches: str | None = None) -> TrainResult:
         """The member's result, from its final state; its callbacks see the run end. ``batches`` says how the
         stack fed it: ``"per-member"`` or ``"shared"`` (see :mod:`~gradtune.training.stack_data`)."""
-        model, optimizer = self.as_single_run(problem, *self.final_state, unflatten, device)
+        model, optimizer, evaluation = self.as_single_run(problem, *self.final_state, unflatten, device)
+        evaluation.apply()  # the model returned is the one evaluated
         for cb in self.callbacks:
             cb.on_train_end(self.status)
         result = TrainResult.close(problem, self.config, self.status, self.history, time.perf_counter() - self.start,
@@ -192,5 +216,5 @@ def load_model(problem: Problem, entry: Entry, device: torch.device) -> tuple[to
     model = build_model(problem, entry.config, device)
     saved = load_epoch_checkpoint(entry.checkpoint, entry.config.to_dict()) if entry.checkpoint is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model_state"])
+        model.load_state_dict(EvalWeights.training_state(saved))
     return model, saved

@@ -25,6 +25,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..errors import GradtuneError, check_number
 from ..optim import get_optimizer_def
+from ..optim.schedule_free import is_schedule_free
 from ..problems import Problem
 from .callbacks import Callback
 from .device import resolve_device
@@ -81,6 +82,9 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         return "eval_every evaluates mid-epoch, which stacks do not"
     if any(c.sampling == "importance" for c in configs):
         return "importance sampling scores and draws each member's batches itself, in the single loop"
+    if not problem.is_xy and any(is_schedule_free(c.optimizer) or c.average != "none" for c in configs):
+        return ("Schedule-Free and averaged runs recompute BatchNorm statistics at their evaluation weights, which "
+                "stacks do only on (x, y) tensors")
     if any(c.precision == "fp16" for c in configs):
         return "fp16's gradient scaler skips the steps of a whole model, not of one member"
     if problem.train_form != "tensors" and any(c.schedule == "batch-growth" for c in configs):

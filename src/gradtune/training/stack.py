@@ -12,7 +12,8 @@ clipping (each member's own norm), and lookahead (its own k and alpha). On data 
 batches, of its own size, drawn by its own generator, exactly as in the single
 loop, so its result equals :func:`gradtune.train`'s up to floating-point
 reassociation in the batched kernels; on a Dataset, a loader factory or a
-stream the members share one stream of batches (:mod:`.stack_data`).
+stream the members share one stream of batches (:mod:`.stack_data`). Schedule-Free and averaging members are
+evaluated at their evaluation weights (:func:`.eval_weights.stacked_swapped`).
 
 Members join between epochs and end on their own: completed, diverged
 (dropped before the step that would have used its NaN gradient, keeping the
@@ -36,6 +37,7 @@ from ..optim.stacked import block_order, clip_rows_, runs
 from ..problems import Problem
 from ..schedules import LRSchedule
 from .device import resolve_device
+from .eval_weights import stacked_swapped
 from .evaluation import check_objective
 from .member import Member, load_model
 from .plan import TrainingPlan
@@ -136,16 +138,19 @@ class Stack:
         models = [model for model, _ in restored]
         names, hyperparameters = [e.config.optimizer for e in entries], [e.config.hyperparameters() for e in entries]
         decays, lookahead = [e.config.decay for e in entries], [lookahead_row(e.config) for e in entries]
+        averages = [m.averaging for m in self.members[first:]]
         if self.model is None:
             if not self.problem.objective_known:  # only a model can tell: refused before training, as alone
                 check_objective(models[0], self.problem, self.data.valid_batches)
             self.data.keep_vessel(models[0])
             self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
-                                              decay_mask=self.model.params.matrix_mask(), lookahead=lookahead)
+                                              decay_mask=self.model.params.matrix_mask(), lookahead=lookahead,
+                                              averages=averages)
         else:
             self.model.add(models)
-            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays, lookahead=lookahead)
+            self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays, lookahead=lookahead,
+                               averages=averages)
         self.active += range(first, len(self.members))
         self._keep([self.active[k] for k in _stack_order([self.members[i].config for i in self.active])])
         for i, (model, saved) in enumerate(restored, start=first):
@@ -163,7 +168,8 @@ class Stack:
         """
         m = self.members[i]
         per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay), self.epoch, self.device)
-        self.optimizer.load_member(self.active.index(i), {slot: self.model.params.flatten(values)
+        self.optimizer.load_member(self.active.index(i), {slot: values[""] if "" in values else
+                                                          self.model.params.flatten(values)
                                                           for slot, values in per_slot.items()}, steps)
         if m.config.hyper_schedule:
             self._set_hyperparameters(i)
@@ -293,7 +299,7 @@ class Stack:
         for i in members:
             m = self.members[i]
             if not evaluated:
-                m.record(self._age(m), self.data.evaluate(self.model, [self.active.index(i)])[0])
+                m.record(self._age(m), self._evaluate([self.active.index(i)])[0])
             m.status = status
             m.final_state = self._member_state(self.active.index(i))
         self._keep([i for i in self.active if i not in members])
@@ -306,7 +312,7 @@ class Stack:
     def _end_epoch(self) -> None:
         if not self.active:
             return
-        evaluated = self.data.evaluate(self.model, list(range(len(self.active))))
+        evaluated = self._evaluate(list(range(len(self.active))))
         stopped = []
         for i, metrics in zip(list(self.active), evaluated):
             m = self.members[i]
@@ -333,9 +339,13 @@ class Stack:
         """Each active member's epoch checkpoint, as the single loop writes it; False if none keeps one."""
         members = [i for i in self.active if self.members[i].checkpoint is not None]
         for i in members:
-            self.members[i].save(self.problem, self._age(self.members[i]), *self._member_state(self.active.index(i)),
-                                 self.model.params.unflatten, self.device)
+            self.members[i].write_checkpoint(self.problem, *self._member_state(self.active.index(i)),
+                                             self.model.params.unflatten, self.device, self._age(self.members[i]))
         return bool(members)
+
+    def _evaluate(self, rows: list[int]) -> list[dict[str, float]]:
+        with stacked_swapped(self):  # at the evaluation weights (Schedule-Free's x, an average)
+            return self.data.evaluate(self.model, rows)
 
     def exploit(self, target: int, source: int, config: TrainConfig) -> None:
         """Member ``target`` (a key) continues from ``source``'s weights and optimiser state, with ``config``."""
@@ -351,7 +361,7 @@ class Stack:
         """The optimiser row of ``member`` takes the hyperparameters its schedule sets for this epoch."""
         m = self.members[member]
         self.optimizer.set_member(self.active.index(member), m.config.optimizer, m.hyperparameters(self._age(m)),
-                                  decay=m.config.decay, lookahead=lookahead_row(m.config))
+                                  decay=m.config.decay, lookahead=lookahead_row(m.config), average=m.averaging)
 
     def _take_snapshot(self) -> None:
         self.snapshot = (list(self.active), self.model.snapshot(), self.optimizer.snapshot())

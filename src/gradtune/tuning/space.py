@@ -19,6 +19,8 @@ Example (YAML)::
     decay: {choices: [all, matrices]}         # only for optimisers with weight decay
     lookahead: {choices: [0, 5, 10]}          # Lookahead around any optimiser (not L-BFGS); 0 is off
     lookahead_alpha: {low: 0.3, high: 0.9}    # drawn only where lookahead is on
+    average: {choices: [none, ema, swa]}      # weight averaging, for any optimiser but Schedule-Free
+    average_decay: {low: 0.9, high: 0.999}    # only where average is ema
     precision: bf16
     epochs: 20
     dropout: {low: 0.0, high: 0.5}     # a keyword argument of the model factory
@@ -38,6 +40,7 @@ from typing import Any
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
 from ..errors import UsageError, check_number, invalid_choice, invalid_value
 from ..optim import OPTIMIZERS, get_optimizer_def
+from ..optim.averaging import AVERAGES, averaging_applies
 from ..optim.lookahead import LOOKAHEAD_KEYS, lookahead_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
@@ -173,6 +176,8 @@ class SearchSpace:
             self.params = {"optimizer": Param("optimizer", Domain(fixed="sgd")), **self.params}
         if "lookahead" in self.params and "lookahead_alpha" in self.params:  # drawn after k, which it depends on
             self.params["lookahead_alpha"] = self.params.pop("lookahead_alpha")
+        if "average_decay" in self.params:  # drawn after 'average', which decides whether it applies
+            self.params["average_decay"] = self.params.pop("average_decay")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], model_keywords: Sequence[str] = ()) -> SearchSpace:
@@ -224,6 +229,9 @@ class SearchSpace:
         if param.name in STEP_SETTING_KEYS and not setting_applies(param.name, optimizer):
             return None
         if param.name in LOOKAHEAD_KEYS and not lookahead_applies(param.name, optimizer, chosen):
+            return None
+        if (param.name == "average" and not averaging_applies(optimizer)) or (
+                param.name == "average_decay" and chosen.get("average", "none") != "ema"):
             return None
         return param.domain_for(optimizer)
 
@@ -311,7 +319,7 @@ def _check_values(space: SearchSpace) -> None:
     from ..schedules import SCHEDULES
 
     allowed = {"schedule": SCHEDULES, "init": INITS, "activation": ACTIVATIONS, "precision": PRECISIONS,
-               "decay": DECAYS}
+               "decay": DECAYS, "average": AVERAGES}
     for name, accepted in allowed.items():
         if name in space.params and space.params[name].domain is not None:
             for value in space.params[name].domain.values():
