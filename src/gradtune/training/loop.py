@@ -122,8 +122,8 @@ class Run:
         self.device = device or resolve_device(config.device)
         self.model = model if model is not None else build_model(problem, config, self.device)
         if optimizer is None:
-            optimizer = make_optimizer(config.optimizer, parameter_groups(self.model, config.decay),
-                                       **config.hyperparameters())
+            groups = parameter_groups(self.model, config.decay, config.optimizer)
+            optimizer = make_optimizer(config.optimizer, groups, **config.hyperparameters())
         self.optimizer = optimizer
         self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
         epoch_steps = epoch_length(problem, config.batch_size, config.seed) if problem.n_train is None else None

@@ -136,7 +136,8 @@ class Stack:
         if self.model is None:
             self.model = stack_models(models)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
-                                              decay_mask=self.model.params.matrix_mask())
+                                              decay_mask=self.model.params.matrix_mask(),
+                                              matrices=self.model.params.matrix_places())
         else:
             self.model.add(models)
             self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays)
@@ -156,7 +157,8 @@ class Stack:
         started can resume in either.
         """
         m = self.members[i]
-        per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay), self.epoch, self.device)
+        per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay, m.config.optimizer), self.epoch,
+                                   self.device)
         self.optimizer.load_member(self.active.index(i), {slot: self.model.params.flatten(values)
                                                           for slot, values in per_slot.items()}, steps)
         if m.config.hyper_schedule:
