@@ -30,13 +30,15 @@ LR_RANGES = {
 # decision, not a guess. A space that names them can take these ranges (``lr_range``), and so do
 # ``gradtune compare`` and the portfolio. Lion's steps are signs, so each coordinate moves by the whole
 # rate: Chen et al. 2023 use a rate 3-10x below AdamW's. Adafactor's rate is a relative step size
-# (a fraction of the parameters' RMS), capped at 1/sqrt(t).
+# (a fraction of the parameters' RMS), capped at 1/sqrt(t). Muon's rate is AdamW's: match_rms_adamw
+# scales its orthogonal updates to AdamW's RMS (Liu et al. 2025), and muon_lr_scale tunes the matrices' rate.
 OTHER_LR_RANGES = {
     "nadamw": (1e-5, 3e-2),
     "radam": (1e-5, 3e-2),
     "ademamix": (1e-5, 3e-2),
     "lion": (2e-6, 5e-3),
     "adafactor": (1e-4, 1e-1),
+    "muon": (1e-5, 3e-2),
 }
 BATCH_SIZES = [16, 32, 64, 128, 256]
 
