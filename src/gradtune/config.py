@@ -32,7 +32,7 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
-                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay")
+                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay", "muon_lr_scale", "ns_steps")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class TrainConfig:
     max_lr: float | None = None
     beta3: float | None = None
     beta2_decay: float | None = None
+    muon_lr_scale: float | None = None
+    ns_steps: int | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None

@@ -54,6 +54,8 @@ CASES = [
      ["'lr'", "Got 2", "at most max_lr (1)"]),
     ("ademamix-beta3-one", None, ["quadratic", "--optimizer", "ademamix", "--beta3", "1"],
      ["'beta3'", "Got 1.0", "[0, 1)"]),
+    ("muon-ns-steps-zero", None, ["quadratic", "--optimizer", "muon", "--ns-steps", "0"],
+     ["'ns_steps'", "Got 0", "[1, 99]"]),
     ("cooldown-without-wsd", None, ["quadratic", "--schedule", "cosine", "--cooldown", "0.2"],
      ["'cooldown'", "unset for schedule 'cosine'", "only to 'wsd'", "Got 0.2"]),
     ("cooldown-past-warmup", None, ["quadratic", "--schedule", "wsd", "--warmup", "0.5", "--cooldown", "0.6"],

@@ -145,6 +145,16 @@ def test_optimizers_lists_each_optimizer_once_with_whether_it_stacks(cli):
         assert definition.reference.split()[0] in matching[0], matching[0]
 
 
+def test_train_takes_muons_flags(cli, tmp_path):
+    done = cli("train", "digits-mlp", "--optimizer", "muon", "--lr", "0.003", "--muon-lr-scale", "2",
+               "--ns-steps", "3", "--hidden", "16", "--epochs", "1", "--out", "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = _result(tmp_path / "run")
+    assert result["status"] == "completed"
+    config = result["config"]
+    assert (config["optimizer"], config["muon_lr_scale"], config["ns_steps"]) == ("muon", 2.0, 3)
+
+
 def test_train_takes_the_newer_optimizers_flags_and_wsd(cli, tmp_path):
     done = cli("train", "quadratic", "--optimizer", "ademamix", "--lr", "0.05", "--beta3", "0.99", "--alpha", "2",
                "--schedule", "wsd", "--warmup", "0.1", "--cooldown", "0.3", "--epochs", "10", "--out", "run",

@@ -150,6 +150,11 @@ CASES = [
          quadratic=dict(lr=0.5, epochs=300)),
     Case("adafactor", "adafactor", dict(lr=0.02, beta2_decay=-0.6, weight_decay=0.05), torch.optim.Adafactor,
          dict(foreach=False), quadratic=dict(lr=0.1, epochs=300, schedule="cosine")),
+    # muon's oracle is torch.optim.Muon + AdamW per parameter group, in test_muon.py; quadratic's one parameter
+    # is a vector, so there Muon's AdamW rule does all the work
+    Case("muon", "muon", dict(lr=0.01, muon_lr_scale=2.0, momentum=0.9, ns_steps=4, beta1=0.85, beta2=0.99,
+                              eps=1e-7, weight_decay=0.05), None,
+         quadratic=dict(lr=0.1, epochs=300, schedule="cosine", weight_decay=0.0)),
     Case("lbfgs", "lbfgs", dict(lr=0.5, history_size=7, max_iter=4), None,
          quadratic=dict(lr=1.0, epochs=3)),
 ]
@@ -211,8 +216,9 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> Non
 
 def test_table_covers_every_optimizer():
     assert {c.name for c in CASES} == set(OPTIMIZERS)
-    assert {c.name for c in CASES if c.torch_cls is None} == {"lbfgs"}
-    assert {c.name for c in KERNEL_CASES} == {n for n, d in OPTIMIZERS.items() if d.vectorisable}
+    assert {c.name for c in CASES if c.torch_cls is None} == {"lbfgs", "muon"}  # muon: test_muon.py
+    assert {c.name for c in KERNEL_CASES} == {n for n, d in OPTIMIZERS.items()
+                                              if d.vectorisable and d.matrix_rule is None}
 
 
 # --------------------------------------------------------------------------- a. make_optimizer vs torch.optim
@@ -478,6 +484,11 @@ BAD_HYPERPARAMETERS = [
     ("adafactor", dict(beta2_decay=0.5), r"'beta2_decay'.*\(-inf, 0\].*Got 0\.5"),
     ("adafactor", dict(lr=-0.01), r"'lr'.*Got -0\.01"),
     ("adafactor", dict(beta1=0.9), r"'beta1'.*does not apply to optimizer 'adafactor'.*Got 0\.9"),
+    ("muon", dict(ns_steps=0), r"'ns_steps'.*\[1, 99\].*Got 0"),
+    ("muon", dict(ns_steps=2.5), r"'ns_steps'.*integer.*Got 2\.5"),
+    ("muon", dict(muon_lr_scale=0.0), r"'muon_lr_scale'.*\(0, inf\).*Got 0\.0"),
+    ("muon", dict(momentum=1.0), r"'momentum'.*\[0, 1\).*Got 1\.0"),
+    ("adamw", dict(muon_lr_scale=2.0), r"'muon_lr_scale'.*does not apply to optimizer 'adamw'.*Got 2\.0"),
 ]
 
 

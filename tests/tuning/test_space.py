@@ -157,7 +157,7 @@ def test_per_optimizer_ranges_are_respected():
         assert lo <= config["lr"] <= hi, config
 
 
-NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor", "sf-adamw", "sf-sgd"]
+NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor", "sf-adamw", "sf-sgd", "muon"]
 
 
 def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
@@ -171,6 +171,7 @@ def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
     assert 1 <= sf_low / adamw_low <= 10 and 1 <= sf_high / adamw_high <= 10  # Defazio et al. 2024
     momentum_low, momentum_high = lr_range("momentum")
     assert sf_low < lr_range("sf-sgd")[0] and 3 <= lr_range("sf-sgd")[1] / momentum_high <= 30
+    assert lr_range("muon") == lr_range("adamw")  # match_rms_adamw puts Muon's rate on AdamW's scale
     assert lr_range("lbfgs") is None
 
 
@@ -182,6 +183,7 @@ def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
         "beta3": {"low": 0.99, "high": 0.9999},
         "alpha": {"ademamix": {"low": 2.0, "high": 8.0}},
         "beta2_decay": {"low": -1.0, "high": -0.5},
+        "muon_lr_scale": {"low": 0.5, "high": 2.0, "log": True},
         "schedule": "wsd",
         "cooldown": {"choices": [0.1, 0.2]},
     })
@@ -191,6 +193,7 @@ def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
         optimizer = config["optimizer"]
         assert ("beta3" in config) == ("alpha" in config) == (optimizer == "ademamix"), config
         assert ("beta2_decay" in config) == (optimizer == "adafactor"), config
+        assert ("muon_lr_scale" in config) == (optimizer == "muon"), config
         assert ("beta2" in config) == (optimizer not in ("adafactor", "sf-sgd")), config
         lo, hi = OTHER_LR_RANGES[optimizer]
         assert lo <= config["lr"] <= hi and config["cooldown"] in (0.1, 0.2), config

@@ -3,7 +3,7 @@
 from ._hyper import Hyperparameter
 from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
 from ._torch_optimizer import KernelOptimizer, make_optimizer
-from .groups import parameter_groups, parameter_names
+from .groups import hidden_matrices, parameter_groups, parameter_names
 from .hypergradient import HypergradientOptimizer, current_lr
 from .stacked import StackedOptimizer
 
@@ -15,6 +15,7 @@ __all__ = [
     "KernelOptimizer",
     "StackedOptimizer",
     "get_optimizer_def",
+    "hidden_matrices",
     "current_lr",
     "make_optimizer",
     "optimizer_names",

@@ -7,7 +7,9 @@ and the stacked trainer, through :class:`~gradtune.optim.StackedOptimizer`.
 The hypergradient optimisers step along another entry's direction with a rate
 of their own (:mod:`gradtune.optim.hypergradient`), and L-BFGS and Adafactor
 are torch.optim classes whose state is not elementwise, so these run in the
-single loop only.
+single loop only. Muon steps the hidden matrices by a rule of its own
+(``matrix_rule``, :mod:`gradtune.optim.muon`) and the other parameters by the
+kernel's AdamW, in the single loop and in a population alike.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError, invalid_choice
-from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, nadam, radam, rmsprop, schedule_free, sgd
+from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, muon, nadam, radam, rmsprop, schedule_free, sgd
 from ._hyper import Hyperparameter, learning_rate
 
 __all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
@@ -37,7 +39,10 @@ class OptimizerDef:
     no slot for (the hypergradient optimisers' adapted rate), which cannot run
     in a population; ``single_loop_reason`` says why, in the words of "optimizer
     NAME ...". ``direction`` is the base rule a hypergradient optimiser steps
-    along; ``check`` validates hyperparameters against each other.
+    along; ``check`` validates hyperparameters against each other. ``matrix_rule``
+    (Muon) maps hyperparameters to the terms of a second rule for the hidden
+    matrices (:func:`~gradtune.optim.groups.hidden_matrices`), which a population
+    applies to those slots while ``coefficients`` step the others.
     """
 
     name: str
@@ -51,6 +56,7 @@ class OptimizerDef:
     check: Callable[[Mapping[str, Any]], None] | None = None
     build: Callable[[Iterable, Mapping[str, Any]], torch.optim.Optimizer] | None = None
     single_loop_reason: str = ""
+    matrix_rule: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
 
     @property
     def hyperparameter_names(self) -> tuple[str, ...]:
@@ -112,6 +118,9 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
                      adafactor.ADAFACTOR_HYPERPARAMETERS, build=adafactor.build, reference="Shazeer & Stern 2018",
                      single_loop_reason="keeps factored (per-row and per-column) second moments, not elementwise "
                                         "state"),
+        OptimizerDef("muon", "orthogonalised momentum on hidden matrices, AdamW on the rest",
+                     muon.MUON_HYPERPARAMETERS, muon.coefficients, build=muon.build, matrix_rule=muon.matrix_terms,
+                     reference="Jordan et al. 2024"),
         OptimizerDef("sgd-hd", "SGD whose learning rate adapts by hypergradient descent",
                      hypergradient.SGD_HD_HYPERPARAMETERS, direction=sgd.coefficients,
                      check=hypergradient.check_rate_range, reference="Baydin et al. 2018",

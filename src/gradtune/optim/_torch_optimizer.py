@@ -31,8 +31,8 @@ class KernelOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, name: str, **hyperparameters: Any) -> None:
         self.definition = get_optimizer_def(name)
-        if not self.definition.vectorisable:
-            raise ValueError(f"optimizer '{name}' has no gradtune kernel; use make_optimizer")
+        if not self.definition.vectorisable or self.definition.matrix_rule is not None:
+            raise ValueError(f"optimizer '{name}' has no gradtune kernel for every parameter; use make_optimizer")
         super().__init__(params, resolve_hyperparameters(name, hyperparameters))
 
     @torch.no_grad()
@@ -67,7 +67,9 @@ def make_optimizer(name: str, params: Iterable, **hyperparameters: Any) -> torch
     """Build the optimiser ``name`` over ``params``, hyperparameters validated.
 
     L-BFGS is ``torch.optim.LBFGS`` with a strong-Wolfe line search and Adafactor
-    is ``torch.optim.Adafactor``; ``sgd-hd`` and ``adam-hd`` are
+    is ``torch.optim.Adafactor``; ``muon`` is :class:`~gradtune.optim.muon.MuonAdamW`
+    (pass ``parameter_groups(model, decay, "muon")``, which marks the hidden
+    matrices); ``sgd-hd`` and ``adam-hd`` are
     :class:`~gradtune.optim.hypergradient.HypergradientOptimizer`; every other
     name runs gradtune's own kernel, which the tests check against torch.optim
     (or the paper's algorithm where torch has none).

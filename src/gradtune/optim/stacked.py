@@ -29,6 +29,13 @@ the ``average`` slot, updated after each of its steps with
 of rows that stepped, each row at its own weight (0 for a row that does not
 average yet). :meth:`StackedOptimizer.evaluation_weights` gives the weights each
 row is evaluated at: its average, Schedule-Free's x, or its own weights.
+
+A Muon member (an optimiser with a ``matrix_rule``) steps its hidden matrices,
+whose places in ``D`` the caller gives (``matrices``), by a batched Newton-Schulz
+over ``[rows, m, n]`` (:func:`.muon.step_matrices`), and the runs of entries
+between them by the kernel with its AdamW coefficients. Muon rows form blocks of
+their own, one per ``ns_steps``; the matrices' momentum lives in the
+``first_moment`` slot, on the entries that AdamW's moment does not use.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import averaging, kernel
+from . import averaging, kernel, muon
 from ._registry import get_optimizer_def
 from .lookahead import DEFAULT_ALPHA, SLOW, sync_
 from .schedule_free import evaluation_point
@@ -61,6 +68,17 @@ def _structure(coefficients: Mapping[str, float]) -> tuple[bool, ...]:
     return tuple(coefficients[k] != 0 for k in _STRUCTURE)
 
 
+def _matrix_terms(name: str, hyperparameters: Mapping[str, Any]) -> dict[str, float] | None:
+    """The terms of ``name``'s rule for hidden matrices (Muon's), or None where every entry takes the kernel."""
+    rule = get_optimizer_def(name).matrix_rule
+    return rule(hyperparameters) if rule is not None else None
+
+
+def _matrix_key(terms: Mapping[str, float] | None) -> float:
+    """Rows alike in this share a block: 0 for the kernel alone, else the Newton-Schulz steps (a loop count)."""
+    return 0.0 if terms is None else terms["ns_steps"]
+
+
 def block_order(names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]],
                 then: Sequence[Any] | None = None) -> list[int]:
     """Member indices in an order that puts members of one block next to each other.
@@ -69,7 +87,8 @@ def block_order(names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any
     trainer passes batch sizes, so that the members stepping together are a
     contiguous run of rows of each block.
     """
-    keys = [_structure(get_optimizer_def(n).coefficients(hp)) for n, hp in zip(names, hyperparameters)]
+    keys = [(_matrix_key(_matrix_terms(n, hp)), _structure(get_optimizer_def(n).coefficients(hp)))
+            for n, hp in zip(names, hyperparameters)]
     then = then if then is not None else [0] * len(keys)
     return sorted(range(len(keys)), key=lambda i: (keys[i], then[i]))
 
@@ -102,6 +121,7 @@ class _Block:
     start: int
     stop: int
     coefficients: dict[str, float | bool | Tensor]
+    matrix: dict[str, Any] | None = None  # Muon's terms (muon.shaped_terms), for a block of Muon rows
 
 
 Lookahead = tuple[int, float]  # a member's lookahead (k, alpha); k = 0 is off
@@ -121,8 +141,15 @@ class StackedOptimizer:
 
     def __init__(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
                  decays: Sequence[str] | None = None, decay_mask: Tensor | None = None,
-                 lookahead: Sequence[Lookahead] | None = None, averages: Sequence[Averaging] | None = None):
+                 lookahead: Sequence[Lookahead] | None = None, averages: Sequence[Averaging] | None = None,
+                 matrices: Sequence[tuple[int, int, int, int]] = ()):
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
+        # The hidden matrices' (start, stop, m, n) in D, and the runs of entries between them (see the module
+        # docstring); without matrices, a Muon row is AdamW everywhere.
+        self.matrices = sorted(matrices)
+        edges = [0] + [edge for start, stop, _, _ in self.matrices for edge in (start, stop)] + [flat.shape[1]]
+        self.other_runs = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if a < b]
+        self.matrix_rows = [_matrix_terms(n, hp) for n, hp in zip(names, hyperparameters)]
         self.table = torch.tensor([[row[k] for k in _KEYS] for row in rows], dtype=torch.float64)
         self.flat = flat
         self.steps = [0] * len(rows)  # each member's own count, for bias correction
@@ -131,12 +158,19 @@ class StackedOptimizer:
         self.decay_mask = decay_mask
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
-        slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
-        self.state = {slot: self._zeros(slot) for slot in slots}
+        self.state = {slot: self._zeros(slot) for slot in self._slots(rows, self.matrix_rows)}
         self.lookahead: list[Lookahead] = []
         self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
         self.averages: list[Averaging] = []
         self._add_averages(averages or [NO_AVERAGE] * len(rows))
+
+    @staticmethod
+    def _slots(rows: Sequence[Mapping[str, float]], matrix_rows: Sequence[Any]) -> list[str]:
+        """The state slots these rows use; Muon's momentum is ``first_moment``."""
+        slots = dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row))
+        if any(terms is not None for terms in matrix_rows):
+            slots.setdefault("first_moment")
+        return list(slots)
 
     def _add_lookahead(self, rows: Sequence[Lookahead]) -> None:
         """New rows' lookahead, after ``flat`` and the state have their rows: slow weights start at the weights
@@ -158,13 +192,16 @@ class StackedOptimizer:
         return torch.zeros_like(self.flat)
 
     def _make_blocks(self) -> None:
-        structures = [_structure(dict(zip(_KEYS, row))) for row in self.table.tolist()]
+        structures = [(_matrix_key(terms), _structure(dict(zip(_KEYS, row))))
+                      for terms, row in zip(self.matrix_rows, self.table.tolist())]
         self.blocks: list[_Block] = []
         start = 0
         for stop in range(1, len(structures) + 1):
             if stop == len(structures) or structures[stop] != structures[start]:
+                terms = self.matrix_rows[start:stop]
+                matrix = muon.shaped_terms(terms, self.flat) if terms[0] is not None else None
                 self.blocks.append(_Block(start, stop, self._shape_coefficients(self.table[start:stop],
-                                                                                self.masked[start:stop])))
+                                                                                self.masked[start:stop]), matrix))
                 start = stop
 
     def _shape_coefficients(self, table: Tensor, masked: Sequence[bool]) -> dict[str, float | bool | Tensor]:
@@ -241,7 +278,16 @@ class StackedOptimizer:
         step: float | Tensor = float(steps[0])
         if any(s != steps[0] for s in steps):
             step = torch.tensor(steps, dtype=self.flat.dtype, device=self.flat.device).view(-1, 1)
-        kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
+        if block.matrix is None:
+            kernel.update(self.flat[lo:hi], grad[lo:hi], state, coefficients, lr[lo:hi], step)
+            return
+        for a, b in self.other_runs:  # a masked decay term is [rows, D]: its columns are sliced too
+            kernel.update(self.flat[lo:hi, a:b], grad[lo:hi, a:b], {k: v[:, a:b] for k, v in state.items()},
+                          {k: v[:, a:b] if isinstance(v, Tensor) and v.shape[1] > 1 else v
+                           for k, v in coefficients.items()}, lr[lo:hi], step)
+        matrix = {k: v[lo - block.start:hi - block.start] if isinstance(v, Tensor) else v
+                  for k, v in block.matrix.items()}
+        muon.step_matrices(self.flat[lo:hi], grad[lo:hi], state["first_moment"], self.matrices, lr[lo:hi], matrix)
 
     def add(self, names: Sequence[str], hyperparameters: Sequence[Mapping[str, Any]], flat: Tensor, *,
             decays: Sequence[str] | None = None, lookahead: Sequence[Lookahead] | None = None,
@@ -249,6 +295,8 @@ class StackedOptimizer:
         """Members join as rows at the end, with fresh state (slow weights: their weights); ``flat`` is the
         already-extended parameter tensor."""
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
+        matrix_rows = [_matrix_terms(n, hp) for n, hp in zip(names, hyperparameters)]
+        self.matrix_rows += matrix_rows
         self.masked += [d == "matrices" for d in decays or ["all"] * len(rows)]
         self.table = torch.cat([self.table, torch.tensor([[row[k] for k in _KEYS] for row in rows],
                                                           dtype=torch.float64)])
@@ -257,7 +305,7 @@ class StackedOptimizer:
         self.state = {k: torch.cat([v, flat[-fresh:].clone() if k == SLOW else v.new_zeros(fresh, v.shape[1])])
                       for k, v in self.state.items()}
         self.flat = flat
-        for slot in dict.fromkeys(slot for row in rows for slot in kernel.state_slots(row)):
+        for slot in self._slots(rows, matrix_rows):
             if slot not in self.state:
                 self.state[slot] = self._zeros(slot)
         self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
@@ -272,6 +320,7 @@ class StackedOptimizer:
         self.masked = [self.masked[r] for r in rows.tolist()]
         self.lookahead = [self.lookahead[r] for r in rows.tolist()]
         self.averages = [self.averages[r] for r in rows.tolist()]
+        self.matrix_rows = [self.matrix_rows[r] for r in rows.tolist()]
         self._make_blocks()
         self.state = {k: v[rows] for k, v in self.state.items()}
 
@@ -300,7 +349,8 @@ class StackedOptimizer:
             if average[0] != "none" and "average" not in self.state:
                 self.state["average"] = self._zeros("average")
         row = get_optimizer_def(name).coefficients(hyperparameters)
-        missing = [slot for slot in kernel.state_slots(row) if slot not in self.state]
+        self.matrix_rows[target] = _matrix_terms(name, hyperparameters)
+        missing = [slot for slot in self._slots([row], [self.matrix_rows[target]]) if slot not in self.state]
         for slot in missing:  # a new optimizer in the stack: its state starts from zero, as torch.optim's
             self.state[slot] = self._zeros(slot)
         self.table[target] = torch.tensor([row[k] for k in _KEYS], dtype=torch.float64)

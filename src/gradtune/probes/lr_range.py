@@ -35,7 +35,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_choice, check_number
-from ..optim import get_optimizer_def, make_optimizer
+from ..optim import get_optimizer_def, make_optimizer, parameter_groups
 from ..problems import Problem
 from ..schedules import lr_range_schedule
 from ..training import Run, TrainResult
@@ -142,9 +142,12 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
                  seed=seed, device=device)
     configs = [test.config.replace(optimizer=n, **hyperparameters).resolve_for(problem) for n in names]
     if model is not None:
-        return {c.optimizer: test.on_model(c, model, make_optimizer(c.optimizer, model.parameters(),
-                                                                    **c.hyperparameters()), c.optimizer)
-                for c in configs}
+        tested = {}
+        for c in configs:  # muon's groups mark the model's hidden matrices
+            groups = parameter_groups(model, "all", c.optimizer)
+            tested[c.optimizer] = test.on_model(c, model, make_optimizer(c.optimizer, groups, **c.hyperparameters()),
+                                                c.optimizer)
+        return tested
     reason = fallback_reason(problem, configs) if stacked is not False else "stacked=False"
     if stacked and reason:
         raise UsageError(f"The 'stacked' parameter must be False or None for this problem: {reason}.")

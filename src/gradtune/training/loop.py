@@ -104,8 +104,8 @@ class Run:
         self.device = device or resolve_device(config.device)
         self.model = model if model is not None else build_model(problem, config, self.device)
         if optimizer is None:
-            optimizer = make_optimizer(config.optimizer, parameter_groups(self.model, config.decay),
-                                       **config.hyperparameters())
+            groups = parameter_groups(self.model, config.decay, config.optimizer)
+            optimizer = make_optimizer(config.optimizer, groups, **config.hyperparameters())
         self.optimizer = optimizer
         self.step_rule = StepRule(config, self.device)  # precision, micro-batches, clipping
         self.lookahead = Lookahead.of(config, self.model)  # its slow weights start at the initial weights

@@ -166,8 +166,8 @@ class Member:
         # The hyperparameters in force at the member's own last epoch (a PBT member's schedule may have
         # changed them); a member may have stopped before the stack did.
         hyperparameters = self.hyperparameters(self.history[-1]["epoch"] - 1 if self.history else 0)
-        optimizer = make_optimizer(self.config.optimizer, parameter_groups(model, self.config.decay),
-                                   **hyperparameters)
+        name = self.config.optimizer
+        optimizer = make_optimizer(name, parameter_groups(model, self.config.decay, name), **hyperparameters)
         # The state this member's own optimiser keeps (an SGD member of a mixed stack keeps none).
         slots = kernel.state_slots(get_optimizer_def(self.config.optimizer).coefficients(hyperparameters))
         per_slot = {slot: unflatten(opt_state[slot]) for slot in slots if slot not in kernel.ROW_SLOTS}

@@ -146,7 +146,7 @@ class Stack:
             self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
                                               decay_mask=self.model.params.matrix_mask(), lookahead=lookahead,
-                                              averages=averages)
+                                              averages=averages, matrices=self.model.params.matrix_places())
         else:
             self.model.add(models)
             self.optimizer.add(names, hyperparameters, self.model.params.flat, decays=decays, lookahead=lookahead,
@@ -167,7 +167,8 @@ class Stack:
         started can resume in either.
         """
         m = self.members[i]
-        per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay), self.epoch, self.device)
+        per_slot, steps = m.resume(saved, parameter_names(model, m.config.decay, m.config.optimizer), self.epoch,
+                                   self.device)
         self.optimizer.load_member(self.active.index(i), {slot: values[""] if "" in values else
                                                           self.model.params.flatten(values)
                                                           for slot, values in per_slot.items()}, steps)

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..models.activations import ACTIVATIONS
-from ..optim.groups import decays
+from ..optim.groups import decays, hidden_matrices
 from .frozen import FrozenParameters
 
 __all__ = ["FlatParameters", "StackedMLP", "VmapStack", "Bound", "stack_models", "backward"]
@@ -72,9 +72,14 @@ class _Slot:
 
 
 class FlatParameters:
-    """Parameters of P members as rows of one ``[P, D]`` tensor, with a leaf view per parameter."""
+    """Parameters of P members as rows of one ``[P, D]`` tensor, with a leaf view per parameter.
 
-    def __init__(self, tensors: dict[str, Tensor], transposed: frozenset[str] = frozenset()):
+    ``hidden`` names the parameters Muon orthogonalises (:func:`~gradtune.optim.groups.hidden_matrices`).
+    """
+
+    def __init__(self, tensors: dict[str, Tensor], transposed: frozenset[str] = frozenset(),
+                 hidden: Sequence[str] = ()):
+        self.hidden = frozenset(hidden)
         self.slots: list[_Slot] = []
         offset = 0
         for name, value in tensors.items():
@@ -110,6 +115,13 @@ class FlatParameters:
             if decays(s.shape):
                 mask[s.start:s.stop] = 1.0
         return mask
+
+    def matrix_places(self) -> list[tuple[int, int, int, int]]:
+        """Each hidden matrix's ``(start, stop, m, n)``: its entries in ``D`` and its shape as stored, flattened
+        past the first dimension (a convolution's filters as ``[out, in * kernel]``). A slot stored transposed
+        is orthogonalised so, which gives the transpose of the module's update (see :mod:`gradtune.optim.muon`)."""
+        return [(s.start, s.stop, s.shape[0], (s.stop - s.start) // s.shape[0]) for s in self.slots
+                if s.name in self.hidden]
 
     def zero_grad(self, runs: Sequence[tuple[int, int]] | None = None) -> None:
         """Clear the gradient rows of ``runs`` (``(start, stop)`` row ranges), or all of them."""
@@ -212,7 +224,8 @@ class VmapStack(_Stack):
         self.template = copy.deepcopy(models[0]).to("meta")
         named = [dict(m.named_parameters()) for m in models]
         trainable = [name for name, param in named[0].items() if param.requires_grad]
-        self.params = FlatParameters({name: torch.stack([n[name].detach() for n in named]) for name in trainable})
+        self.params = FlatParameters({name: torch.stack([n[name].detach() for n in named]) for name in trainable},
+                                     hidden=hidden_matrices(models[0]))
         self.frozen = FrozenParameters(models)
         buffers = [dict(m.named_buffers()) for m in models]
         self.buffers = {name: torch.stack([b[name] for b in buffers]) for name in buffers[0]}
@@ -269,7 +282,7 @@ class StackedMLP(_Stack):
                     transposed.add(name)
                 if layer.bias is not None:
                     tensors[f"{index}.bias"] = torch.stack([m[index].bias.detach() for m in models])
-        self.params = FlatParameters(tensors, frozenset(transposed))
+        self.params = FlatParameters(tensors, frozenset(transposed), hidden_matrices(models[0]))
         self.frozen = FrozenParameters(models)  # empty: see supports
         self.buffers = {}
 

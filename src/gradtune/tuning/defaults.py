@@ -33,6 +33,8 @@ LR_RANGES = {
 # (a fraction of the parameters' RMS), capped at 1/sqrt(t). Schedule-Free runs a constant rate about
 # 1-10x above AdamW's (Defazio et al. 2024), and its SGD's rate moves the averaged weights as momentum's
 # lr / (1 - momentum) does, so about 10x above momentum's.
+# Muon's rate is AdamW's: match_rms_adamw
+# scales its orthogonal updates to AdamW's RMS (Liu et al. 2025), and muon_lr_scale tunes the matrices' rate.
 OTHER_LR_RANGES = {
     "nadamw": (1e-5, 3e-2),
     "radam": (1e-5, 3e-2),
@@ -41,6 +43,7 @@ OTHER_LR_RANGES = {
     "adafactor": (1e-4, 1e-1),
     "sf-adamw": (1e-4, 1e-1),
     "sf-sgd": (1e-3, 3.0),
+    "muon": (1e-5, 3e-2),
 }
 BATCH_SIZES = [16, 32, 64, 128, 256]
 
