@@ -129,6 +129,15 @@ def test_a_rung_rule_outside_the_choices_is_refused_before_anything_trains():
         TuneSettings.build(problem, SPACE, "halving", 2, rung_rule="fractions")
 
 
+def test_the_cli_refuses_a_bad_rung_rule_in_one_line_before_any_study(cli, tmp_path):
+    done = cli("tune", "linreg", "--strategy", "halving", "--rung-rule", "fractions", "--budget", "2",
+               "--storage", "sqlite:///x.db", "--quiet")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "'rung_rule'" in lines[0] and "'fractions'" in lines[0] and "bracket, epoch, fraction" in lines[0]
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_a_non_default_rule_is_stored_with_the_study_for_the_workers_that_join_it():
     problem = three_class_problem(600, 400, 16)
     settings = TuneSettings.build(problem, SPACE, "halving", 2, rung_rule="epoch")

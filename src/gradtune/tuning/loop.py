@@ -192,6 +192,7 @@ class TuningLoop:
             self.prepared.outcomes.append(outcome)
             if flight.checkpoint is not None:  # told: no retry will need it
                 flight.checkpoint.unlink(missing_ok=True)
+        self.strategy.told(self.prepared, number)
         self._announce(outcome)
 
     def _remember_best(self, number: int, value: float, result: TrainResult) -> None:

@@ -94,6 +94,13 @@ class RungScale:
         scaled.intermediate_values = {self.step(trial.last_step, length): trial.intermediate_values[trial.last_step]}
         return scaled
 
+    def describe(self) -> str:
+        """Where the rungs fall, in words (``auto``'s explanation)."""
+        if self.rule == "fraction":
+            return f"at 1/{self.resolution}, 3/{self.resolution} and 9/{self.resolution} of each trial's own length"
+        within = ", among trials of one length" if self.rule == "bracket" else ""
+        return f"after 1, 3, 9, ... epochs{within}"
+
     def longest_step(self, longest: int) -> int:
         """The rung-scale step of the last report of a trial ``longest`` reports long (Hyperband's top)."""
         return self.resolution if self.rule == "fraction" else longest
