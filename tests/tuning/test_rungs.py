@@ -50,8 +50,9 @@ def test_the_fraction_rule_keeps_the_longer_trial_that_the_epoch_rule_cuts(tmp_p
     assert short.state == TrialState.COMPLETE and long.state == TrialState.COMPLETE
     assert long.user_attrs["epochs_run"] == 30 and long.value > short.value  # the longer one ends higher
     assert long.system_attrs[LENGTH_KEY] == 30 and short.system_attrs[LENGTH_KEY] == 10
-    # It met the short one's bar at 1/10, 3/10 and 9/10 of its length: epochs 3, 9 and 27 against 1, 3 and 9.
-    for rung, (mine, theirs) in enumerate([(3, 1), (9, 3), (27, 9)]):
+    # It met the short one's bar after one epoch each, then at 1/10, 3/10 and 9/10 of its length: epochs 3, 9
+    # and 27 against 1, 3 and 9.
+    for rung, (mine, theirs) in enumerate([(1, 1), (3, 1), (9, 3), (27, 9)]):
         assert long.system_attrs[f"completed_rung_{rung}"] == long.intermediate_values[mine]
         assert long.intermediate_values[mine] >= short.intermediate_values[theirs]
 
@@ -61,21 +62,27 @@ def test_the_bracket_rule_races_each_length_apart(tmp_path):
     assert long.state == TrialState.COMPLETE and long.user_attrs["epochs_run"] == 30
 
 
-@pytest.mark.parametrize(("report", "length", "step"), [(1, 10, 1), (3, 10, 3), (9, 10, 9), (10, 10, 10),
-                                                         (2, 30, 0), (3, 30, 1), (9, 30, 3), (27, 30, 9),
-                                                         (2, 20, 1), (6, 20, 3), (18, 20, 9), (2, 15, 1)])
+@pytest.mark.parametrize(("report", "length", "step"), [(1, 30, 1), (3, 30, 3), (9, 30, 9), (27, 30, 27),
+                                                         (1, 10, 3), (3, 10, 9), (9, 10, 27), (10, 10, 30),
+                                                         (1, 20, 1), (2, 20, 3), (6, 20, 9), (18, 20, 27),
+                                                         (3, 25, 3), (4, 25, 4)])
 def test_a_report_sits_at_its_fraction_of_the_trial_on_the_rung_scale(report, length, step):
-    assert RungScale("fraction", 10).step(report, length) == step
-    assert RungScale("epoch", 10).step(report, length) == report
-    assert RungScale("fraction", 10).step(report, None) == report  # a length not known: Optuna's scale
+    assert RungScale("fraction", 30).step(report, length) == step
+    assert RungScale("epoch", 30).step(report, length) == report
+    assert RungScale("fraction", 30).step(report, None) == report  # a length not known: Optuna's scale
+
+
+@pytest.mark.parametrize(("resolution", "said"), [(30, "at 1/30, 3/30, 9/30 and 27/30 of each trial's own length"),
+                                                  (3, "at 1/3 of each trial's own length")])
+def test_the_rule_says_where_its_rungs_fall(resolution, said):
+    assert RungScale("fraction", resolution).describe() == said
+    assert RungScale("epoch", resolution).describe() == "after 1, 3, 9, ... epochs"
 
 
 @pytest.mark.parametrize(("space", "cap", "lengths", "steps"), [
-    ({"epochs": {"choices": [10, 20, 30]}}, None, [10, 20, 30], 10),
-    ({"epochs": {"choices": [10, 20, 30]}}, 20, [10, 20], 10),  # the cap shortens the 30-epoch trials
-    ({"epochs": {"choices": [20, 30]}}, None, [20, 30], 20),  # rungs on whole epochs of 20-epoch trials
-    ({"epochs": {"low": 2, "high": 40}}, None, [2, 40], 10),  # raised, so that long trials meet three rungs
-    ({"epochs": {"low": 2, "high": 6}}, None, [2, 6], 6),
+    ({"epochs": {"choices": [10, 20, 30]}}, None, [10, 20, 30], 30),
+    ({"epochs": {"choices": [10, 20, 30]}}, 20, [10, 20], 20),  # the cap shortens the 30-epoch trials
+    ({"epochs": {"low": 2, "high": 40}}, None, [2, 40], 40),
     ({"lr": 0.1}, 4, [4], 4),  # one length: the fraction rule is the epoch rule
     ({"lr": 0.1}, None, [20], 20),
     ({"steps": 500}, None, None, 10),

@@ -10,12 +10,20 @@ Pretraining Optimizers and Where to Find Them": optimiser rankings flip before
 the rate has decayed). The rules, for ``rung_rule``:
 
 - ``fraction`` (the default): rung ``k`` at ``3**k / R`` of each trial's own
-  length. ``R`` is the shortest length the space allows, raised to
-  :data:`RESOLUTION` where the longest allows it (see :func:`resolution`): with
-  lengths of 10, 20 and 30 epochs, rungs fall at epochs 1, 3, 9 of the first,
-  2, 6, 18 of the second and 3, 9, 27 of the third, each at the same point of
-  its own schedule. Where every trial has the same length it is the ``epoch``
-  rule.
+  length, ``R`` the longest length the space allows (:func:`resolution`), so
+  that the longest trials meet rungs after 1, 3, 9, 27 epochs as under the
+  epoch rule, and shorter ones at the same points of their own schedules: with
+  lengths of 10, 20 and 30 epochs, rungs fall at epochs 1, 3, 9, 27 of the
+  30-epoch trials, 1, 2, 6, 18 of the 20-epoch ones and 1, 1, 3, 9 of the
+  10-epoch ones (a trial reports once an epoch, so its first epoch stands for
+  every rung it passes). Rung 0 thus compares every trial after one epoch, before
+  any rate has decayed much; from rung 1 on, trials meet at 1/10, 3/10 and 9/10
+  of their lengths. Where every trial has the same length it is the ``epoch``
+  rule. (An ``R`` of the shortest length, 10, aligned rung 0 as well, but then
+  a 30-epoch trial cost three epochs before its first cut: ``halving`` on
+  digits-mlp, 40 trials of the default space, seed 0, one trial at a time,
+  trained 442 epochs in all for a best accuracy of 0.9778, against 173 and
+  0.9806 under the epoch rule; with the longest length, 179 and 0.9806.)
 - ``epoch``: rung ``k`` after ``3**k`` reports of every trial, whatever its
   length (Optuna's rule, gradtune's before this module).
 - ``bracket``: each length is a race of its own (Hyperband's brackets each hold
@@ -28,9 +36,9 @@ reports once as it starts (:data:`LENGTH_KEY`); the pruner reads each report's
 place on the rung scale with :meth:`RungScale.at_rung_scale`.
 
 Example:
-    >>> scale = RungScale("fraction", resolution=10)
-    >>> [scale.step(epoch, length=30) for epoch in (3, 9, 27)]
-    [1, 3, 9]
+    >>> scale = RungScale("fraction", resolution=30)
+    >>> [scale.step(epoch, length=10) for epoch in (1, 3, 9)]
+    [3, 9, 27]
 """
 
 from __future__ import annotations
@@ -51,8 +59,8 @@ __all__ = ["RUNG_RULES", "DEFAULT_RUNG_RULE", "RESOLUTION", "LENGTH_KEY", "RungS
 
 RUNG_RULES = ("fraction", "epoch", "bracket")
 DEFAULT_RUNG_RULE = "fraction"
-# The finest rung scale, in parts of a trial: a trial of 10 epochs or more meets rungs at 1/10, 3/10 and 9/10
-# of its length, three chances to be cut before its end, as the epoch rule gives a 10-epoch trial.
+# The rung scale, in parts of a trial, where trials are not measured in epochs (steps, or evaluations within
+# epochs): rungs at 1/10, 3/10 and 9/10 of each trial, three chances to be cut before its end.
 RESOLUTION = 10
 LENGTH_KEY = "gradtune_rung_length"  # trial system attribute: the trial's length in reports
 
@@ -97,7 +105,9 @@ class RungScale:
     def describe(self) -> str:
         """Where the rungs fall, in words (``auto``'s explanation)."""
         if self.rule == "fraction":
-            return f"at 1/{self.resolution}, 3/{self.resolution} and 9/{self.resolution} of each trial's own length"
+            parts = [f"{3 ** k}/{self.resolution}" for k in range(8) if 3 ** k < self.resolution] or ["1/1"]
+            listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+            return f"at {listed} of each trial's own length"
         within = ", among trials of one length" if self.rule == "bracket" else ""
         return f"after 1, 3, 9, ... epochs{within}"
 
@@ -121,14 +131,11 @@ def trial_lengths(space, trial_epochs: int | None) -> list[int] | None:
 
 
 def resolution(space, trial_epochs: int | None) -> int:
-    """Rung-scale steps in one trial: the shortest length the space allows, so that rungs fall on whole epochs of
-    the trials of lengths that are multiples of it, raised to :data:`RESOLUTION` where the longest allows it, so
-    that long trials still meet rungs before their end. Where every trial has the same length ``L``, it is ``L``,
-    and the fraction rule is the epoch rule."""
+    """Rung-scale steps in one trial: the longest length the space allows (in epochs), so that the longest trials
+    meet rungs after 1, 3, 9, ... epochs, as under the epoch rule, and shorter ones at the same fractions of their
+    own lengths. :data:`RESOLUTION` where trials are not measured in epochs."""
     lengths = trial_lengths(space, trial_epochs)
-    if lengths is None:
-        return RESOLUTION
-    return max(lengths[0], min(lengths[-1], RESOLUTION))
+    return RESOLUTION if lengths is None else lengths[-1]
 
 
 def reports_in(config: TrainConfig, problem: Problem) -> int | None:

@@ -14,7 +14,7 @@
    optimiser, length and every other value) at rates around its own
    (:func:`~._portfolio.start_points`), not draws spread uniformly over a space
    the baselines already beat; TPE goes on from them and the baselines. Bad
-   draws cost a tenth of their length, and 16 trials train at once on the
+   draws cost an epoch or a few, and 16 trials train at once on the
    stacked pool on CUDA, and on the CPU where the baselines' round shows that the
    budget left holds many whole trials (:func:`~gradtune.tuning.concurrency.cheap_population`).
    The result says what the search added over the best baseline, in the

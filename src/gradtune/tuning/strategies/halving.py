@@ -3,9 +3,10 @@
 Every trial reports its validation metric each epoch; at each rung, a trial goes
 on only if it is in the top third of the trials that reached that rung. Bad
 configurations cost a few epochs instead of a full run. The rungs fall at the
-same fractions of each trial's own length (1/10, 3/10 and 9/10 of trials of 10
-epochs or more), so that trials of different lengths meet at the same point of
-their schedules; ``rung_rule`` chooses another rule (:mod:`~gradtune.tuning.rungs`).
+same fractions of each trial's own length (after 1, 3, 9, ... epochs of the
+longest trials the space allows), so that trials of different lengths meet at
+the same point of their schedules; ``rung_rule`` chooses another rule
+(:mod:`~gradtune.tuning.rungs`).
 """
 
 from __future__ import annotations
