@@ -71,6 +71,7 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     assert report["start"] == {"from_trial": leader["number"], "tried": [
         {"trial": t["number"], "lr": t["config"]["lr"], "state": t["state"], "value": t["value"]} for t in start]}
     for trial, factor in zip(start, (0.5, 1.4)):
+        assert trial["state"] == "completed" and trial["epochs_run"] == 3  # run whole, as the baselines
         low, high = report["lr_find"][leader["config"]["optimizer"]]["range"]
         assert trial["config"]["lr"] == pytest.approx(min(max(leader["config"]["lr"] * factor, low), high))
         assert {**trial["config"], "lr": None} == {**leader["config"], "lr": None}

@@ -83,9 +83,11 @@ def bracket(found: dict[str, Any]) -> list[float]:
     return [suggestion] + ([math.sqrt(suggestion * high)] if high >= 2 * suggestion else [])
 
 
-# The search's first trials: the best baseline's configuration at these multiples of its rate. The baselines'
-# two rates span the range test's suggestion to about 3.2x it, and the upper one won most often (BENCHMARKS.md),
-# so the start steps once below the best rate, between the two, and twice above it.
+# The search's first trials: the best baseline's configuration at these multiples of its rate, run whole. The
+# baselines' two rates span the range test's suggestion to about 3.2x it, and the upper one won most often
+# (BENCHMARKS.md), so the start steps once below the best rate, between the two, and twice above it. Pruned
+# like any trial, they never passed the first rung in two quick runs on mnist1d-mlp (a higher rate looks worse
+# after one epoch, against the baselines' values there); whole, they cost three trials.
 START_FACTORS = (0.5, 1.4, 2.0)
 
 

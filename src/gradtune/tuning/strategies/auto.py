@@ -11,7 +11,7 @@
    strategy), with rungs at the same fractions of every trial's own length
    (:mod:`~gradtune.tuning.rungs`). The search starts from what the baselines
    taught: its first trials are the best baseline's configuration (its
-   optimiser, length and every other value) at rates around its own
+   optimiser, length and every other value) at rates around its own, run whole
    (:func:`~._portfolio.start_points`), not draws spread uniformly over a space
    the baselines already beat; TPE goes on from them and the baselines. Bad
    draws cost an epoch or a few, and 16 trials train at once on the
@@ -192,8 +192,8 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
                           for t in start["tried"])
         lines.append(f"Search start: the best baseline (trial {start['from_trial']}) with its other values kept, at "
-                     f"{', '.join(f'{f:g}x' for f in _portfolio.START_FACTORS)} its rate where the range allows: "
-                     f"{tried}; TPE went on from these and the baselines.")
+                     f"{', '.join(f'{f:g}x' for f in _portfolio.START_FACTORS)} its rate where the range allows, "
+                     f"never pruned: {tried}; TPE went on from these and the baselines.")
     gain = report.get("search_gain")
     if gain is not None:
         lines.append(_gain_line(gain, metric))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import optuna
 
 from ...storage._optuna import rung_view
-from ...storage.keys import BASELINE_ATTR
+from ...storage.keys import BASELINE_ATTR, START_ATTR
 from ..rungs import LENGTH_KEY, RungScale
 
 __all__ = ["SuccessiveHalvingPruner"]
@@ -34,6 +34,8 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
     scale ``scale`` (default: Optuna's own, a rung after ``3**k`` reports).
 
     The decisions are Optuna's on the scale's steps (a test checks them against it); only the read differs.
+    ``auto``'s baselines and the search's start run whole: their rung values are recorded, so they set the bar
+    for the trials after them, but they are never pruned.
     """
 
     def __init__(self, min_resource: int, reduction_factor: int, min_early_stopping_rate: int = 0,
@@ -45,7 +47,7 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         return super().prune(_view(study, trial, self.scale), self.scale.at_rung_scale(trial)) \
-            and BASELINE_ATTR not in trial.user_attrs
+            and not (BASELINE_ATTR in trial.user_attrs or START_ATTR in trial.user_attrs)
 
 
 def _view(study: optuna.Study, trial: optuna.trial.FrozenTrial, scale: RungScale) -> optuna.Study:
