@@ -80,11 +80,6 @@ class RungScale:
     def __post_init__(self) -> None:
         check_choice("rung_rule", self.rule, RUNG_RULES)
 
-    @property
-    def needs_length(self) -> bool:
-        """Whether a trial must store its length for this rule to place its reports."""
-        return self.rule != "epoch"
-
     def step(self, report: int, length: int | None) -> int:
         """The rung-scale step of report ``report`` (1, 2, ...) of a trial ``length`` reports long."""
         if self.rule != "fraction" or not length:
