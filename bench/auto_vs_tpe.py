@@ -9,11 +9,15 @@ alternate (auto, TPE, TPE, auto, ...) over seeds. Printed per problem: each
 method's best validation accuracy (median over seeds), and the time each took to
 first reach the TPE loop's final accuracy of the same seed (TPE's is the time of
 its last improvement); ``ratio`` is auto's time over TPE's, whose median must
-be at most 1/3.
+be at most 1/5 (issue 20); ``gain`` is what auto's search added over its best
+baseline (``auto.search_gain``), in accuracy, 0 where it added nothing.
+``--rung-rule`` chooses where auto's halving compares trials (``fraction``, the
+default, ``epoch``, the rule before issue 20, or ``bracket``), so that rules can
+be measured side by side.
 
 Usage:
     .venv/bin/python bench/auto_vs_tpe.py [--problems digits-mlp,mnist1d-mlp,mnist1d-cnn] [--budget 120]
-                                         [--seeds 3] [--threads 2]
+                                         [--seeds 3] [--threads 2] [--rung-rule fraction]
 """
 
 from __future__ import annotations
@@ -46,12 +50,15 @@ class _Clock(TuneCallback):
             self.curve.append((time.perf_counter() - self.start, self.best))
 
 
-def run_auto(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[float, float]]:
+def run_auto(problem, budget: float, seed: int, trial_epochs: int, rung_rule: str = "fraction"
+             ) -> tuple[list[tuple[float, float]], float]:
+    """Auto's best-so-far curve, and what its search added over its best baseline."""
     clock = _Clock(time.perf_counter())
     with tempfile.TemporaryDirectory() as tmp:
-        gradtune.tune(problem, strategy="auto", budget=f"{int(budget)}s", storage=f"sqlite:///{tmp}/a.db",
-                      seed=seed, trial_epochs=trial_epochs, callbacks=[clock])
-    return clock.curve
+        result = gradtune.tune(problem, strategy="auto", budget=f"{int(budget)}s", storage=f"sqlite:///{tmp}/a.db",
+                               seed=seed, trial_epochs=trial_epochs, callbacks=[clock], rung_rule=rung_rule)
+    gain = (result.auto or {}).get("search_gain") or {}
+    return clock.curve, gain.get("gain", math.nan)
 
 
 def run_tpe(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[float, float]]:
@@ -85,20 +92,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trial-epochs", type=int, default=20, help="cap on each trial's epochs, for both")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rung-rule", default="fraction", choices=("fraction", "epoch", "bracket"),
+                        help="where auto's halving compares trials (default fraction)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"budget {args.budget:.0f} s per run, {args.seeds} seeds, trials capped at {args.trial_epochs} epochs, "
-          f"torch threads {args.threads}")
+          f"torch threads {args.threads}, rung rule {args.rung_rule}")
     print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'auto best':>10s} {'TPE s':>7s} {'auto s':>7s} "
-          f"{'ratio':>6s}")
+          f"{'ratio':>6s} {'gain':>7s}")
     for name in args.problems.split(","):
         problem = gradtune.get_problem(name)
-        ratios, tpe_best, auto_best = [], [], []
+        ratios, tpe_best, auto_best, gains = [], [], [], []
         for seed in range(args.seeds):
             runs = {}
             for who in (("auto", "tpe") if seed % 2 == 0 else ("tpe", "auto")):
-                runner = run_auto if who == "auto" else run_tpe
-                runs[who] = runner(problem, args.budget, seed, args.trial_epochs)
+                if who == "auto":
+                    runs[who], gain = run_auto(problem, args.budget, seed, args.trial_epochs, args.rung_rule)
+                else:
+                    runs[who] = run_tpe(problem, args.budget, seed, args.trial_epochs)
+            gains.append(gain)
             target = runs["tpe"][-1][1] if runs["tpe"] else math.inf
             t_tpe, t_auto = time_to(runs["tpe"], target), time_to(runs["auto"], target)
             best_auto = runs["auto"][-1][1] if runs["auto"] else float("nan")
@@ -106,10 +118,11 @@ def main() -> None:
             ratios.append(ratio)
             tpe_best.append(target)
             auto_best.append(best_auto)
-            print(f"{name:12s} {seed:4d} {target:9.4f} {best_auto:10.4f} {t_tpe:7.1f} {t_auto:7.1f} {ratio:6.2f}",
-                  flush=True)
+            print(f"{name:12s} {seed:4d} {target:9.4f} {best_auto:10.4f} {t_tpe:7.1f} {t_auto:7.1f} {ratio:6.2f} "
+                  f"{gain:7.4f}", flush=True)
+        gained = sum(g > 0 for g in gains)
         print(f"{name:12s} {'med':>4s} {statistics.median(tpe_best):9.4f} {statistics.median(auto_best):10.4f} "
-              f"{'':7s} {'':7s} {statistics.median(ratios):6.2f}", flush=True)
+              f"{'':7s} {'':7s} {statistics.median(ratios):6.2f} {gained}/{len(gains)} gained", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,15 @@ def test_every_optimizer_gets_its_whole_grid(run):
         assert [p["lr"] for p in result.optimizers[name]["lr_sensitivity"]["grid"]] == grid
 
 
+def test_every_run_has_one_length_and_a_constant_rate_so_time_to_target_compares_equal_fractions(run):
+    # The rung rule's equal footing (tuning/rungs.py) holds for epochs to target by construction: no run's rate
+    # has decayed further than another's at the same epoch.
+    _, _, _, study = run
+    configs = [r["config"] for r in compare_rows(study)]
+    assert {c["epochs"] for c in configs} == {2} and {c["schedule"] for c in configs} == {"constant"}
+    assert {c["warmup"] for c in configs} == {0.0}
+
+
 def test_seed_reruns_use_fresh_seeds_at_the_best_rate_and_match_the_single_loop(run):
     problem, _, result, study = run
     rows = compare_rows(study)

@@ -42,7 +42,7 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     # The portfolio trains first, whole, at its defaults (GELU, cosine decay, the longest training the cap
     # allows), each optimiser at its suggestion and the middle of the range above it, as one population.
     baselines = result.trials[:6]
-    assert rounds == [6]
+    assert rounds == [6, 2]  # the baselines, then the search's start (two trials left of the budget)
     assert [t["config"]["optimizer"] for t in baselines] == [n for n in report["portfolio"] for _ in range(2)]
     for trial in baselines:
         assert trial["state"] == "completed" and trial["epochs_run"] == 3
@@ -64,6 +64,24 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     assert report["search"]["in_flight"] == 1  # the two trials left are too few to stack
     assert any(line.startswith("Search:") and "one trial at a time" in line for line in report["explanation"])
     assert any("Range test, momentum" in line for line in report["explanation"])
+    # The search starts from the best baseline: its configuration, its rate moved by 0.5x and 1.4x (the budget
+    # holds two), and the explanation says so.
+    leader = max(baselines, key=lambda t: t["value"])
+    start = result.trials[6:8]
+    assert report["start"] == {"from_trial": leader["number"], "tried": [
+        {"trial": t["number"], "lr": t["config"]["lr"], "state": t["state"], "value": t["value"]} for t in start]}
+    for trial, factor in zip(start, (0.5, 1.4)):
+        assert trial["state"] == "completed" and trial["epochs_run"] == 3  # run whole, as the baselines
+        low, high = report["lr_find"][leader["config"]["optimizer"]]["range"]
+        assert trial["config"]["lr"] == pytest.approx(min(max(leader["config"]["lr"] * factor, low), high))
+        assert {**trial["config"], "lr": None} == {**leader["config"], "lr": None}
+    assert any(line.startswith(f"Search start: the best baseline (trial {leader['number']})")
+               for line in report["explanation"])
+    gain, best_baseline = report["search_gain"], max(b["value"] for b in report["baselines"].values())
+    assert gain["baseline_value"] == best_baseline and gain["search_trials"] == 2
+    assert gain["gain"] == pytest.approx(max(result.best_value - best_baseline, 0.0))
+    assert any(line.startswith("Search gain:") for line in report["explanation"])
+    assert any("a third go on at 1/3 of each trial's" in line for line in report["explanation"])  # 3 epochs
     assert json.loads((tmp_path / "out" / "result.json").read_text())["auto"]["portfolio"] == report["portfolio"]
     html = write_report(tmp_path / "report.html", study=result.study, storage=storage).read_text()
     momentum = report["baselines"]["momentum"]["value"]
@@ -114,3 +132,67 @@ def test_each_portfolio_optimiser_trains_at_its_suggestion_and_the_middle_of_the
     from gradtune.tuning.strategies._portfolio import bracket
 
     assert bracket(found) == pytest.approx(rates)
+
+
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_search_gain_is_what_the_search_added_over_the_best_baseline_and_when(direction):
+    import datetime
+
+    import optuna
+
+    from gradtune.storage.keys import BASELINE_ATTR
+    from gradtune.storage.trials import baselines, search_gain, trial_rows
+
+    sign = 1 if direction == "maximize" else -1
+    study = optuna.create_study(direction=direction)
+    start = datetime.datetime(2026, 1, 1)
+    # (value, baseline, seconds at its end, state): two baselines ending at 10 s and 12 s, then the search.
+    plan = [(0.70, "momentum", 10, "COMPLETE"), (0.75, "adamw", 12, "COMPLETE"), (0.60, None, 20, "PRUNED"),
+            (0.78, None, 30, "COMPLETE"), (0.74, None, 50, "COMPLETE")]
+    for value, baseline, seconds, state in plan:
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=sign * value if state == "COMPLETE" else None,
+            user_attrs={"config": {"lr": 0.1}, **({BASELINE_ATTR: baseline} if baseline else {})})
+        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+        study.add_trial(trial)
+    gain = search_gain(study, baselines(study, trial_rows(study)))
+    assert gain == {"gain": pytest.approx(0.03), "baseline_value": sign * 0.75, "baseline_trial": 1,
+                    "best_value": sign * 0.78, "best_trial": 3, "search_trials": 3, "seconds": 38.0,
+                    "seconds_to_best": 18.0}
+
+    # A search that never beat the best baseline gained nothing, in all the seconds it ran.
+    study = optuna.create_study(direction=direction)
+    for value, baseline, seconds, state in plan[:3] + [(0.74, None, 50, "COMPLETE")]:
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=sign * value if state == "COMPLETE" else None,
+            user_attrs={"config": {"lr": 0.1}, **({BASELINE_ATTR: baseline} if baseline else {})})
+        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+        study.add_trial(trial)
+    gain = search_gain(study, baselines(study, trial_rows(study)))
+    assert gain["gain"] == 0.0 and gain["best_trial"] == 1 and gain["seconds"] == 38.0
+    assert gain["seconds_to_best"] == 0.0
+    assert search_gain(study, {}) is None
+
+
+
+@pytest.mark.parametrize(("lr", "rates"), [
+    (0.01, [0.005, 0.014, 0.02]),
+    (0.05, [0.025, 0.06]),  # 1.4x and 2x both meet the range's top: once
+    (0.06, [0.03]),  # at the top already
+])
+def test_the_search_starts_from_a_baseline_at_rates_around_its_own(lr, rates):
+    from gradtune.tuning.space import SearchSpace
+    from gradtune.tuning.strategies._portfolio import start_points
+
+    space = SearchSpace.from_mapping({"optimizer": {"choices": ["momentum", "adamw"]},
+                                      "lr": {"momentum": {"low": 1e-3, "high": 0.06, "log": True},
+                                             "adamw": {"low": 1e-4, "high": 1e-2, "log": True}},
+                                      "epochs": {"choices": [10, 20]}, "batch_size": {"choices": [32, 64]}})
+    params = {"optimizer": "momentum", "lr[momentum]": lr, "epochs": 20, "batch_size": 32}
+    points = start_points(space, params, "momentum")
+    assert [p["lr[momentum]"] for p in points] == pytest.approx(rates)
+    assert all({**p, "lr[momentum]": None} == {**params, "lr[momentum]": None} for p in points)
+    fixed = SearchSpace.from_mapping({"optimizer": "momentum", "lr": 0.01})
+    assert start_points(fixed, {}, "momentum") == []  # a rate the space does not search stays

@@ -17,6 +17,7 @@ import gradtune
 from gradtune import TrainConfig, UsageError
 from gradtune.training.population import train_population
 from gradtune.tuning import default_space, tune
+from gradtune.tuning.space import SearchSpace
 from gradtune.tuning.strategies import pbt
 from toy_problems import three_class_problem
 
@@ -103,6 +104,11 @@ def test_pbt_space_pins_what_members_of_one_stack_share():
     data = space.to_data()
     assert data["optimizer"] == "momentum" and data["batch_size"] == 64 and data["epochs"] == 30
     assert data["schedule"] == "constant" and "warmup" not in data and data["activation"] == "relu"
+    # A step budget and an evaluation period are one length for all, as epochs are.
+    steps = pbt.population_space(SearchSpace.from_mapping({"optimizer": "momentum", "lr": {"low": 0.01, "high": 0.1},
+                                                           "steps": {"low": 100, "high": 400},
+                                                           "eval_every": {"choices": [10, 20, 40]}})).to_data()
+    assert steps["steps"] == 400 and steps["eval_every"] == 20
 
 
 def test_explore_perturbs_by_the_paper_factors_and_keeps_momentum_below_one():

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gradtune.storage.keys import BASELINE_ATTR
+from gradtune.storage.keys import BASELINE_ATTR, START_ATTR
 from gradtune.tuning.strategies.pruner import SuccessiveHalvingPruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -73,13 +73,14 @@ def test_other_storages_take_optunas_read():
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "memory"])
-def test_a_baseline_runs_whole_and_still_sets_the_bar(tmp_path, storage):
+@pytest.mark.parametrize("mark", [{BASELINE_ATTR: "momentum"}, {START_ATTR: 3}])  # auto's baselines and start
+def test_a_baseline_runs_whole_and_still_sets_the_bar(tmp_path, storage, mark):
     url = f"sqlite:///{tmp_path / 's.db'}" if storage == "sqlite" else None
     study = optuna.create_study(storage=url, direction="maximize", pruner=SuccessiveHalvingPruner(1, 3))
     leader = study.ask()
-    study.enqueue_trial({}, user_attrs={BASELINE_ATTR: "momentum"})
+    study.enqueue_trial({}, user_attrs=mark)
     baseline, plain = study.ask(), study.ask()
-    assert BASELINE_ATTR in baseline.user_attrs and BASELINE_ATTR not in leader.user_attrs
+    assert baseline.user_attrs == mark and not leader.user_attrs
     leader.report(0.9, 1)
     assert not leader.should_prune()
     for trial in (baseline, plain):  # the same poor value at the first rung

@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     parser.add_argument("--sampling", default="uniform",
                         help="uniform (default) or importance: importance-sampled batches in every trial, where "
                              "they pay for their cost; such trials train one at a time")
+    parser.add_argument("--rung-rule", default="fraction",
+                        help="where halving, hyperband and auto compare trials: fraction (default: at the same "
+                             "fraction of each trial's own length), epoch (after 1, 3, 9, ... epochs of every "
+                             "trial) or bracket (each length a race of its own)")
     parser.add_argument("--workers", type=int, default=1,
                         help=f"worker processes on this machine sharing the study (default 1); with no --storage "
                              f"they share the journal file {WORKERS_JOURNAL}")
@@ -89,10 +93,11 @@ def run(args: argparse.Namespace) -> int:
     url = _storage_for_workers(args.storage, args.workers)
     problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     space = load_config_file(args.space) if args.space else None  # parsed against the problem's model keywords
+    # Every setting is checked before a study is made.
     settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
                                   seed=args.seed, trial_epochs=args.trial_epochs, cv=args.cv, sampling=args.sampling,
                                   device=args.device, population=args.population, heartbeat=args.heartbeat,
-                                  trial_nproc=args.trial_nproc)  # every setting checked, before a study is made
+                                  trial_nproc=args.trial_nproc, rung_rule=args.rung_rule)
     settings = settings.replace(checkpoints=checkpoint_dir(args, settings.study))
     storage = open_storage(url, settings.heartbeat, reachable=url == args.storage)
     if defaulted and args.study is None:

@@ -40,7 +40,12 @@ def default_target(best_mean: float, maximize: bool) -> float:
 
 def epochs_to_target(history: Sequence[dict[str, Any]], metric: str, target: float,
                      maximize: bool) -> tuple[int, float] | None:
-    """The first epoch whose metric reaches ``target``, and the seconds by then; None if none does."""
+    """The first epoch whose metric reaches ``target``, and the seconds by then; None if none does.
+
+    A comparison's runs share one length and a constant rate, so an epoch is the same fraction of every run and
+    no run's rate has decayed further than another's there: the equal footing that the ``fraction`` rung rule
+    gives successive halving (:mod:`gradtune.tuning.rungs`) holds here as it is.
+    """
     for record in history:
         if reaches(record.get(metric), target, maximize):
             return record["epoch"], record.get("seconds") or 0.0

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed Optuna
     _models = None
 
 __all__ = ["frozen_trial", "fail_trial", "all_trials", "heartbeat_interval", "ask", "heartbeat", "TrialsReadOnce",
-           "rung_view"]
+           "rung_view", "set_system_attr"]
 
 # Optuna warns on every ask and heartbeat that heartbeats are meant for Study.optimize; gradtune's own ask/tell
 # loop is such a loop, and runs the same heartbeat thread around each trial.
@@ -119,10 +119,12 @@ class _RungsOnly:
 
 
 class _RungView:
-    """The study as the halving rule sees it: its storage and direction, and trials holding only their rung values."""
+    """The study as the halving rule sees it: its storage and direction, and trials holding only their rung values
+    (and the system attributes named in ``also``)."""
 
-    def __init__(self, study: optuna.Study, backend: optuna.storages.RDBStorage, prefix: str):
-        self._study, self._backend, self._prefix = study, backend, prefix
+    def __init__(self, study: optuna.Study, backend: optuna.storages.RDBStorage, prefix: str,
+                 also: tuple[str, ...] = ()):
+        self._study, self._backend, self._prefix, self._also = study, backend, prefix, also
         self._storage = study._storage
 
     @property
@@ -131,10 +133,13 @@ class _RungView:
 
     def get_trials(self, deepcopy: bool = False, states=None) -> list[_RungsOnly]:
         attribute, trial = _models.TrialSystemAttributeModel, _models.TrialModel
+        wanted = attribute.key.like(f"{self._prefix}%")
+        if self._also:
+            wanted = wanted | attribute.key.in_(self._also)
         with _create_scoped_session(self._backend.scoped_session) as session:
             rows = (session.query(attribute.trial_id, attribute.key, attribute.value_json)
                     .join(trial, trial.trial_id == attribute.trial_id)
-                    .filter(trial.study_id == self._study._study_id, attribute.key.like(f"{self._prefix}%"))
+                    .filter(trial.study_id == self._study._study_id, wanted)
                     .all())
         trials: dict[int, _RungsOnly] = {}
         for trial_id, key, value in rows:
@@ -142,9 +147,29 @@ class _RungView:
         return list(trials.values())
 
 
-def rung_view(study: optuna.Study, prefix: str) -> optuna.Study:
-    """``study`` as a pruner reads it, with each trial's system attributes cut to those starting ``prefix``,
-    fetched by one query; the study itself where its storage is not relational (a journal file, memory).
+class _Only:
+    """The study as the halving rule sees it, holding only the trials whose system attribute ``key`` is ``value``
+    (a bracket of one length)."""
+
+    def __init__(self, study, key: str, value: Any):
+        self._study, self._key, self._value = study, key, value
+        self._storage = study._storage
+
+    @property
+    def direction(self):
+        return self._study.direction
+
+    def get_trials(self, deepcopy: bool = False, states=None) -> list:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if t.system_attrs.get(self._key) == self._value]
+
+
+def rung_view(study: optuna.Study, prefix: str, also: tuple[str, ...] = (),
+              only: tuple[str, Any] | None = None) -> optuna.Study:
+    """``study`` as a pruner reads it, with each trial's system attributes cut to those starting ``prefix`` and
+    those named in ``also``, fetched by one query; the study itself where its storage is not relational (a
+    journal file, memory). With ``only`` (a key and a value), the view holds only the trials whose system
+    attribute ``key`` has that value.
 
     Optuna's ``SuccessiveHalvingPruner`` reads every trial of the study at each rung to
     collect the values other trials recorded there; with many trials running, the storage
@@ -153,6 +178,13 @@ def rung_view(study: optuna.Study, prefix: str) -> optuna.Study:
     those reads). The view is fresh from the database, as Optuna's read is.
     """
     backend = getattr(study._storage, "_backend", study._storage)
-    if _models is None or not isinstance(backend, optuna.storages.RDBStorage):
-        return study
-    return _RungView(study, backend, prefix)  # type: ignore[return-value]
+    view = study
+    if _models is not None and isinstance(backend, optuna.storages.RDBStorage):
+        view = _RungView(study, backend, prefix, also)  # type: ignore[assignment]
+    return view if only is None else _Only(view, *only)  # type: ignore[return-value]
+
+
+def set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Store ``key`` with the trial where a pruner reads it: Optuna reads a trial's system attributes fresh from
+    the storage when it asks the pruner, and the rung view fetches them by name (user attributes it does not)."""
+    trial.study._storage.set_trial_system_attr(trial._trial_id, key, value)

@@ -7,7 +7,7 @@ here rather than from each other.
 
 from __future__ import annotations
 
-__all__ = ["METADATA_KEY", "AUTO_KEY", "COMPARE_KEY", "BASELINE_ATTR"]
+__all__ = ["METADATA_KEY", "AUTO_KEY", "COMPARE_KEY", "BASELINE_ATTR", "START_ATTR"]
 
 # Study user attributes.
 METADATA_KEY = "gradtune"  # the settings that give a study's values their meaning (see storage.study)
@@ -18,3 +18,7 @@ COMPARE_KEY = "gradtune_compare"  # gradtune compare: its result.json
 # Marks a trial the pruner lets run whole (``auto``'s portfolio at its defaults): its rung values are still
 # recorded, so it sets the bar for the trials after it. Its value is the optimiser's name.
 BASELINE_ATTR = "gradtune_baseline"
+# Marks the first trials of ``auto``'s search: the best baseline's configuration at rates around its own. They
+# run whole, as the baselines do (a higher rate often looks worse at the first rungs and ends better). Its value
+# is the number of that baseline's trial.
+START_ATTR = "gradtune_search_start"

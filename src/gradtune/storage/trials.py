@@ -17,7 +17,7 @@ from ..files import json_number
 from .keys import BASELINE_ATTR
 from .shared_budget import OVER_BUDGET
 
-__all__ = ["trial_rows", "baselines"]
+__all__ = ["trial_rows", "baselines", "search_gain"]
 
 # The states of a trial that was queued again: its retry, a baseline like it, stands for it.
 _RETRIED = ("failed", "interrupted")
@@ -66,3 +66,33 @@ def baselines(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, dict
         if best["value"] is None or (tried["value"] is not None and sign * tried["value"] > sign * best["value"]):
             best.update(tried)
     return found
+
+
+def search_gain(study: optuna.Study, found: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """What ``auto``'s search added over the best of the baselines ``found`` (:func:`baselines`): ``gain``, in
+    the objective's units (positive: better, whichever the direction), the best baseline's and the best trial's
+    values and numbers, ``seconds`` of search (from the last baseline's end to the last trial's), and
+    ``seconds_to_best`` (to the end of the trial that set the best, 0 where a baseline did); None where no
+    baseline completed."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    valued = [b for b in found.values() if b["value"] is not None]
+    if not valued:
+        return None
+    bar = max(valued, key=lambda b: sign * b["value"])
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    numbers = {t["trial"] for b in found.values() for t in b["tried"]}
+    ends = [t.datetime_complete for t in trials if t.number in numbers and t.datetime_complete]
+    completed = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = max(completed, key=lambda t: sign * t.value)
+    searched = [t for t in trials if t.number not in numbers]
+    start = max(ends) if ends else None
+    last = max((t.datetime_complete for t in trials if t.datetime_complete), default=None)
+
+    def after(moment) -> float:
+        return max((moment - start).total_seconds(), 0.0) if start and moment else 0.0
+
+    gained = best.number not in numbers and sign * (best.value - bar["value"]) > 0
+    return {"gain": sign * (best.value - bar["value"]) if gained else 0.0, "baseline_value": bar["value"],
+            "baseline_trial": bar["trial"], "best_value": best.value, "best_trial": best.number,
+            "search_trials": len(searched), "seconds": after(last),
+            "seconds_to_best": after(best.datetime_complete) if gained else 0.0}

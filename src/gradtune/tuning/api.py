@@ -23,6 +23,7 @@ from .callbacks import TuneCallback
 from .loop import TuningLoop
 from .prepare import PreparedStudy, prepare_study
 from .result import TuneResult, best_model_for
+from .rungs import DEFAULT_RUNG_RULE
 from .settings import TuneSettings
 from .space import SearchSpace
 
@@ -35,7 +36,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
          device: str = "auto", out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
          population: str | int = "auto", sampling: str = "uniform", sampler_seed: int | None = None,
          heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None, trial_nproc: int = 1,
-         best_model: bool = True) -> TuneResult:
+         best_model: bool = True, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneResult:
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
@@ -68,6 +69,9 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         trial_nproc: train each trial data-parallel on this many processes (``torch.distributed``).
         best_model: keep the best trial's trained model in the result (training it again if another
             process ran it); a worker among many leaves that to whoever collects the study.
+        rung_rule: where ``halving``, ``hyperband`` and ``auto`` compare trials: ``"fraction"`` (default: at the
+            same fraction of each trial's own length), ``"epoch"`` (after 1, 3, 9, ... epochs of every trial) or
+            ``"bracket"`` (each trial length a race of its own); see :mod:`gradtune.tuning.rungs`.
 
     Example:
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
@@ -76,13 +80,13 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     settings = TuneSettings.build(problem, space, strategy, budget, study, seed=seed, trial_epochs=trial_epochs,
                                   cv=cv, sampling=sampling, device=device, population=population,
                                   sampler_seed=sampler_seed, heartbeat=heartbeat, checkpoints=checkpoints,
-                                  trial_nproc=trial_nproc)
+                                  trial_nproc=trial_nproc, rung_rule=rung_rule)
     return run_study(problem, settings, storage, callbacks=callbacks, out=out, best_model=best_model)
 
 
 def run_study(problem: Problem, settings: TuneSettings, storage: str | optuna.storages.BaseStorage | None = None,
               *, callbacks: Sequence[TuneCallback] = (), out: str | Path | None = None,
-              best_model: bool = True) -> TuneResult:
+              best_model: bool = True, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneResult:
     """Run the study ``settings`` describe until its budget is spent; what :func:`tune` does once it has them."""
     prepared = prepare_study(problem, settings, storage)
     loop = TuningLoop(prepared, callbacks)

@@ -26,6 +26,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from ..config import TrainConfig
 from ..errors import UsageError
 from ..storage._optuna import ask, frozen_trial, heartbeat, heartbeat_interval
 from ..storage.shared_budget import give_back, over_budget, running_elsewhere
@@ -35,6 +36,7 @@ from ..training.trainer import Trainer
 from .callbacks import ForTrial, TuneCallback
 from .prepare import PreparedStudy
 from .record import PruningReporter, TrialOutcome, checkpoint_path, outcome_of, store_outcome
+from .rungs import reports_in
 from .signals import HeldInterrupts
 
 __all__ = ["TuningLoop"]
@@ -151,14 +153,17 @@ class TuningLoop:
             config = self.strategy.member_config(trial.number, config)
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
-            trainer.add(trial.number, config, self._hooks(trial), self.flight[trial.number].checkpoint)
+            trainer.add(trial.number, config, self._hooks(trial, config), self.flight[trial.number].checkpoint)
         except UsageError as error:
             self._fail(trial, {} if config is None else config.to_dict(), error)
 
-    def _hooks(self, trial: optuna.Trial) -> list[Callback]:
-        prunes = self.strategy.prunes and not self.settings.cv  # folds are not epochs of one run
-        return [PruningReporter(trial, self.settings.metric, prunes), *(ForTrial(cb, trial.number)
-                                                                         for cb in self.callbacks)]
+    def _hooks(self, trial: optuna.Trial, config: TrainConfig) -> list[Callback]:
+        s = self.settings
+        prunes = self.strategy.prunes and not s.cv  # folds are not epochs of one run
+        # The rung rule places a trial's reports by its length (rungs.py); the epoch rule needs none.
+        length = reports_in(config, self.prepared.problem) if prunes and s.rung_rule != "epoch" else None
+        return [PruningReporter(trial, s.metric, prunes, length), *(ForTrial(cb, trial.number)
+                                                                    for cb in self.callbacks)]
 
     def _wait_for_others(self) -> bool:
         """While the budget is reserved but others still run trials, wait a heartbeat; True to look again."""
@@ -187,6 +192,7 @@ class TuningLoop:
             self.prepared.outcomes.append(outcome)
             if flight.checkpoint is not None:  # told: no retry will need it
                 flight.checkpoint.unlink(missing_ok=True)
+        self.strategy.told(self.prepared, number)
         self._announce(outcome)
 
     def _remember_best(self, number: int, value: float, result: TrainResult) -> None:

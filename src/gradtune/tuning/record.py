@@ -16,8 +16,10 @@ from typing import Any
 
 import optuna
 
+from ..storage._optuna import set_system_attr
 from ..training import Callback, TrainResult
 from ..training.result import compact_history
+from .rungs import LENGTH_KEY
 
 __all__ = ["TrialOutcome", "PruningReporter", "worst_value", "checkpoint_path", "outcome_of", "store_outcome"]
 
@@ -41,10 +43,16 @@ class TrialOutcome:
 
 
 class PruningReporter(Callback):
-    """Reports the metric each epoch and asks the pruner whether to stop (Optuna's pattern)."""
+    """Reports the metric each epoch and asks the pruner whether to stop (Optuna's pattern).
 
-    def __init__(self, trial: optuna.Trial, metric: str, prunes: bool):
+    ``length`` (the trial's length in reports, where its rung rule places reports by it) is stored with the
+    trial before its first report (:data:`~gradtune.tuning.rungs.LENGTH_KEY`).
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, prunes: bool, length: int | None = None):
         self.trial, self.metric, self.prunes = trial, metric, prunes
+        if prunes and length is not None:
+            set_system_attr(trial, LENGTH_KEY, length)
 
     def on_epoch_end(self, record: dict[str, Any]) -> bool:
         if not self.prunes:

@@ -26,6 +26,7 @@ from ..problems import Problem
 from ..storage.open import HEARTBEAT_SECONDS
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
+from .rungs import DEFAULT_RUNG_RULE, RUNG_RULES
 from .space import TUNABLE_KEYS, SearchSpace
 from .strategies import STRATEGIES, Strategy
 
@@ -40,7 +41,8 @@ class TuneSettings:
 
     ``space`` is the space the strategy searches (PBT's with what its members share pinned); ``population``
     is ``"auto"`` or a number of trials in flight; ``sampler_seed`` seeds the sampler alone (workers sharing a
-    study each take their own).
+    study each take their own); ``rung_rule`` places the rungs of the strategies that prune
+    (:mod:`~gradtune.tuning.rungs`).
     """
 
     problem: str
@@ -62,6 +64,7 @@ class TuneSettings:
     checkpoints: Path | None = None
     trial_nproc: int = 1
     problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash (problems.spec)
+    rung_rule: str = DEFAULT_RUNG_RULE
 
     @classmethod
     def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
@@ -69,10 +72,11 @@ class TuneSettings:
               trial_epochs: int | None = None, cv: int | None = None, sampling: str = "uniform",
               device: str = "auto", population: str | int = "auto", sampler_seed: int | None = None,
               heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None,
-              trial_nproc: int = 1) -> TuneSettings:
+              trial_nproc: int = 1, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneSettings:
         """Check every setting against ``problem`` (one line naming the setting for any bad one)."""
         kind = _strategy(strategy)
         check_choice("sampling", sampling, SAMPLINGS)
+        check_choice("rung_rule", rung_rule, RUNG_RULES)
         check_number("seed", seed, low=0, integer=True)
         check_number("heartbeat", heartbeat, low=1)
         check_number("trial_nproc", trial_nproc, low=1, integer=True)
@@ -89,7 +93,7 @@ class TuneSettings:
                    study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
                    float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
-                   problem.source.to_metadata() if problem.source is not None else None)
+                   problem.source.to_metadata() if problem.source is not None else None, rung_rule)
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""
@@ -99,6 +103,8 @@ class TuneSettings:
                     "hidden": list(self.hidden) if self.hidden else None}
         if self.sampling != "uniform":  # only then, so that studies made before the option existed still resume
             metadata["sampling"] = self.sampling
+        if self.rung_rule != DEFAULT_RUNG_RULE:  # only then, as for sampling; workers that join read it
+            metadata["rung_rule"] = self.rung_rule
         if self.problem_spec is not None:  # workers import it; a resumed run must bring the same file
             metadata["problem_spec"] = self.problem_spec
         if self.budget.trials is not None:  # workers that join with no budget of their own take this one
@@ -113,7 +119,8 @@ class TuneSettings:
         return cls.build(problem, metadata["space"], metadata["strategy"],
                          budget if budget is not None else metadata.get("budget_trials"), study,
                          seed=metadata["seed"], trial_epochs=metadata.get("trial_epochs"), cv=metadata.get("cv"),
-                         sampling=metadata.get("sampling", "uniform"), **process)
+                         sampling=metadata.get("sampling", "uniform"),
+                         rung_rule=metadata.get("rung_rule", DEFAULT_RUNG_RULE), **process)
 
     def replace(self, **changes: Any) -> TuneSettings:
         return dataclasses.replace(self, **changes)

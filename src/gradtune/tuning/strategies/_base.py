@@ -11,7 +11,8 @@ The hooks, in the order a run meets them:
 3. In the loop: :meth:`Strategy.trainer` whenever no trial is in flight (how many trials train at once, and
    how: PBT's rounds, auto's switch after its baselines), :meth:`Strategy.limit` on the asks (the grid's
    points), :meth:`Strategy.member_config` on each trial's configuration (PBT's opening schedule) and
-   :meth:`Strategy.user_attrs` on each result told (PBT's lineage).
+   :meth:`Strategy.user_attrs` on each result told (PBT's lineage), and :meth:`Strategy.told` once it is told
+   (auto's search starts from its best baseline).
 4. After the loop: :meth:`Strategy.report` adds the strategy's own section to the result (``pbt``, ``auto``).
 
 A new strategy is one module that subclasses :class:`Strategy`, registered in
@@ -120,6 +121,9 @@ class Strategy:
     def user_attrs(self, number: int) -> dict[str, Any]:
         """What the strategy stores with trial ``number`` when it is told."""
         return {}
+
+    def told(self, run: PreparedStudy, number: int) -> None:
+        """Trial ``number`` was told and recorded."""
 
     # -- the result ---------------------------------------------------------------------------------
     def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:

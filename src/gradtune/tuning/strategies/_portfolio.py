@@ -26,7 +26,7 @@ from ...storage.keys import AUTO_KEY, BASELINE_ATTR
 from ..defaults import lr_range
 from ..space import SearchSpace
 
-__all__ = ["PORTFOLIO", "prepare", "bracket"]
+__all__ = ["PORTFOLIO", "prepare", "bracket", "start_points", "START_FACTORS"]
 
 PORTFOLIO = ("momentum", "adamw", "rmsprop")
 # Auto's range tests ramp over 300 steps, not ``gradtune lr-find``'s 100: each rate then sees three times
@@ -81,6 +81,30 @@ def bracket(found: dict[str, Any]) -> list[float]:
         return []
     high = found["range"][1]
     return [suggestion] + ([math.sqrt(suggestion * high)] if high >= 2 * suggestion else [])
+
+
+# The search's first trials: the best baseline's configuration at these multiples of its rate, run whole. The
+# baselines' two rates span the range test's suggestion to about 3.2x it, and the upper one won most often
+# (BENCHMARKS.md), so the start steps once below the best rate, between the two, and twice above it. Pruned
+# like any trial, they never passed the first rung in two quick runs on mnist1d-mlp (a higher rate looks worse
+# after one epoch, against the baselines' values there); whole, they cost three trials.
+START_FACTORS = (0.5, 1.4, 2.0)
+
+
+def start_points(space: SearchSpace, params: dict[str, Any], optimizer: str) -> list[dict[str, Any]]:
+    """Optuna parameters for the search's first trials: a baseline's ``params`` (its optimiser, length and every
+    other value) with its rate moved by :data:`START_FACTORS`, within the space's range for ``optimizer``; none
+    where the rate is not searched."""
+    found = space.params["lr"].domain_for(optimizer) if "lr" in space.params else None
+    if found is None or found[0] not in params or found[1].low is None:
+        return []
+    name, domain = found
+    rates: list[float] = []
+    for factor in START_FACTORS:
+        rate = min(max(params[name] * factor, domain.low), domain.high)
+        if all(not math.isclose(rate, r) for r in (params[name], *rates)):
+            rates.append(rate)
+    return [{**params, name: rate} for rate in rates]
 
 
 # Values that mean "the optimiser at its defaults", where the space can take them: the optimiser's own

@@ -8,9 +8,17 @@
    its test gives (a decade either side of the suggestion, capped at the loss
    minimum); every other parameter as the space has it.
 3. Successive halving over that narrowed space, sampled by TPE (the ``halving``
-   strategy): bad draws cost one epoch, and 16 trials train at once on the
+   strategy), with rungs at the same fractions of every trial's own length
+   (:mod:`~gradtune.tuning.rungs`). The search starts from what the baselines
+   taught: its first trials are the best baseline's configuration (its
+   optimiser, length and every other value) at rates around its own, run whole
+   (:func:`~._portfolio.start_points`), not draws spread uniformly over a space
+   the baselines already beat; TPE goes on from them and the baselines. Bad
+   draws cost an epoch or a few, and 16 trials train at once on the
    stacked pool on CUDA, and on the CPU where the baselines' round shows that the
    budget left holds many whole trials (:func:`~gradtune.tuning.concurrency.cheap_population`).
+   The result says what the search added over the best baseline, in the
+   objective's units and seconds (``search_gain``).
 4. The best configuration's trained model, and batch-size advice from the
    gradient noise scale (:func:`gradtune.measure_noise_scale`), measured on a
    short run of the best configuration.
@@ -22,15 +30,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
 from ...config import TrainConfig
 from ...probes import measure_noise_scale
 from ...problems import Problem
-from ...storage.trials import baselines
+from ...storage.keys import BASELINE_ATTR, START_ATTR
+from ...storage.trials import baselines, search_gain
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE, cheap_population, trials_that_fit
 from ..space import SearchSpace
 from . import _portfolio
-from .halving import SuccessiveHalving
+from .halving import SuccessiveHalving, rung_scale
 
 if TYPE_CHECKING:
     from ..prepare import PreparedStudy
@@ -60,6 +71,7 @@ class Auto(SuccessiveHalving):
         self._round: tuple[float, int] | None = None  # the round in flight: when it began, trials ended before it
         self._size: int | None = None  # trials in flight for --population
         self._one_at_a_time: Trainer | None = None
+        self._started = False  # the search's start, around the best baseline, is queued
 
     def prepare(self, run: PreparedStudy) -> SearchSpace:
         s = self.settings
@@ -89,6 +101,8 @@ class Auto(SuccessiveHalving):
         """The round just ended: where it held several trials, decide how the search goes on."""
         began, before = self._round
         self._round, ended = None, len(run.outcomes) - before
+        if self.search is not None:  # decided after the baselines' round; the start's round changes nothing
+            return
         stackable = run.in_flight(stacks_on_cpu=True)  # as halving would stack on this device
         if ended <= 1 or stackable <= 1:
             return
@@ -99,12 +113,33 @@ class Auto(SuccessiveHalving):
         if in_flight > 1:
             self._trainer = run.make_trainer(in_flight)
 
+    def told(self, run: PreparedStudy, number: int) -> None:
+        """Once every baseline has ended, queue the search's start: the best baseline at rates around its own
+        (:func:`~._portfolio.start_points`); TPE goes on from all of them."""
+        if self._started:
+            return
+        ours = [t for t in run.study.get_trials(deepcopy=False) if BASELINE_ATTR in t.user_attrs]
+        if any(not t.state.is_finished() for t in ours):  # a failed baseline is queued again: it is waited for
+            return
+        self._started = True
+        sign = 1 if self.settings.direction == "maximize" else -1
+        valued = [t for t in ours if t.state == optuna.trial.TrialState.COMPLETE]
+        if not valued:
+            return
+        best = max(valued, key=lambda t: sign * t.value)
+        for point in _portfolio.start_points(run.space, best.params, best.user_attrs[BASELINE_ATTR]):
+            # Another worker, or a resumed run, may have queued the same points: they are not queued twice.
+            run.study.enqueue_trial(point, user_attrs={START_ATTR: best.number}, skip_if_exists=True)
+
     def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:
         """The range tests, the baselines, the batch-size advice and the explanation, once, by whoever collects
         the study."""
         if not collecting:
             return
-        report = {**self.stored, "baselines": baselines(run.study, result.trials),
+        found = baselines(run.study, result.trials)
+        report = {**self.stored, "baselines": found, "start": _start(run.study, result.trials),
+                  "search_gain": search_gain(run.study, found),
+                  "rungs": rung_scale(self.settings).describe(),
                   "batch_size": batch_size_advice(run.problem, result.best_config)}
         if self.search is not None:
             report["search"] = self.search
@@ -144,7 +179,7 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
             took += f", so the {search['seconds_left']:.0f} s left held about {search['trials_that_fit']:.0f}"
         how = (f", {search['in_flight']} trials in flight on the population trainer ({took})"
                if search["in_flight"] > 1 else f", one trial at a time ({took}: too few to stack)")
-    lines.append(f"Search: successive halving over epochs (a third go on at 1, 3, 9, ... epochs), sampled by "
+    lines.append(f"Search: successive halving (a third go on {report.get('rungs', 'at each rung')}), sampled by "
                  f"TPE{how}.")
     valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
     if valued:
@@ -152,6 +187,16 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         lines.append(f"Baselines, each optimiser at its defaults (GELU, cosine decay, 5% warm-up for Adam, the longest "
                      f"training allowed) at its suggested rate and the middle of the range above it, trained together "
                      f"as one population and never pruned: {at}.")
+    start = report.get("start")
+    if start:
+        tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
+                          for t in start["tried"])
+        lines.append(f"Search start: the best baseline (trial {start['from_trial']}) with its other values kept, at "
+                     f"{', '.join(f'{f:g}x' for f in _portfolio.START_FACTORS)} its rate where the range allows, "
+                     f"never pruned: {tried}; TPE went on from these and the baselines.")
+    gain = report.get("search_gain")
+    if gain is not None:
+        lines.append(_gain_line(gain, metric))
     if best_config is not None and best_value is not None:
         lines.append(f"Best: {best_config.get('optimizer')} at lr {best_config.get('lr', 0):.3g}, batch "
                      f"{best_config.get('batch_size')}, {metric} {best_value:.4f}.")
@@ -166,3 +211,21 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
 def _valued(tried: dict[str, Any]) -> str:
     value = "-" if tried["value"] is None else f"{tried['value']:.4f}"
     return f"{value} (lr {tried['lr']:.3g})"
+
+
+def _start(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The search's first trials (the best baseline at rates around its own): which baseline, and each trial."""
+    marked = {t.number: t.user_attrs[START_ATTR] for t in study.get_trials(deepcopy=False)
+              if START_ATTR in t.user_attrs}
+    tried = [{"trial": r["number"], "lr": r["config"].get("lr"), "state": r["state"], "value": r["value"]}
+             for r in rows if r["number"] in marked]
+    return {"from_trial": next(iter(marked.values())), "tried": tried} if tried else None
+
+
+def _gain_line(gain: dict[str, Any], metric: str) -> str:
+    bar = f"the best baseline's {metric} {gain['baseline_value']:.4f} (trial {gain['baseline_trial']})"
+    trials = f"{gain['search_trials']} trial{'s' if gain['search_trials'] != 1 else ''}"
+    if gain["gain"] > 0:
+        return (f"Search gain: {gain['gain']:+.4f} {metric} over {bar}, reached {gain['seconds_to_best']:.0f} s "
+                f"into the search (trial {gain['best_trial']}; {trials} in {gain['seconds']:.0f} s).")
+    return f"Search gain: none over {bar}; {trials} in {gain['seconds']:.0f} s did not beat it."

@@ -6,6 +6,11 @@ hedges it: trials are spread over brackets that cut at different first rungs
 of its own (Optuna's ``HyperbandPruner``, reduction factor 3, up to the longest
 training a trial can have). Pick it over ``halving`` when early epochs may
 mislead: when the configurations that end best start slowly.
+
+Under the ``fraction`` rung rule (:mod:`~gradtune.tuning.rungs`) the rungs fall
+at fractions of each trial's own length, as halving's do; its brackets already
+race trials of every length apart by their first rung, so the ``bracket`` rule
+reads as ``epoch`` here.
 """
 
 from __future__ import annotations
@@ -13,10 +18,22 @@ from __future__ import annotations
 import optuna
 
 from ..defaults import DEFAULT_TRIAL_EPOCHS
+from ..rungs import RungScale, resolution
 from ._base import Strategy
 from .tpe import make_sampler
 
 REDUCTION_FACTOR = 3
+
+
+class HyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's ``HyperbandPruner``, reading each report on the rung scale ``scale``."""
+
+    def __init__(self, max_resource: int, scale: RungScale):
+        super().__init__(min_resource=1, max_resource=max_resource, reduction_factor=REDUCTION_FACTOR)
+        self.scale = scale
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return super().prune(study, self.scale.at_rung_scale(trial))
 
 
 class Hyperband(Strategy):
@@ -28,8 +45,10 @@ class Hyperband(Strategy):
         return make_sampler(self.sampler_seed)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=self._longest_trial(),
-                                              reduction_factor=REDUCTION_FACTOR)
+        s = self.settings
+        rule = "fraction" if s.rung_rule == "fraction" else "epoch"
+        scale = RungScale(rule, resolution(s.space, s.trial_epochs))
+        return HyperbandPruner(scale.longest_step(self._longest_trial()), scale)
 
     def _longest_trial(self) -> int:
         """The most epochs a trial can train: the space's longest, capped by ``trial_epochs``."""

@@ -10,7 +10,7 @@ schedule of hyperparameters over epochs, recorded as its config's
 ``hyper_schedule``, which ``gradtune train --config`` replays.
 
 Members share a stack, so the population shares the optimiser, batch size,
-activation, training length and the model factory's arguments
+activation, training length (epochs, or steps and the evaluation period) and the model factory's arguments
 (:func:`population_space` pins them: an argument such as a width cannot change
 mid-run, and exploit copies weights between members of one architecture).
 Explore perturbs only the optimiser's hyperparameters. The
@@ -18,6 +18,11 @@ learning-rate schedule is PBT's own, so the space's schedule and warm-up are
 pinned to ``constant`` and 0. Exploit copies a member into another of the same
 stack; the tuner asks Optuna for the initial members by random sampling, since
 the interesting search happens during training.
+
+Exploit ranks members at the same epoch of the same length, under the same
+constant rate: every member is at the same fraction of one schedule, the equal
+footing that the ``fraction`` rung rule gives halving (:mod:`~gradtune.tuning.rungs`)
+holds here by construction, and no decayed rate flatters anyone.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ def population_space(space: SearchSpace) -> SearchSpace:
                   and get_optimizer_def(o).coefficients is not None]
     if optimizers:
         data["optimizer"] = next((o for o in _PREFERRED if o in optimizers), optimizers[0])
-    for key, pick in (("batch_size", _middle), ("activation", _first), ("epochs", _largest)):
+    # One length and one evaluation period: exploit then compares members at the same point of their runs.
+    for key, pick in (("batch_size", _middle), ("activation", _first), ("epochs", _largest), ("steps", _largest),
+                      ("eval_every", _central)):
         if key in data:
             data[key] = pick(space.params[key].domain)
     for key in space.model_params:  # the model's arguments shape the one template a stack runs
