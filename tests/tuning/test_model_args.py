@@ -56,8 +56,8 @@ def test_a_population_tune_leaves_the_frozen_backbone_bit_for_bit_and_each_trial
     real_epoch, real_result = Stack.run_epoch, Member.result
     monkeypatch.setattr(Stack, "run_epoch", lambda stack: (sizes.append(len(stack.active)), real_epoch(stack))[1])
 
-    def result(member, *args):
-        out = real_result(member, *args)
+    def result(member, *args, **kwargs):
+        out = real_result(member, *args, **kwargs)
         models.append(out.model)
         return out
 
