@@ -30,7 +30,7 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
-                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay")
+                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay", "precondition_frequency")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class TrainConfig:
     max_lr: float | None = None
     beta3: float | None = None
     beta2_decay: float | None = None
+    precondition_frequency: int | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None

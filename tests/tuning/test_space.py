@@ -161,19 +161,21 @@ NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor"]
 
 
 def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
-    assert set(OTHER_LR_RANGES) == set(NEW_OPTIMIZERS)
+    assert set(OTHER_LR_RANGES) == {*NEW_OPTIMIZERS, "soap", "shampoo"}
     assert not set(NEW_OPTIMIZERS) & set(default_space().optimizers)  # a measured decision, for later
     adamw_low, adamw_high = lr_range("adamw")
     lion_low, lion_high = lr_range("lion")
     assert 3 <= adamw_low / lion_low <= 10 and 3 <= adamw_high / lion_high <= 10  # Chen et al. 2023
     assert lr_range("nadamw") == lr_range("radam") == lr_range("ademamix") == lr_range("adam")
     assert lr_range("lbfgs") is None
+    assert lr_range("soap") == lr_range("adam") and lr_range("shampoo") == lr_range("adagrad")
 
 
 def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
     space = SearchSpace.from_mapping({
         "optimizer": {"choices": NEW_OPTIMIZERS},
-        "lr": {name: {"low": lo, "high": hi, "log": True} for name, (lo, hi) in OTHER_LR_RANGES.items()},
+        "lr": {name: {"low": OTHER_LR_RANGES[name][0], "high": OTHER_LR_RANGES[name][1], "log": True}
+               for name in NEW_OPTIMIZERS},
         "beta2": {"choices": [0.99, 0.999]},
         "beta3": {"low": 0.99, "high": 0.9999},
         "alpha": {"ademamix": {"low": 2.0, "high": 8.0}},

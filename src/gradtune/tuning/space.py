@@ -35,7 +35,7 @@ from typing import Any
 
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
 from ..errors import UsageError, invalid_choice, invalid_value
-from ..optim import OPTIMIZERS, get_optimizer_def
+from ..optim import OPTIMIZERS, check_installed, get_optimizer_def
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
 __all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
@@ -198,6 +198,7 @@ class SearchSpace:
         for optimizer in self.optimizers:
             if optimizer not in OPTIMIZERS:
                 raise invalid_choice("optimizer", optimizer, OPTIMIZERS)
+            check_installed(optimizer)  # an optional package missing is refused here, before any trial
         for param in self.params.values():
             named = list(param.per_optimizer or ()) + list(param.optimizers or ())
             for optimizer in named:
