@@ -54,7 +54,8 @@ def make_optimizer(name: str, params: Iterable, **hyperparameters: Any) -> torch
     """Build the optimiser ``name`` over ``params``, hyperparameters validated.
 
     L-BFGS is ``torch.optim.LBFGS`` with a strong-Wolfe line search and Adafactor
-    is ``torch.optim.Adafactor``; ``sgd-hd`` and ``adam-hd`` are
+    is ``torch.optim.Adafactor``; ``soap`` and ``shampoo`` are pytorch-optimizer's
+    ``SOAP`` and ``Shampoo`` (the ``second-order`` extra); ``sgd-hd`` and ``adam-hd`` are
     :class:`~gradtune.optim.hypergradient.HypergradientOptimizer`; every other
     name runs gradtune's own kernel, which the tests check against torch.optim
     (or the paper's algorithm where torch has none).
