@@ -78,9 +78,9 @@ CLI_CASES = [(c[0], yaml.safe_dump(c[1]), c[2]) for c in BAD_SPACES if c[0] in (
 
 
 @pytest.mark.parametrize("text, expected", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_cli_refuses_bad_space_before_any_trial(cli, tmp_path, text, expected):
+def test_cli_refuses_bad_space_before_any_trial(main_cli, tmp_path, text, expected):
     (tmp_path / "space.yaml").write_text(text)
-    done = cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+    done = main_cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
                "--trial-epochs", "1", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -245,8 +245,8 @@ def test_grid_leaves_warmup_out_for_onecycle():
 
 
 @pytest.mark.parametrize("extra", [[], ["--strategy", "grid"]], ids=["default", "grid"])
-def test_space_show_prints_yaml_that_round_trips(cli, extra):
-    done = cli("space", "--show", *extra)
+def test_space_show_prints_yaml_that_round_trips(main_cli, extra):
+    done = main_cli("space", "--show", *extra)
     assert done.returncode == 0, done.stderr
     data = yaml.safe_load(done.stdout)
     assert isinstance(data, dict) and data
