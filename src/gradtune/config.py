@@ -32,7 +32,8 @@ __all__ = ["TrainConfig", "load_config_file", "HYPERPARAMETER_KEYS", "SAMPLINGS"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_EPOCHS = 10
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "history_size", "max_iter",
-                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay", "muon_lr_scale", "ns_steps")
+                       "hypergrad_lr", "max_lr", "beta3", "beta2_decay", "muon_lr_scale", "ns_steps",
+                       "precondition_frequency")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class TrainConfig:
     beta2_decay: float | None = None
     muon_lr_scale: float | None = None
     ns_steps: int | None = None
+    precondition_frequency: int | None = None
     schedule: str = "constant"
     warmup: float = 0.0
     gamma: float | None = None

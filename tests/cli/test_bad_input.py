@@ -1,12 +1,15 @@
 """Every bad input to ``gradtune train`` ends with one clear line on stderr and exit code 2.
 
-Each case runs the real CLI in a fresh process (the ``cli`` fixture) in its own
-``tmp_path``, where the bad CSV/NPZ/config files are written first. The check is
-the same for all of them: exit code 2, exactly one non-empty line on stderr that
-names the parameter and the value given, says what is accepted and ends by
-pointing to 'gradtune train --help', no traceback anywhere, and no result.json or
-model.pt written (the refusal comes before any training). The same checks for config files in YAML and TOML, which
-share this path once parsed, run in-process in test_train_cli.py.
+Each case runs ``main()``, what the ``gradtune`` command runs, in its own
+``tmp_path``, where the bad CSV/NPZ/config files are written first: in-process,
+since a fresh interpreter per case costs seconds of imports and checks nothing
+more (one case also runs as a real process, for its exit status and stderr). The
+check is the same for all of them: exit code 2, exactly one non-empty line on
+stderr that names the parameter and the value given, says what is accepted and
+ends by pointing to 'gradtune train --help', nothing on stdout, and no
+result.json or model.pt written (the refusal comes before any training). The
+same checks for config files in YAML and TOML, which share this path once parsed,
+run in test_train_cli.py.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from gradtune.cli.main import main
 
 GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(20))
 
@@ -84,16 +89,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("setup", "args", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_exit_code_2(cli, tmp_path, setup, args, expected):
-    if setup is not None:
-        setup(tmp_path)
-    done = cli("train", *args, "--out", "out", timeout=120)
-
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert "Traceback" not in done.stderr + done.stdout
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), f"stderr must be one non-empty line, got:\n{done.stderr}"
+def check_refusal(code: int, stdout: str, stderr: str, expected: list[str], root: Path) -> None:
+    assert code == 2, (code, stderr)
+    assert "Traceback" not in stderr + stdout and stdout == "", stdout
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"stderr must be one non-empty line, got:\n{stderr}"
     line = lines[0]
     assert line.startswith("gradtune train: error: "), line
     assert "must" in line, f"the line does not say what is accepted: {line}"
@@ -101,5 +101,23 @@ def test_bad_input_is_one_line_and_exit_code_2(cli, tmp_path, setup, args, expec
     assert not missing, f"{missing} not in: {line}"
     assert line.endswith(" (see 'gradtune train --help')"), line
     # Refused before any training: nothing was written.
-    assert not (tmp_path / "out").exists()
-    assert not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("model.pt"))
+    assert not (root / "out").exists()
+    assert not list(root.rglob("result.json")) and not list(root.rglob("model.pt"))
+
+
+@pytest.mark.parametrize(("setup", "args", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, setup, args, expected):
+    if setup is not None:
+        setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", *args, "--out", "out"])
+    captured = capsys.readouterr()
+    check_refusal(code, captured.out, captured.err, expected, tmp_path)
+
+
+def test_the_command_itself_exits_2_with_the_one_line(cli, tmp_path):
+    """One case as a real process: the interpreter's exit status and all it writes to stderr."""
+    _, setup, args, expected = next(c for c in CASES if c[0] == "csv-nan-feature")
+    setup(tmp_path)
+    done = cli("train", *args, "--out", "out", timeout=120)
+    check_refusal(done.returncode, done.stdout, done.stderr, expected, tmp_path)

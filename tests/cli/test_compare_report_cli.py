@@ -1,8 +1,9 @@
 """``gradtune compare`` and ``gradtune report`` end to end, and the report every ``tune`` writes.
 
-The compare run is a fresh process, as a user runs it; the others call the CLI's
-``main`` in this process, which parses and dispatches the same way and spares
-the start-up of torch, Optuna and matplotlib.
+Each calls the CLI's ``main`` in this process, which parses and dispatches as the
+command does and spares the start-up of torch, Optuna and matplotlib (the commands'
+own exit status and stderr as a fresh process are checked in test_bad_input.py and
+test_train_cli.py).
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 
-def _ok(done) -> None:
-    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
-    assert "Traceback" not in done.stderr
-
-
 def _self_contained(text: str) -> None:
     assert "http://" not in text and "https://" not in text and len(text.encode()) < 5 * 1024 * 1024
 
 
-def test_compare_prints_the_ranking_and_writes_result_and_report(cli, tmp_path, capsys):
-    done = cli("compare", "digits-mlp", "--hidden", "16", "--optimizers", "sgd,adam", "--lrs", "2", "--seeds", "2",
-               "--epochs", "2", "--storage", "sqlite:///x.db", "--out", "out", "--device", "cpu")
-    _ok(done)
-    assert "gradtune compare digits-mlp" in done.stdout and re.search(r"\n(Use sgd|Use adam)", done.stdout)
+def test_compare_prints_the_ranking_and_writes_result_and_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["compare", "digits-mlp", "--hidden", "16", "--optimizers", "sgd,adam", "--lrs", "2", "--seeds", "2",
+                 "--epochs", "2", "--storage", "sqlite:///x.db", "--out", "out", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "Traceback" not in captured.err
+    stdout = captured.out
+    assert "gradtune compare digits-mlp" in stdout and re.search(r"\n(Use sgd|Use adam)", stdout)
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert set(result["optimizers"]) == {"sgd", "adam"} and result["recommendation"].startswith("Use ")
     text = (tmp_path / "out" / "report.html").read_text()

@@ -1,4 +1,5 @@
-"""``gradtune lr-find`` and ``gradtune batch-size`` end to end, each in a fresh process."""
+"""``gradtune lr-find`` and ``gradtune batch-size`` end to end, through ``main()`` (what the command runs),
+in-process: a fresh interpreter would cost seconds of imports per test and check nothing more."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from gradtune.cli.main import main
 
 
-def test_lr_find_one_optimizer_writes_result_and_figure(cli, tmp_path):
-    done = cli("lr-find", "digits-mlp", "--optimizer", "sgd", "--device", "cpu", "--out", "lr")
-    assert done.returncode == 0, done.stderr
+def test_lr_find_one_optimizer_writes_result_and_figure(tmp_path, capsys):
+    code = main(["lr-find", "digits-mlp", "--optimizer", "sgd", "--device", "cpu", "--out", str(tmp_path / "lr")])
+    out = capsys.readouterr().out
+    assert code == 0
     result = json.loads((tmp_path / "lr" / "result.json").read_text())
     assert {"suggested_lr", "range", "lrs", "losses"} <= set(result)
     assert result["problem"] == "digits-mlp" and result["optimizer"] == "sgd" and result["suggest"] == "valley"
@@ -19,13 +21,12 @@ def test_lr_find_one_optimizer_writes_result_and_figure(cli, tmp_path):
     assert low < result["suggested_lr"] <= high
     assert len(result["lrs"]) == len(result["losses"]) <= 100 and result["lrs"][0] == pytest.approx(1e-7)
     assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 10_000
-    assert f"{result['suggested_lr']:.3g}" in done.stdout
+    assert f"{result['suggested_lr']:.3g}" in out
 
 
-def test_lr_find_several_optimizers_at_once(cli, tmp_path):
-    done = cli("lr-find", "logreg", "--optimizer", "sgd,adam", "--suggest", "minimum", "--steps", "40",
-               "--device", "cpu", "--out", "lr", "--quiet")
-    assert done.returncode == 0, done.stderr
+def test_lr_find_several_optimizers_at_once(tmp_path):
+    assert main(["lr-find", "logreg", "--optimizer", "sgd,adam", "--suggest", "minimum", "--steps", "40",
+                 "--device", "cpu", "--out", str(tmp_path / "lr"), "--quiet"]) == 0
     result = json.loads((tmp_path / "lr" / "result.json").read_text())
     assert result["optimizers"] == ["sgd", "adam"] and result["suggest"] == "minimum"
     for key in ("suggested_lr", "range", "lrs", "losses"):
@@ -33,15 +34,16 @@ def test_lr_find_several_optimizers_at_once(cli, tmp_path):
     assert result["losses"]["sgd"] != result["losses"]["adam"]
 
 
-def test_batch_size_reports_a_noise_scale(cli, tmp_path):
-    done = cli("batch-size", "logreg", "--epochs", "2", "--points", "3", "--samples", "256", "--device", "cpu",
-               "--out", "bs")
-    assert done.returncode == 0, done.stderr
+def test_batch_size_reports_a_noise_scale(tmp_path, capsys):
+    code = main(["batch-size", "logreg", "--epochs", "2", "--points", "3", "--samples", "256", "--device", "cpu",
+                 "--out", str(tmp_path / "bs")])
+    out = capsys.readouterr().out
+    assert code == 0
     result = json.loads((tmp_path / "bs" / "result.json").read_text())
     assert {"noise_scale", "history", "recommended_batch_size"} <= set(result)
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
     assert result["noise_scale"] == result["history"][-1]["noise_scale"] > 0
-    assert "recommended batch size" in done.stdout
+    assert "recommended batch size" in out
 
 
 CASES = [

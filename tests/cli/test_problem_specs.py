@@ -1,8 +1,10 @@
 """A user's own problem on the command line: FILE.py:ATTR and MODULE:ATTR with -o, entry points, bad input.
 
-End-to-end runs are real ``gradtune`` processes; their oracle is the same problem built in this process by
-an independent copy of the user's factory (``user_problem_files.oracle_problem``), trained with the run's
-configuration. Bad input runs ``main()`` in-process (it is refused before any training): one line, exit 2.
+End-to-end runs call ``main()``, what the command runs, in this process (the ``user_dir`` fixture forgets the
+user's modules afterwards), but for those that depend on the process's environment (a package on PYTHONPATH, an
+entry point found through importlib.metadata), which are real ``gradtune`` processes. Their oracle is the same
+problem built by an independent copy of the user's factory (``user_problem_files.oracle_problem``), trained with
+the run's configuration. Bad input is refused before any training: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ def _expected_spec(spec: str, path: Path, options: dict) -> dict:
             "sha256": sha256(path)}
 
 
-def test_train_a_file_spec_with_options(cli, tmp_path):
-    path = write_problem(tmp_path)
-    done = cli("train", "tasks.py:make_problem", "-o", "n=200", "-o", "width=8", "--optimizer", "adam", "--lr",
-               "0.01", "--batch-size", "16", "--epochs", "2", "--seed", "1", "--quiet")
-    _ok(done)
-    out = tmp_path / "runs" / "train-tasks-make_problem"  # named after the problem, tasks.make_problem
+def test_train_a_file_spec_with_options(user_dir, capsys):
+    path = user_dir / "tasks.py"
+    code = main(["train", "tasks.py:make_problem", "-o", "n=200", "-o", "width=8", "--optimizer", "adam", "--lr",
+                 "0.01", "--batch-size", "16", "--epochs", "2", "--seed", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    out = user_dir / "runs" / "train-tasks-make_problem"  # named after the problem, tasks.make_problem
     result = json.loads((out / "result.json").read_text())
     assert result["problem"] == "tasks.make_problem"
     assert result["problem_spec"] == _expected_spec("tasks.py:make_problem", path, {"n": "200", "width": "8"})
@@ -54,12 +56,12 @@ def test_train_a_file_spec_with_options(cli, tmp_path):
     assert result["metrics"]["valid_loss"] == pytest.approx(alone.metrics["valid_loss"], rel=1e-6)
 
 
-def test_tune_a_file_spec_stores_spec_options_and_hash_in_the_study(cli, tmp_path):
-    path = write_problem(tmp_path)
-    done = cli("tune", "tasks.py:make_problem", "--budget", "2", "-o", "n=200", "--strategy", "random",
-               "--trial-epochs", "1", "--population", "off", "--storage", "sqlite:///x.db", "--out", "out",
-               "--quiet")
-    _ok(done)
+def test_tune_a_file_spec_stores_spec_options_and_hash_in_the_study(user_dir, capsys):
+    tmp_path, path = user_dir, user_dir / "tasks.py"
+    code = main(["tune", "tasks.py:make_problem", "--budget", "2", "-o", "n=200", "--strategy", "random",
+                 "--trial-epochs", "1", "--population", "off", "--storage", "sqlite:///x.db", "--out", "out",
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err[-2000:]
     expected = _expected_spec("tasks.py:make_problem", path, {"n": "200"})
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["study"] == "tasks.make_problem-random"
@@ -118,13 +120,14 @@ def test_an_entry_point_problem_is_listed_and_usable_by_name(tmp_path):
     ("def make_problem():\n    return 1 / 0\n", 'broken.py", line 2, in make_problem',
      "ZeroDivisionError: division by zero"),
 ])
-def test_an_error_in_the_users_file_keeps_its_traceback_and_exits_1(cli, tmp_path, body, where, last):
-    (tmp_path / "broken.py").write_text(body)
-    done = cli("train", "broken.py:make_problem", "--quiet")
-    assert done.returncode == 1
-    assert "Traceback (most recent call last)" in done.stderr
-    assert where in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == f"gradtune train: error in your code: {last}"
+def test_an_error_in_the_users_file_keeps_its_traceback_and_exits_1(user_dir, capsys, body, where, last):
+    (user_dir / "broken.py").write_text(body)
+    code = main(["train", "broken.py:make_problem", "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback (most recent call last)" in stderr
+    assert where in stderr
+    assert stderr.strip().splitlines()[-1] == f"gradtune train: error in your code: {last}"
 
 
 @pytest.fixture

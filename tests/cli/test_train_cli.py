@@ -1,4 +1,8 @@
-"""``gradtune train`` and ``gradtune problems`` end to end, each in a fresh process."""
+"""``gradtune train`` and ``gradtune problems`` end to end.
+
+The first run is a fresh process, as a user starts it; the rest call ``main()``, what the command runs,
+in-process, since a fresh interpreter costs seconds of imports and checks nothing more there.
+"""
 
 from __future__ import annotations
 
@@ -96,11 +100,10 @@ def test_config_file_with_an_unknown_key_is_one_line_and_exit_code_2(tmp_path, m
     assert not (tmp_path / "run").exists()
 
 
-def test_divergence_is_a_result_not_a_crash(cli, tmp_path):
-    done = cli("train", "digits-mlp", "--optimizer", "sgd", "--lr", "1000", "--device", "cpu", "--out", "run",
-               "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
+def test_divergence_is_a_result_not_a_crash(tmp_path, capsys):
+    code = main(["train", "digits-mlp", "--optimizer", "sgd", "--lr", "1000", "--device", "cpu",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
 
     result = _result(tmp_path / "run")
     assert result["status"] == "diverged"
@@ -120,10 +123,9 @@ BUILTIN_TASKS = {
 }
 
 
-def test_problems_lists_each_builtin_once_with_its_task(cli):
-    done = cli("problems")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+def test_problems_lists_each_builtin_once_with_its_task(capsys):
+    assert main(["problems"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     for name, task in BUILTIN_TASKS.items():
         word = re.compile(rf"(?<![\w:-]){re.escape(name)}(?![\w-])")
         matching = [line for line in lines if word.search(line)]
@@ -131,12 +133,11 @@ def test_problems_lists_each_builtin_once_with_its_task(cli):
         assert re.search(rf"\b{task}\b", matching[0]), (name, task, matching[0])
 
 
-def test_optimizers_lists_each_optimizer_once_with_whether_it_stacks(cli):
+def test_optimizers_lists_each_optimizer_once_with_whether_it_stacks(capsys):
     from gradtune.optim import OPTIMIZERS
 
-    done = cli("optimizers")
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    assert main(["optimizers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     for name, definition in OPTIMIZERS.items():
         word = re.compile(rf"^\W*{re.escape(name)}(?![\w-])")
         matching = [line for line in lines if word.search(line)]
@@ -145,8 +146,8 @@ def test_optimizers_lists_each_optimizer_once_with_whether_it_stacks(cli):
         assert definition.reference.split()[0] in matching[0], matching[0]
 
 
-def test_train_takes_muons_flags(cli, tmp_path):
-    done = cli("train", "digits-mlp", "--optimizer", "muon", "--lr", "0.003", "--muon-lr-scale", "2",
+def test_train_takes_muons_flags(main_cli, tmp_path):
+    done = main_cli("train", "digits-mlp", "--optimizer", "muon", "--lr", "0.003", "--muon-lr-scale", "2",
                "--ns-steps", "3", "--hidden", "16", "--epochs", "1", "--out", "run", "--quiet")
     assert done.returncode == 0, done.stderr
     result = _result(tmp_path / "run")
@@ -155,11 +156,11 @@ def test_train_takes_muons_flags(cli, tmp_path):
     assert (config["optimizer"], config["muon_lr_scale"], config["ns_steps"]) == ("muon", 2.0, 3)
 
 
-def test_train_takes_the_newer_optimizers_flags_and_wsd(cli, tmp_path):
-    done = cli("train", "quadratic", "--optimizer", "ademamix", "--lr", "0.05", "--beta3", "0.99", "--alpha", "2",
-               "--schedule", "wsd", "--warmup", "0.1", "--cooldown", "0.3", "--epochs", "10", "--out", "run",
-               "--quiet")
-    assert done.returncode == 0, done.stderr
+def test_train_takes_the_newer_optimizers_flags_and_wsd(tmp_path, capsys):
+    code = main(["train", "quadratic", "--optimizer", "ademamix", "--lr", "0.05", "--beta3", "0.99", "--alpha", "2",
+                 "--schedule", "wsd", "--warmup", "0.1", "--cooldown", "0.3", "--epochs", "10",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
     result = _result(tmp_path / "run")
     assert result["status"] == "completed"
     config = result["config"]
@@ -168,26 +169,27 @@ def test_train_takes_the_newer_optimizers_flags_and_wsd(cli, tmp_path):
     assert lrs[1:7] == [0.05] * 6 and lrs[-1] == pytest.approx(0.05 * (1 - math.sqrt(2 / 3)))
 
 
-def test_train_averages_with_flags_and_refuses_bad_values_in_one_line(cli, tmp_path):
-    done = cli("train", "quadratic", "--optimizer", "sf-sgd", "--lr", "0.5", "--epochs", "5", "--out", "sf", "--quiet")
+def test_train_averages_with_flags_and_refuses_bad_values_in_one_line(main_cli, tmp_path):
+    done = main_cli("train", "quadratic", "--optimizer", "sf-sgd", "--lr", "0.5", "--epochs", "5", "--out", "sf", "--quiet")
     assert done.returncode == 0, done.stderr
-    done = cli("train", "quadratic", "--optimizer", "momentum", "--average", "ema", "--average-decay", "0.9",
+    done = main_cli("train", "quadratic", "--optimizer", "momentum", "--average", "ema", "--average-decay", "0.9",
                "--epochs", "5", "--out", "ema", "--quiet")
     assert done.returncode == 0, done.stderr
     config = _result(tmp_path / "ema")["config"]
     assert (config["average"], config["average_decay"]) == ("ema", 0.9)
     for flags, words in ((["--average", "foo"], "'average'"), (["--average", "ema", "--average-decay", "1.5"],
                                                                "'average_decay'")):
-        refused = cli("train", "quadratic", *flags, "--epochs", "1", "--out", "bad", "--quiet")
+        refused = main_cli("train", "quadratic", *flags, "--epochs", "1", "--out", "bad", "--quiet")
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and words in refused.stderr
 
 
-def test_debug_shows_the_traceback_that_the_default_hides(cli):
-    plain = cli("train", "no-such-problem")
-    debug = cli("--debug", "train", "no-such-problem")
+def test_debug_shows_the_traceback_that_the_default_hides(capsys):
+    from gradtune.errors import UsageError
 
-    assert plain.returncode == 2
-    assert "Traceback" not in plain.stderr and len(plain.stderr.splitlines()) == 1
-    assert debug.returncode != 0
-    assert "Traceback (most recent call last)" in debug.stderr
-    assert "UsageError" in debug.stderr and "no-such-problem" in debug.stderr
+    assert main(["train", "no-such-problem"]) == 2
+    plain = capsys.readouterr().err
+    assert "Traceback" not in plain and len(plain.splitlines()) == 1
+    # --debug lets the error out of main(), so the interpreter prints its traceback, anywhere on the line.
+    for argv in (["--debug", "train", "no-such-problem"], ["train", "no-such-problem", "--debug"]):
+        with pytest.raises(UsageError, match="no-such-problem"):
+            main(argv)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import gradtune
+from gradtune.cli.main import main
 from gradtune.distributed import train_parallel
 
 RTOL = 1e-5
@@ -23,15 +24,15 @@ def _relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
     return max(((a[k] - b[k]).norm() / a[k].norm()).item() for k in a)
 
 
-def test_cli_nproc_2_reproduces_the_single_process_run(cli, tmp_path):
+def test_cli_nproc_2_reproduces_the_single_process_run(tmp_path, capsys):
     # 63 does not split evenly over 2 ranks (32 + 31, and the last batch 26 + 25): each rank's loss must be
-    # weighted by its share for the gradient to be the global batch's.
+    # weighted by its share for the gradient to be the global batch's. main(), what the command runs, in this
+    # process: the ranks are processes of their own either way, and a fresh interpreter per command costs only
+    # imports.
     common = ["train", "digits-mlp", "--optimizer", "adam", "--lr", "3e-3", "--batch-size", "63", "--epochs", "2",
               "--seed", "4", "--quiet"]
-    single = cli(*common, "--out", "single")
-    parallel = cli(*common, "--out", "parallel", "--nproc", "2")
-    assert single.returncode == 0, single.stderr
-    assert parallel.returncode == 0, parallel.stderr
+    assert main([*common, "--out", str(tmp_path / "single")]) == 0, capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "parallel"), "--nproc", "2"]) == 0, capsys.readouterr().err
     a = gradtune.load_checkpoint(tmp_path / "single" / "model.pt")["model_state"]
     b = gradtune.load_checkpoint(tmp_path / "parallel" / "model.pt")["model_state"]
     assert _relative_gap(a, b) < RTOL
@@ -88,11 +89,14 @@ def test_step_settings_come_through_the_ranks():
     (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),
     (["digits-mlp", "--batch-size", "2", "--nproc", "3"], "'nproc' parameter must be at most the batch size"),
 ])
-def test_bad_nproc_is_refused_before_training(cli, args, message):
-    done = cli("train", *args, "--epochs", "1", "--quiet")
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
+    # In-process: main() is what the command runs, and the refusal comes before any process is started.
+    code = main(["train", *args, "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):

@@ -92,9 +92,9 @@ def test_bad_eval_every_is_refused_in_one_line(changes, expected):
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
-def test_bad_eval_every_in_a_config_file_exits_with_code_2(cli, tmp_path):
+def test_bad_eval_every_in_a_config_file_exits_with_code_2(main_cli, tmp_path):
     (tmp_path / "c.json").write_text('{"optimizer": "sgd", "eval_every": 0}')
-    done = cli("train", "linreg", "--config", "c.json")
+    done = main_cli("train", "linreg", "--config", "c.json")
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "'eval_every'" in lines[0]

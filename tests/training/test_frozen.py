@@ -12,7 +12,7 @@ import torch
 
 import gradtune
 from gradtune.config import TrainConfig
-from gradtune.optim import OPTIMIZERS, get_optimizer_def
+from gradtune.optim import OPTIMIZERS, get_optimizer_def, is_installed
 from gradtune.training.loop import build_model
 from gradtune.training.pool import fallback_reason
 from gradtune.training.population import train_population
@@ -58,6 +58,8 @@ def test_a_frozen_backbone_is_bit_for_bit_unchanged_by_a_population_and_each_hea
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_the_single_loop_never_moves_a_frozen_weight(name):
+    if not is_installed(name):
+        pytest.skip(f"{name} needs the second-order extra")
     problem, backbone = frozen_backbone_problem()
     decay = {"weight_decay": 0.1} if "weight_decay" in get_optimizer_def(name).hyperparameter_names else {}
     batch = {} if get_optimizer_def(name).full_batch else {"batch_size": 16}

@@ -111,8 +111,8 @@ def test_requested_but_never_on_trains_as_uniform_does():
     assert uniform.sampling is None and "sampling" not in uniform.to_json()
 
 
-def test_result_json_says_whether_it_was_used_and_why(cli, tmp_path):
-    run = cli("train", "logreg", "--sampling", "importance", "--epochs", "2", "--out", "run", "--quiet")
+def test_result_json_says_whether_it_was_used_and_why(main_cli, tmp_path):
+    run = main_cli("train", "logreg", "--sampling", "importance", "--epochs", "2", "--out", "run", "--quiet")
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["config"]["sampling"] == "importance"

@@ -196,9 +196,9 @@ def test_an_unknown_key_of_a_mapping_is_refused():
     _one_line_naming(caught, "bf16", "precision")
 
 
-def test_an_unknown_key_of_a_config_file_is_refused_by_the_cli(cli, tmp_path):
+def test_an_unknown_key_of_a_config_file_is_refused_by_the_cli(main_cli, tmp_path):
     (tmp_path / "run.yaml").write_text("optimizer: sgd\nmax_grad_norm: 1.0\n")
-    done = cli("train", "linreg", "--config", "run.yaml", "--epochs", "1", "--quiet")
+    done = main_cli("train", "linreg", "--config", "run.yaml", "--epochs", "1", "--quiet")
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert "'max_grad_norm'" in line and "did you mean 'clip_norm'" in line and "micro_batch" in line

@@ -8,7 +8,7 @@ trials' own records for ranking.
 from __future__ import annotations
 
 import json
-import math
+import re
 from types import SimpleNamespace
 
 import optuna
@@ -157,19 +157,55 @@ def test_the_direction_is_inferred_for_known_names(objective, direction):
     assert problem.metric_name == "valid_" + objective.removeprefix("valid_")
 
 
-def test_tune_ranks_by_a_user_metric_and_writes_it(tmp_path):
+def test_a_tune_on_f1_prunes_and_ranks_by_it_and_shows_it_in_the_report_and_the_leaderboard(tmp_path, capsys):
+    """Issue 18, acceptance 4. F1 is not accuracy on these data, so a study that fell back to accuracy (or to
+    the loss) anywhere on the way would show here: in the values halving prunes on, in the ranking, in the
+    HTML report or in the leaderboard the command prints."""
+    from gradtune.cli._live import print_leaderboard
+    from gradtune.report import load_report_data, render_html
+    from gradtune.report.data import learning_curves
+
     def f1(outputs, batch):
         return torch.tensor(f1_counts(outputs.argmax(-1), batch[1]))
 
     problem = Problem(linear, train=TRAIN, valid=VALID, metrics={"f1": f1}, objective="f1", direction="maximize")
-    space = {"optimizer": "sgd", "lr": {"low": 1e-4, "high": 1.0, "log": True}, "batch_size": 32, "epochs": 2}
-    result = gradtune.tune(problem, space=space, strategy="tpe", budget=4, storage=f"sqlite:///{tmp_path}/s.db",
-                           study="f1", population="off", device="cpu", out=tmp_path / "out", best_model=False, seed=1)
+    space = {"optimizer": "sgd", "lr": {"low": 1e-4, "high": 1.0, "log": True}, "batch_size": 32, "epochs": 3}
+    storage = f"sqlite:///{tmp_path}/s.db"
+    result = gradtune.tune(problem, space=space, strategy="halving", budget=8, storage=storage, study="f1",
+                           population="off", device="cpu", out=tmp_path / "out", best_model=False, seed=1)
+    study = optuna.load_study(study_name="f1", storage=storage)
     assert result.metric == "valid_f1" and result.direction == "maximize"
-    values = [row["value"] for row in result.trials]
-    assert result.best_value == max(values)
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert saved["metric"] == "valid_f1" and saved["best_value"] == max(values)
-    study = optuna.load_study(study_name="f1", storage=f"sqlite:///{tmp_path}/s.db")
-    for trial in study.trials:  # each trial's value is its own last valid_f1, kept in its stored history
-        assert math.isclose(trial.value, trial.user_attrs["history"][-1]["valid_f1"])
+    assert saved["metric"] == "valid_f1" and saved["best_value"] == result.best_value
+    # Halving prunes on the values each epoch reports: every one is that epoch's valid_f1.
+    for trial in study.trials:
+        history = trial.user_attrs["history"]
+        assert trial.intermediate_values == {h["epoch"]: h["valid_f1"] for h in history}, trial.number
+    assert {t.state for t in study.trials} >= {optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE}
+    assert any(h["valid_f1"] != h["valid_accuracy"] for t in study.trials for h in t.user_attrs["history"])
+    # Ranked by it: the leaderboard is the completed trials by their last valid_f1, best first.
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    by_f1 = sorted(completed, key=lambda t: t.user_attrs["history"][-1]["valid_f1"], reverse=True)
+    board = result.leaderboard()
+    assert [row["value"] for row in board] == [t.user_attrs["history"][-1]["valid_f1"] for t in by_f1]
+    assert result.best_trial == by_f1[0].number
+    # The report: its metric, its leaderboard's column and its learning curves are valid_f1.
+    report = load_report_data("f1", storage)
+    assert report.metric == "valid_f1" and report.maximize
+    curves = learning_curves(report.rows, report.metric, report.maximize)
+    best_curve = next(c for c in curves["top"] if c["number"] == by_f1[0].number)
+    assert best_curve["values"] == [h["valid_f1"] for h in by_f1[0].user_attrs["history"]]
+    html = render_html(report)
+    assert "valid_f1 (maximize)" in html and "<th>valid_f1</th>" in html
+    # gradtune studies names the metric its best value is in.
+    from gradtune.cli.main import main
+
+    assert main(["studies", "--storage", storage]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│ f1 ")]
+    assert [c.strip() for c in line.split("│")[1:-1]][2:4] == ["valid_f1", "maximize"], line
+    # The leaderboard gradtune tune prints: a valid_f1 column, rows in the same order.
+    print_leaderboard(result, tmp_path / "out")
+    printed = capsys.readouterr().out
+    assert "valid_f1" in printed and f"best valid_f1: {by_f1[0].value:.4g}" in printed
+    rows = [line for line in printed.splitlines() if re.match(r"^\W*\d+\s+│\s+\d+\s+│", line)]
+    assert [int(line.split("│")[2]) for line in rows] == [t.number for t in by_f1][:10]

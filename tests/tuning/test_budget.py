@@ -49,8 +49,8 @@ def test_parse_budget_refuses(text):
     assert "50" in message and "5m" in message  # says what is accepted
 
 
-def test_cli_refuses_bad_budget_before_any_trial(cli, tmp_path):
-    done = cli("tune", "linreg", "--strategy", "random", "--budget", "5x", "--trial-epochs", "1",
+def test_cli_refuses_bad_budget_before_any_trial(main_cli, tmp_path):
+    done = main_cli("tune", "linreg", "--strategy", "random", "--budget", "5x", "--trial-epochs", "1",
                "--storage", "sqlite:///x.db", "--quiet")
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]

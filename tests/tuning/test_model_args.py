@@ -198,9 +198,9 @@ def test_train_command_passes_model_args_from_a_config_file_to_the_factory(tmp_p
     assert saved["model_state"]["features.0.weight"].shape[0] == 4  # the default CNN has 25 channels
 
 
-def test_train_command_refuses_an_unknown_model_args_key_in_one_line(cli, tmp_path):
+def test_train_command_refuses_an_unknown_model_args_key_in_one_line(main_cli, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"model_args": {"depth": 2}}))
-    done = cli("train", "linreg", "--config", "bad.json", "--quiet", timeout=300)
+    done = main_cli("train", "linreg", "--config", "bad.json", "--quiet", timeout=300)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "'depth'" in lines[0], done.stderr
     assert "Traceback" not in done.stderr

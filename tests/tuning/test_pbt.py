@@ -121,7 +121,7 @@ def test_explore_perturbs_by_the_paper_factors_and_keeps_momentum_below_one():
         assert out["momentum"] <= 0.999
 
 
-def test_tune_pbt_records_lineage_and_a_replayable_best_schedule(tmp_path, cli):
+def test_tune_pbt_records_lineage_and_a_replayable_best_schedule(tmp_path, main_cli):
     problem = gradtune.get_problem("digits-mlp", hidden=(16,))
     result = tune(problem, strategy="pbt", budget=8, population=8, trial_epochs=6,
                   storage=f"sqlite:///{tmp_path}/s.db", out=tmp_path / "out")
@@ -134,7 +134,7 @@ def test_tune_pbt_records_lineage_and_a_replayable_best_schedule(tmp_path, cli):
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["pbt"]["best_schedule"] == result.best_config["hyper_schedule"]
     assert {c["config"]["batch_size"] for c in result.trials} == {64}
-    done = cli("train", "digits-mlp", "--hidden", "16", "--config", str(tmp_path / "out" / "best_config.json"),
+    done = main_cli("train", "digits-mlp", "--hidden", "16", "--config", str(tmp_path / "out" / "best_config.json"),
                "--out", str(tmp_path / "replay"), "--quiet")
     assert done.returncode == 0, done.stderr
     replayed = json.loads((tmp_path / "replay" / "result.json").read_text())

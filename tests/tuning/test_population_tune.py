@@ -134,8 +134,8 @@ def test_diverging_member_is_pruned_while_the_others_complete(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "shown"), [("0", "Got 0."), ("-3", "Got -3."), ("many", "Got 'many'.")])
-def test_cli_refuses_bad_population(cli, tmp_path, value, shown):
-    done = cli("tune", "linreg", "--population", value, "--storage", "sqlite:///x.db", "--quiet", timeout=120)
+def test_cli_refuses_bad_population(main_cli, tmp_path, value, shown):
+    done = main_cli("tune", "linreg", "--population", value, "--storage", "sqlite:///x.db", "--quiet", timeout=120)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr

@@ -78,9 +78,9 @@ CLI_CASES = [(c[0], yaml.safe_dump(c[1]), c[2]) for c in BAD_SPACES if c[0] in (
 
 
 @pytest.mark.parametrize("text, expected", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_cli_refuses_bad_space_before_any_trial(cli, tmp_path, text, expected):
+def test_cli_refuses_bad_space_before_any_trial(main_cli, tmp_path, text, expected):
     (tmp_path / "space.yaml").write_text(text)
-    done = cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+    done = main_cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
                "--trial-epochs", "1", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -161,7 +161,7 @@ NEW_OPTIMIZERS = ["nadamw", "radam", "lion", "ademamix", "adafactor", "sf-adamw"
 
 
 def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
-    assert set(OTHER_LR_RANGES) == set(NEW_OPTIMIZERS)
+    assert set(OTHER_LR_RANGES) == {*NEW_OPTIMIZERS, "soap", "shampoo"}
     assert not set(NEW_OPTIMIZERS) & set(default_space().optimizers)  # a measured decision, for later
     adamw_low, adamw_high = lr_range("adamw")
     lion_low, lion_high = lr_range("lion")
@@ -173,12 +173,14 @@ def test_newer_optimizers_have_ranges_but_are_not_in_the_default_space():
     assert sf_low < lr_range("sf-sgd")[0] and 3 <= lr_range("sf-sgd")[1] / momentum_high <= 30
     assert lr_range("muon") == lr_range("adamw")  # match_rms_adamw puts Muon's rate on AdamW's scale
     assert lr_range("lbfgs") is None
+    assert lr_range("soap") == lr_range("adam") and lr_range("shampoo") == lr_range("adagrad")
 
 
 def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
     space = SearchSpace.from_mapping({
         "optimizer": {"choices": NEW_OPTIMIZERS},
-        "lr": {name: {"low": lo, "high": hi, "log": True} for name, (lo, hi) in OTHER_LR_RANGES.items()},
+        "lr": {name: {"low": OTHER_LR_RANGES[name][0], "high": OTHER_LR_RANGES[name][1], "log": True}
+               for name in NEW_OPTIMIZERS},
         "beta2": {"choices": [0.99, 0.999]},
         "beta3": {"low": 0.99, "high": 0.9999},
         "alpha": {"ademamix": {"low": 2.0, "high": 8.0}},
@@ -250,8 +252,8 @@ def test_grid_leaves_warmup_out_for_onecycle():
 
 
 @pytest.mark.parametrize("extra", [[], ["--strategy", "grid"]], ids=["default", "grid"])
-def test_space_show_prints_yaml_that_round_trips(cli, extra):
-    done = cli("space", "--show", *extra)
+def test_space_show_prints_yaml_that_round_trips(main_cli, extra):
+    done = main_cli("space", "--show", *extra)
     assert done.returncode == 0, done.stderr
     data = yaml.safe_load(done.stdout)
     assert isinstance(data, dict) and data

@@ -1,4 +1,5 @@
-"""``gradtune tune`` end to end, each run in a fresh process in its own directory.
+"""``gradtune tune`` end to end, each run in its own directory: through ``main()``, what the command runs, in this
+process (``main_cli``), but for the seeded study, which is run in two fresh processes.
 
 Runs are kept small (few epochs, small budgets, ``--hidden 16``) but each
 checks a number the method promises: the grid reaches the least-squares fit,
@@ -43,8 +44,8 @@ def _ok(done) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_grid_on_linreg_reaches_the_least_squares_fit(cli, tmp_path):
-    done = cli("tune", "linreg", "--strategy", "grid", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
+def test_grid_on_linreg_reaches_the_least_squares_fit(main_cli, tmp_path):
+    done = main_cli("tune", "linreg", "--strategy", "grid", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     _ok(done)
     result = _result(tmp_path / "out")
     assert result["strategy"] == "grid" and result["study"] == "linreg-grid" and result["direction"] == "minimize"
@@ -70,9 +71,9 @@ def test_grid_on_linreg_reaches_the_least_squares_fit(cli, tmp_path):
     assert abs(result["best_value"] - closed_mse) <= 0.05 * closed_mse, (result["best_value"], closed_mse)
 
 
-def test_diverging_trials_are_pruned_and_labelled(cli, tmp_path):
+def test_diverging_trials_are_pruned_and_labelled(main_cli, tmp_path):
     (tmp_path / "space.yaml").write_text("optimizer: sgd\nlr: {low: 1.0e-3, high: 100, log: true}\nbatch_size: 32\n")
-    done = cli("tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", "8",
+    done = main_cli("tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", "8",
                "--trial-epochs", "2", "--hidden", "16", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     _ok(done)
     trials = _result(tmp_path / "out")["trials"]
@@ -106,8 +107,8 @@ def test_seeded_random_study_is_the_same_in_fresh_processes(cli, tmp_path):
     assert len({json.dumps(t["config"], sort_keys=True) for t in runs[0]}) == 3  # three different draws
 
 
-def test_best_config_retrains_to_the_best_value(cli, tmp_path):
-    done = cli("tune", "digits-mlp", "--strategy", "random", "--budget", "3", "--trial-epochs", "3",
+def test_best_config_retrains_to_the_best_value(main_cli, tmp_path):
+    done = main_cli("tune", "digits-mlp", "--strategy", "random", "--budget", "3", "--trial-epochs", "3",
                "--hidden", "16", "--seed", "5", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     _ok(done)
     result = _result(tmp_path / "out")
@@ -115,7 +116,7 @@ def test_best_config_retrains_to_the_best_value(cli, tmp_path):
     assert best_config == result["best_config"] and best_config["seed"] == 5
 
     # ``gradtune train --config best_config.json`` alone (no other flags) trains the same model again.
-    done = cli("train", "digits-mlp", "--config", "out/best_config.json", "--device", "cpu", "--out", "again",
+    done = main_cli("train", "digits-mlp", "--config", "out/best_config.json", "--device", "cpu", "--out", "again",
                "--quiet")
     _ok(done)
     again = json.loads((tmp_path / "again" / "result.json").read_text())
@@ -130,8 +131,8 @@ def test_best_config_retrains_to_the_best_value(cli, tmp_path):
                         abs_tol=1e-6)
 
 
-def test_halving_reports_every_epoch_and_prunes(cli, tmp_path):
-    done = cli("tune", "digits-mlp", "--strategy", "halving", "--budget", "12", "--trial-epochs", "9",
+def test_halving_reports_every_epoch_and_prunes(main_cli, tmp_path):
+    done = main_cli("tune", "digits-mlp", "--strategy", "halving", "--budget", "12", "--trial-epochs", "9",
                "--hidden", "16", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     _ok(done)
     trials = _result(tmp_path / "out")["trials"]
@@ -156,9 +157,9 @@ def test_halving_reports_every_epoch_and_prunes(cli, tmp_path):
             assert math.isclose(trial.value, trial.intermediate_values[9])
 
 
-def test_cv_scores_by_the_mean_over_folds(cli, tmp_path):
+def test_cv_scores_by_the_mean_over_folds(main_cli, tmp_path):
     (tmp_path / "space.yaml").write_text("optimizer: sgd\nlr: {low: 0.05, high: 0.5, log: true}\nbatch_size: 32\n")
-    done = cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "1", "--cv", "3",
+    done = main_cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "1", "--cv", "3",
                "--trial-epochs", "2", "--seed", "4", "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     _ok(done)
     (trial,) = _result(tmp_path / "out")["trials"]
@@ -180,15 +181,15 @@ def test_cv_scores_by_the_mean_over_folds(cli, tmp_path):
     assert not math.isclose(trial["value"], plain, rel_tol=1e-4)  # not the single split's score
 
 
-def test_auto_is_the_default_and_a_plain_rerun_says_how_to_resume_an_earlier_tpe_study(cli, tmp_path):
+def test_auto_is_the_default_and_a_plain_rerun_says_how_to_resume_an_earlier_tpe_study(main_cli, tmp_path):
     import optuna
 
     optuna.create_study(study_name="digits-mlp-tpe", storage=f"sqlite:///{tmp_path}/x.db")
-    done = cli("tune", "digits-mlp", "--hidden", "8", "--budget", "2", "--trial-epochs", "1",
+    done = main_cli("tune", "digits-mlp", "--hidden", "8", "--budget", "2", "--trial-epochs", "1",
                "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "result.json").read_text())["strategy"] == "auto"
     assert "to resume your study digits-mlp-tpe, pass --strategy tpe" in done.stderr
-    again = cli("tune", "digits-mlp", "--hidden", "8", "--budget", "3", "--trial-epochs", "1",
+    again = main_cli("tune", "digits-mlp", "--hidden", "8", "--budget", "3", "--trial-epochs", "1",
                 "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     assert again.returncode == 0 and "to resume" not in again.stderr  # the auto study exists: it resumes

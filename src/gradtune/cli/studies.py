@@ -24,14 +24,16 @@ def run(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage)
     table = Table(title="gradtune studies")
-    for column in ("study", "problem", "direction", "trials done", "best value"):
+    # The metric names what "best value" is: a study may tune on the user's own (valid_f1, say).
+    for column in ("study", "problem", "metric", "direction", "trials done", "best value"):
         table.add_column(column)
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
         meta = summary.user_attrs.get("gradtune", {})
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         best = summary.best_trial.value if summary.best_trial is not None else None
-        table.add_row(summary.study_name, meta.get("problem", "-"), summary.direction.name.lower(), str(done),
+        table.add_row(summary.study_name, meta.get("problem", "-"), meta.get("metric", "-"),
+                      summary.direction.name.lower(), str(done),
                       "-" if best is None else f"{best:.6g}")
     make_console().print(table)
     return 0

@@ -29,16 +29,18 @@ CONFIG_FLAGS: dict[str, object] = {
     "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
     "beta3": float, "beta2_decay": float, "cooldown": float, "lookahead": int, "lookahead_alpha": float, "average": str,
     "average_decay": float, "muon_lr_scale": float, "ns_steps": int,
+    "precondition_frequency": int,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
-                 "sf-adamw, sf-sgd, adafactor, muon, sgd-hd, adam-hd or lbfgs (default sgd; 'gradtune optimizers' "
-                 "lists them)",
+                 "sf-adamw, sf-sgd, adafactor, muon, sgd-hd, adam-hd, lbfgs, or soap or shampoo with pip install "
+                 "'gradtune[second-order]' (default sgd; 'gradtune optimizers' lists them)",
     "alpha": "rmsprop: decay of the squared-gradient average; ademamix: weight of the slow moment",
     "beta3": "ademamix: decay of the slow first moment (default 0.9999)",
     "beta2_decay": "adafactor: the second moment's decay is 1 - t**beta2_decay (default -0.8)",
     "muon_lr_scale": "muon: the hidden matrices' rate is lr times this (default 1; lr is AdamW's scale)",
     "ns_steps": "muon: Newton-Schulz iterations per step (default 5)",
+    "precondition_frequency": "soap/shampoo: steps between refreshes of the preconditioner (default 10 / 1)",
     "hypergrad_lr": "sgd-hd/adam-hd: how fast the learning rate adapts (default 1e-3 / 1e-7, the paper's)",
     "max_lr": "sgd-hd/adam-hd: the adapted learning rate stays in [0, max_lr] (default 1.0 / 0.1)",
     "lr": "learning rate (default: the optimizer's)",

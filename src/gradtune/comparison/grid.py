@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 
 from ..errors import check_number, invalid_value
-from ..optim import OPTIMIZERS
+from ..optim import OPTIMIZERS, check_installed
 from ..tuning.defaults import LR_RANGES, OTHER_LR_RANGES
 
 __all__ = ["DEFAULT_OPTIMIZERS", "DEFAULT_POINTS", "LR_GRID_RANGES", "parse_optimizers", "lr_grid"]
@@ -30,6 +30,8 @@ def parse_optimizers(value: str | Iterable[str]) -> list[str]:
     if unknown or len(names) < 1:
         raise invalid_value("optimizers", value if isinstance(value, str) else ",".join(names),
                             f"a comma-separated list of: {', '.join(OPTIMIZERS)}")
+    for name in names:
+        check_installed(name)
     return list(dict.fromkeys(names))
 
 

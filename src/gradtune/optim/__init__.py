@@ -1,7 +1,15 @@
 """Optimisers: one update rule that broadcasts over a member axis, a torch.optim wrapper and a stacked stepper."""
 
 from ._hyper import Hyperparameter
-from ._registry import OPTIMIZERS, OptimizerDef, get_optimizer_def, optimizer_names, resolve_hyperparameters
+from ._registry import (
+    OPTIMIZERS,
+    OptimizerDef,
+    check_installed,
+    get_optimizer_def,
+    is_installed,
+    optimizer_names,
+    resolve_hyperparameters,
+)
 from ._torch_optimizer import KernelOptimizer, make_optimizer
 from .groups import hidden_matrices, parameter_groups, parameter_names
 from .hypergradient import HypergradientOptimizer, current_lr
@@ -14,8 +22,10 @@ __all__ = [
     "HypergradientOptimizer",
     "KernelOptimizer",
     "StackedOptimizer",
+    "check_installed",
     "get_optimizer_def",
     "hidden_matrices",
+    "is_installed",
     "current_lr",
     "make_optimizer",
     "optimizer_names",

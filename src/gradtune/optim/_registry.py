@@ -9,7 +9,9 @@ of their own (:mod:`gradtune.optim.hypergradient`), and L-BFGS and Adafactor
 are torch.optim classes whose state is not elementwise, so these run in the
 single loop only. Muon steps the hidden matrices by a rule of its own
 (``matrix_rule``, :mod:`gradtune.optim.muon`) and the other parameters by the
-kernel's AdamW, in the single loop and in a population alike.
+kernel's AdamW, in the single loop and in a population alike. SOAP and Shampoo come from an optional package (the
+``second-order`` extra, :mod:`gradtune.optim.second_order`): naming one without
+it is refused in one line that says how to install it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,25 @@ from typing import Any
 import torch
 
 from ..errors import UsageError, invalid_choice
-from . import adafactor, adagrad, adam, ademamix, hypergradient, lion, muon, nadam, radam, rmsprop, schedule_free, sgd
+from . import (
+    adafactor,
+    adagrad,
+    adam,
+    ademamix,
+    hypergradient,
+    lion,
+    muon,
+    nadam,
+    radam,
+    rmsprop,
+    schedule_free,
+    second_order,
+    sgd,
+)
 from ._hyper import Hyperparameter, learning_rate
 
-__all__ = ["OptimizerDef", "OPTIMIZERS", "get_optimizer_def", "optimizer_names", "resolve_hyperparameters"]
+__all__ = ["OptimizerDef", "OPTIMIZERS", "check_installed", "get_optimizer_def", "is_installed", "optimizer_names",
+           "resolve_hyperparameters"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,9 @@ class OptimizerDef:
     along; ``check`` validates hyperparameters against each other. ``matrix_rule``
     (Muon) maps hyperparameters to the terms of a second rule for the hidden
     matrices (:func:`~gradtune.optim.groups.hidden_matrices`), which a population
-    applies to those slots while ``coefficients`` step the others.
+    applies to those slots while ``coefficients`` step the others. ``extra`` names
+    the pip extra that brings the package ``build`` imports ("" where gradtune's
+    own dependencies suffice).
     """
 
     name: str
@@ -57,6 +76,7 @@ class OptimizerDef:
     build: Callable[[Iterable, Mapping[str, Any]], torch.optim.Optimizer] | None = None
     single_loop_reason: str = ""
     matrix_rule: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
+    extra: str = ""
 
     @property
     def hyperparameter_names(self) -> tuple[str, ...]:
@@ -132,8 +152,17 @@ OPTIMIZERS: dict[str, OptimizerDef] = {
         OptimizerDef("lbfgs", "full-batch L-BFGS with a strong-Wolfe line search", _LBFGS_HYPERPARAMETERS,
                      full_batch=True, reference="Liu & Nocedal 1989", build=_build_lbfgs,
                      single_loop_reason="needs a line search per member"),
+        OptimizerDef("soap", "Adam in the eigenbasis of Shampoo's preconditioner",
+                     second_order.SOAP_HYPERPARAMETERS, build=second_order.build_soap, reference="Vyas et al. 2024",
+                     single_loop_reason=second_order.SINGLE_LOOP_REASON, extra=second_order.EXTRA),
+        OptimizerDef("shampoo", "a left and a right matrix preconditioner per weight matrix",
+                     second_order.SHAMPOO_HYPERPARAMETERS, build=second_order.build_shampoo,
+                     reference="Gupta et al. 2018", single_loop_reason=second_order.SINGLE_LOOP_REASON,
+                     extra=second_order.EXTRA),
     ]
 }
+# Each extra's module says whether its package is installed and refuses an optimiser that needs it otherwise.
+_EXTRAS = {second_order.EXTRA: second_order}
 
 
 def optimizer_names() -> list[str]:
@@ -146,13 +175,29 @@ def get_optimizer_def(name: str) -> OptimizerDef:
     return OPTIMIZERS[name]
 
 
+def is_installed(name: str) -> bool:
+    """Whether the package optimiser ``name`` needs, if any, is installed."""
+    extra = get_optimizer_def(name).extra
+    return not extra or _EXTRAS[extra].available()
+
+
+def check_installed(name: str) -> None:
+    """Refuse ``name`` in one line saying how to install what it needs, where its extra is missing."""
+    extra = get_optimizer_def(name).extra
+    if extra:
+        _EXTRAS[extra].require(name)
+
+
 def resolve_hyperparameters(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Fill in defaults and validate; a value set to ``None`` counts as not given.
 
     A hyperparameter that the optimiser does not take is a usage error, so that
-    ``--momentum 0.9 --optimizer adam`` is not silently ignored.
+    ``--momentum 0.9 --optimizer adam`` is not silently ignored. So is an
+    optimiser whose optional package is missing: every run resolves its
+    hyperparameters before training, so this refuses it before any training.
     """
     definition = get_optimizer_def(name)
+    check_installed(name)
     given = {k: v for k, v in (given or {}).items() if v is not None}
     unknown = sorted(set(given) - set(definition.hyperparameter_names))
     if unknown:

@@ -69,7 +69,8 @@ def make_optimizer(name: str, params: Iterable, **hyperparameters: Any) -> torch
     L-BFGS is ``torch.optim.LBFGS`` with a strong-Wolfe line search and Adafactor
     is ``torch.optim.Adafactor``; ``muon`` is :class:`~gradtune.optim.muon.MuonAdamW`
     (pass ``parameter_groups(model, decay, "muon")``, which marks the hidden
-    matrices); ``sgd-hd`` and ``adam-hd`` are
+    matrices); ``soap`` and ``shampoo`` are pytorch-optimizer's
+    ``SOAP`` and ``Shampoo`` (the ``second-order`` extra); ``sgd-hd`` and ``adam-hd`` are
     :class:`~gradtune.optim.hypergradient.HypergradientOptimizer`; every other
     name runs gradtune's own kernel, which the tests check against torch.optim
     (or the paper's algorithm where torch has none).

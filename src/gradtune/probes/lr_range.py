@@ -35,7 +35,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_choice, check_number
-from ..optim import get_optimizer_def, make_optimizer, parameter_groups
+from ..optim import check_installed, get_optimizer_def, make_optimizer, parameter_groups
 from ..problems import Problem
 from ..schedules import lr_range_schedule
 from ..training import Run, TrainResult
@@ -85,6 +85,7 @@ def check_optimizers(names: Sequence[str]) -> list[str]:
         raise UsageError("The 'optimizer' parameter must name at least one optimizer. Got none.")
     for name in names:
         definition = get_optimizer_def(name)
+        check_installed(name)
         if definition.full_batch and not definition.vectorisable:
             raise UsageError(f"The 'optimizer' parameter must be an optimizer with a learning rate to find, not "
                              f"'{name}', whose line search chooses each step.")

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
 from ..errors import UsageError, check_number, invalid_choice, invalid_value
-from ..optim import OPTIMIZERS, get_optimizer_def
+from ..optim import OPTIMIZERS, check_installed, get_optimizer_def
 from ..optim.averaging import AVERAGES, averaging_applies
 from ..optim.lookahead import LOOKAHEAD_KEYS, lookahead_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
@@ -208,6 +208,7 @@ class SearchSpace:
         for optimizer in self.optimizers:
             if optimizer not in OPTIMIZERS:
                 raise invalid_choice("optimizer", optimizer, OPTIMIZERS)
+            check_installed(optimizer)  # an optional package missing is refused here, before any trial
         for param in self.params.values():
             named = list(param.per_optimizer or ()) + list(param.optimizers or ())
             for optimizer in named:
