@@ -170,7 +170,8 @@ def test_train_takes_the_newer_optimizers_flags_and_wsd(tmp_path, capsys):
 
 
 def test_train_averages_with_flags_and_refuses_bad_values_in_one_line(main_cli, tmp_path):
-    done = main_cli("train", "quadratic", "--optimizer", "sf-sgd", "--lr", "0.5", "--epochs", "5", "--out", "sf", "--quiet")
+    done = main_cli("train", "quadratic", "--optimizer", "sf-sgd", "--lr", "0.5", "--epochs", "5", "--out", "sf",
+                    "--quiet")
     assert done.returncode == 0, done.stderr
     done = main_cli("train", "quadratic", "--optimizer", "momentum", "--average", "ema", "--average-decay", "0.9",
                "--epochs", "5", "--out", "ema", "--quiet")
