@@ -13,11 +13,14 @@ be at most 1/5 (issue 20); ``gain`` is what auto's search added over its best
 baseline (``auto.search_gain``), in accuracy, 0 where it added nothing.
 ``--rung-rule`` chooses where auto's halving compares trials (``fraction``, the
 default, ``epoch``, the rule before issue 20, or ``bracket``), so that rules can
-be measured side by side.
+be measured side by side. ``--portfolios`` runs one auto per portfolio
+(semicolon-separated lists of optimisers; default auto's own), each beside the
+same TPE run, so that portfolios can be measured side by side.
 
 Usage:
     .venv/bin/python bench/auto_vs_tpe.py [--problems digits-mlp,mnist1d-mlp,mnist1d-cnn] [--budget 120]
                                          [--seeds 3] [--threads 2] [--rung-rule fraction]
+                                         [--portfolios "momentum,adamw,rmsprop;adamw,muon,sf-adamw"]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 import gradtune
 from gradtune.config import TrainConfig
 from gradtune.tuning import TuneCallback, default_space
+from gradtune.tuning.strategies import _portfolio
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -50,13 +54,19 @@ class _Clock(TuneCallback):
             self.curve.append((time.perf_counter() - self.start, self.best))
 
 
-def run_auto(problem, budget: float, seed: int, trial_epochs: int, rung_rule: str = "fraction"
-             ) -> tuple[list[tuple[float, float]], float]:
+def run_auto(problem, budget: float, seed: int, trial_epochs: int, rung_rule: str = "fraction",
+             portfolio: tuple[str, ...] | None = None) -> tuple[list[tuple[float, float]], float]:
     """Auto's best-so-far curve, and what its search added over its best baseline."""
     clock = _Clock(time.perf_counter())
-    with tempfile.TemporaryDirectory() as tmp:
-        result = gradtune.tune(problem, strategy="auto", budget=f"{int(budget)}s", storage=f"sqlite:///{tmp}/a.db",
-                               seed=seed, trial_epochs=trial_epochs, callbacks=[clock], rung_rule=rung_rule)
+    ours = _portfolio.PORTFOLIO
+    _portfolio.PORTFOLIO = portfolio or ours
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = gradtune.tune(problem, strategy="auto", budget=f"{int(budget)}s",
+                                   storage=f"sqlite:///{tmp}/a.db", seed=seed, trial_epochs=trial_epochs,
+                                   callbacks=[clock], rung_rule=rung_rule)
+    finally:
+        _portfolio.PORTFOLIO = ours
     gain = (result.auto or {}).get("search_gain") or {}
     return clock.curve, gain.get("gain", math.nan)
 
@@ -94,35 +104,48 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rung-rule", default="fraction", choices=("fraction", "epoch", "bracket"),
                         help="where auto's halving compares trials (default fraction)")
+    parser.add_argument("--portfolios", default=",".join(_portfolio.PORTFOLIO),
+                        help="one auto run per portfolio: ';'-separated lists of optimisers (default auto's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    arms = [tuple(p.split(",")) for p in args.portfolios.split(";")]
     print(f"budget {args.budget:.0f} s per run, {args.seeds} seeds, trials capped at {args.trial_epochs} epochs, "
           f"torch threads {args.threads}, rung rule {args.rung_rule}")
-    print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'auto best':>10s} {'TPE s':>7s} {'auto s':>7s} "
+    for i, arm in enumerate(arms):
+        print(f"auto{i if len(arms) > 1 else ''}: portfolio {','.join(arm)}")
+    names = [f"auto{i}" if len(arms) > 1 else "auto" for i in range(len(arms))]
+    print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'TPE s':>7s} {'arm':>6s} {'best':>7s} {'s':>7s} "
           f"{'ratio':>6s} {'gain':>7s}")
     for name in args.problems.split(","):
         problem = gradtune.get_problem(name)
-        ratios, tpe_best, auto_best, gains = [], [], [], []
+        tpe_best = []
+        ratios, bests, gains = ({n: [] for n in names} for _ in range(3))
         for seed in range(args.seeds):
-            runs = {}
-            for who in (("auto", "tpe") if seed % 2 == 0 else ("tpe", "auto")):
-                if who == "auto":
-                    runs[who], gain = run_auto(problem, args.budget, seed, args.trial_epochs, args.rung_rule)
-                else:
+            runs, gain = {}, {}
+            order = [*names, "tpe"] if seed % 2 == 0 else ["tpe", *reversed(names)]
+            for who in order:
+                if who == "tpe":
                     runs[who] = run_tpe(problem, args.budget, seed, args.trial_epochs)
-            gains.append(gain)
+                else:
+                    runs[who], gain[who] = run_auto(problem, args.budget, seed, args.trial_epochs, args.rung_rule,
+                                                    arms[names.index(who)])
             target = runs["tpe"][-1][1] if runs["tpe"] else math.inf
-            t_tpe, t_auto = time_to(runs["tpe"], target), time_to(runs["auto"], target)
-            best_auto = runs["auto"][-1][1] if runs["auto"] else float("nan")
-            ratio = t_auto / t_tpe if t_tpe > 0 else math.inf
-            ratios.append(ratio)
+            t_tpe = time_to(runs["tpe"], target)
             tpe_best.append(target)
-            auto_best.append(best_auto)
-            print(f"{name:12s} {seed:4d} {target:9.4f} {best_auto:10.4f} {t_tpe:7.1f} {t_auto:7.1f} {ratio:6.2f} "
-                  f"{gain:7.4f}", flush=True)
-        gained = sum(g > 0 for g in gains)
-        print(f"{name:12s} {'med':>4s} {statistics.median(tpe_best):9.4f} {statistics.median(auto_best):10.4f} "
-              f"{'':7s} {'':7s} {statistics.median(ratios):6.2f} {gained}/{len(gains)} gained", flush=True)
+            for who in names:
+                t_auto = time_to(runs[who], target)
+                best = runs[who][-1][1] if runs[who] else float("nan")
+                ratio = t_auto / t_tpe if t_tpe > 0 else math.inf
+                ratios[who].append(ratio)
+                bests[who].append(best)
+                gains[who].append(gain[who])
+                print(f"{name:12s} {seed:4d} {target:9.4f} {t_tpe:7.1f} {who:>6s} {best:7.4f} {t_auto:7.1f} "
+                      f"{ratio:6.2f} {gain[who]:7.4f}", flush=True)
+        for who in names:
+            gained = sum(g > 0 for g in gains[who])
+            print(f"{name:12s} {'med':>4s} {statistics.median(tpe_best):9.4f} {'':7s} {who:>6s} "
+                  f"{statistics.median(bests[who]):7.4f} {'':7s} {statistics.median(ratios[who]):6.2f} "
+                  f"{gained}/{len(gains[who])} gained", flush=True)
 
 
 if __name__ == "__main__":

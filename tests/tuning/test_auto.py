@@ -9,6 +9,7 @@ import pytest
 import gradtune
 from gradtune.report import write_report
 from gradtune.tuning import tune
+from gradtune.tuning.strategies._portfolio import PORTFOLIO
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -30,7 +31,7 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     monkeypatch.setattr(StackedPool, "advance", advance)
     result = tune(problem, strategy="auto", budget=8, trial_epochs=3, storage=storage, out=tmp_path / "out")
     report = result.auto
-    assert report["portfolio"] == ["momentum", "adamw", "rmsprop"]
+    assert report["portfolio"] == list(PORTFOLIO) == ["momentum", "adamw", "rmsprop"]
     for name, found in report["lr_find"].items():
         low, high = found["range"]
         assert low < found["suggested_lr"] < high
@@ -116,7 +117,7 @@ def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_p
     space = default_space(problem)
     auto.prepare(problem, space, study, seed=0, device="cpu")
     waiting = [t.user_attrs for t in study.get_trials(states=[optuna.trial.TrialState.WAITING])]
-    assert waiting == [{"gradtune_baseline": name} for name in ("momentum", "adamw", "rmsprop") for _ in range(2)]
+    assert waiting == [{"gradtune_baseline": name} for name in PORTFOLIO for _ in range(2)]
     # The second worker read the study before the first stored its range tests.
     monkeypatch.setattr(optuna.Study, "user_attrs", property(lambda self: {}))
     auto.prepare(problem, space, study, seed=0, device="cpu")

@@ -268,3 +268,26 @@ def test_ctrl_c_between_trials_stops_cleanly(tmp_path):
     assert "escaped" not in after, after
     assert after["interrupted"] is True
     assert after["states"] == ["COMPLETE"]
+
+
+def test_a_study_made_with_an_earlier_default_space_resumes_on_it(tmp_path):
+    """The default space changes between releases (Muon joined it); a study made with the earlier default
+    resumes on the space its trials were drawn from, where no space is given. A space given still must match."""
+    import gradtune
+    from gradtune.errors import UsageError
+    from gradtune.tuning import default_space, tune
+
+    problem, storage = gradtune.get_problem("digits-mlp", hidden=(8,)), f"sqlite:///{tmp_path}/s.db"
+    earlier = default_space(problem).to_data()
+    earlier["optimizer"] = {"choices": [o for o in earlier["optimizer"]["choices"] if o != "muon"]}
+    del earlier["lr"]["muon"]
+    run = {"strategy": "random", "trial_epochs": 1, "storage": storage, "study": "s", "population": "off",
+           "best_model": False}
+    tune(problem, earlier, budget=2, **run)
+    resumed = tune(problem, None, budget=6, **run)
+    assert len(resumed.trials) == 6 and {t["state"] for t in resumed.trials} == {"completed"}
+    assert {t["config"]["optimizer"] for t in resumed.trials} <= set(earlier["optimizer"]["choices"])
+    stored = optuna.load_study(study_name="s", storage=storage).user_attrs["gradtune"]["space"]
+    assert stored == earlier
+    with pytest.raises(UsageError, match="the space differs in"):
+        tune(problem, default_space(problem), budget=7, **run)

@@ -21,7 +21,8 @@ from ..errors import UsageError
 from ._optuna import fail_trial
 from .keys import METADATA_KEY
 
-__all__ = ["open_study", "worker_id", "recover_orphans", "requeue_failed", "stored_metadata", "FINISHED_STATES"]
+__all__ = ["open_study", "existing_metadata", "worker_id", "recover_orphans", "requeue_failed", "stored_metadata",
+           "FINISHED_STATES"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
@@ -48,6 +49,16 @@ def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([metadata["metric"]])
     return study, True
+
+
+def existing_metadata(storage, name: str) -> dict[str, Any] | None:
+    """The settings stored with study ``name``, or None where there is no such study (or gradtune did not
+    make it)."""
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.study_name == name:
+            stored = summary.user_attrs.get(METADATA_KEY)
+            return dict(stored) if stored is not None else None
+    return None
 
 
 def stored_metadata(storage, name: str) -> dict[str, Any]:

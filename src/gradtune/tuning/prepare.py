@@ -20,7 +20,7 @@ from ..config import TrainConfig
 from ..problems import Problem
 from ..storage.open import open_storage
 from ..storage.shared_budget import reserved
-from ..storage.study import FINISHED_STATES, open_study, recover_orphans
+from ..storage.study import FINISHED_STATES, existing_metadata, open_study, recover_orphans
 from ..training.trainer import Trainer
 from .concurrency import make_trainer, population_size
 from .record import TrialOutcome
@@ -80,9 +80,10 @@ class PreparedStudy:
 def prepare_study(problem: Problem, settings: TuneSettings, storage: str | optuna.storages.BaseStorage | None = None
                   ) -> PreparedStudy:
     """Open the storage and the study (creating and seeding it if new), recover orphans, let the strategy prepare."""
-    strategy = settings.make_strategy()
     if not isinstance(storage, optuna.storages.BaseStorage):
         storage = open_storage(storage, settings.heartbeat)
+    settings = settings.resuming(existing_metadata(storage, settings.study), problem)
+    strategy = settings.make_strategy()
     study, created = open_study(settings.study, storage, settings.to_metadata(), strategy.sampler(),
                                 strategy.pruner())
     if created:

@@ -65,6 +65,7 @@ class TuneSettings:
     trial_nproc: int = 1
     problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash (problems.spec)
     rung_rule: str = DEFAULT_RUNG_RULE
+    space_defaulted: bool = False  # the caller gave no space: a study made with an earlier default resumes with it
 
     @classmethod
     def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
@@ -74,7 +75,7 @@ class TuneSettings:
               heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None,
               trial_nproc: int = 1, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneSettings:
         """Check every setting against ``problem`` (one line naming the setting for any bad one)."""
-        kind = _strategy(strategy)
+        kind, defaulted = _strategy(strategy), space is None
         check_choice("sampling", sampling, SAMPLINGS)
         check_choice("rung_rule", rung_rule, RUNG_RULES)
         check_number("seed", seed, low=0, integer=True)
@@ -93,7 +94,8 @@ class TuneSettings:
                    study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
                    float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
-                   problem.source.to_metadata() if problem.source is not None else None, rung_rule)
+                   problem.source.to_metadata() if problem.source is not None else None, rung_rule,
+                   space_defaulted=defaulted)
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""
@@ -124,6 +126,18 @@ class TuneSettings:
 
     def replace(self, **changes: Any) -> TuneSettings:
         return dataclasses.replace(self, **changes)
+
+    def resuming(self, stored: dict[str, Any] | None, problem: Problem) -> TuneSettings:
+        """These settings for a study whose stored settings are ``stored`` (None for a new study).
+
+        Where the caller gave no space, the study's stored space is the one it searches: the default space
+        changes between releases (Muon joined it), and a study made with an earlier default must still
+        resume, on the space its trials were drawn from.
+        """
+        if not self.space_defaulted or not stored or stored.get("space") in (None, self.space.to_data()):
+            return self
+        kind = _strategy(self.strategy)
+        return self.replace(space=kind.search_space(_as_space(stored["space"], problem, kind)))
 
     def make_strategy(self) -> Strategy:
         return STRATEGIES[self.strategy](self)

@@ -5,9 +5,17 @@ of optimisers at their defaults, stacked as one population: SGD with momentum,
 AdamW and RMSprop (those the space holds). Schmidt et al. 2021 ("Descending
 through a Crowded Valley") found that trying several optimisers at their
 defaults is about as good as tuning one, and that the learning rate is what
-matters most. Each portfolio optimiser then trains whole at its defaults at two
-rates (:func:`bracket`), as the study's first trials (the baselines), and the
-space is narrowed around each suggestion. The range tests and the narrowed space
+matters most. Which three was measured (BENCHMARKS.md, issue 19): of eight
+candidates (momentum, AdamW, RMSprop, NAdamW, Lion, Muon, Schedule-Free AdamW,
+AdEMAMix; ``bench/portfolio.py``), Muon's baselines ended best on the MNIST-1D
+problems, but in ``bench/auto_vs_tpe.py`` a portfolio with Muon reached the TPE
+loop's final accuracy later on every problem (median time ratios 0.52 / 0.65 /
+0.30 against 0.50 / 0.16 / 0.21): the baselines report when their stacked round
+ends, and on the CPU Muon's Newton-Schulz steps make that round several times
+longer (30x the forward and backward pass of the MNIST-1D MLP at batch 32). Each
+portfolio optimiser then trains whole at its defaults at two rates
+(:func:`bracket`), as the study's first trials (the baselines), and the space
+is narrowed around each suggestion. The range tests and the narrowed space
 are stored with the study, so a resumed study searches the same space without
 testing again.
 """
@@ -20,6 +28,7 @@ from typing import Any
 import optuna
 
 from ...optim import get_optimizer_def
+from ...optim.schedule_free import is_schedule_free
 from ...probes import lr_find_many
 from ...problems import Problem
 from ...storage.keys import AUTO_KEY, BASELINE_ATTR
@@ -117,20 +126,29 @@ def start_points(space: SearchSpace, params: dict[str, Any], optimizer: str) -> 
 # measurements behind each choice are in BENCHMARKS.md (`--strategy auto` sections).
 _OWN = ("momentum", "beta1", "beta2")
 _PRACTICE = {"schedule": "cosine", "warmup": 0.0, "init": "default", "activation": "gelu", "batch_size": 32}
-_WARMED = {"adam": 0.05, "adamw": 0.05}
+# The same holds for the Adam family of today and for Muon, whose embeddings, head and biases take AdamW
+# steps; Lion follows the AdamW recipe it was compared with (Chen et al. 2023). RAdam rectifies the early
+# variance itself, which is its point. Schedule-Free replaces the decay (Defazio et al. 2024): a constant rate
+# after the warm-up its package's recipes use.
+_WARMED = {name: 0.05 for name in ("adam", "adamw", "nadamw", "ademamix", "lion", "muon", "sf-adamw", "sf-sgd")}
+
+
+def _schedule(optimizer: str) -> str:
+    return "constant" if is_schedule_free(optimizer) else _PRACTICE["schedule"]
 
 
 def _defaults(optimizer: str, lr: float) -> dict[str, Any]:
     """Every value of a baseline at ``lr``; ``epochs`` None means the longest the space allows."""
     own = {h.name: h.default for h in get_optimizer_def(optimizer).hyperparameters if h.name in _OWN}
-    return {"lr": lr, **own, **_PRACTICE, "warmup": _WARMED.get(optimizer, _PRACTICE["warmup"]), "epochs": None}
+    return {"lr": lr, **own, **_PRACTICE, "schedule": _schedule(optimizer),
+            "warmup": _WARMED.get(optimizer, _PRACTICE["warmup"]), "epochs": None}
 
 
 def _at_defaults(space: SearchSpace, optimizer: str, lr: float) -> dict[str, Any]:
     """Optuna parameters for ``optimizer`` at ``lr`` with every default the space allows, for the longest
     training the space allows (the trial cap still applies); the rest is sampled."""
     point: dict[str, Any] = {"optimizer": optimizer}
-    chosen = {"optimizer": optimizer, "schedule": _PRACTICE["schedule"]}
+    chosen = {"optimizer": optimizer, "schedule": _schedule(optimizer)}
     for key, value in _defaults(optimizer, lr).items():
         param = space.params.get(key)
         found = space.applies(param, optimizer, chosen) if param is not None else None
