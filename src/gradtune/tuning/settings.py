@@ -131,8 +131,8 @@ class TuneSettings:
         """These settings for a study whose stored settings are ``stored`` (None for a new study).
 
         Where the caller gave no space, the study's stored space is the one it searches: the default space
-        changes between releases (Muon joined it), and a study made with an earlier default must still
-        resume, on the space its trials were drawn from.
+        may change between releases, and a study made with an earlier default must still resume, on the
+        space its trials were drawn from.
         """
         if not self.space_defaulted or not stored or stored.get("space") in (None, self.space.to_data()):
             return self
