@@ -16,3 +16,18 @@ def test_space_defaults_to_tunes_strategy_and_prints_the_same_space(capsys):
     default = _shown(capsys)
     assert default == _shown(capsys, "--strategy", DEFAULT_STRATEGY) == _shown(capsys, "--strategy", EARLIER_DEFAULT)
     assert "optimizer:" in default
+
+
+def test_space_over_chosen_optimizers_prints_each_ones_range_and_refuses_one_without(capsys):
+    import yaml
+
+    from gradtune.tuning.defaults import lr_range
+
+    shown = yaml.safe_load(_shown(capsys, "--optimizers", "adamw,lion,sf-adamw"))
+    assert shown["optimizer"] == {"choices": ["adamw", "lion", "sf-adamw"]}
+    assert {name: (r["low"], r["high"]) for name, r in shown["lr"].items()} == {
+        name: lr_range(name) for name in ("adamw", "lion", "sf-adamw")}
+    assert "momentum" not in shown
+    assert main(["space", "--optimizers", "adamw,lbfgs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'optimizers' parameter" in err[0] and "lbfgs" in err[0]

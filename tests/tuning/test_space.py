@@ -285,3 +285,34 @@ def test_a_space_tunes_averaging_for_any_optimizer_but_schedule_free():
         (o, a) for o in ("momentum", "adamw") for a in ("none", "ema", "swa")} | {("sf-adamw", None)}
     with pytest.raises(UsageError, match=r"'average'.*one of: ema, none, swa.*Got 'mean'"):
         SearchSpace.from_mapping({"average": {"choices": ["ema", "mean"]}})
+
+
+def test_the_default_space_over_chosen_optimizers_gives_each_its_own_range():
+    from gradtune.tuning.defaults import default_space_data, fitted_space
+
+    chosen = ["adamw", "lion", "muon", "sf-adamw", "nesterov"]
+    space = fitted_space(default_space_data(optimizers=chosen))
+    assert space.optimizers == chosen
+    draws = _draw(space, 300, seed=4)
+    assert {c["optimizer"] for c, _ in draws} == set(chosen)
+    for config, _ in draws:
+        low, high = lr_range(config["optimizer"])
+        assert low <= config["lr"] <= high, config
+        assert ("momentum" in config) == (config["optimizer"] == "nesterov"), config
+        TrainConfig.from_mapping(config).resolve(1000)  # a valid run on 1000 samples
+    # Without an optimiser that takes them, momentum and the betas leave the space rather than be refused.
+    plain = default_space_data(optimizers=["sgd", "adagrad"])
+    assert "momentum" not in plain and "beta1" not in plain and "beta2" not in plain
+    assert default_space_data(optimizers=list(LR_RANGES)) == default_space_data()
+
+
+@pytest.mark.parametrize(("optimizers", "message"), [
+    (["adamw", "lbfgs"], r"'optimizers' parameter must name optimisers with a learning-rate range.*\(lbfgs chooses"),
+    (["adamx"], r"'optimizers' parameter must be one of: .*Got 'adamx'"),
+    ([], r"'optimizers' parameter must name optimisers"),
+])
+def test_chosen_optimizers_without_a_range_or_unknown_are_refused(optimizers, message):
+    from gradtune.tuning.defaults import default_space_data
+
+    with pytest.raises(UsageError, match=message):
+        default_space_data(optimizers=optimizers)

@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--show", action="store_true", help="print the default space (the default action)")
     parser.add_argument("--strategy", default=DEFAULT_STRATEGY, help="grid shows the default grid")
     parser.add_argument("--format", default="yaml", choices=("yaml", "json"), help="output format")
+    parser.add_argument("--optimizers", help="comma-separated optimisers to search instead of the default seven, "
+                                             "each with its own learning-rate range (e.g. adamw,lion,muon,sf-adamw)")
     parser.set_defaults(run=run)
 
 
@@ -22,8 +24,12 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..tuning import default_space
+    from ..tuning.defaults import default_space_data, fitted_space
 
-    data = default_space(None, args.strategy).to_data()
+    if args.optimizers is not None:
+        data = fitted_space(default_space_data(optimizers=args.optimizers.split(","))).to_data()
+    else:
+        data = default_space(None, args.strategy).to_data()
     if args.format == "json":
         print(json.dumps(data, indent=2))
     else:

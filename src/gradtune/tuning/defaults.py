@@ -7,8 +7,11 @@ differ by orders of magnitude: plain SGD wants ~0.1, Adam ~1e-3 (Wilson et al.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..errors import UsageError
+from ..optim import get_optimizer_def
 from ..problems import Problem
 from .space import SearchSpace
 
@@ -63,13 +66,18 @@ def lr_range(optimizer: str) -> tuple[float, float] | None:
     return LR_RANGES.get(optimizer) or OTHER_LR_RANGES.get(optimizer)
 
 
-def default_space_data(builtin_model: bool = True) -> dict[str, Any]:
+def default_space_data(builtin_model: bool = True, optimizers: Sequence[str] | None = None) -> dict[str, Any]:
     """The default space; without ``builtin_model`` (a user's factory, see :attr:`gradtune.Problem.builtin_model`)
     it searches neither ``init``, which would overwrite pretrained weights, nor ``activation``, which a user's
-    factory does not take. A user may still name either in their own space."""
+    factory does not take. A user may still name either in their own space.
+
+    ``optimizers`` replaces the default choice of optimisers (``gradtune space --optimizers adamw,lion,muon``):
+    each keeps its own learning-rate range (:func:`lr_range`), and the momentum and betas apply where they
+    are the chosen optimisers' own."""
+    names = _ranged(optimizers) if optimizers is not None else list(LR_RANGES)
     data: dict[str, Any] = {
-        "optimizer": {"choices": list(LR_RANGES)},
-        "lr": {name: {"low": low, "high": high, "log": True} for name, (low, high) in LR_RANGES.items()},
+        "optimizer": {"choices": names},
+        "lr": {name: {"low": lr_range(name)[0], "high": lr_range(name)[1], "log": True} for name in names},
         "momentum": {"low": 0.8, "high": 0.99, "optimizers": ["momentum", "nesterov"]},
         "beta1": {"low": 0.8, "high": 0.95},
         "beta2": {"choices": [0.99, 0.999]},
@@ -83,7 +91,37 @@ def default_space_data(builtin_model: bool = True) -> dict[str, Any]:
     }
     if not builtin_model:
         del data["init"], data["activation"]
+    if optimizers is not None:
+        _keep_to(data, names)
     return data
+
+
+def _ranged(optimizers: Sequence[str]) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in optimizers if name.strip()))
+    for name in names:
+        try:
+            get_optimizer_def(name)
+        except UsageError as error:  # an unknown name: the registry's line, naming this parameter
+            raise UsageError(str(error).replace("'optimizer' parameter", "'optimizers' parameter", 1)) from None
+    unranged = [name for name in names if lr_range(name) is None]
+    if unranged or not names:
+        ranged = ", ".join(sorted({*LR_RANGES, *OTHER_LR_RANGES}))
+        raise UsageError(f"The 'optimizers' parameter must name optimisers with a learning-rate range to search: "
+                         f"{ranged}. Got {','.join(optimizers)!r}" + (f" ({', '.join(unranged)} chooses or adapts "
+                         f"its own step)." if unranged else "."))
+    return names
+
+
+def _keep_to(data: dict[str, Any], names: list[str]) -> None:
+    """Drop from ``data`` what none of ``names`` takes: momentum limited to others, betas none of them has."""
+    momentum = [name for name in data["momentum"]["optimizers"] if name in names]
+    if momentum:
+        data["momentum"]["optimizers"] = momentum
+    else:
+        del data["momentum"]
+    for beta in ("beta1", "beta2"):
+        if not any(beta in {h.name for h in get_optimizer_def(name).hyperparameters} for name in names):
+            del data[beta]
 
 
 def default_grid_data() -> dict[str, Any]:
