@@ -298,8 +298,14 @@ def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path
 
     monkeypatch.setattr(optuna.Study, "tell", tell_then_ctrl_c)
     checkpoints = tmp_path / "checkpoints"
-    result = tune(get_problem("linreg"), SGD_SPACE, "random", 4, _storage(tmp_path), "tell", trial_epochs=3,
-                  population=4, checkpoints=checkpoints)
+    # Python's own Ctrl-C handler, as a user's interactive process has it: a suite started as a background job
+    # inherits SIGINT ignored, and an ignored signal is neither held nor raised.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = tune(get_problem("linreg"), SGD_SPACE, "random", 4, _storage(tmp_path), "tell", trial_epochs=3,
+                      population=4, checkpoints=checkpoints)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert result.interrupted
     study = _study(tmp_path, "tell")
     told = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
