@@ -127,6 +127,11 @@ class _Block:
 Lookahead = tuple[int, float]  # a member's lookahead (k, alpha); k = 0 is off
 
 
+def _lookahead_rows(rows: Sequence[Lookahead] | None, n: int) -> list[Lookahead]:
+    """``rows`` as ``(int, float)`` pairs; all ``n`` off where None."""
+    return [(int(k), float(alpha)) for k, alpha in rows or [(0, DEFAULT_ALPHA)] * n]
+
+
 class StackedOptimizer:
     """Steps ``flat`` (``[P, D]``, updated in place) for members with their own optimisers.
 
@@ -159,10 +164,9 @@ class StackedOptimizer:
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         self.state = {slot: self._zeros(slot) for slot in self._slots(rows, self.matrix_rows)}
-        self.lookahead: list[Lookahead] = []
-        self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
-        self.averages: list[Averaging] = []
-        self._add_averages(averages or [NO_AVERAGE] * len(rows))
+        self.lookahead = _lookahead_rows(lookahead, len(rows))
+        self.averages: list[Averaging] = list(averages or [NO_AVERAGE] * len(rows))
+        self._slots_for(self.lookahead, self.averages)
 
     @staticmethod
     def _slots(rows: Sequence[Mapping[str, float]], matrix_rows: Sequence[Any]) -> list[str]:
@@ -172,15 +176,12 @@ class StackedOptimizer:
             slots.setdefault("first_moment")
         return list(slots)
 
-    def _add_lookahead(self, rows: Sequence[Lookahead]) -> None:
-        """New rows' lookahead, after ``flat`` and the state have their rows: slow weights start at the weights
-        (a slot made now starts every row there; only members with lookahead ever read theirs)."""
-        self.lookahead += [(int(k), float(alpha)) for k, alpha in rows]
-        if SLOW not in self.state and any(k for k, _ in rows):
+    def _slots_for(self, lookahead: Sequence[Lookahead], averages: Sequence[Averaging]) -> None:
+        """The slow-weight and average slots that rows with this ``lookahead`` and these ``averages`` need, made
+        where missing, after ``flat`` and the state have their rows: slow weights start at the weights (a slot
+        made now starts every row there; only members with lookahead ever read theirs)."""
+        if SLOW not in self.state and any(k for k, _ in lookahead):
             self.state[SLOW] = self.flat.clone()
-
-    def _add_averages(self, averages: Sequence[Averaging]) -> None:
-        self.averages += list(averages)
         if "average" not in self.state and any(a[0] != "none" for a in averages):
             self.state["average"] = self._zeros("average")
 
@@ -308,8 +309,10 @@ class StackedOptimizer:
         for slot in self._slots(rows, matrix_rows):
             if slot not in self.state:
                 self.state[slot] = self._zeros(slot)
-        self._add_lookahead(lookahead or [(0, DEFAULT_ALPHA)] * len(rows))
-        self._add_averages(averages or [NO_AVERAGE] * len(rows))
+        lookahead, averages = _lookahead_rows(lookahead, len(rows)), list(averages or [NO_AVERAGE] * len(rows))
+        self.lookahead += lookahead
+        self.averages += averages
+        self._slots_for(lookahead, averages)
         self._make_blocks()
 
     def keep(self, rows: Tensor, flat: Tensor) -> None:
@@ -341,13 +344,10 @@ class StackedOptimizer:
         if decay is not None:
             self.masked[target] = decay == "matrices"
         if lookahead is not None:
-            self.lookahead[target] = (int(lookahead[0]), float(lookahead[1]))
-            if SLOW not in self.state and lookahead[0]:
-                self.state[SLOW] = self.flat.clone()
+            self.lookahead[target] = _lookahead_rows([lookahead], 1)[0]
         if average is not None:
             self.averages[target] = average
-            if average[0] != "none" and "average" not in self.state:
-                self.state["average"] = self._zeros("average")
+        self._slots_for([self.lookahead[target]], [self.averages[target]])
         row = get_optimizer_def(name).coefficients(hyperparameters)
         self.matrix_rows[target] = _matrix_terms(name, hyperparameters)
         missing = [slot for slot in self._slots([row], [self.matrix_rows[target]]) if slot not in self.state]

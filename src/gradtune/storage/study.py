@@ -36,7 +36,7 @@ def worker_id() -> str:
 
 def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner) -> tuple[optuna.Study, bool]:
     """Load ``name`` if it exists and matches ``metadata``, else create it. Returns (study, created)."""
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = _summaries(storage)
     if name in existing:
         stored = existing[name].user_attrs.get(METADATA_KEY)
         _check_compatible(name, stored, metadata)
@@ -54,16 +54,14 @@ def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner)
 def existing_metadata(storage, name: str) -> dict[str, Any] | None:
     """The settings stored with study ``name``, or None where there is no such study (or gradtune did not
     make it)."""
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if summary.study_name == name:
-            stored = summary.user_attrs.get(METADATA_KEY)
-            return dict(stored) if stored is not None else None
-    return None
+    summary = _summaries(storage).get(name)
+    stored = summary.user_attrs.get(METADATA_KEY) if summary is not None else None
+    return dict(stored) if stored is not None else None
 
 
 def stored_metadata(storage, name: str) -> dict[str, Any]:
     """The settings ``gradtune tune`` stored with study ``name``: problem, space, strategy, seed, budget..."""
-    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    summaries = _summaries(storage)
     if name not in summaries:
         listed = ", ".join(sorted(summaries)) or "none"
         raise UsageError(f"The 'study' parameter must name a study in the storage. Got {name!r}; studies there: "
@@ -72,6 +70,10 @@ def stored_metadata(storage, name: str) -> dict[str, Any]:
     if stored is None:
         raise UsageError(f"The study '{name}' was not made by gradtune tune, so a worker cannot know its problem.")
     return dict(stored)
+
+
+def _summaries(storage) -> dict[str, optuna.study.StudySummary]:
+    return {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
 
 
 def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> None:

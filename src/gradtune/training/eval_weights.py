@@ -77,9 +77,10 @@ def recompute_batchnorm(norms: list[nn.modules.batchnorm._BatchNorm], run: Calla
     own (a stack's, stacked beside its template).
     """
     momenta = [m.momentum for m in norms]
-    for m in norms if reset is None else ():
-        m.reset_running_stats()
-    if reset is not None:
+    if reset is None:
+        for m in norms:
+            m.reset_running_stats()
+    else:
         reset()
     try:
         with _forked_rng(device):
@@ -220,7 +221,7 @@ def stacked_swapped(stack: Any) -> Iterator[None]:
     training, buffers = flat.clone(), {k: v.clone() for k, v in model.buffers.items()}
     try:
         flat.copy_(stack.optimizer.evaluation_weights())
-        _stacked_batchnorm(stack, torch.tensor(elsewhere, device=flat.device))
+        _stacked_batchnorm(stack, torch.tensor(elsewhere, device=flat.device), buffers)
         yield
     finally:
         flat.copy_(training)
@@ -228,14 +229,14 @@ def stacked_swapped(stack: Any) -> Iterator[None]:
             model.buffers[name].copy_(value)
 
 
-def _stacked_batchnorm(stack: Any, elsewhere: torch.Tensor) -> None:
-    """Recompute the stacked BatchNorm statistics of the rows ``elsewhere`` (a ``[P]`` mask)."""
+def _stacked_batchnorm(stack: Any, elsewhere: torch.Tensor, saved: dict[str, torch.Tensor]) -> None:
+    """Recompute the stacked BatchNorm statistics of the rows ``elsewhere`` (a ``[P]`` mask); ``saved`` is a copy
+    of the buffers before, which the other rows keep."""
     template = getattr(stack.model, "template", None)  # only a vmap stack holds buffers
     named = [(name, m) for name, m in template.named_modules() if batchnorms([m])] if template else []
     if not named:
         return
     buffers = stack.model.buffers
-    saved = {k: v.clone() for k, v in buffers.items()}
 
     def reset() -> None:
         for name, _ in named:
