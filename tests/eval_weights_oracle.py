@@ -10,6 +10,7 @@ weights by ``torch.optim.swa_utils.update_bn`` over the first training batches.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -32,24 +33,13 @@ def paper_run(problem: gradtune.Problem, config: TrainConfig) -> tuple[nn.Module
     else:
         optimizer = PaperScheduleFree(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"],
                                       momentum=hp["momentum"])
-    x, y = problem.train
-    steps = config.epochs * -(-len(x) // config.batch_size)
-    lr_at = gradtune.make_lr_schedule(config.schedule, config.lr, steps, warmup=config.warmup)
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    step = 0
-    for _ in range(config.epochs):
-        for index in torch.randperm(len(x), generator=generator).split(config.batch_size):
-            optimizer.param_groups[0]["lr"] = lr_at(step)
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
-            optimizer.step()
-            step += 1
+    for _ in _steps(problem, config, model, optimizer, warmup=config.warmup):
+        pass
     at_x = copy.deepcopy(model)
     with torch.no_grad():
         for param, average in zip(at_x.parameters(), model.parameters()):
             param.copy_(optimizer.x(average))
-    first = [(x[s:s + config.batch_size],) for s in range(0, BN_BATCHES * config.batch_size, config.batch_size)]
-    torch.optim.swa_utils.update_bn(first, at_x)
+    torch.optim.swa_utils.update_bn(_first_batches(problem, config), at_x)
     return model, at_x
 
 
@@ -71,10 +61,23 @@ def torch_run(problem: gradtune.Problem, config: TrainConfig) -> tuple[nn.Module
         averaged = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(config.average_decay))
     else:
         averaged = swa.AveragedModel(model)  # the plain mean
+    start = 0 if config.average == "ema" else int(0.75 * _total_steps(problem, config))  # SWA: the last quarter
+    for step in _steps(problem, config, model, optimizer):
+        if step > start:
+            averaged.update_parameters(model)
+    swa.update_bn(_first_batches(problem, config), averaged)
+    return model, averaged.module
+
+
+def _total_steps(problem: gradtune.Problem, config: TrainConfig) -> int:
+    return config.epochs * -(-len(problem.train[0]) // config.batch_size)
+
+
+def _steps(problem: gradtune.Problem, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+           warmup: float = 0.0) -> Iterator[int]:
+    """Train ``model`` in gradtune's data order at its rates, yielding the steps taken after each step."""
     x, y = problem.train
-    steps = config.epochs * -(-len(x) // config.batch_size)
-    start = 0 if config.average == "ema" else int(0.75 * steps)  # SWA: the last quarter of the steps
-    lr_at = gradtune.make_lr_schedule(config.schedule, config.lr, steps)
+    lr_at = gradtune.make_lr_schedule(config.schedule, config.lr, _total_steps(problem, config), warmup=warmup)
     generator = torch.Generator().manual_seed(config.seed + 1)
     step = 0
     for _ in range(config.epochs):
@@ -84,11 +87,13 @@ def torch_run(problem: gradtune.Problem, config: TrainConfig) -> tuple[nn.Module
             nn.functional.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
             step += 1
-            if step > start:
-                averaged.update_parameters(model)
-    first = [(x[s:s + config.batch_size],) for s in range(0, BN_BATCHES * config.batch_size, config.batch_size)]
-    swa.update_bn(first, averaged)
-    return model, averaged.module
+            yield step
+
+
+def _first_batches(problem: gradtune.Problem, config: TrainConfig) -> list[tuple[torch.Tensor]]:
+    """The batches BatchNorm's statistics are recomputed over: the first training ones, in the data's order."""
+    x, size = problem.train[0], config.batch_size
+    return [(x[s:s + size],) for s in range(0, BN_BATCHES * size, size)]
 
 
 def gap(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> float:

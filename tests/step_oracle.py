@@ -89,3 +89,19 @@ def batchnorm_problem() -> gradtune.Problem:
 
     return gradtune.Problem(model, train=(x, y), valid=valid, loss="cross_entropy", task="classification",
                             name="batchnorm")
+
+
+def refusal_before_training(**settings: Any) -> str:
+    """The :class:`~gradtune.UsageError` that ``gradtune.train(problem64(), epochs=1, **settings)`` raises, which
+    must come before training starts (a callback fails the test if it does)."""
+    from gradtune.errors import UsageError
+
+    class Never(gradtune.Callback):
+        def on_train_start(self, total_steps, epochs):
+            raise AssertionError("training started")
+
+    try:
+        gradtune.train(problem64(), epochs=1, callbacks=[Never()], **settings)
+    except UsageError as error:
+        return str(error)
+    raise AssertionError(f"{settings} were not refused")

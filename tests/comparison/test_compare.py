@@ -93,7 +93,6 @@ def test_a_different_grid_on_the_same_study_is_refused(run):
         compare(problem, "sgd,adam", seeds=2, lrs=4, epochs=2, storage=storage, device="cpu")
 
 
-
 def test_the_earlier_keyword_budget_still_sets_lrs_with_a_deprecation_warning(run):
     problem, storage, result, _ = run
     # A budget not taken as lrs would ask for the default 8 rates, which this 3-rate study refuses.

@@ -32,9 +32,8 @@ from gradtune.optim.groups import hidden_matrices
 from gradtune.optim.muon import MuonAdamW, newton_schulz
 from gradtune.training.pool import fallback_reason
 from gradtune.training.population import train_population
-from gradtune.training.stack import Stack
 from gradtune.training.stacked import StackedMLP, VmapStack, stack_models
-from gradtune.training.trainer import Entry
+from stack_checkpoints import resumed_alone_and_in_stack
 
 RTOL = 1e-10
 STEPS = 15
@@ -332,19 +331,9 @@ def test_the_stacked_trainer_equals_the_single_loop_member_for_member(problem, s
 def test_a_stacked_muon_members_checkpoint_resumes_alone_or_in_a_stack_to_the_same_end(tmp_path):
     problem = MLP_PROBLEM
     configs = [c.resolve_for(problem) for c in muon_configs(steps=None, epochs=4)]
-    paths = [tmp_path / f"member-{i}.pt" for i in range(len(configs))]
-    stack = Stack(problem, [Entry(i, c, (), p) for i, (c, p) in enumerate(zip(configs, paths))])
-    for _ in range(2):
-        stack.run_epoch()
-    assert stack.write_checkpoints()  # then the process dies
-    copies = [tmp_path / f"copy-{i}.pt" for i in range(len(paths))]
-    for path, copy in zip(paths, copies):
-        copy.write_bytes(path.read_bytes())
-    in_stack = dict(Stack(problem, [Entry(i, c, (), p) for i, (c, p) in enumerate(zip(configs, copies))]).run())
-    for i, (config, path) in enumerate(zip(configs, paths)):
-        alone = gradtune.train(problem, config, checkpoint=path)
-        expected = gradtune.train(problem, config).model.state_dict()
-        for resumed in (alone, in_stack[i]):
+    runs = resumed_alone_and_in_stack(problem, configs, tmp_path)
+    for i, (config, (pair, expected)) in enumerate(zip(configs, runs)):
+        for resumed in pair:
             assert resumed.report["resumed_from_epoch"] == 2
             for key, value in resumed.model.state_dict().items():
                 relative = ((value - expected[key]).norm() / expected[key].norm()).item()

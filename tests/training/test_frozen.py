@@ -16,9 +16,8 @@ from gradtune.optim import OPTIMIZERS, get_optimizer_def, is_installed
 from gradtune.training.loop import build_model
 from gradtune.training.pool import fallback_reason
 from gradtune.training.population import train_population
-from gradtune.training.stack import Stack
 from gradtune.training.stacked import VmapStack, stack_models
-from gradtune.training.trainer import Entry
+from stack_checkpoints import resumed_alone_and_in_stack
 from toy_problems import frozen_backbone_problem
 
 CPU = torch.device("cpu")
@@ -121,19 +120,8 @@ def test_a_shared_frozen_tensor_becomes_per_member_when_another_joins_and_copies
 def test_a_stacked_members_checkpoint_resumes_alone_or_in_a_stack_to_the_same_end(tmp_path):
     problem, backbone = frozen_backbone_problem()
     configs = [c.replace(steps=None, epochs=4).resolve_for(problem) for c in _configs()[:3]]
-    paths = [tmp_path / f"member-{i}.pt" for i in range(len(configs))]
-    stack = Stack(problem, [Entry(i, c, (), p) for i, (c, p) in enumerate(zip(configs, paths))])
-    for _ in range(2):
-        stack.run_epoch()
-    assert stack.write_checkpoints()  # then the process dies
-    copies = [tmp_path / f"copy-{i}.pt" for i in range(len(paths))]
-    for path, copy in zip(paths, copies):
-        copy.write_bytes(path.read_bytes())
-    in_stack = dict(Stack(problem, [Entry(i, c, (), p) for i, (c, p) in enumerate(zip(configs, copies))]).run())
-    for i, (config, path) in enumerate(zip(configs, paths)):
-        alone = gradtune.train(problem, config, checkpoint=path)
-        expected = gradtune.train(problem, config).model.state_dict()
-        for resumed in (alone, in_stack[i]):
+    for pair, expected in resumed_alone_and_in_stack(problem, configs, tmp_path):
+        for resumed in pair:
             assert resumed.report["resumed_from_epoch"] == 2
             state = resumed.model.state_dict()
             assert all(torch.equal(state[k], v) for k, v in backbone.items())

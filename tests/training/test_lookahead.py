@@ -26,7 +26,8 @@ from gradtune.training.pool import StackedPool, stack_key
 from gradtune.training.stack import Stack
 from gradtune.training.trainer import Entry
 from gradtune.tuning import SearchSpace
-from step_oracle import SEED, gap, problem64
+from space_draws import drawn_configs
+from step_oracle import SEED, gap, problem64, refusal_before_training
 
 BASE = dict(batch_size=16, epochs=3, seed=SEED)
 MOMENTUM = dict(optimizer="momentum", lr=0.3, momentum=0.9)
@@ -213,13 +214,8 @@ def test_a_stack_member_resumes_in_the_single_loop_and_back(tmp_path):
     ({"optimizer": "lbfgs", "lookahead": 5}, "The 'lookahead' parameter must be 0 for optimizer 'lbfgs'"),
 ])
 def test_bad_lookahead_is_refused_in_one_line_before_training(settings, expected):
-    class Never(gradtune.Callback):
-        def on_train_start(self, total_steps, epochs):
-            raise AssertionError("training started")
-
-    with pytest.raises(UsageError) as caught:
-        gradtune.train(problem64(), epochs=1, callbacks=[Never()], **settings)
-    assert expected in str(caught.value) and "\n" not in str(caught.value)
+    message = refusal_before_training(**settings)
+    assert expected in message and "\n" not in message
 
 
 def test_the_cli_takes_lookahead_flags_and_refuses_a_bad_one(tmp_path, capsys):
@@ -233,24 +229,12 @@ def test_the_cli_takes_lookahead_flags_and_refuses_a_bad_one(tmp_path, capsys):
     assert "'lookahead'" in line and "Got -2" in line
 
 
-def _draws(space: SearchSpace, n: int) -> list[dict]:
-    import optuna
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    draws = []
-    for _ in range(n):
-        trial = study.ask()
-        draws.append(space.suggest(trial))
-        study.tell(trial, 0.0)
-    return draws
-
-
 def test_a_space_draws_lookahead_as_an_integer_and_its_alpha_only_where_it_is_on():
     # lookahead_alpha listed first: it is still drawn after lookahead, which decides whether it applies.
     space = SearchSpace.from_mapping({"optimizer": {"choices": ["momentum", "lbfgs"]},
                                       "lookahead_alpha": {"low": 0.3, "high": 0.9},
                                       "lookahead": {"choices": [0, 4]}, "steps": {"low": 2, "high": 9}})
-    draws = _draws(space, 40)
+    draws = drawn_configs(space, 40)
     for draw in draws:
         if draw["optimizer"] == "lbfgs":
             assert "lookahead" not in draw and "lookahead_alpha" not in draw
@@ -259,7 +243,7 @@ def test_a_space_draws_lookahead_as_an_integer_and_its_alpha_only_where_it_is_on
             TrainConfig.from_mapping(draw).resolve(80)  # every draw is a valid configuration
     assert {d.get("lookahead") for d in draws} == {None, 0, 4}
     ranged = SearchSpace.from_mapping({"optimizer": "adamw", "lookahead": {"low": 1, "high": 10}})
-    assert all(isinstance(d["lookahead"], int) for d in _draws(ranged, 5))
+    assert all(isinstance(d["lookahead"], int) for d in drawn_configs(ranged, 5))
 
 
 @pytest.mark.parametrize("spec, name", [({"lookahead": {"choices": [-1, 5]}}, "lookahead"),

@@ -135,8 +135,6 @@ def test_each_portfolio_optimiser_trains_at_its_suggestion_and_the_middle_of_the
     assert bracket(found) == pytest.approx(rates)
 
 
-
-
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_the_search_gain_is_what_the_search_added_over_the_best_baseline_and_when(direction):
     import datetime
@@ -147,35 +145,33 @@ def test_the_search_gain_is_what_the_search_added_over_the_best_baseline_and_whe
     from gradtune.storage.trials import baselines, search_gain, trial_rows
 
     sign = 1 if direction == "maximize" else -1
-    study = optuna.create_study(direction=direction)
     start = datetime.datetime(2026, 1, 1)
+
+    def study_of(plan):
+        study = optuna.create_study(direction=direction)
+        for value, baseline, seconds, state in plan:
+            trial = optuna.trial.create_trial(
+                state=optuna.trial.TrialState[state], value=sign * value if state == "COMPLETE" else None,
+                user_attrs={"config": {"lr": 0.1}, **({BASELINE_ATTR: baseline} if baseline else {})})
+            trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+            study.add_trial(trial)
+        return study
+
     # (value, baseline, seconds at its end, state): two baselines ending at 10 s and 12 s, then the search.
     plan = [(0.70, "momentum", 10, "COMPLETE"), (0.75, "adamw", 12, "COMPLETE"), (0.60, None, 20, "PRUNED"),
             (0.78, None, 30, "COMPLETE"), (0.74, None, 50, "COMPLETE")]
-    for value, baseline, seconds, state in plan:
-        trial = optuna.trial.create_trial(
-            state=optuna.trial.TrialState[state], value=sign * value if state == "COMPLETE" else None,
-            user_attrs={"config": {"lr": 0.1}, **({BASELINE_ATTR: baseline} if baseline else {})})
-        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
-        study.add_trial(trial)
+    study = study_of(plan)
     gain = search_gain(study, baselines(study, trial_rows(study)))
     assert gain == {"gain": pytest.approx(0.03), "baseline_value": sign * 0.75, "baseline_trial": 1,
                     "best_value": sign * 0.78, "best_trial": 3, "search_trials": 3, "seconds": 38.0,
                     "seconds_to_best": 18.0}
 
     # A search that never beat the best baseline gained nothing, in all the seconds it ran.
-    study = optuna.create_study(direction=direction)
-    for value, baseline, seconds, state in plan[:3] + [(0.74, None, 50, "COMPLETE")]:
-        trial = optuna.trial.create_trial(
-            state=optuna.trial.TrialState[state], value=sign * value if state == "COMPLETE" else None,
-            user_attrs={"config": {"lr": 0.1}, **({BASELINE_ATTR: baseline} if baseline else {})})
-        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
-        study.add_trial(trial)
+    study = study_of(plan[:3] + [(0.74, None, 50, "COMPLETE")])
     gain = search_gain(study, baselines(study, trial_rows(study)))
     assert gain["gain"] == 0.0 and gain["best_trial"] == 1 and gain["seconds"] == 38.0
     assert gain["seconds_to_best"] == 0.0
     assert search_gain(study, {}) is None
-
 
 
 @pytest.mark.parametrize(("lr", "rates"), [

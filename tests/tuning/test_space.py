@@ -21,6 +21,7 @@ from gradtune.errors import UsageError
 from gradtune.problems import get_problem
 from gradtune.tuning import SearchSpace, default_space
 from gradtune.tuning.defaults import LR_RANGES, OTHER_LR_RANGES, lr_range
+from space_draws import draw
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -97,20 +98,8 @@ def test_cli_refuses_bad_space_before_any_trial(main_cli, tmp_path, text, expect
                 assert connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
 
 
-def _draw(space: SearchSpace, n: int, seed: int = 0) -> list[tuple[dict, dict]]:
-    """``n`` configurations drawn through a seeded random sampler: (config, Optuna params) pairs."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
-        trial = study.ask()
-        config = space.suggest(trial)
-        out.append((config, dict(trial.params)))
-        study.tell(trial, 0.0)
-    return out
-
-
 def test_default_space_conditional_parameters():
-    draws = _draw(default_space(get_problem("digits-mlp")), 600)
+    draws = draw(default_space(get_problem("digits-mlp")), 600)
     seen_optimizers = {c["optimizer"] for c, _ in draws}
     assert seen_optimizers == set(LR_RANGES)  # every optimiser was drawn, so the checks below are not vacuous
     assert {c["schedule"] for c, _ in draws} == {"constant", "cosine", "step", "onecycle"}
@@ -138,7 +127,7 @@ def test_optimizers_list_makes_a_parameter_conditional():
         "momentum": {"low": 0.5, "high": 0.99, "optimizers": ["momentum"]},
         "beta1": {"choices": [0.85, 0.9]},
     })
-    draws = _draw(space, 200, seed=1)
+    draws = draw(space, 200, seed=1)
     assert {c["optimizer"] for c, _ in draws} == {"sgd", "momentum", "rmsprop", "adam"}
     for config, _ in draws:
         assert ("momentum" in config) == (config["optimizer"] == "momentum"), config
@@ -152,7 +141,7 @@ def test_per_optimizer_ranges_are_respected():
         "optimizer": {"choices": ["sgd", "adam"]},
         "lr": {name: {"low": lo, "high": hi, "log": True} for name, (lo, hi) in ranges.items()},
     })
-    for config, _ in _draw(space, 100, seed=2):
+    for config, _ in draw(space, 100, seed=2):
         lo, hi = ranges[config["optimizer"]]
         assert lo <= config["lr"] <= hi, config
 
@@ -188,7 +177,7 @@ def test_a_space_naming_the_newer_optimizers_draws_each_ones_hyperparameters():
         "schedule": "wsd",
         "cooldown": {"choices": [0.1, 0.2]},
     })
-    draws = _draw(space, 150, seed=3)
+    draws = draw(space, 150, seed=3)
     assert {c["optimizer"] for c, _ in draws} == set(NEW_OPTIMIZERS)
     for config, _ in draws:
         optimizer = config["optimizer"]
@@ -265,7 +254,7 @@ def test_space_show_prints_yaml_that_round_trips(main_cli, extra):
         assert set(data["lr"]) == set(LR_RANGES)
         assert data["momentum"]["optimizers"] == ["momentum", "nesterov"]
         # The printed space draws the same conditional configurations as the built-in one.
-        assert [c for c, _ in _draw(space, 50)] == [c for c, _ in _draw(default_space(), 50)]
+        assert [c for c, _ in draw(space, 50)] == [c for c, _ in draw(default_space(), 50)]
 
 
 def test_a_space_tunes_averaging_for_any_optimizer_but_schedule_free():
@@ -276,7 +265,7 @@ def test_a_space_tunes_averaging_for_any_optimizer_but_schedule_free():
         "optimizer": {"choices": ["momentum", "adamw", "sf-adamw"]},
         "average": {"choices": ["none", "ema", "swa"]},
     })
-    draws = _draw(space, 90, seed=4)
+    draws = draw(space, 90, seed=4)
     for config, _ in draws:
         assert ("average" in config) == (config["optimizer"] != "sf-adamw"), config
         assert ("average_decay" in config) == (config.get("average") == "ema"), config
@@ -293,7 +282,7 @@ def test_the_default_space_over_chosen_optimizers_gives_each_its_own_range():
     chosen = ["adamw", "lion", "muon", "sf-adamw", "nesterov"]
     space = fitted_space(default_space_data(optimizers=chosen))
     assert space.optimizers == chosen
-    draws = _draw(space, 300, seed=4)
+    draws = draw(space, 300, seed=4)
     assert {c["optimizer"] for c, _ in draws} == set(chosen)
     for config, _ in draws:
         low, high = lr_range(config["optimizer"])

@@ -12,6 +12,7 @@ import gradtune
 from gradtune.cli.main import main
 from gradtune.errors import UsageError
 from gradtune.tuning import SearchSpace
+from space_draws import drawn_configs
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -43,16 +44,6 @@ def test_a_tune_over_clip_norm_records_it_and_best_config_replays(tmp_path):
     assert replay["history"][-1]["valid_loss"] == pytest.approx(result.best_value, rel=1e-6)
 
 
-def _draws(space: SearchSpace, n: int) -> list[dict]:
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    draws = []
-    for _ in range(n):
-        trial = study.ask()
-        draws.append(space.suggest(trial))
-        study.tell(trial, 0.0)
-    return draws
-
-
 def test_step_settings_are_suggested_only_where_they_apply():
     space = SearchSpace.from_mapping({
         "optimizer": {"choices": ["adamw", "lbfgs", "sgd-hd"]},
@@ -61,7 +52,7 @@ def test_step_settings_are_suggested_only_where_they_apply():
         "micro_batch": {"low": 4, "high": 64},
         "decay": {"choices": ["all", "matrices"]},
     })
-    draws = _draws(space, 60)
+    draws = drawn_configs(space, 60)
     assert {d["optimizer"] for d in draws} == {"adamw", "lbfgs", "sgd-hd"}
     for config in draws:
         optimizer = config["optimizer"]
