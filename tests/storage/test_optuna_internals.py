@@ -73,3 +73,24 @@ def test_fail_trial_and_all_trials(study):
     trial = study.ask()
     _optuna.fail_trial(study, trial)
     assert [t.state for t in _optuna.all_trials(study)] == [TrialState.FAIL]
+
+
+def test_with_system_attrs_reads_what_the_lazy_read_of_should_prune_reads(study):
+    trial = study.ask()
+    trial.report(0.5, step=1)
+    study._storage.set_trial_system_attr(trial._trial_id, "completed_rung_0", 0.5)
+    study._storage.set_trial_system_attr(trial._trial_id, "gradtune_rung_length", 20)
+    lazy = trial._get_latest_trial()  # what Trial.should_prune hands the pruner
+    read = _optuna.with_system_attrs(study, lazy)
+    assert read is not lazy and read.number == lazy.number and read.intermediate_values == {1: 0.5}
+    assert dict(read.system_attrs) == dict(study._storage.get_trial(trial._trial_id).system_attrs)
+    assert read.system_attrs["completed_rung_0"] == 0.5
+    in_memory = optuna.create_study()
+    other = in_memory.ask()._get_latest_trial()
+    assert _optuna.with_system_attrs(in_memory, other) is other  # not relational: Optuna's own read
+
+
+def test_study_ask_clears_the_per_ask_cache_before_it_creates_the_trial():
+    source = inspect.getsource(optuna.Study.ask)
+    assert source.index("cached_all_trials = None") < source.index("optuna.Trial(self"), \
+        "Study.ask no longer clears its per-ask cache before creating the trial: TrialsReadOnce may read stale trials"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import optuna
 
-from ...storage._optuna import rung_view
+from ...storage._optuna import rung_view, with_system_attrs
 from ...storage.keys import BASELINE_ATTR, START_ATTR
 from ..rungs import LENGTH_KEY, RungScale
 
@@ -46,6 +46,7 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
         self.scale = scale or RungScale("epoch")
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        trial = with_system_attrs(study, trial)
         return super().prune(_view(study, trial, self.scale), self.scale.at_rung_scale(trial)) \
             and not (BASELINE_ATTR in trial.user_attrs or START_ATTR in trial.user_attrs)
 
