@@ -35,29 +35,18 @@ import optuna
 import torch
 
 import gradtune
+from _best_so_far import BestSoFar, first_reaching
 from gradtune.config import TrainConfig
-from gradtune.tuning import TuneCallback, default_space
+from gradtune.tuning import default_space
 from gradtune.tuning.strategies import _portfolio
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class _Clock(TuneCallback):
-    """Best value so far against seconds since the start, at every trial end."""
-
-    def __init__(self, start: float):
-        self.start, self.best, self.curve = start, -math.inf, []
-
-    def on_trial_end(self, outcome, study) -> None:
-        if outcome.value is not None and outcome.value > self.best:
-            self.best = outcome.value
-            self.curve.append((time.perf_counter() - self.start, self.best))
-
-
 def run_auto(problem, budget: float, seed: int, trial_epochs: int, rung_rule: str = "fraction",
              portfolio: tuple[str, ...] | None = None) -> tuple[list[tuple[float, float]], float]:
     """Auto's best-so-far curve, and what its search added over its best baseline."""
-    clock = _Clock(time.perf_counter())
+    clock = BestSoFar()
     ours = _portfolio.PORTFOLIO
     _portfolio.PORTFOLIO = portfolio or ours
     try:
@@ -89,10 +78,6 @@ def run_tpe(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     study.optimize(objective, timeout=budget)
     return curve
-
-
-def time_to(curve: list[tuple[float, float]], target: float) -> float:
-    return next((t for t, v in curve if v >= target), math.inf)
 
 
 def main() -> None:
@@ -130,10 +115,10 @@ def main() -> None:
                     runs[who], gain[who] = run_auto(problem, args.budget, seed, args.trial_epochs, args.rung_rule,
                                                     arms[names.index(who)])
             target = runs["tpe"][-1][1] if runs["tpe"] else math.inf
-            t_tpe = time_to(runs["tpe"], target)
+            t_tpe = first_reaching(runs["tpe"], target)
             tpe_best.append(target)
             for who in names:
-                t_auto = time_to(runs[who], target)
+                t_auto = first_reaching(runs[who], target)
                 best = runs[who][-1][1] if runs[who] else float("nan")
                 ratio = t_auto / t_tpe if t_tpe > 0 else math.inf
                 ratios[who].append(ratio)

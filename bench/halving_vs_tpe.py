@@ -29,26 +29,7 @@ from pathlib import Path
 import torch
 
 import gradtune
-from gradtune.tuning import TuneCallback
-
-
-class _EpochClock(TuneCallback):
-    """Epochs trained so far, counted as trials report them, and (epochs, best value) at each new best."""
-
-    def __init__(self):
-        self.epochs, self.best, self.curve = 0, -math.inf, []
-
-    def on_trial_epoch_end(self, number, record) -> None:
-        self.epochs += 1
-
-    def on_trial_end(self, outcome, study) -> None:
-        if outcome.value is not None and outcome.value > self.best:
-            self.best = outcome.value
-            self.curve.append((self.epochs, self.best))
-
-
-def epochs_to(curve: list[tuple[int, float]], target: float) -> float:
-    return next((e for e, v in curve if v >= target), math.inf)
+from _best_so_far import BestSoFar, first_reaching
 
 
 def main() -> None:
@@ -70,7 +51,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         target = math.inf
         for strategy, rule in [("tpe", "fraction"), *(("halving", rule) for rule in rules)]:
-            clock = _EpochClock()
+            clock = BestSoFar("epochs")
             trials = args.budget if strategy == "tpe" else args.budget * args.halving_factor
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
@@ -82,7 +63,7 @@ def main() -> None:
             counts = result.counts()
             label = strategy if strategy == "tpe" else f"{strategy} ({rule})"
             print(f"{label:18s} {seed:4d} {len(result.trials):6d} {result.best_value:7.4f} {clock.epochs:7d} "
-                  f"{epochs_to(clock.curve, target):12.0f} {counts.get('pruned', 0):7d} "
+                  f"{first_reaching(clock.curve, target):12.0f} {counts.get('pruned', 0):7d} "
                   f"{counts.get('diverged', 0):9d} {seconds:8.0f}", flush=True)
 
 

@@ -69,10 +69,10 @@ def test_a_trial_never_beaten_is_not_failed_as_stale(study):
     assert _state_after_the_grace_period(study, trial) == TrialState.RUNNING
 
 
-def test_fail_trial_and_all_trials(study):
+def test_fail_trial(study):
     trial = study.ask()
     _optuna.fail_trial(study, trial)
-    assert [t.state for t in _optuna.all_trials(study)] == [TrialState.FAIL]
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL]
 
 
 def test_with_system_attrs_reads_what_the_lazy_read_of_should_prune_reads(study):

@@ -27,7 +27,7 @@ try:  # Optuna's private RDB layer; should a release move it, the pruner falls b
 except ImportError:  # pragma: no cover - depends on the installed Optuna
     _models = None
 
-__all__ = ["frozen_trial", "fail_trial", "all_trials", "heartbeat_interval", "ask", "heartbeat", "TrialsReadOnce",
+__all__ = ["frozen_trial", "fail_trial", "heartbeat_interval", "ask", "heartbeat", "TrialsReadOnce",
            "rung_view", "with_system_attrs", "set_system_attr"]
 
 # Optuna warns on every ask and heartbeat that heartbeats are meant for Study.optimize; gradtune's own ask/tell
@@ -45,11 +45,6 @@ def frozen_trial(study: optuna.Study, trial: AnyTrial) -> FrozenTrial:
 def fail_trial(study: optuna.Study, trial: AnyTrial) -> None:
     """Mark ``trial`` failed, whoever owns it (a dead worker's trial cannot be told through its own ``Trial``)."""
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-
-
-def all_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Every trial of the study, read from the storage now, past the study's per-ask cache."""
-    return study._storage.get_all_trials(study._study_id, deepcopy=False)
 
 
 def heartbeat_interval(study: optuna.Study) -> int | None:
@@ -167,6 +162,12 @@ class _Only:
                 if t.system_attrs.get(self._key) == self._value]
 
 
+def _relational(study: optuna.Study) -> optuna.storages.RDBStorage | None:
+    """The relational storage behind the study's cache, where the queries below can read it; else None."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    return backend if _models is not None and isinstance(backend, optuna.storages.RDBStorage) else None
+
+
 def with_system_attrs(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
     """``trial`` (as ``Trial.should_prune`` hands it to a pruner) with its system attributes read now by one query
     on a relational storage; ``trial`` itself elsewhere.
@@ -175,8 +176,8 @@ def with_system_attrs(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
     rebuilds a running trial in full (params, attributes, every intermediate value): 6.9 of 126 seconds of a
     two-minute ``auto`` on digits-mlp with 16 trials in flight, one load per epoch of every trial.
     """
-    backend = getattr(study._storage, "_backend", study._storage)
-    if _models is None or not isinstance(backend, optuna.storages.RDBStorage):
+    backend = _relational(study)
+    if backend is None:
         return trial
     attribute = _models.TrialSystemAttributeModel
     with _create_scoped_session(backend.scoped_session) as session:
@@ -199,10 +200,8 @@ def rung_view(study: optuna.Study, prefix: str, also: tuple[str, ...] = (),
     digits-mlp with 16 trials in flight, pruning took 4.5 s of 34.6 s, nearly all of it in
     those reads). The view is fresh from the database, as Optuna's read is.
     """
-    backend = getattr(study._storage, "_backend", study._storage)
-    view = study
-    if _models is not None and isinstance(backend, optuna.storages.RDBStorage):
-        view = _RungView(study, backend, prefix, also)  # type: ignore[assignment]
+    backend = _relational(study)
+    view = study if backend is None else _RungView(study, backend, prefix, also)
     return view if only is None else _Only(view, *only)  # type: ignore[return-value]
 
 

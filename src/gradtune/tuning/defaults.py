@@ -77,7 +77,7 @@ def default_space_data(builtin_model: bool = True, optimizers: Sequence[str] | N
     names = _ranged(optimizers) if optimizers is not None else list(LR_RANGES)
     data: dict[str, Any] = {
         "optimizer": {"choices": names},
-        "lr": {name: {"low": lr_range(name)[0], "high": lr_range(name)[1], "log": True} for name in names},
+        "lr": {name: {"low": low, "high": high, "log": True} for name, (low, high) in zip(names, map(lr_range, names))},
         "momentum": {"low": 0.8, "high": 0.99, "optimizers": ["momentum", "nesterov"]},
         "beta1": {"low": 0.8, "high": 0.95},
         "beta2": {"choices": [0.99, 0.999]},
@@ -120,7 +120,7 @@ def _keep_to(data: dict[str, Any], names: list[str]) -> None:
     else:
         del data["momentum"]
     for beta in ("beta1", "beta2"):
-        if not any(beta in {h.name for h in get_optimizer_def(name).hyperparameters} for name in names):
+        if not any(beta in get_optimizer_def(name).hyperparameter_names for name in names):
             del data[beta]
 
 
