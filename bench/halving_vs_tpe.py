@@ -7,7 +7,10 @@ trials, the best validation accuracy, the epochs trained in all, and the epochs
 trained when the run first reached TPE's best of the same seed (for TPE itself:
 when it reached its best). Halving should reach TPE's best having trained fewer
 epochs than TPE needed. Epochs are counted as trials report them, those of
-trials still running included. ``--rung-rule`` chooses where halving compares
+trials still running included. ``whole by batch`` counts, at each batch size,
+the trials that ran to their end, of those that started: rungs compare trials
+after the same epochs, when a batch-256 trial has taken an eighth of a batch-32
+trial's steps. ``--rung-rule`` chooses where halving compares
 trials (``fraction``, the default, ``epoch``, the rule before issue 20, or
 ``bracket``); ``--rung-rule all`` runs halving under each, beside one TPE study.
 ``--halving-factor 1`` gives both the same number of trials, as this script
@@ -47,7 +50,7 @@ def main() -> None:
     problem = gradtune.get_problem(args.problem)
     print(f"{args.problem}, default space; TPE {args.budget} trials, halving {args.budget * args.halving_factor}")
     print(f"{'strategy':18s} {'seed':>4s} {'trials':>6s} {'best':>7s} {'epochs':>7s} {'to TPE best':>12s} "
-          f"{'pruned':>7s} {'diverged':>9s} {'seconds':>8s}")
+          f"{'pruned':>7s} {'diverged':>9s} {'seconds':>8s}  whole by batch")
     for seed in (int(s) for s in args.seeds.split(",")):
         target = math.inf
         for strategy, rule in [("tpe", "fraction"), *(("halving", rule) for rule in rules)]:
@@ -64,8 +67,17 @@ def main() -> None:
             label = strategy if strategy == "tpe" else f"{strategy} ({rule})"
             print(f"{label:18s} {seed:4d} {len(result.trials):6d} {result.best_value:7.4f} {clock.epochs:7d} "
                   f"{first_reaching(clock.curve, target):12.0f} {counts.get('pruned', 0):7d} "
-                  f"{counts.get('diverged', 0):9d} {seconds:8.0f}", flush=True)
+                  f"{counts.get('diverged', 0):9d} {seconds:8.0f}  {_whole_by_batch(result.trials)}", flush=True)
 
+
+def _whole_by_batch(trials: list[dict]) -> str:
+    """``16:4/30 32:40/151 ...``: at each batch size, the trials that ran to their end, of those that started."""
+    whole: dict[int, list[int]] = {}
+    for t in trials:
+        counted = whole.setdefault(t["config"].get("batch_size") or 0, [0, 0])
+        counted[0] += t["state"] == "completed"
+        counted[1] += 1
+    return " ".join(f"{size}:{done}/{started}" for size, (done, started) in sorted(whole.items()))
 
 if __name__ == "__main__":
     main()

@@ -132,6 +132,14 @@ def _lookahead_rows(rows: Sequence[Lookahead] | None, n: int) -> list[Lookahead]
     return [(int(k), float(alpha)) for k, alpha in rows or [(0, DEFAULT_ALPHA)] * n]
 
 
+def _per_member(n: int, decays: Sequence[str] | None, lookahead: Sequence[Lookahead] | None,
+                averages: Sequence[Averaging] | None) -> tuple[list[bool], list[Lookahead], list[Averaging]]:
+    """``n`` members' matrices-only decay flags, lookahead pairs and averaging, each at its default (decay of
+    every parameter, lookahead off, no average) where not given."""
+    masked = [d == "matrices" for d in decays or ["all"] * n]
+    return masked, _lookahead_rows(lookahead, n), list(averages or [NO_AVERAGE] * n)
+
+
 class StackedOptimizer:
     """Steps ``flat`` (``[P, D]``, updated in place) for members with their own optimisers.
 
@@ -159,13 +167,11 @@ class StackedOptimizer:
         self.flat = flat
         self.steps = [0] * len(rows)  # each member's own count, for bias correction
         # Which members decay only matrices, and the [D] mask of those entries (see the module docstring).
-        self.masked = [d == "matrices" for d in decays or ["all"] * len(rows)]
+        self.masked, self.lookahead, self.averages = _per_member(len(rows), decays, lookahead, averages)
         self.decay_mask = decay_mask
         self._make_blocks()
         # Full-height state, so that compaction is one index; each block updates its own rows.
         self.state = {slot: self._zeros(slot) for slot in self._slots(rows, self.matrix_rows)}
-        self.lookahead = _lookahead_rows(lookahead, len(rows))
-        self.averages: list[Averaging] = list(averages or [NO_AVERAGE] * len(rows))
         self._slots_for(self.lookahead, self.averages)
 
     @staticmethod
@@ -298,7 +304,8 @@ class StackedOptimizer:
         rows = [get_optimizer_def(n).coefficients(hp) for n, hp in zip(names, hyperparameters)]
         matrix_rows = [_matrix_terms(n, hp) for n, hp in zip(names, hyperparameters)]
         self.matrix_rows += matrix_rows
-        self.masked += [d == "matrices" for d in decays or ["all"] * len(rows)]
+        masked, lookahead, averages = _per_member(len(rows), decays, lookahead, averages)
+        self.masked += masked
         self.table = torch.cat([self.table, torch.tensor([[row[k] for k in _KEYS] for row in rows],
                                                           dtype=torch.float64)])
         self.steps += [0] * len(rows)
@@ -309,7 +316,6 @@ class StackedOptimizer:
         for slot in self._slots(rows, matrix_rows):
             if slot not in self.state:
                 self.state[slot] = self._zeros(slot)
-        lookahead, averages = _lookahead_rows(lookahead, len(rows)), list(averages or [NO_AVERAGE] * len(rows))
         self.lookahead += lookahead
         self.averages += averages
         self._slots_for(lookahead, averages)
