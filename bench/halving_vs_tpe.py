@@ -8,8 +8,8 @@ trained when the run first reached TPE's best of the same seed (for TPE itself:
 when it reached its best). Halving should reach TPE's best having trained fewer
 epochs than TPE needed. Epochs are counted as trials report them, those of
 trials still running included. ``whole by batch`` counts, at each batch size,
-the trials that ran to their end, of those that started: rungs compare trials
-after the same epochs, when a batch-256 trial has taken an eighth of a batch-32
+the trials that ran to their end, of those that started: the first rung compares
+trials after one epoch, when a batch-256 trial has taken an eighth of a batch-32
 trial's steps. ``--rung-rule`` chooses where halving compares
 trials (``fraction``, the default, ``epoch``, the rule before issue 20, or
 ``bracket``); ``--rung-rule all`` runs halving under each, beside one TPE study.
@@ -78,6 +78,7 @@ def _whole_by_batch(trials: list[dict]) -> str:
         counted[0] += t["state"] == "completed"
         counted[1] += 1
     return " ".join(f"{size}:{done}/{started}" for size, (done, started) in sorted(whole.items()))
+
 
 if __name__ == "__main__":
     main()
