@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 
 import gradtune
@@ -41,10 +42,13 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
         low, high = report["lr_find"][config["optimizer"]]["range"]
         assert low <= config["lr"] <= high
     # The portfolio trains first, whole, at its defaults (GELU, cosine decay, the longest training the cap
-    # allows), each optimiser at its suggestion and the middle of the range above it, as one population.
+    # allows), each optimiser at the middle of the range above its suggestion and at its suggestion, in two
+    # rounds: every optimiser at its upper rate, which most often trains best, then at its suggestion.
     baselines = result.trials[:6]
-    assert rounds == [6, 2]  # the baselines, then the search's start (two trials left of the budget)
-    assert [t["config"]["optimizer"] for t in baselines] == [n for n in report["portfolio"] for _ in range(2)]
+    assert rounds == [3, 3, 2]  # the baselines' two rounds, then the search's start (two trials left of the budget)
+    assert [t["config"]["optimizer"] for t in baselines] == report["portfolio"] * 2
+    stored = optuna.load_study(study_name=result.study, storage=storage).trials
+    assert max(t.datetime_complete for t in stored[:3]) <= min(t.datetime_start for t in stored[3:6])
     for trial in baselines:
         assert trial["state"] == "completed" and trial["epochs_run"] == 3
         assert trial["config"]["schedule"] == "cosine" and trial["config"]["batch_size"] == 32
@@ -53,7 +57,7 @@ def test_auto_searches_the_ranges_its_range_tests_found_and_explains_them(tmp_pa
     for name in report["portfolio"]:
         found, tried = report["lr_find"][name], [t for t in baselines if t["config"]["optimizer"] == name]
         assert [t["config"]["lr"] for t in tried] == pytest.approx(
-            [found["suggested_lr"], (found["suggested_lr"] * found["range"][1]) ** 0.5])
+            [(found["suggested_lr"] * found["range"][1]) ** 0.5, found["suggested_lr"]])
         best = max(tried, key=lambda t: t["value"])
         assert report["baselines"][name] == {
             "trial": best["number"], "lr": best["config"]["lr"], "state": "completed", "value": best["value"],
@@ -117,7 +121,7 @@ def test_a_worker_racing_to_open_a_new_auto_study_adds_no_second_portfolio(tmp_p
     space = default_space(problem)
     auto.prepare(problem, space, study, seed=0, device="cpu")
     waiting = [t.user_attrs for t in study.get_trials(states=[optuna.trial.TrialState.WAITING])]
-    assert waiting == [{"gradtune_baseline": name} for name in PORTFOLIO for _ in range(2)]
+    assert waiting == [{"gradtune_baseline": name} for _ in range(2) for name in PORTFOLIO]
     # The second worker read the study before the first stored its range tests.
     monkeypatch.setattr(optuna.Study, "user_attrs", property(lambda self: {}))
     auto.prepare(problem, space, study, seed=0, device="cpu")
@@ -133,6 +137,17 @@ def test_each_portfolio_optimiser_trains_at_its_suggestion_and_the_middle_of_the
     from gradtune.tuning.strategies._portfolio import bracket
 
     assert bracket(found) == pytest.approx(rates)
+
+
+def test_baselines_queue_every_optimisers_upper_rate_before_any_suggestion():
+    from gradtune.tuning.strategies._portfolio import baseline_order
+
+    found = {"momentum": {"suggested_lr": 0.01, "range": [0.001, 0.1]},
+             "adamw": {"suggested_lr": 0.001, "range": [1e-4, 0.0015]},  # one rate: its suggestion, first round
+             "rmsprop": {"suggested_lr": None, "range": [1e-5, 0.01]},  # no suggestion: no baseline
+             "adam": {"suggested_lr": 1e-4, "range": [1e-5, 1e-2]}}
+    assert baseline_order(found) == [("momentum", pytest.approx(0.01 * 10 ** 0.5)), ("adamw", 0.001),
+                                     ("adam", pytest.approx(1e-4 * 10)), ("momentum", 0.01), ("adam", 1e-4)]
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])

@@ -35,7 +35,7 @@ from ...storage.keys import AUTO_KEY, BASELINE_ATTR
 from ..defaults import lr_range
 from ..space import SearchSpace
 
-__all__ = ["PORTFOLIO", "prepare", "bracket", "start_points", "START_FACTORS"]
+__all__ = ["PORTFOLIO", "prepare", "bracket", "baseline_order", "start_points", "START_FACTORS"]
 
 PORTFOLIO = ("momentum", "adamw", "rmsprop")
 # Auto's range tests ramp over 300 steps, not ``gradtune lr-find``'s 100: each rate then sees three times
@@ -65,13 +65,12 @@ def prepare(problem: Problem, space: SearchSpace, study: optuna.Study, seed: int
         stored = _measure(problem, space, seed, device)
         study.set_user_attr(AUTO_KEY, stored)
         narrowed = SearchSpace.from_mapping(stored["space"], space.model_keywords)
-        for name, found in stored["lr_find"].items():
-            for lr in bracket(found):
-                # A baseline runs whole: halving must not stop the portfolio at its first rung. Two
-                # workers opening a new study at once both range-test (with the same seed, to the same
-                # suggestions); the second finds the first's baselines waiting and adds none.
-                study.enqueue_trial(_at_defaults(narrowed, name, lr), user_attrs={BASELINE_ATTR: name},
-                                    skip_if_exists=True)
+        for name, lr in baseline_order(stored["lr_find"]):
+            # A baseline runs whole: halving must not stop the portfolio at its first rung. Two workers
+            # opening a new study at once both range-test (with the same seed, to the same suggestions);
+            # the second finds the first's baselines waiting and adds none.
+            study.enqueue_trial(_at_defaults(narrowed, name, lr), user_attrs={BASELINE_ATTR: name},
+                                skip_if_exists=True)
     return SearchSpace.from_mapping(stored["space"], space.model_keywords), stored
 
 
@@ -90,6 +89,21 @@ def bracket(found: dict[str, Any]) -> list[float]:
         return []
     high = found["range"][1]
     return [suggestion] + ([math.sqrt(suggestion * high)] if high >= 2 * suggestion else [])
+
+
+def baseline_order(lr_find: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
+    """The baselines, (optimiser, rate), in the order they are queued and train: each optimiser at its upper
+    rate of :func:`bracket` first (its only rate where it has one), then each at its suggestion.
+
+    On the CPU the baselines train in rounds of one per optimiser (:class:`~.auto.Auto`), so the rates that
+    most often train best report first: the upper rate won 17 of 18 times on MNIST-1D (:func:`bracket`). In
+    ``bench/baseline_rounds.py`` (2-core CPU, medians of three seeds) the best baseline reported after 0.62x
+    the time of one round of all six on the MNIST-1D MLP and 0.78x on the CNN, but 1.11x on digits, where
+    the suggestions train as well or better; the last baseline reported 1.26-1.37x later, as a stack of three
+    uses the CPU less well than one of six (BENCHMARKS.md, issue 20).
+    """
+    rates = {name: bracket(found)[::-1] for name, found in lr_find.items()}
+    return [(name, own[k]) for k in range(2) for name, own in rates.items() if k < len(own)]
 
 
 # The search's first trials: the best baseline's configuration at these multiples of its rate, run whole. The

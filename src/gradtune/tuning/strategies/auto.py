@@ -2,8 +2,11 @@
 
 1. Range tests for a portfolio of optimisers, then each trained whole at its
    defaults at two rates, as the study's first trials (the baselines): see
-   :mod:`._portfolio`. The baselines train together as one population, and the
-   pruner lets them run to the end; the search starts from the best of them.
+   :mod:`._portfolio`. On the CPU the baselines train in rounds, each a population
+   holding every optimiser at one rate, the rate likeliest to train best first
+   (:func:`~._portfolio.baseline_order`), so that the best baseline reports
+   sooner; the pruner lets them run to the end; the search starts from the best
+   of them.
 2. The space narrowed: each optimiser's learning rate searched over the range
    its test gives (a decade either side of the suggestion, capped at the loss
    minimum); every other parameter as the space has it.
@@ -15,7 +18,7 @@
    (:func:`~._portfolio.start_points`), not draws spread uniformly over a space
    the baselines already beat; TPE goes on from them and the baselines. Bad
    draws cost an epoch or a few, and 16 trials train at once on the
-   stacked pool on CUDA, and on the CPU where the baselines' round shows that the
+   stacked pool on CUDA, and on the CPU where the baselines' rounds show that the
    budget left holds many whole trials (:func:`~gradtune.tuning.concurrency.cheap_population`).
    The result says what the search added over the best baseline, in the
    objective's units and seconds (``search_gain``).
@@ -56,9 +59,10 @@ _NOISE_EPOCHS = 5  # the noise scale is read off a short run: it settles within 
 class Auto(SuccessiveHalving):
     """Range tests and baselines first, then successive halving over the narrowed space.
 
-    On the CPU with ``--population auto``, waiting trials (the baselines) train together as one closed round
-    on the stacked pool; that round times a whole trial, and where the budget left holds at least
-    ``CHEAP_TRIALS`` of them the search keeps 16 in flight, else one. Elsewhere (CUDA, or an explicit
+    On the CPU with ``--population auto``, waiting trials train in closed rounds on the stacked pool: the
+    baselines one rate of each optimiser a round (:func:`_round_size`), then the search's start. The
+    baselines' rounds time a whole trial, and where the budget left holds at least ``CHEAP_TRIALS`` of them
+    the search keeps 16 in flight, else one. Elsewhere (CUDA, or an explicit
     population) every trial, the baselines among them, rolls on one pool from the start.
     """
 
@@ -67,8 +71,9 @@ class Auto(SuccessiveHalving):
     def __init__(self, settings: TuneSettings):
         super().__init__(settings)
         self.stored: dict[str, Any] = {}  # the range tests and the narrowed space, as stored with the study
-        self.search: dict[str, Any] | None = None  # how the search went on after the baselines' round
+        self.search: dict[str, Any] | None = None  # how the search went on after the baselines' rounds
         self._round: tuple[float, int] | None = None  # the round in flight: when it began, trials ended before it
+        self._timed = [0.0, 0]  # the baselines' rounds so far: their seconds, and the trials they ended
         self._size: int | None = None  # trials in flight for --population
         self._one_at_a_time: Trainer | None = None
         self._started = False  # the search's start, around the best baseline, is queued
@@ -88,25 +93,30 @@ class Auto(SuccessiveHalving):
         if self._size > 1:
             self._trainer = run.make_trainer(self._size)
             return self._trainer
-        waiting = run.waiting()
-        if waiting > 1 and not self.settings.cv and self.settings.trial_nproc == 1:
-            # Queued trials have fixed configurations, so no sampler waits on them: they train as one round.
+        size = _round_size(run.study)
+        if size > 1 and not self.settings.cv and self.settings.trial_nproc == 1:
+            # Queued trials have fixed configurations, so no sampler waits on them: they train in closed rounds.
             self._round = (run.clock(), len(run.outcomes))
-            return run.make_trainer(min(waiting, AUTO_SIZE), closes=True)
+            return run.make_trainer(size, closes=True)
         if self._one_at_a_time is None:
             self._one_at_a_time = run.make_trainer(1)
         return self._one_at_a_time
 
     def _after_round(self, run: PreparedStudy) -> None:
-        """The round just ended: where it held several trials, decide how the search goes on."""
+        """A round just ended: once no baseline waits, decide how the search goes on, from what the baselines'
+        rounds took a trial."""
         began, before = self._round
-        self._round, ended = None, len(run.outcomes) - before
-        if self.search is not None:  # decided after the baselines' round; the start's round changes nothing
+        self._round = None
+        if self.search is not None:  # decided after the baselines' rounds; the start's round changes nothing
             return
+        self._timed = [self._timed[0] + run.clock() - began, self._timed[1] + len(run.outcomes) - before]
+        if any(BASELINE_ATTR in t.user_attrs for t in _waiting(run.study)):
+            return
+        seconds, ended = self._timed
         stackable = run.in_flight(stacks_on_cpu=True)  # as halving would stack on this device
         if ended <= 1 or stackable <= 1:
             return
-        per_trial, left = (run.clock() - began) / ended, run.left()
+        per_trial, left = seconds / ended, run.left()
         in_flight = cheap_population(stackable, per_trial, left)
         self.search = {"in_flight": in_flight, "seconds_per_trial": per_trial, "seconds_left": left[0],
                        "trials_that_fit": trials_that_fit(per_trial, left)}
@@ -147,6 +157,19 @@ class Auto(SuccessiveHalving):
                                                         self.settings.metric)}
 
 
+def _waiting(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+
+
+def _round_size(study: optuna.Study) -> int:
+    """How many queued trials the next round takes: while baselines wait, one per optimiser among them (they
+    wait in :func:`~._portfolio.baseline_order`, so a round holds each optimiser at one rate, its likeliest
+    best first); else every queued trial, up to :data:`AUTO_SIZE`."""
+    waiting = _waiting(study)
+    optimisers = {t.user_attrs[BASELINE_ATTR] for t in waiting if BASELINE_ATTR in t.user_attrs}
+    return len(optimisers) if optimisers else min(len(waiting), AUTO_SIZE)
+
+
 def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """The gradient noise scale on a short run of the best configuration, and the batch size it suggests; None
     where the probe cannot run (a test function, or data other than in-memory (x, y) tensors, which it samples)."""
@@ -179,7 +202,7 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
     search = report.get("search")
     how = ""
     if search is not None:
-        took = f"a whole trial took {search['seconds_per_trial']:.2g} s in the baselines' round"
+        took = f"a whole trial took {search['seconds_per_trial']:.2g} s in the baselines' rounds"
         if search["seconds_left"] is not None:
             took += f", so the {search['seconds_left']:.0f} s left held about {search['trials_that_fit']:.0f}"
         how = (f", {search['in_flight']} trials in flight on the population trainer ({took})"
@@ -191,7 +214,8 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b["tried"]) for name, b in valued.items())
         lines.append(f"Baselines, each optimiser at its defaults (GELU, cosine decay, 5% warm-up for the Adam family "
                      f"and Muon, the longest training allowed) at its suggested rate and the middle of the range "
-                     f"above it, trained together as one population and never pruned: {at}.")
+                     f"above it (the upper first), trained stacked on the population trainer and never pruned: "
+                     f"{at}.")
     start = report.get("start")
     if start:
         tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
