@@ -30,9 +30,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ARMS = ("rounds", "one")
 
 
-def one_round(study: optuna.Study) -> int:
+def one_round(run) -> int:
     """Every queued trial in one round, up to auto's size: the rule before the baselines trained in rounds."""
-    return min(len(auto._waiting(study)), auto.AUTO_SIZE)
+    return min(run.waiting(), auto.AUTO_SIZE)
 
 
 def run(problem, seed: int, trial_epochs: int, arm: str) -> tuple[float, float, float]:

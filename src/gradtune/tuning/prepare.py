@@ -70,8 +70,12 @@ class PreparedStudy:
         trials = None if budget.trials is None else budget.trials - reserved(self.study)
         return seconds, trials
 
+    def queued(self) -> list[optuna.trial.FrozenTrial]:
+        """The trials waiting in the study's queue (enqueued, not yet asked for)."""
+        return self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
     def waiting(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        return len(self.queued())
 
     def finished(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))

@@ -93,7 +93,7 @@ class Auto(SuccessiveHalving):
         if self._size > 1:
             self._trainer = run.make_trainer(self._size)
             return self._trainer
-        size = _round_size(run.study)
+        size = _round_size(run)
         if size > 1 and not self.settings.cv and self.settings.trial_nproc == 1:
             # Queued trials have fixed configurations, so no sampler waits on them: they train in closed rounds.
             self._round = (run.clock(), len(run.outcomes))
@@ -110,7 +110,7 @@ class Auto(SuccessiveHalving):
         if self.search is not None:  # decided after the baselines' rounds; the start's round changes nothing
             return
         self._timed = [self._timed[0] + run.clock() - began, self._timed[1] + len(run.outcomes) - before]
-        if any(BASELINE_ATTR in t.user_attrs for t in _waiting(run.study)):
+        if any(BASELINE_ATTR in t.user_attrs for t in run.queued()):
             return
         seconds, ended = self._timed
         stackable = run.in_flight(stacks_on_cpu=True)  # as halving would stack on this device
@@ -157,15 +157,11 @@ class Auto(SuccessiveHalving):
                                                         self.settings.metric)}
 
 
-def _waiting(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-
-
-def _round_size(study: optuna.Study) -> int:
+def _round_size(run: PreparedStudy) -> int:
     """How many queued trials the next round takes: while baselines wait, one per optimiser among them (they
     wait in :func:`~._portfolio.baseline_order`, so a round holds each optimiser at one rate, its likeliest
     best first); else every queued trial, up to :data:`AUTO_SIZE`."""
-    waiting = _waiting(study)
+    waiting = run.queued()
     optimisers = {t.user_attrs[BASELINE_ATTR] for t in waiting if BASELINE_ATTR in t.user_attrs}
     return len(optimisers) if optimisers else min(len(waiting), AUTO_SIZE)
 
