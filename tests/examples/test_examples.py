@@ -43,7 +43,7 @@ def test_tune_the_text_classifier_from_the_cli_on_f1(tmp_path, monkeypatch, caps
     before = list(sys.path)
     try:
         code = main(["tune", f"{EXAMPLES / 'text_classifier.py'}:make_problem", "--budget", "10", "-o", "n=2000",
-                     "--out", "out", "--quiet"])
+                     "--population", "off", "--out", "out", "--quiet"])
     finally:
         forget_imports(EXAMPLES, before)
     assert code == 0, capsys.readouterr().err[-2000:]
@@ -51,7 +51,9 @@ def test_tune_the_text_classifier_from_the_cli_on_f1(tmp_path, monkeypatch, caps
     assert result["metric"] == "valid_f1" and result["direction"] == "maximize"
     completed = [t for t in result["trials"] if t["state"] == "completed"]
     assert completed and result["best_value"] == max(t["value"] for t in completed)
-    # The recorded F1 is the example's whole-set F1 of that configuration trained alone.
+    # The recorded F1 is the example's whole-set F1 of that configuration trained alone. The trials train alone
+    # (--population off): stacked, a member equals its lone run only up to floating-point reassociation, which
+    # thirty epochs can carry into a one-sample change of F1.
     best = next(t for t in completed if t["number"] == result["best_trial"])
     alone = gradtune.train(load("text_classifier").make_problem(n=2000), TrainConfig.from_mapping(best["config"]))
     assert best["value"] == pytest.approx(alone.metrics["valid_f1"], abs=1e-9)

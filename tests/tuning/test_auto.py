@@ -208,3 +208,30 @@ def test_the_search_starts_from_a_baseline_at_rates_around_its_own(lr, rates):
     assert all({**p, "lr[momentum]": None} == {**params, "lr[momentum]": None} for p in points)
     fixed = SearchSpace.from_mapping({"optimizer": "momentum", "lr": 0.01})
     assert start_points(fixed, {}, "momentum") == []  # a rate the space does not search stays
+
+
+@pytest.mark.parametrize("population", ["off", 1])
+def test_an_explicit_population_of_one_trains_every_auto_trial_alone(tmp_path, monkeypatch, population):
+    from gradtune.training.pool import StackedPool
+
+    pools = []
+    real = StackedPool.__init__
+
+    def init(pool, *args, **kwargs):
+        pools.append(kwargs)
+        real(pool, *args, **kwargs)
+
+    monkeypatch.setattr(StackedPool, "__init__", init)
+    problem = gradtune.get_problem("digits-mlp", hidden=(16,))
+    result = tune(problem, strategy="auto", budget=7, trial_epochs=2, population=population,
+                  storage=f"sqlite:///{tmp_path}/s.db")
+    assert pools == []  # no round, no pool: the single loop trained every trial
+    stored = [t for t in optuna.load_study(study_name=result.study, storage=f"sqlite:///{tmp_path}/s.db").trials
+              if t.state.is_finished()]
+    assert len(stored) == 7
+    for before, after in zip(stored, stored[1:]):  # one at a time
+        assert before.datetime_complete <= after.datetime_start
+    # Alone, a baseline's value is its configuration's single-loop run exactly.
+    first = result.trials[0]
+    alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(first["config"]))
+    assert first["value"] == alone.metrics["valid_accuracy"]

@@ -63,7 +63,8 @@ class Auto(SuccessiveHalving):
     baselines one rate of each optimiser a round (:func:`_round_size`), then the search's start. The
     baselines' rounds time a whole trial, and where the budget left holds at least ``CHEAP_TRIALS`` of them
     the search keeps 16 in flight, else one. Elsewhere (CUDA, or an explicit
-    population) every trial, the baselines among them, rolls on one pool from the start.
+    population) every trial, the baselines among them, rolls on one pool of that size from the start; with
+    ``--population 1`` (or ``off``) every trial trains alone on the single loop.
     """
 
     stacks_on_cpu = False
@@ -90,7 +91,7 @@ class Auto(SuccessiveHalving):
             return self._trainer
         if self._size is None:
             self._size = run.in_flight(self.stacks_on_cpu)
-        if self._size > 1:
+        if self._size > 1 or self.settings.population != "auto":  # an explicit size is the user's to choose
             self._trainer = run.make_trainer(self._size)
             return self._trainer
         size = _round_size(run)
