@@ -11,6 +11,11 @@ first reach the TPE loop's final accuracy of the same seed (TPE's is the time of
 its last improvement); ``ratio`` is auto's time over TPE's, whose median must
 be at most 1/5 (issue 20); ``gain`` is what auto's search added over its best
 baseline (``auto.search_gain``), in accuracy, 0 where it added nothing.
+``r-1`` is the same ratio for the target one validation sample lower (TPE's
+final accuracy less 1/n, n the validation set's size), a steadier measure
+where that set is small: digits' 360 samples put TPE's final accuracy one or
+two samples above auto's baselines, so the issue's ratio rests on when one
+lucky draw comes. It is printed beside the issue's ratio, not instead of it.
 ``--rung-rule`` chooses where auto's halving compares trials (``fraction``, the
 default, ``epoch``, the rule before issue 20, or ``bracket``), so that rules can
 be measured side by side. ``--portfolios`` runs one auto per portfolio
@@ -80,6 +85,18 @@ def run_tpe(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[
     return curve
 
 
+def one_sample(problem) -> float:
+    """What one validation sample is worth in accuracy (0 where the validation set is not in-memory tensors)."""
+    valid = problem.valid
+    return 1.0 / len(valid[0]) if isinstance(valid, tuple) else 0.0
+
+
+def ratio(auto: list[tuple[float, float]], tpe: list[tuple[float, float]], target: float) -> float:
+    """Auto's time to ``target`` over the TPE loop's."""
+    t_tpe = first_reaching(tpe, target)
+    return first_reaching(auto, target) / t_tpe if t_tpe > 0 else math.inf
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default="digits-mlp,mnist1d-mlp,mnist1d-cnn")
@@ -100,11 +117,12 @@ def main() -> None:
         print(f"auto{i if len(arms) > 1 else ''}: portfolio {','.join(arm)}")
     names = [f"auto{i}" if len(arms) > 1 else "auto" for i in range(len(arms))]
     print(f"{'problem':12s} {'seed':>4s} {'TPE best':>9s} {'TPE s':>7s} {'arm':>6s} {'best':>7s} {'s':>7s} "
-          f"{'ratio':>6s} {'gain':>7s}")
+          f"{'ratio':>6s} {'gain':>7s} {'r-1':>6s}")
     for name in args.problems.split(","):
         problem = gradtune.get_problem(name)
         tpe_best = []
-        ratios, bests, gains = ({n: [] for n in names} for _ in range(3))
+        ratios, bests, gains, lower = ({n: [] for n in names} for _ in range(4))
+        sample = one_sample(problem)
         for seed in range(args.seeds):
             runs, gain = {}, {}
             order = [*names, "tpe"] if seed % 2 == 0 else ["tpe", *reversed(names)]
@@ -120,17 +138,17 @@ def main() -> None:
             for who in names:
                 t_auto = first_reaching(runs[who], target)
                 best = runs[who][-1][1] if runs[who] else float("nan")
-                ratio = t_auto / t_tpe if t_tpe > 0 else math.inf
-                ratios[who].append(ratio)
+                ratios[who].append(ratio(runs[who], runs["tpe"], target))
+                lower[who].append(ratio(runs[who], runs["tpe"], target - sample - 1e-6))  # accuracies are float32
                 bests[who].append(best)
                 gains[who].append(gain[who])
                 print(f"{name:12s} {seed:4d} {target:9.4f} {t_tpe:7.1f} {who:>6s} {best:7.4f} {t_auto:7.1f} "
-                      f"{ratio:6.2f} {gain[who]:7.4f}", flush=True)
+                      f"{ratios[who][-1]:6.2f} {gain[who]:7.4f} {lower[who][-1]:6.2f}", flush=True)
         for who in names:
             gained = sum(g > 0 for g in gains[who])
             print(f"{name:12s} {'med':>4s} {statistics.median(tpe_best):9.4f} {'':7s} {who:>6s} "
                   f"{statistics.median(bests[who]):7.4f} {'':7s} {statistics.median(ratios[who]):6.2f} "
-                  f"{gained}/{len(gains[who])} gained", flush=True)
+                  f"{gained}/{len(gains[who])} gained, r-1 {statistics.median(lower[who]):.2f}", flush=True)
 
 
 if __name__ == "__main__":
