@@ -211,8 +211,7 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
         at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b["tried"]) for name, b in valued.items())
         lines.append(f"Baselines, each optimiser at its defaults (GELU, cosine decay, 5% warm-up for the Adam family "
                      f"and Muon, the longest training allowed) at its suggested rate and the middle of the range "
-                     f"above it (the upper first), trained stacked on the population trainer and never pruned: "
-                     f"{at}.")
+                     f"above it (the upper first), trained whole and never pruned: {at}.")
     start = report.get("start")
     if start:
         tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
