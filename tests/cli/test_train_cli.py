@@ -184,6 +184,17 @@ def test_train_averages_with_flags_and_refuses_bad_values_in_one_line(main_cli, 
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and words in refused.stderr
 
 
+def test_train_evaluates_every_so_many_steps_with_a_flag_and_refuses_zero_in_one_line(main_cli, tmp_path):
+    done = main_cli("train", "linreg", "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "16", "--steps", "120",
+                    "--eval-every", "35", "--device", "cpu", "--out", "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    result = _result(tmp_path / "run")
+    assert result["config"]["eval_every"] == 35
+    assert [r["step"] for r in result["history"]] == [35, 70, 105, 120]  # not the epochs' ends, 50 and 100
+    refused = main_cli("train", "linreg", "--eval-every", "0", "--out", "bad", "--quiet")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "'eval_every'" in refused.stderr
+
+
 def test_debug_shows_the_traceback_that_the_default_hides(capsys):
     from gradtune.errors import UsageError
 

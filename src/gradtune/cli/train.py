@@ -29,7 +29,7 @@ CONFIG_FLAGS: dict[str, object] = {
     "device": str, "sampling": str, "clip_norm": float, "precision": str, "micro_batch": int, "decay": str,
     "beta3": float, "beta2_decay": float, "cooldown": float, "lookahead": int, "lookahead_alpha": float, "average": str,
     "average_decay": float, "muon_lr_scale": float, "ns_steps": int,
-    "precondition_frequency": int,
+    "precondition_frequency": int, "eval_every": int,
 }
 _HELP = {
     "optimizer": "gd, sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, nadamw, radam, lion, ademamix, "
@@ -47,6 +47,8 @@ _HELP = {
     "batch_size": "mini-batch size (default 32; full-batch optimizers use the whole training set)",
     "epochs": "training length in epochs (default 10)",
     "steps": "training length in optimizer steps, instead of epochs",
+    "eval_every": "evaluate (and record, checkpoint, report for pruning) every this many steps instead of once an "
+                  "epoch; data without a length is otherwise evaluated once, at the end",
     "schedule": "constant, step, exponential, cosine, onecycle, batch-growth or wsd (default constant)",
     "warmup": "fraction of training spent in linear warm-up, in [0, 1) (default 0)",
     "gamma": "decay factor of the step/exponential/batch-growth schedules",
