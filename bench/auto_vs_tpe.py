@@ -12,10 +12,10 @@ its last improvement); ``ratio`` is auto's time over TPE's, whose median must
 be at most 1/5 (issue 20); ``gain`` is what auto's search added over its best
 baseline (``auto.search_gain``), in accuracy, 0 where it added nothing.
 ``r-1`` is the same ratio for the target one validation sample lower (TPE's
-final accuracy less 1/n, n the validation set's size), a steadier measure
-where that set is small: digits' 360 samples put TPE's final accuracy one or
-two samples above auto's baselines, so the issue's ratio rests on when one
-lucky draw comes. It is printed beside the issue's ratio, not instead of it.
+final accuracy less 1/n, n the validation set's size), printed beside the
+issue's ratio, not instead of it: it tells whether that ratio rests on one
+lucky draw, as it could on digits, whose 360 samples put TPE's final accuracy
+one or two samples above auto's baselines.
 ``--rung-rule`` chooses where auto's halving compares trials (``fraction``, the
 default, ``epoch``, the rule before issue 20, or ``bracket``), so that rules can
 be measured side by side. ``--portfolios`` runs one auto per portfolio
