@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .interrupts import HeldInterrupts
+
 __all__ = ["atomic_replace", "atomic_write_bytes", "json_number"]
 
 
@@ -26,20 +28,27 @@ def _default_mode() -> int:
 
 
 def atomic_replace(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(handle)`` to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write through ``write(handle)`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A Ctrl-C (or SIGTERM turned into one) that comes meanwhile waits until the file is in place, then raises
+    KeyboardInterrupt: ``torch.save`` cut in the middle of its writes raises ``RuntimeError`` from its zip
+    writer instead of the interrupt, and may abort the process when that writer is freed after the file is
+    closed. (A writer's own error still removes the temporary file.)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with HeldInterrupts():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, _default_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -11,7 +11,7 @@ the loop knows neither which strategy nor which trainer it drives.
 Beside it: the study's trial budget shared with other workers
 (:mod:`~gradtune.storage.shared_budget`), heartbeats, so that other workers see
 each running trial alive (:mod:`~gradtune.storage._optuna`), and the holding
-of Ctrl-C while the study is written (:class:`~gradtune.tuning.signals.HeldInterrupts`).
+of Ctrl-C while the study is written (:class:`~gradtune.interrupts.HeldInterrupts`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from ..config import TrainConfig
 from ..errors import UsageError
+from ..interrupts import HeldInterrupts
 from ..storage._optuna import ask, frozen_trial, heartbeat, heartbeat_interval
 from ..storage.shared_budget import give_back, over_budget, running_elsewhere
 from ..storage.study import recover_orphans, requeue_failed, worker_id
@@ -37,7 +38,6 @@ from .callbacks import ForTrial, TuneCallback
 from .prepare import PreparedStudy
 from .record import PruningReporter, TrialOutcome, checkpoint_path, outcome_of, store_outcome
 from .rungs import reports_in
-from .signals import HeldInterrupts
 
 __all__ = ["TuningLoop"]
 

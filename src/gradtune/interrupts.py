@@ -1,4 +1,6 @@
-"""Holding Ctrl-C and SIGTERM while the study's bookkeeping is written, so that no trial is left half-told."""
+"""Holding Ctrl-C and SIGTERM while something must be written whole: a study's bookkeeping, so that no trial is
+left half-told, and a file (:func:`gradtune.files.atomic_replace`), so that a checkpoint is never cut in the middle
+of ``torch.save``, which turns an interrupt there into a ``RuntimeError`` ("unexpected pos") or an abort."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ __all__ = ["HeldInterrupts"]
 
 
 class HeldInterrupts:
-    """Hold SIGINT (and SIGTERM where a handler turns it into KeyboardInterrupt) during storage bookkeeping.
+    """Hold SIGINT (and SIGTERM where a handler turns it into KeyboardInterrupt) during a block that must end whole.
 
     A signal that comes meanwhile raises KeyboardInterrupt on leaving the block.
     Handlers can only be set from the main thread; elsewhere this does nothing.
