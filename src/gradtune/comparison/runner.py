@@ -27,7 +27,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from ..config import TrainConfig
 from ..errors import check_number
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
 from ..storage.study import open_study
@@ -64,7 +64,7 @@ class _Plan:
                            device=self.device, hidden=self.problem.hidden).resolve_for(self.problem)
 
 
-def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, seeds: int = 3,
+def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = None, *, seeds: int = 3,
             lrs: int = DEFAULT_POINTS, epochs: int | None = None, batch_size: int | None = None,
             target: float | None = None, storage: str | None = None, study: str | None = None, seed: int = 0,
             device: str = "auto", progress: Callable[[str], None] | None = None,
@@ -72,7 +72,7 @@ def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, 
     """Compare optimisers on ``problem`` with the same budget each, DeepOBS-style.
 
     Args:
-        problem: a :class:`~gradtune.Problem`.
+        problem: a :class:`~gradtune.Problem`, or a problem's name.
         optimizers: names, or ``"gd,sgd,adam"``; default gd, sgd, momentum, nesterov, adam, adamw,
             rmsprop, adagrad.
         seeds: re-runs of each optimiser's best learning rate, >= 1 (default 3).
@@ -93,6 +93,7 @@ def compare(problem: Problem, optimizers: str | Sequence[str] | None = None, *, 
         warnings.warn("compare(budget=) is deprecated and will be removed; use compare(lrs=)", DeprecationWarning,
                       stacklevel=2)
         lrs = budget
+    problem = as_problem(problem)
     plan = _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress)
     if target is not None:
         target = check_number("target", target)

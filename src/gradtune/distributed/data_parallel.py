@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import TrainConfig
 from ..errors import GradtuneError, UsageError, check_number
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..training import Callback, TrainResult
 from ..training.device import resolve_device
 from ..training.loop import Run
@@ -109,7 +109,7 @@ class _ParallelRun(Run):
             super().save()
 
 
-def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: int = 2, *,
+def train_parallel(problem: Problem | str, config: TrainConfig | None = None, nproc: int = 2, *,
                    callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
                    **overrides: Any) -> TrainResult | None:
     """Train one configuration on ``nproc`` data-parallel processes; the same result as :func:`gradtune.train`.
@@ -128,6 +128,7 @@ def train_parallel(problem: Problem, config: TrainConfig | None = None, nproc: i
     Example:
         >>> result = train_parallel(get_problem("digits-mlp"), TrainConfig(optimizer="adam", epochs=5), nproc=2)
     """
+    problem = as_problem(problem)
     config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)
     nproc, one_node = _ranks(nproc)
     _check(problem, config, nproc, one_node)

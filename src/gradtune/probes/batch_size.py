@@ -35,7 +35,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_number
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..schedules import BatchGrowth
 from ..training import Callback, train
 from .noise_scale import gradient_noise_scale
@@ -120,7 +120,7 @@ class _Probe(Callback):
                              "gradient_norm_sq": estimate.gradient_norm_sq, "samples": estimate.samples})
 
 
-def measure_noise_scale(problem: Problem, config: TrainConfig | None = None, *, points: int = 5,
+def measure_noise_scale(problem: Problem | str, config: TrainConfig | None = None, *, points: int = 5,
                         samples: int = 2048, chunk: int = 256, **overrides: Any) -> BatchSizeResult:
     """Train ``problem`` and measure the gradient noise scale at ``points`` moments, then advise a batch size.
 
@@ -131,6 +131,7 @@ def measure_noise_scale(problem: Problem, config: TrainConfig | None = None, *, 
         samples: training examples each estimate uses, >= 2 (default 2048, or the whole set if smaller).
         chunk: examples per vectorised per-example-gradient pass.
     """
+    problem = as_problem(problem)
     problem.require_xy("noise-scale probe")
     check_number("points", points, low=2, integer=True)
     check_number("samples", samples, low=2, integer=True)

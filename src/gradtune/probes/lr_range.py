@@ -36,7 +36,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import UsageError, check_choice, check_number
 from ..optim import check_installed, get_optimizer_def, make_optimizer, parameter_groups
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..schedules import lr_range_schedule
 from ..training import Run, TrainResult
 from ..training.pool import fallback_reason
@@ -97,7 +97,7 @@ def check_optimizers(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def lr_find(problem: Problem, optimizer: str | torch.optim.Optimizer = "sgd", *, model: nn.Module | None = None,
+def lr_find(problem: Problem | str, optimizer: str | torch.optim.Optimizer = "sgd", *, model: nn.Module | None = None,
             **options: Any) -> LRFindResult:
     """Run the range test for one optimiser; the model's and optimiser's state are restored afterwards.
 
@@ -107,6 +107,7 @@ def lr_find(problem: Problem, optimizer: str | torch.optim.Optimizer = "sgd", *,
         model: test this model instead of a fresh one from the problem (its state is restored).
         **options: as for :func:`lr_find_many`.
     """
+    problem = as_problem(problem)
     if isinstance(optimizer, torch.optim.Optimizer):
         if model is None:
             raise UsageError("The 'model' parameter must be given with an optimizer object, whose parameters it "
@@ -116,7 +117,7 @@ def lr_find(problem: Problem, optimizer: str | torch.optim.Optimizer = "sgd", *,
     return lr_find_many(problem, [optimizer], model=model, **options)[optimizer]
 
 
-def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = "valley", start_lr: float = 1e-7,
+def lr_find_many(problem: Problem | str, optimizers: Sequence[str], *, suggest: str = "valley", start_lr: float = 1e-7,
                  end_lr: float = 10.0, steps: int = 100, batch_size: int | None = None, seed: int = 0,
                  device: str = "auto", model: nn.Module | None = None, stacked: bool | None = None,
                  **hyperparameters: Any) -> dict[str, LRFindResult]:
@@ -138,6 +139,7 @@ def lr_find_many(problem: Problem, optimizers: Sequence[str], *, suggest: str = 
     Returns:
         ``{optimizer name: LRFindResult}`` in the order given.
     """
+    problem = as_problem(problem)
     names = check_optimizers(list(optimizers))
     test = _Test(problem, suggest=suggest, start_lr=start_lr, end_lr=end_lr, steps=steps, batch_size=batch_size,
                  seed=seed, device=device)

@@ -10,8 +10,8 @@ from typing import Any
 from ..errors import UsageError, invalid_choice
 from ._problem import Problem
 
-__all__ = ["ProblemEntry", "register_problem", "get_problem", "list_problems", "is_builtin", "user_problem",
-           "USER_DATA_PREFIXES"]
+__all__ = ["ProblemEntry", "register_problem", "get_problem", "as_problem", "list_problems", "is_builtin",
+           "user_problem", "USER_DATA_PREFIXES"]
 
 USER_DATA_PREFIXES = ("csv:", "npz:")
 USER_DATA_FORMS = ("csv:PATH", "npz:PATH")
@@ -63,6 +63,21 @@ def get_problem(name: str, **options: Any) -> Problem:
     problem = _build(name, options)
     problem.hidden = tuple(options["hidden"]) if options.get("hidden") else None
     return problem
+
+
+def as_problem(problem: Problem | str) -> Problem:
+    """``problem`` itself, or the problem a name gives (:func:`get_problem` with no options): what every public
+    function that trains takes, so that ``gradtune.tune("digits-mlp")`` works as the command line's name does.
+    Anything else is refused in one line, before any training, rather than failing deep inside."""
+    if isinstance(problem, Problem):
+        return problem
+    if isinstance(problem, str):
+        return get_problem(problem)
+    hint = (" To train your own model, wrap it: gradtune.Problem(make_model, train=..., valid=..., loss=..., "
+            "task=...)." if callable(problem) else "")
+    raise UsageError(f"The 'problem' parameter must be a gradtune.Problem or a problem's name (gradtune."
+                     f"list_problems(), FILE.py:ATTR, MODULE:ATTR, csv:PATH, npz:PATH). Got "
+                     f"{type(problem).__name__}.{hint}")
 
 
 def is_builtin(name: str) -> bool:

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..batches import to_device
 from ..errors import UsageError
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from .data import valid_batches
 from .step import batch_accuracy, scalar_metric, step_loss
 
@@ -28,7 +28,7 @@ __all__ = ["evaluate", "evaluate_batches", "check_objective", "check_produced"]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, problem: Problem, *data: Any, batch_size: int = 32) -> dict[str, float]:
+def evaluate(model: nn.Module, problem: Problem | str, *data: Any, batch_size: int = 32) -> dict[str, float]:
     """Every validation number of ``model`` on ``data`` (default: ``problem.valid``).
 
     ``data`` is ``x, y`` tensors as before, or data in any form a problem's ``valid`` takes; ``batch_size``
@@ -38,6 +38,7 @@ def evaluate(model: nn.Module, problem: Problem, *data: Any, batch_size: int = 3
         >>> evaluate(result.model, problem)["valid_loss"]
         >>> evaluate(result.model, problem, x_test, y_test)
     """
+    problem = as_problem(problem)
     device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
     if data:
         problem = dataclasses.replace(problem, valid=data[0] if len(data) == 1 else tuple(data))

@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..models import apply_init
 from ..optim import current_lr, make_optimizer, parameter_groups
 from ..optim.lookahead import Lookahead
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
 from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
@@ -52,7 +52,7 @@ def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> 
     return model.to(device)
 
 
-def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
+def train(problem: Problem | str, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
           checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
     """Train ``problem`` with one configuration and return a :class:`TrainResult`.
 
@@ -65,6 +65,7 @@ def train(problem: Problem, config: TrainConfig | None = None, *, callbacks: Seq
         >>> result = train(get_problem("linreg"), optimizer="sgd", lr=0.1, batch_size=10, epochs=50)
         >>> result.report["weight"], result.status
     """
+    problem = as_problem(problem)
     config = (config or TrainConfig()).replace(**overrides)
     config = config.resolve_for(problem)  # the problem's own defaults first (MNIST-1D keeps its data order)
     return Run(problem, config, callbacks, checkpoint).run()

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import TrainConfig
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from .callbacks import Callback
 from .loop import SingleLoop
 from .pool import StackedPool, fallback_reason
@@ -32,7 +32,7 @@ __all__ = ["train_population", "Population", "PopulationController"]
 log = logging.getLogger("gradtune")
 
 
-def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
+def train_population(problem: Problem | str, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
                      callbacks: Sequence[Sequence[Callback]] | None = None,
                      controller: PopulationController | None = None) -> list[TrainResult]:
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
@@ -58,6 +58,7 @@ def train_population(problem: Problem, configs: Sequence[TrainConfig | Mapping[s
         >>> configs = [TrainConfig(optimizer="momentum", lr=lr, epochs=5) for lr in (0.01, 0.03, 0.1)]
         >>> results = train_population(get_problem("digits-mlp"), configs)
     """
+    problem = as_problem(problem)
     configs = [c if isinstance(c, TrainConfig) else TrainConfig.from_mapping(c) for c in configs]
     configs = [admit(problem, key, c).config for key, c in enumerate(configs)]
     pool = StackedPool(problem, capacity=max(len(configs), 1), controller=controller, closes=True)

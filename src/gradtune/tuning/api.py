@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 
-from ..problems import Problem
+from ..problems import Problem, as_problem
 from ..storage.open import HEARTBEAT_SECONDS
 from ..training import TrainResult
 from .budget import Budget
@@ -30,7 +30,7 @@ from .space import SearchSpace
 __all__ = ["tune", "run_study", "collect"]
 
 
-def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
+def tune(problem: Problem | str, space: SearchSpace | dict | None = None, strategy: str = "tpe",
          budget: str | int | Budget | None = None, storage: str | optuna.storages.BaseStorage | None = None,
          study: str | None = None, *, seed: int = 0, trial_epochs: int | None = None, cv: int | None = None,
          device: str = "auto", out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
@@ -40,7 +40,8 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
-        problem: a :class:`~gradtune.Problem` (e.g. ``get_problem("digits-mlp")``).
+        problem: a :class:`~gradtune.Problem`, or a name :func:`~gradtune.get_problem` takes (``"digits-mlp"``,
+            ``"tasks.py:make_problem"``), as the command line does.
         space: a :class:`SearchSpace`, a mapping in the space-file shape, or None for the default.
         strategy: ``grid``, ``random``, ``tpe`` (default), ``halving``, ``hyperband``, ``gp``, ``cmaes``,
             ``pbt`` (population-based training: members share optimiser, batch size and length, and copy
@@ -77,6 +78,7 @@ def tune(problem: Problem, space: SearchSpace | dict | None = None, strategy: st
         >>> result = tune(get_problem("digits-mlp"), strategy="tpe", budget=40)
         >>> result.best_config, result.best_value, result.best_model
     """
+    problem = as_problem(problem)
     settings = TuneSettings.build(problem, space, strategy, budget, study, seed=seed, trial_epochs=trial_epochs,
                                   cv=cv, sampling=sampling, device=device, population=population,
                                   sampler_seed=sampler_seed, heartbeat=heartbeat, checkpoints=checkpoints,
