@@ -235,3 +235,17 @@ def test_an_explicit_population_of_one_trains_every_auto_trial_alone(tmp_path, m
     first = result.trials[0]
     alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(first["config"]))
     assert first["value"] == alone.metrics["valid_accuracy"]
+
+
+@pytest.mark.parametrize(("space", "said"), [
+    ({"optimizer": {}, "lr": {}, "batch_size": {}, "schedule": {}, "warmup": {}, "epochs": {}, "activation": {}},
+     "(GELU, batch 32, cosine decay, 5% warm-up for the Adam family and Muon, the longest training allowed) at"),
+    ({"optimizer": {}, "lr": {}, "schedule": {}}, "(cosine decay) at"),
+    ({"optimizer": {}, "lr": {}}, "at its defaults at its suggested rate")])
+def test_the_explanation_names_only_the_defaults_the_baselines_could_take(space, said):
+    # A user's model has no activation of gradtune's to set, so its baselines never trained with GELU.
+    report = {"space": space, "baselines": {"momentum": {"value": 0.8, "tried": [{"value": 0.8, "lr": 0.1}]}}}
+    line = next(line for line in gradtune.tuning.strategies.auto.explain(report, None, None, "valid_accuracy")
+                if line.startswith("Baselines"))
+    assert said in line
+    assert ("GELU" in line) is ("activation" in space)

@@ -35,7 +35,7 @@ from ...storage.keys import AUTO_KEY, BASELINE_ATTR
 from ..defaults import lr_range
 from ..space import SearchSpace
 
-__all__ = ["PORTFOLIO", "prepare", "bracket", "baseline_order", "start_points", "START_FACTORS"]
+__all__ = ["PORTFOLIO", "prepare", "bracket", "baseline_order", "start_points", "START_FACTORS", "recipe"]
 
 PORTFOLIO = ("momentum", "adamw", "rmsprop")
 # Auto's range tests ramp over 300 steps, not ``gradtune lr-find``'s 100: each rate then sees three times
@@ -145,6 +145,14 @@ _PRACTICE = {"schedule": "cosine", "warmup": 0.0, "init": "default", "activation
 # variance itself, which is its point. Schedule-Free replaces the decay (Defazio et al. 2024): a constant rate
 # after the warm-up its package's recipes use.
 _WARMED = {name: 0.05 for name in ("adam", "adamw", "nadamw", "ademamix", "lion", "muon", "sf-adamw", "sf-sgd")}
+
+
+def recipe(space_data: dict[str, Any]) -> str:
+    """The baselines' defaults in words, those the narrowed space (as stored) can take: a user's model has no
+    activation or initialisation of gradtune's to set, and a space may fix the schedule or the length."""
+    said = {"activation": "GELU", "batch_size": f"batch {_PRACTICE['batch_size']}", "schedule": "cosine decay",
+            "warmup": "5% warm-up for the Adam family and Muon", "epochs": "the longest training allowed"}
+    return ", ".join(words for key, words in said.items() if key in space_data)
 
 
 def _schedule(optimizer: str) -> str:

@@ -209,9 +209,10 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
     valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
     if valued:
         at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b["tried"]) for name, b in valued.items())
-        lines.append(f"Baselines, each optimiser at its defaults (GELU, cosine decay, 5% warm-up for the Adam family "
-                     f"and Muon, the longest training allowed) at its suggested rate and the middle of the range "
-                     f"above it (the upper first), trained whole and never pruned: {at}.")
+        recipe = _portfolio.recipe(report.get("space", {}))
+        lines.append(f"Baselines, each optimiser at its defaults{f' ({recipe})' if recipe else ''} at its suggested "
+                     f"rate and the middle of the range above it (the upper first), trained whole and never pruned: "
+                     f"{at}.")
     start = report.get("start")
     if start:
         tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
