@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLINGS, TrainConfig
-from ..errors import UsageError, check_choice, check_number, invalid_choice, invalid_value
+from ..errors import UsageError, check_choice, check_number, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..storage.open import HEARTBEAT_SECONDS
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
 from .rungs import DEFAULT_RUNG_RULE, RUNG_RULES
-from .space import TUNABLE_KEYS, SearchSpace
+from .space import TUNABLE_KEYS, SearchSpace, unknown_key
 from .strategies import STRATEGIES, Strategy
 
 __all__ = ["TuneSettings", "parse_population"]
@@ -188,7 +188,7 @@ def _as_space(space: SearchSpace | dict | None, problem: Problem, kind: type[Str
     # A space parsed with another factory's keywords may name what this problem's factory does not take.
     for name in space.model_params:
         if name not in problem.model_keywords:
-            raise invalid_choice("space parameter", name, (*TUNABLE_KEYS, *problem.model_keywords))
+            raise unknown_key(name, (*TUNABLE_KEYS, *problem.model_keywords))
     return SearchSpace(space.params, problem.model_keywords)
 
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
-from ..errors import UsageError, check_number, invalid_choice, invalid_value
+from ..errors import UsageError, check_number, invalid_choice
 from ..optim import OPTIMIZERS, check_installed, get_optimizer_def
 from ..optim.averaging import AVERAGES, averaging_applies
 from ..optim.lookahead import LOOKAHEAD_KEYS, lookahead_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
 
-__all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS"]
+__all__ = ["Domain", "Param", "SearchSpace", "TUNABLE_KEYS", "unknown_key"]
 
 # Config keys a space may set; hidden sizes, seed, device and sampling are settings of the whole study,
 # and a hyperparameter schedule is what PBT finds, not a point to search. The model factory's keywords are
@@ -66,6 +66,13 @@ def _number(value: Any, where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"The '{where}' bound must be a number. Got {value!r}.")
     return value
+
+
+def unknown_key(name: str, accepted: Sequence[str]) -> UsageError:
+    """A space names what cannot be tuned: the keys it may name (the training keys, the model factory's
+    keywords) in one line, with the likely one where there is."""
+    return UsageError(f"The 'space' parameter's keys must be among: {', '.join(sorted(accepted))}. Got "
+                      f"'{name}'.{did_you_mean(name, accepted)}")
 
 
 @dataclass(frozen=True)
@@ -188,8 +195,7 @@ class SearchSpace:
         params = {}
         for name, spec in data.items():
             if name not in accepted:
-                raise invalid_value("space parameter", name, f"one of: {', '.join(sorted(accepted))}",
-                                    did_you_mean(name, accepted).strip())
+                raise unknown_key(name, accepted)
             params[name] = _parse_param(name, spec, model_keyword=name in space.model_keywords)
         space = cls(params, model_keywords)
         space._check_optimizers()
