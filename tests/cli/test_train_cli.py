@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -205,3 +210,38 @@ def test_debug_shows_the_traceback_that_the_default_hides(capsys):
     for argv in (["--debug", "train", "no-such-problem"], ["train", "no-such-problem", "--debug"]):
         with pytest.raises(UsageError, match="no-such-problem"):
             main(argv)
+
+
+# Long enough (about 3 s alone) that Ctrl-C, sent as the first checkpoint appears, lands mid-run.
+LONG_RUN = ["train", "digits-mlp", "--hidden", "16", "--epochs", "150", "--optimizer", "momentum", "--lr", "0.05",
+            "--seed", "1", "--device", "cpu", "--quiet"]
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes_to_the_numbers_of_a_run_never_stopped(cli, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    process = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", *LONG_RUN, "--out", "run"], cwd=tmp_path,
+                               env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["gradtune train: interrupted; the same command resumes from "
+                                           "run/checkpoint.pt"]
+    assert checkpoint.is_file() and not (tmp_path / "run" / "result.json").exists()
+
+    resumed = cli(*LONG_RUN, "--out", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    never_stopped = cli(*LONG_RUN, "--out", "fresh", "--checkpoint", "off")
+    assert never_stopped.returncode == 0, never_stopped.stderr
+    result, oracle = _result(tmp_path / "run"), _result(tmp_path / "fresh")
+    assert 1 <= result["resumed_from_epoch"] < 150
+    assert [r["epoch"] for r in result["history"]] == list(range(1, 151))
+    assert result["metrics"] == oracle["metrics"]
+    assert [r["valid_loss"] for r in result["history"]] == [r["valid_loss"] for r in oracle["history"]]
+    # The run has ended: a rerun trains afresh, and --checkpoint off wrote none.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt", "result.json"]
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["model.pt", "result.json"]

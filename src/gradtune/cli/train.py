@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ def add_parser(sub) -> None:
     parser.add_argument("--nproc", type=int, default=1,
                         help="train data-parallel on this many processes (torch.distributed: gloo on CPU, nccl on "
                              "CUDA); the batch size stays the global one (default 1; under torchrun, its world size)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="the run's checkpoint, written atomically after every epoch (or evaluation): after "
+                             "Ctrl-C, kill or a crash, the same command resumes from it, with the numbers of a run "
+                             "never stopped; removed once the run ends (default OUT/checkpoint.pt; 'off' for none; "
+                             "under torchrun, none unless given)")
     add_output_flags(parser, out="runs/train-PROBLEM", quiet="no progress bar or table")
     parser.set_defaults(run=run)
 
@@ -141,9 +147,12 @@ def _refuse_builtin_flags(args: argparse.Namespace, config) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
+    from ..files import atomic_write_bytes
     from ..problems.spec import source_record
     from ..training import save_checkpoint, train
+    from ..training.checkpoint import load_epoch_checkpoint
     from ._progress import TrainProgress, print_summary
+    from ._signals import interrupts_as_keyboard_interrupt
 
     config = config_from_args(args)
     problem = load_problem(args, config)
@@ -153,22 +162,42 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed.data_parallel import launched_by_torchrun, torchrun_rank
 
     rank = torchrun_rank()
+    checkpoint = checkpoint_path(args, out, launched_by_torchrun())
+    resumed = load_epoch_checkpoint(checkpoint, config.to_dict()) if checkpoint is not None and rank == 0 else None
+    if resumed is not None and not args.quiet:
+        print(f"gradtune train: resuming after epoch {resumed['epoch']} from {checkpoint}", file=sys.stderr)
     progress = TrainProgress(problem, enabled=not args.quiet and rank == 0)
-    with progress:
-        if args.nproc > 1 or launched_by_torchrun():
-            from ..distributed.data_parallel import train_parallel
+    try:
+        with interrupts_as_keyboard_interrupt(), progress:
+            if args.nproc > 1 or launched_by_torchrun():
+                from ..distributed.data_parallel import train_parallel
 
-            result = train_parallel(problem, config, args.nproc, callbacks=[progress])
-        else:
-            result = train(problem, config, callbacks=[progress])
+                result = train_parallel(problem, config, args.nproc, callbacks=[progress], checkpoint=checkpoint)
+            else:
+                result = train(problem, config, callbacks=[progress], checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        if checkpoint is None or rank != 0 or not checkpoint.is_file():
+            raise
+        print(f"gradtune train: interrupted; the same command resumes from {checkpoint}", file=sys.stderr)
+        return 130
     if rank != 0:
         return 0  # rank 0 writes the results
     out.mkdir(parents=True, exist_ok=True)
     record = {**result.to_json(), **source_record(problem)}  # a user problem: its spec, options and file hash
-    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_bytes(out / "result.json", (json.dumps(record, indent=2) + "\n").encode())
     save_checkpoint(out / "model.pt", model_state=result.model.state_dict(),
                     optimizer_state=result.optimizer.state_dict(), config=result.config, seed=config.seed,
                     epoch=result.epochs_run, status=result.status)
+    if checkpoint is not None:  # the run has ended and its results are written: a rerun trains afresh
+        checkpoint.unlink(missing_ok=True)
     if not args.quiet:
         print_summary(result, out)
     return 0
+
+
+def checkpoint_path(args: argparse.Namespace, out: Path, under_torchrun: bool) -> Path | None:
+    """Where the run keeps its checkpoint: ``--checkpoint``, else ``OUT/checkpoint.pt``; none for ``off``, or
+    under torchrun unless given, where ranks on other machines may not see OUT (every rank resumes from it)."""
+    if args.checkpoint == "off" or (args.checkpoint is None and under_torchrun):
+        return None
+    return Path(args.checkpoint) if args.checkpoint is not None else out / "checkpoint.pt"
