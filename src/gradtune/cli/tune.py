@@ -42,8 +42,9 @@ def add_parser(sub) -> None:
     add_device_flag(parser)
     parser.add_argument("--population", default="auto",
                         help="trials trained at once as one stacked computation: auto (default; 16 where the "
-                             "model allows it, on CUDA, or on the CPU with halving; else one at a time), "
-                             "off, or a number")
+                             "model allows it, on CUDA, or on the CPU with halving; with --strategy auto on the "
+                             "CPU, the baselines in rounds, then 16 or one as the time left allows; else one at a "
+                             "time), off, or a number, which auto keeps throughout")
     parser.add_argument("--sampling", default="uniform",
                         help="uniform (default) or importance: importance-sampled batches in every trial, where "
                              "they pay for their cost; such trials train one at a time")
