@@ -66,6 +66,17 @@ def test_a_tie_goes_to_the_optimizer_that_gets_there_first():
     assert "slow ends" in out["recommendation"] and "2x the epochs" in out["recommendation"]
 
 
+def test_the_recommendation_says_the_grids_count_is_of_final_values_on_the_grids_own_seed():
+    # fast's re-runs reach 0.9 in 2 epochs, but of its grid only the lr-0.01 run ends at 0.9 or above: the
+    # sentence must not read as if no rate reached what the recommended one reaches.
+    rows = [r for r in _rows() if not (r["optimizer"] == "fast" and r["stage"] == "grid" and r["lr"] == 0.1)]
+    rows.append(_row("fast", 0.1, "grid", [0.6, 0.91, 0.92, 0.85]))
+    out = summarise(rows, ["fast", "slow", "flaky"], METRIC, maximize=True, target=0.9)
+    assert out["recommended"] == "fast"
+    assert "reaches 0.9 in 2 epochs (2s); 1 of 2 rates of its grid end at or above it" in out["recommendation"]
+    assert "1 of 2 rates of its grid end at or above the target." in out["recommendation"]  # slow, the leader
+
+
 def test_a_clear_winner_is_recommended_even_if_slower():
     rows = [r for r in _rows() if not (r["optimizer"] == "slow" and r["stage"] == "seed")]
     rows += [_row("slow", 0.01, "seed", [0.2, 0.5, 0.8, 0.99], seed=s) for s in (1, 2, 3)]

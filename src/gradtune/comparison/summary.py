@@ -170,18 +170,25 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _reach_text(s: dict, target: float) -> str:
+def _grid_text(s: dict, maximize: bool) -> str:
+    """How many of the grid's rates end at the target. The grid runs on its own seed and counts final values,
+    while "reaches in N epochs" is the re-runs' median of the first epoch there, so the two can differ: said so."""
     sens = s["lr_sensitivity"]
+    return (f"{sens['reaching_target']} of {sens['points']} rates of its grid end at or "
+            f"{'above' if maximize else 'below'}")
+
+
+def _reach_text(s: dict, target: float, maximize: bool) -> str:
     if s["epochs_to_target"] is None:
-        return f"does not reach {_fmt(target)} on most seeds; {sens['reaching_target']} of {sens['points']} rates do"
+        return f"does not reach {_fmt(target)} on most seeds; {_grid_text(s, maximize)} it"
     epochs = s["epochs_to_target"]
     return (f"reaches {_fmt(target)} in {epochs} epoch{'s' if epochs != 1 else ''} "
-            f"({s['seconds_to_target']:.2g}s); {sens['reaching_target']} of {sens['points']} rates reach it")
+            f"({s['seconds_to_target']:.2g}s); {_grid_text(s, maximize)} it")
 
 
 def _explain(summary, scored, choice, metric, target, maximize) -> str:
     s = summary[choice]
-    lines = [f"Use {choice}: it {_reach_text(s, target)}, and it ends at "
+    lines = [f"Use {choice}: it {_reach_text(s, target, maximize)}, and it ends at "
              f"{_fmt(s['final_mean'])} ± {s['final_std']:.2g} {metric} over {s['seeds']} seeds."]
     other = scored[0] if scored[0] != choice else (scored[1] if len(scored) > 1 else None)
     if other is None:
@@ -197,10 +204,9 @@ def _explain(summary, scored, choice, metric, target, maximize) -> str:
             speed = f" but needs {o['epochs_to_target'] / s['epochs_to_target']:.2g}x the epochs"
         elif s["epochs_to_target"]:
             speed = f" but does not reach {_fmt(target)} on most seeds"
-        sens = o["lr_sensitivity"]
-        lines.append(f"{other} ends {gap}, within the seeds' spread,{speed}; "
-                     f"{sens['reaching_target']} of {sens['points']} of its rates reach the target.")
+        lines.append(f"{other} ends {gap}, within the seeds' spread,{speed}; {_grid_text(o, maximize)} the "
+                     f"target.")
     else:
         tie = "within the seeds' spread" if _tied(o, s) else "beyond the seeds' spread"
-        lines.append(f"The runner-up, {other}, ends {gap} ({tie}); it {_reach_text(o, target)}.")
+        lines.append(f"The runner-up, {other}, ends {gap} ({tie}); it {_reach_text(o, target, maximize)}.")
     return " ".join(lines)
