@@ -7,6 +7,7 @@ which is then renamed over it (atomic on POSIX).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO
 
 from .interrupts import HeldInterrupts
 
-__all__ = ["atomic_replace", "atomic_write_bytes", "json_number"]
+__all__ = ["atomic_replace", "atomic_write_bytes", "write_json", "json_number"]
 
 
 def _default_mode() -> int:
@@ -53,6 +54,11 @@ def atomic_replace(path: str | Path, write: Callable[[BinaryIO], object]) -> Non
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_replace(path, lambda handle: handle.write(data))
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """``value`` as indented JSON, atomically: every result file gradtune writes."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
 def json_number(value: Any) -> Any:

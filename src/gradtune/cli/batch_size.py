@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
@@ -34,6 +33,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..errors import check_number
+    from ..files import write_json
     from ..probes import measure_noise_scale
     from ..problems.spec import source_record
     from ..report import ReportData, write_report
@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or problem_dir("batch-size", problem.name))
     out.mkdir(parents=True, exist_ok=True)
     found = {"problem": problem.name, **result.to_json(), **source_record(problem)}
-    (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
+    write_json(out / "result.json", found)
     write_report(out, ReportData(f"batch-size {problem.name}", extras={"noise_scale": found}))
     if result.batch_schedule is not None:
-        (out / "batch_growth_config.json").write_text(json.dumps(result.batch_schedule["config"], indent=2) + "\n")
+        write_json(out / "batch_growth_config.json", result.batch_schedule["config"])
     if not args.quiet:
         _print(problem.name, result, out)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
@@ -33,6 +32,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig, parse_hidden
     from ..errors import check_choice
+    from ..files import write_json
     from ..probes import SUGGESTIONS, lr_find_many
     from ..probes.figures import plot_lr_find
     from ..probes.lr_range import check_optimizers
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or problem_dir("lr-find", problem.name))
     out.mkdir(parents=True, exist_ok=True)
     found = {**result_json(problem.name, list(results.values())), **source_record(problem)}
-    (out / "result.json").write_text(json.dumps(found, indent=2) + "\n")
+    write_json(out / "result.json", found)
     write_report(out, ReportData(f"lr-find {problem.name}", extras={"lr_find": found}))
     plot_lr_find(list(results.values()), out / "lr_find.png", title=f"{problem.name}: learning-rate range test")
     if not args.quiet:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,7 +146,7 @@ def _refuse_builtin_flags(args: argparse.Namespace, config) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import check_number
-    from ..files import atomic_write_bytes
+    from ..files import write_json
     from ..problems.spec import source_record
     from ..training import save_checkpoint, train
     from ..training.checkpoint import load_epoch_checkpoint
@@ -184,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # rank 0 writes the results
     out.mkdir(parents=True, exist_ok=True)
     record = {**result.to_json(), **source_record(problem)}  # a user problem: its spec, options and file hash
-    atomic_write_bytes(out / "result.json", (json.dumps(record, indent=2) + "\n").encode())
+    write_json(out / "result.json", record)
     save_checkpoint(out / "model.pt", model_state=result.model.state_dict(),
                     optimizer_state=result.optimizer.state_dict(), config=result.config, seed=config.seed,
                     epoch=result.epochs_run, status=result.status)

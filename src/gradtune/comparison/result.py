@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_bytes
+from ..files import write_json
 
 __all__ = ["CompareResult"]
 
@@ -47,5 +46,5 @@ class CompareResult:
     def save(self, out: str | Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "result.json", (json.dumps(self.to_json(), indent=2) + "\n").encode())
+        write_json(out / "result.json", self.to_json())
         return out

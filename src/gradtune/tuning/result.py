@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..config import TrainConfig
-from ..files import atomic_write_bytes, json_number
+from ..files import json_number, write_json
 from ..problems import Problem
 from ..storage.keys import METADATA_KEY
 from ..storage.trials import trial_rows
@@ -71,9 +70,9 @@ class TuneResult:
     def save(self, out: str | Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "result.json", (json.dumps(self.to_json(), indent=2) + "\n").encode())
+        write_json(out / "result.json", self.to_json())
         if self.best_config is not None:
-            atomic_write_bytes(out / "best_config.json", (json.dumps(self.best_config, indent=2) + "\n").encode())
+            write_json(out / "best_config.json", self.best_config)
         if self.best_model is not None:
             save_checkpoint(out / "best_model.pt", model_state=self.best_model.state_dict(), optimizer_state={},
                             config=self.best_config, seed=self.best_config.get("seed", 0),
