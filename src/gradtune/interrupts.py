@@ -13,8 +13,9 @@ __all__ = ["HeldInterrupts"]
 class HeldInterrupts:
     """Hold SIGINT (and SIGTERM where a handler turns it into KeyboardInterrupt) during a block that must end whole.
 
-    A signal that comes meanwhile raises KeyboardInterrupt on leaving the block.
-    Handlers can only be set from the main thread; elsewhere this does nothing.
+    A signal that comes meanwhile raises KeyboardInterrupt on leaving the block, or, where the block is inside
+    another hold, on leaving the outermost one. Handlers can only be set from the main thread; elsewhere this
+    does nothing.
 
     Example:
         >>> with HeldInterrupts():
@@ -37,5 +38,9 @@ class HeldInterrupts:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
         if self.caught and kind is None:
-            raise KeyboardInterrupt
+            outer = next((h.__self__ for h in self.saved.values() if isinstance(getattr(h, "__self__", None),
+                                                                               HeldInterrupts)), None)
+            if outer is None:
+                raise KeyboardInterrupt
+            outer.caught = True  # held inside another hold (a file written during bookkeeping): that one ends first
         return False
