@@ -9,6 +9,7 @@ import stat
 import pytest
 import torch
 
+from ctrl_c import python_sigint
 from gradtune.files import atomic_replace, atomic_write_bytes, json_number
 from gradtune.training import load_checkpoint, save_checkpoint
 
@@ -52,17 +53,9 @@ class _CtrlCMidWrite:
 def test_ctrl_c_during_a_checkpoint_write_waits_for_the_whole_file_then_interrupts(tmp_path):
     # Unheld, the interrupt lands inside torch.save's zip writer, which then raises RuntimeError ("unexpected
     # pos") from its own cleanup, so the interrupt is lost, and the file is never written.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever the runner set
-    try:
-        _interrupt_a_checkpoint_write(tmp_path)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _interrupt_a_checkpoint_write(tmp_path) -> None:
     state = {f"w{i}": torch.full((64, 64), float(i)) for i in range(8)}
     save_checkpoint(tmp_path / "ckpt.pt", model_state=state, optimizer_state={}, config={}, seed=0, epoch=1)
-    with pytest.raises(KeyboardInterrupt):
+    with python_sigint(), pytest.raises(KeyboardInterrupt):
         atomic_replace(tmp_path / "ckpt.pt", lambda handle: torch.save(
             {"format": "gradtune-checkpoint-1", "model_state": {k: v + 1 for k, v in state.items()},
              "optimizer_state": {}, "config": {}, "seed": 0, "epoch": 2}, _CtrlCMidWrite(handle)))

@@ -6,14 +6,14 @@ import signal
 
 import pytest
 
+from ctrl_c import python_sigint
 from gradtune.interrupts import HeldInterrupts
 
 
 @pytest.fixture(autouse=True)
 def _python_sigint():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever the runner set
-    yield
-    signal.signal(signal.SIGINT, previous)
+    with python_sigint():
+        yield
 
 
 def test_ctrl_c_in_a_block_is_raised_when_the_block_ends():

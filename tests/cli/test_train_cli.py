@@ -18,6 +18,7 @@ import time
 import pytest
 import torch
 
+from ctrl_c import default_sigint
 from gradtune import get_problem
 from gradtune.cli.main import main
 
@@ -221,7 +222,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes_to_the_numbers_o
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     process = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", *LONG_RUN, "--out", "run"], cwd=tmp_path,
                                env=env, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=default_sigint)
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:

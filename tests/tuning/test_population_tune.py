@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 import gradtune
+from ctrl_c import python_sigint
 from gradtune import Problem, TrainConfig, UsageError
 from gradtune.cli._live import TuneDisplay
 from gradtune.problems import get_problem
@@ -298,14 +299,9 @@ def test_a_ctrl_c_during_a_tell_still_clears_the_told_trials_checkpoint(tmp_path
 
     monkeypatch.setattr(optuna.Study, "tell", tell_then_ctrl_c)
     checkpoints = tmp_path / "checkpoints"
-    # Python's own Ctrl-C handler, as a user's interactive process has it: a suite started as a background job
-    # inherits SIGINT ignored, and an ignored signal is neither held nor raised.
-    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with python_sigint():  # as a user's interactive process has it (ctrl_c.py)
         result = tune(get_problem("linreg"), SGD_SPACE, "random", 4, _storage(tmp_path), "tell", trial_epochs=3,
                       population=4, checkpoints=checkpoints)
-    finally:
-        signal.signal(signal.SIGINT, ignored)
     assert result.interrupted
     study = _study(tmp_path, "tell")
     told = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))

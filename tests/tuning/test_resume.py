@@ -28,6 +28,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from ctrl_c import default_sigint
+
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -42,12 +44,6 @@ TUNE = ["tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "
 
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-
-
-def _default_sigint() -> None:
-    # A shell that starts a job in the background ignores SIGINT, and the child inherits that; a
-    # user's Ctrl-C reaches a process with the default handler, which is what this restores.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _rows(db: Path) -> list[tuple[int, str, int]]:
@@ -67,7 +63,7 @@ def _start_and_wait_mid_trial(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     """Start the study; return once a trial after a completed one is training. Returns (process, its number)."""
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - the process writes it until it ends
     process = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", *TUNE], cwd=tmp_path, env=_env(),
-                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -255,7 +251,7 @@ print(json.dumps(report))
 def test_ctrl_c_between_trials_stops_cleanly(tmp_path):
     (tmp_path / "between.py").write_text(BETWEEN_TRIALS)
     done = subprocess.run([sys.executable, "between.py"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                          timeout=600, preexec_fn=_default_sigint)
+                          timeout=600, preexec_fn=default_sigint)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
 
