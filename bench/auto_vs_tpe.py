@@ -65,16 +65,21 @@ def run_auto(problem, budget: float, seed: int, trial_epochs: int, rung_rule: st
     return clock.curve, gain.get("gain", math.nan)
 
 
+def train_drawn(problem, space, trial: optuna.Trial, seed: int, trial_epochs: int) -> float:
+    """The validation accuracy of the configuration ``trial`` draws from ``space``, trained whole with the single
+    loop (what a user's Optuna objective does), its epochs capped at ``trial_epochs``; 0 where there is none."""
+    values = space.suggest(trial)
+    values.update(seed=seed, epochs=min(values.get("epochs", trial_epochs), trial_epochs))
+    return gradtune.train(problem, TrainConfig.from_mapping(values)).metrics.get("valid_accuracy") or 0.0
+
+
 def run_tpe(problem, budget: float, seed: int, trial_epochs: int) -> list[tuple[float, float]]:
     space = default_space(problem)
     start, curve, best = time.perf_counter(), [], -math.inf
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal best
-        values = space.suggest(trial)
-        values.update(seed=seed, epochs=min(values.get("epochs", trial_epochs), trial_epochs))
-        result = gradtune.train(problem, TrainConfig.from_mapping(values))
-        value = result.metrics.get("valid_accuracy") or 0.0
+        value = train_drawn(problem, space, trial, seed, trial_epochs)
         if value > best:
             best = value
             curve.append((time.perf_counter() - start, best))

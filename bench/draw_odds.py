@@ -22,7 +22,7 @@ import optuna
 import torch
 
 import gradtune
-from gradtune.config import TrainConfig
+from auto_vs_tpe import train_drawn
 from gradtune.tuning import SearchSpace, default_space
 from gradtune.tuning.strategies import _portfolio
 
@@ -35,9 +35,7 @@ def draw(problem, space: SearchSpace, seed: int, draws: int, trial_epochs: int) 
     values, start = [], time.perf_counter()
     for _ in range(draws):
         trial = study.ask()
-        config = space.suggest(trial)
-        config.update(seed=seed, epochs=min(config.get("epochs", trial_epochs), trial_epochs))
-        value = gradtune.train(problem, TrainConfig.from_mapping(config)).metrics.get("valid_accuracy") or 0.0
+        value = train_drawn(problem, space, trial, seed, trial_epochs)
         study.tell(trial, value)
         values.append(value)
     return values, (time.perf_counter() - start) / draws
