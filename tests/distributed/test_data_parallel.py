@@ -84,6 +84,35 @@ def test_step_settings_come_through_the_ranks():
     assert _relative_gap(alone.model.state_dict(), plain.model.state_dict()) > 1e-3
 
 
+class _Threads(gradtune.Callback):
+    """torch's threads in this process (rank 0) as it trains."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_epoch_end(self, record):
+        self.seen.add(torch.get_num_threads())
+
+
+def test_rank_0_trains_on_its_share_of_the_threads_and_gives_them_back():
+    """Rank 0 runs in this process beside the spawned ranks: on all of this process's threads, it and they would
+    oversubscribe the cores (each spawned rank gets this process's threads over nproc)."""
+    torch.manual_seed(0)
+    x = torch.randn(80, 5, dtype=torch.float64)
+    problem = gradtune.Problem(_linear64, train=(x[:60], x[:60].sum(1, keepdim=True)),
+                               valid=(x[60:], x[60:].sum(1, keepdim=True)), loss="mse", task="regression",
+                               name="linear64")
+    before, seen = torch.get_num_threads(), _Threads()
+    torch.set_num_threads(4)  # the suite runs on one; four make a share of two visible
+    try:
+        train_parallel(problem, gradtune.TrainConfig(optimizer="sgd", lr=0.1, epochs=2, seed=1), 2, callbacks=[seen])
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen.seen == {2}
+    assert after == 4
+
+
 @pytest.mark.parametrize("args, message", [
     (["digits-mlp", "--nproc", "0"], "'nproc' parameter must be an integer in [1, inf)"),
     (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),

@@ -38,6 +38,7 @@ from ..training import Callback, TrainResult
 from ..training.device import resolve_device
 from ..training.loop import Run
 from ..training.trainer import Entry, WholeRunTrainer
+from .threads import threads_each, torch_threads
 
 __all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank"]
 
@@ -139,13 +140,14 @@ def train_parallel(problem: Problem | str, config: TrainConfig | None = None, np
     init = f"tcp://127.0.0.1:{_free_port()}"
     recipe = _recipe(problem)
     context = torch.multiprocessing.get_context("spawn")
-    threads = max(1, torch.get_num_threads() // nproc)
+    threads = threads_each(nproc)  # this process is rank 0: it takes its share too
     others = [context.Process(target=_rank_main, args=(rank, nproc, init, recipe, config, checkpoint, threads),
                               daemon=True) for rank in range(1, nproc)]
     for process in others:
         process.start()
     try:
-        result = _run_rank(0, nproc, init, problem, config, callbacks, checkpoint, 0)
+        with torch_threads(threads):
+            result = _run_rank(0, nproc, init, problem, config, callbacks, checkpoint, 0)
     except RuntimeError as error:  # a collective failed: a rank died
         raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
     finally:

@@ -1,17 +1,22 @@
 """``gradtune tune --workers N``: N ``gradtune worker`` processes on this machine, one study between them.
 
 Each worker is a separate interpreter running exactly what a worker on another
-machine runs, so the local case tests the distributed one. The parent forwards
+machine runs, so the local case tests the distributed one. Each gets its share
+of this process's torch threads (``OMP_NUM_THREADS``, see :mod:`.threads`), so
+that N workers do not oversubscribe the cores they share. The parent forwards
 SIGINT and SIGTERM to every worker (each then fails and re-queues its trial
 cleanly) and waits for all of them.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+
+from .threads import threads_each
 
 __all__ = ["launch_workers", "WorkerExit"]
 
@@ -28,7 +33,8 @@ def launch_workers(n: int, worker_args: list[str]) -> list[WorkerExit]:
     Their output goes to this process's stdout and stderr, each line prefixed by the worker itself.
     """
     command = [sys.executable, "-m", "gradtune.cli.main", "worker", *worker_args]
-    processes = [subprocess.Popen([*command, "--index", str(k)]) for k in range(n)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_each(n))}  # torch reads it as it starts
+    processes = [subprocess.Popen([*command, "--index", str(k)], env=env) for k in range(n)]
 
     def forward(signum, frame) -> None:
         for process in processes:
