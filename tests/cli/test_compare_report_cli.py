@@ -56,6 +56,17 @@ def test_compare_still_takes_budget_for_lrs_with_one_deprecation_line(tmp_path, 
     assert json.loads((tmp_path / "out" / "result.json").read_text())["budget"] == 2  # the number of rates
 
 
+def test_compare_budget_given_as_a_time_says_what_the_old_name_means_now(tmp_path, capsys):
+    # tune's --budget takes a time; compare's old --budget was a count of rates, and says so before any training.
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", "linreg", "--budget", "20s", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert ("--budget is the old name of --lrs, which takes the number of learning rates per optimiser (compare has "
+            "no time budget). Got '20s'.") in err
+    assert "deprecated" not in err and not (tmp_path / "x.db").exists()
+
+
 def test_tune_writes_a_self_contained_report(tmp_path):
     code = main(["tune", "linreg", "--strategy", "random", "--budget", "3", "--trial-epochs", "2",
                  "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path / "out"), "--quiet"])

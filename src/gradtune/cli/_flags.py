@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 # storage.open.DEFAULT_STORAGE, written out here: importing it would import Optuna before '--help'.
 _DEFAULT_STORAGE = "sqlite:///gradtune.db"
@@ -85,18 +86,25 @@ def add_output_flags(parser: argparse.ArgumentParser, *, out: str, quiet: str) -
     parser.add_argument("--quiet", action="store_true", help=quiet)
 
 
-def add_deprecated_alias(parser: argparse.ArgumentParser, alias: str, flag: str, **kwargs) -> None:
-    """``alias``, the old name of ``flag``, still sets it (``kwargs``: its dest and type), hidden from the help;
-    using it prints one line to stderr that names the flag to use instead."""
-    parser.add_argument(alias, action=_DeprecatedAlias, use=flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS,
-                        **kwargs)
+def add_deprecated_alias(parser: argparse.ArgumentParser, alias: str, flag: str, *, dest: str, type: Callable,
+                         accepts: str) -> None:
+    """``alias``, the old name of ``flag``, still sets it (its ``dest``, converted by ``type``), hidden from the
+    help; using it prints one line to stderr that names the flag to use instead. A value ``type`` refuses ends
+    with one line that says what the flag is now and what it ``accepts``: a user who reads the old name in
+    another command's sense (compare's --budget as tune's time) learns the new meaning, not only a type."""
+    parser.add_argument(alias, action=_DeprecatedAlias, use=flag, convert=type, accepts=accepts, dest=dest,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 class _DeprecatedAlias(argparse.Action):
-    def __init__(self, *args, use: str, **kwargs) -> None:
+    def __init__(self, *args, use: str, convert: Callable, accepts: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.use = use
+        self.use, self.convert, self.accepts = use, convert, accepts
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            value = self.convert(values)
+        except ValueError:
+            parser.error(f"{option_string} is the old name of {self.use}, which takes {self.accepts}. Got {values!r}.")
         print(f"{parser.prog}: {option_string} is deprecated and will be removed; use {self.use}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, value)

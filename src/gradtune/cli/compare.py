@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="re-runs of each best rate, with fresh seeds (default 3)")
     parser.add_argument("--lrs", type=int, default=8,
                         help="learning rates per optimiser, on a log grid over its family's range (default 8)")
-    add_deprecated_alias(parser, "--budget", "--lrs", dest="lrs", type=int)
+    add_deprecated_alias(parser, "--budget", "--lrs", dest="lrs", type=int,
+                         accepts="the number of learning rates per optimiser (compare has no time budget)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; 200 for test functions)")
     add_batch_size_flag(parser)
     parser.add_argument("--target-value", type=float, default=None,
