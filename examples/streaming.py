@@ -1,6 +1,7 @@
 """Training from an endless stream: an ``IterableDataset`` that generates samples forever, on a step budget.
 
     gradtune train examples/streaming.py:make_problem --optimizer adam --lr 0.01 --steps 300
+    gradtune tune examples/streaming.py:make_problem --trial-steps 300 --budget 20s
     gradtune.train(make_problem(), optimizer="adam", lr=0.01, steps=300, eval_every=100)
 
 A stream has no length, so it has no epochs: a run is as long as its ``steps``,

@@ -36,16 +36,21 @@ def load(name: str):
     return module
 
 
-# The command the issue names, with the default strategy (auto), through main() in this process: what the command
-# runs, without a fresh interpreter's seconds of imports (the spec's module is forgotten afterwards).
-def test_tune_the_text_classifier_from_the_cli_on_f1(tmp_path, monkeypatch, capsys):
+def run_in(tmp_path, monkeypatch, *args: str) -> int:
+    """``main(ARGS)`` in ``tmp_path``: what the command runs, through main() in this process, without a fresh
+    interpreter's seconds of imports (the example's module is forgotten afterwards)."""
     monkeypatch.chdir(tmp_path)
     before = list(sys.path)
     try:
-        code = main(["tune", f"{EXAMPLES / 'text_classifier.py'}:make_problem", "--budget", "10", "-o", "n=2000",
-                     "--population", "off", "--out", "out", "--quiet"])
+        return main(list(args))
     finally:
         forget_imports(EXAMPLES, before)
+
+
+# The command the issue names, with the default strategy (auto).
+def test_tune_the_text_classifier_from_the_cli_on_f1(tmp_path, monkeypatch, capsys):
+    code = run_in(tmp_path, monkeypatch, "tune", f"{EXAMPLES / 'text_classifier.py'}:make_problem", "--budget", "10",
+                  "-o", "n=2000", "--population", "off", "--out", "out", "--quiet")
     assert code == 0, capsys.readouterr().err[-2000:]
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["metric"] == "valid_f1" and result["direction"] == "maximize"
@@ -123,6 +128,34 @@ def test_the_stream_trains_on_a_step_budget_reading_only_the_batches_it_needs():
     assert [row["step"] for row in result.history] == [50, 100, 150]
     assert result.metrics["valid_accuracy"] > 0.85  # chance: 1/4; the clusters' overlap caps it near 0.95
     assert problem.train.drawn == 150 * 32
+
+
+def test_the_stream_tunes_with_trial_steps_and_each_trial_is_its_single_run(tmp_path, monkeypatch, capsys):
+    """A stream has no epochs: --trial-steps gives every trial its length, in place of the default space's
+    epochs. The oracle: the best trial's accuracy is that of its configuration trained alone."""
+    spec = f"{EXAMPLES / 'streaming.py'}:make_problem"
+    assert run_in(tmp_path, monkeypatch, "tune", spec, "--strategy", "random", "--budget", "3", "--quiet") == 2
+    assert "give --trial-steps N (trial_steps=N), or a space with 'steps'" in capsys.readouterr().err
+    code = run_in(tmp_path, monkeypatch, "tune", spec, "--strategy", "random", "--budget", "3", "--trial-steps", "60",
+                  "--population", "off", "--out", "out", "--quiet")
+    assert code == 0, capsys.readouterr().err[-2000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert [(t["config"]["steps"], t["config"].get("epochs")) for t in result["trials"]] == [(60, None)] * 3
+    best = next(t for t in result["trials"] if t["number"] == result["best_trial"])
+    alone = gradtune.train(load("streaming").make_problem(), TrainConfig.from_mapping(best["config"]))
+    assert best["value"] == pytest.approx(alone.metrics["valid_accuracy"], abs=1e-9)
+    assert "60 steps per trial" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_auto_tunes_a_stream_with_trial_steps(tmp_path, monkeypatch, capsys):
+    # The default strategy on the CPU decides after its baselines how many trials to stack, from a probe
+    # configuration that once took epochs, which a stream cannot: the run stopped there with a usage error.
+    code = run_in(tmp_path, monkeypatch, "tune", f"{EXAMPLES / 'streaming.py'}:make_problem", "--budget", "8",
+                  "--trial-steps", "40", "--device", "cpu", "--out", "out", "--quiet")
+    assert code == 0, capsys.readouterr().err[-2000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert len(result["auto"]["baselines"]) == 3  # the portfolio, each trained
+    assert {t["config"]["steps"] for t in result["trials"]} == {40}
 
 
 def test_tuning_the_head_as_a_population_leaves_the_pretrained_backbone_bit_for_bit(tmp_path):

@@ -14,7 +14,7 @@ import gradtune
 from gradtune.errors import UsageError
 from gradtune.problems import Problem, get_problem
 from gradtune.training import evaluate, load_checkpoint
-from gradtune.tuning import TuneResult
+from gradtune.tuning import TuneResult, TuneSettings
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -83,6 +83,23 @@ def test_the_seed_changes_the_trials(tmp_path):
     a = gradtune.tune(problem, SPACE, "random", 2, _storage(tmp_path), "a", seed=0, trial_epochs=1)
     b = gradtune.tune(problem, SPACE, "random", 2, _storage(tmp_path), "b", seed=1, trial_epochs=1)
     assert [t["config"] for t in a.trials] != [t["config"] for t in b.trials]
+
+
+def test_trial_steps_replace_the_default_spaces_epochs_and_refuse_a_second_length():
+    problem = get_problem("linreg")
+    settings = TuneSettings.build(problem, None, "random", 2, trial_steps=30)
+    assert "epochs" not in settings.space.params and settings.to_metadata()["space"]["steps"] == 30
+    config = settings.trial_config({"optimizer": "sgd", "lr": 0.1, "steps": 30})
+    assert (config.steps, config.epochs) == (30, None)
+    refusals = [({"trial_epochs": 5}, "cannot be combined with 'trial_epochs'"),
+                ({"space": {"lr": 0.1, "epochs": 5}}, "with a space that sets 'epochs'"),
+                ({"space": {"lr": 0.1, "steps": 5}}, "with a space that sets 'steps'")]
+    for extra, message in refusals:
+        space = extra.pop("space", None)
+        with pytest.raises(UsageError, match=message):
+            TuneSettings.build(problem, space, "random", 2, trial_steps=30, **extra)
+    with pytest.raises(UsageError, match="'trial_steps' parameter"):
+        TuneSettings.build(problem, None, "random", 2, trial_steps=0)
 
 
 def test_bad_space_is_refused_before_a_study_is_made(tmp_path):

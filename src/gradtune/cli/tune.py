@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--space", help="search space file (YAML, JSON or TOML); see 'gradtune space --show'")
     parser.add_argument("--trial-epochs", type=int, default=None,
                         help="epochs per trial where the space sets none (default 20), else their cap")
+    parser.add_argument("--trial-steps", type=int, default=None,
+                        help="optimiser steps per trial instead of epochs (the default space then searches no "
+                             "epochs); data without a length (a stream) needs it where the space sets no steps")
     parser.add_argument("--cv", type=int, default=None, help="score each trial by K-fold cross-validation")
     add_seed_flag(parser, "seeds the sampler and every trial")
     add_storage_flag(parser)
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
                                   seed=args.seed, trial_epochs=args.trial_epochs, cv=args.cv, sampling=args.sampling,
                                   device=args.device, population=args.population, heartbeat=args.heartbeat,
-                                  trial_nproc=args.trial_nproc, rung_rule=args.rung_rule)
+                                  trial_nproc=args.trial_nproc, rung_rule=args.rung_rule,
+                                  trial_steps=args.trial_steps)
     settings = settings.replace(checkpoints=checkpoint_dir(args, settings.study))
     storage = open_storage(url, settings.heartbeat, reachable=url == args.storage)
     if defaulted and args.study is None:

@@ -68,6 +68,14 @@ def _status(report: ReportData) -> str:
     return ""
 
 
+def _trial_length(meta: dict) -> str:
+    """A trial's length as the study sets it: steps where its space sets them (--trial-steps), else epochs."""
+    steps = (meta.get("space") or {}).get("steps")
+    if steps is not None:
+        return f"{steps} steps per trial" if isinstance(steps, int) else "steps per trial as the space draws them"
+    return f"{meta.get('trial_epochs') or 'default'} epochs per trial"
+
+
 def _summary(report: ReportData) -> str:
     meta, compare = report.metadata, report.extras.get(COMPARE_KEY)
     counts: dict[str, int] = {}
@@ -76,7 +84,7 @@ def _summary(report: ReportData) -> str:
     board = d.leaderboard(report.rows, report.maximize, top=1)
     items = [("problem", meta.get("problem", "-")), ("metric", f"{report.metric} ({report.direction})"),
              ("strategy", meta.get("strategy", "-")),
-             ("budget", f"{meta.get('trial_epochs') or 'default'} epochs per trial; seed {meta.get('seed', '-')}"
+             ("budget", f"{_trial_length(meta)}; seed {meta.get('seed', '-')}"
                         + (f"; {meta['cv']}-fold cv" if meta.get("cv") else "")),
              ("trials", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"),
              ("best configuration", ", ".join(f"{k}={_fmt(v)}" for k, v in board[0]["config"].items())

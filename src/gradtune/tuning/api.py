@@ -36,7 +36,7 @@ def tune(problem: Problem | str, space: SearchSpace | dict | None = None, strate
          device: str = "auto", out: str | Path | None = None, callbacks: Sequence[TuneCallback] = (),
          population: str | int = "auto", sampling: str = "uniform", sampler_seed: int | None = None,
          heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None, trial_nproc: int = 1,
-         best_model: bool = True, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneResult:
+         best_model: bool = True, rung_rule: str = DEFAULT_RUNG_RULE, trial_steps: int | None = None) -> TuneResult:
     """Find the optimiser and hyperparameters that train ``problem`` best within ``budget``.
 
     Args:
@@ -54,6 +54,8 @@ def tune(problem: Problem | str, space: SearchSpace | dict | None = None, strate
         study: the study name; default ``PROBLEM-STRATEGY``. The same name resumes.
         seed: seeds the sampler and every trial's initialisation and data order.
         trial_epochs: each trial's epochs where the space sets none, and their cap where it does.
+        trial_steps: each trial's length in optimiser steps instead (the default space then searches no
+            epochs); what data without a length, a stream, needs where the space sets no ``steps``.
         cv: score each trial by K-fold cross-validation.
         out: if given, write result.json, best_config.json and best_model.pt there.
         population: trials in flight at once, trained as stacked computations: ``"auto"`` (default:
@@ -82,7 +84,7 @@ def tune(problem: Problem | str, space: SearchSpace | dict | None = None, strate
     settings = TuneSettings.build(problem, space, strategy, budget, study, seed=seed, trial_epochs=trial_epochs,
                                   cv=cv, sampling=sampling, device=device, population=population,
                                   sampler_seed=sampler_seed, heartbeat=heartbeat, checkpoints=checkpoints,
-                                  trial_nproc=trial_nproc, rung_rule=rung_rule)
+                                  trial_nproc=trial_nproc, rung_rule=rung_rule, trial_steps=trial_steps)
     return run_study(problem, settings, storage, callbacks=callbacks, out=out, best_model=best_model)
 
 

@@ -57,7 +57,8 @@ class PreparedStudy:
     def in_flight(self, stacks_on_cpu: bool) -> int:
         """Trials in flight for ``--population`` (see :func:`~gradtune.tuning.concurrency.population_size`)."""
         s = self.settings
-        probe = TrainConfig(seed=s.seed, device=s.device, sampling=s.sampling)
+        # A stream has no epochs to default to: the probe, which only asks how the problem trains, takes a step.
+        probe = TrainConfig(seed=s.seed, device=s.device, sampling=s.sampling, steps=None if self.problem.sized else 1)
         return population_size(s.population, self.problem, probe, s.cv, stacks_on_cpu)
 
     def start(self) -> None:

@@ -73,8 +73,13 @@ class TuneSettings:
               trial_epochs: int | None = None, cv: int | None = None, sampling: str = "uniform",
               device: str = "auto", population: str | int = "auto", sampler_seed: int | None = None,
               heartbeat: float = HEARTBEAT_SECONDS, checkpoints: str | Path | None = None,
-              trial_nproc: int = 1, rung_rule: str = DEFAULT_RUNG_RULE) -> TuneSettings:
-        """Check every setting against ``problem`` (one line naming the setting for any bad one)."""
+              trial_nproc: int = 1, rung_rule: str = DEFAULT_RUNG_RULE, trial_steps: int | None = None
+              ) -> TuneSettings:
+        """Check every setting against ``problem`` (one line naming the setting for any bad one).
+
+        ``trial_steps`` makes every trial that many optimiser steps long, written into the space (which the
+        study stores, so workers and resumed runs need nothing more): the default space's epochs give way.
+        """
         kind, defaulted = _strategy(strategy), space is None
         check_choice("sampling", sampling, SAMPLINGS)
         check_choice("rung_rule", rung_rule, RUNG_RULES)
@@ -83,11 +88,20 @@ class TuneSettings:
         check_number("trial_nproc", trial_nproc, low=1, integer=True)
         if trial_epochs is not None:
             check_number("trial_epochs", trial_epochs, low=1, integer=True)
+        if trial_steps is not None:
+            check_number("trial_steps", trial_steps, low=1, integer=True)
+            if trial_epochs is not None:
+                raise UsageError(f"The 'trial_steps' parameter cannot be combined with 'trial_epochs': a trial is "
+                                 f"epochs or steps long, not both. Got trial_steps={trial_steps}, "
+                                 f"trial_epochs={trial_epochs}.")
         if cv is not None:
             problem.require_xy("cross-validation ('cv')")
             check_number("cv", cv, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
         population = kind.check_population(parse_population(population), cv)
-        space = kind.search_space(_as_space(space, problem, kind))
+        space = _as_space(space, problem, kind)
+        if trial_steps is not None:
+            space = _in_steps(space, trial_steps, defaulted)
+        space = kind.search_space(space)
         _check_space(problem, space, sampling)
         budget = parse_budget(budget, default_trials=kind.default_trials(space))
         return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
@@ -192,6 +206,19 @@ def _as_space(space: SearchSpace | dict | None, problem: Problem, kind: type[Str
     return SearchSpace(space.params, problem.model_keywords)
 
 
+def _in_steps(space: SearchSpace, steps: int, defaulted: bool) -> SearchSpace:
+    """``space`` with every trial ``steps`` optimiser steps long. The default space's epochs give way; a space of
+    the caller's own that sets a length is refused, since the two would contradict each other."""
+    data = space.to_data()
+    lengths = [key for key in ("epochs", "steps") if key in data]
+    if lengths and not (defaulted and lengths == ["epochs"]):
+        raise UsageError(f"The 'trial_steps' parameter sets each trial's length where the space sets none. Got "
+                         f"trial_steps={steps} with a space that sets {lengths[0]!r}: drop one of the two.")
+    data.pop("epochs", None)
+    data["steps"] = steps
+    return SearchSpace.from_mapping(data, space.model_keywords)
+
+
 def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
     """Refuse what no trial of the space could run: a batch size above the training set, or importance
     sampling with a full-batch optimiser or a test function."""
@@ -201,7 +228,8 @@ def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
     if not problem.sized:  # a stream's trials need a step budget: the space must set one
         if "steps" not in space.params:
             raise UsageError(f"The space must set 'steps' (a step budget) for problem '{problem.name}', whose "
-                             f"training data has no length. Got parameters: {', '.join(space.params)}.")
+                             f"training data has no length: give --trial-steps N (trial_steps=N), or a space "
+                             f"with 'steps'. Got parameters: {', '.join(space.params)}.")
         steps = 1
     for optimizer in space.optimizers:
         full_batch = get_optimizer_def(optimizer).full_batch
