@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size", "epochs", "seed", "device", "hidden")}
     config = TrainConfig.from_mapping({k: v for k, v in given.items() if v is not None}, "command line")
     problem = load_problem(args, config)
+    problem.require_xy("noise-scale probe")  # first: a stream would fail on its length, not on what matters
     config.resolve_for(problem)  # every bad value is refused here, before the run starts
     result = measure_noise_scale(problem, config, points=args.points, samples=args.samples)
     out = Path(args.out or problem_dir("batch-size", problem.name))

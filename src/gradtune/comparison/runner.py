@@ -26,7 +26,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from ..config import TrainConfig
-from ..errors import check_number
+from ..errors import UsageError, check_number
 from ..problems import Problem, as_problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
@@ -110,6 +110,10 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
 
 
 def _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress) -> _Plan:
+    if not problem.sized:  # before the length's own refusal, which names a 'steps' that compare does not take
+        raise UsageError(f"The 'problem' parameter must have training data with a length for compare, whose runs "
+                         f"last --epochs and are ranked by epochs to the target. Got '{problem.name}', whose "
+                         f"training data has none (a stream); tune it with 'gradtune tune --trial-steps N'.")
     names = parse_optimizers(optimizers if optimizers is not None else DEFAULT_OPTIMIZERS)
     seeds = check_number("seeds", seeds, low=1, integer=True)
     lrs = check_number("lrs", lrs, low=1, integer=True)
