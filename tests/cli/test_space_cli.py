@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import yaml
+
 from gradtune.cli.main import build_parser, main
 from gradtune.cli.tune import DEFAULT_STRATEGY, EARLIER_DEFAULT
+from gradtune.problems import get_problem
+from gradtune.tuning import TuneSettings
+from user_problem_files import forget_imports
 
 
 def _shown(capsys, *args: str) -> str:
@@ -19,8 +27,6 @@ def test_space_defaults_to_tunes_strategy_and_prints_the_same_space(capsys):
 
 
 def test_space_over_chosen_optimizers_prints_each_ones_range_and_refuses_one_without(capsys):
-    import yaml
-
     from gradtune.tuning.defaults import lr_range
 
     shown = yaml.safe_load(_shown(capsys, "--optimizers", "adamw,lion,sf-adamw"))
@@ -31,3 +37,23 @@ def test_space_over_chosen_optimizers_prints_each_ones_range_and_refuses_one_wit
     assert main(["space", "--optimizers", "adamw,lbfgs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'optimizers' parameter" in err[0] and "lbfgs" in err[0]
+
+
+def test_space_for_a_problem_is_one_tune_takes_for_it(capsys):
+    """Printed for a problem, the space is the one tune searches for it when given none: a model of the user's
+    own takes no init or activation (the space printed without a problem names both), and a stream has no
+    epochs, its trials' length being --trial-steps."""
+    examples, before = Path(__file__).resolve().parents[2] / "examples", list(sys.path)
+    try:
+        for name, extra in (("finetune_head", {}), ("streaming", {"trial_steps": 50})):
+            spec = f"{examples / name}.py:make_problem"
+            shown = yaml.safe_load(_shown(capsys, spec))
+            assert "init" not in shown and "activation" not in shown
+            assert ("epochs" in shown) == (name != "streaming")
+            problem = get_problem(spec)
+            assert TuneSettings.build(problem, shown, "random", 2, **extra).space.to_data() == \
+                TuneSettings.build(problem, None, "random", 2, **extra).space.to_data()
+            assert "activation" in yaml.safe_load(_shown(capsys))  # what a user was left to edit before
+    finally:
+        forget_imports(examples, before)
+    assert yaml.safe_load(_shown(capsys, "digits-mlp")) == yaml.safe_load(_shown(capsys))

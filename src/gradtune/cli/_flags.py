@@ -16,13 +16,17 @@ from collections.abc import Callable
 _DEFAULT_STORAGE = "sqlite:///gradtune.db"
 
 
-def add_problem_flags(parser: argparse.ArgumentParser) -> None:
-    """The PROBLEM positional and the flags that shape how it loads (see ``train.load_problem``).
+def add_problem_flags(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    """The PROBLEM positional (``optional``: it may be left out) and the flags that shape how it loads (see
+    ``train.load_problem``).
 
     The positional is listed apart from the flags in usage and help, so adding it
     here, among them, shows exactly as adding it first would.
     """
-    parser.add_argument("problem", help=PROBLEM_HELP)
+    if optional:
+        parser.add_argument("problem", nargs="?", default=None, help=PROBLEM_HELP)
+    else:
+        parser.add_argument("problem", help=PROBLEM_HELP)
     parser.add_argument("--hidden", default=None, help="hidden layer sizes of MLP problems, such as 128,64")
     add_option_flag(parser)
     add_data_flags(parser)

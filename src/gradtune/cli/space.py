@@ -1,15 +1,23 @@
-"""``gradtune space --show``: print the default search space in the space-file format."""
+"""``gradtune space [PROBLEM]``: print the default search space in the space-file format.
+
+With a problem, the space ``gradtune tune PROBLEM`` would search: no ``init`` or
+``activation`` for a model of the user's own, no batch size above its training
+set, no ``epochs`` for a stream. Without one, the space of gradtune's own models.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from ._flags import add_problem_flags
 from .tune import DEFAULT_STRATEGY
 
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("space", help="show the default search space",
-                            description="Print the default search space as YAML, to start a --space file from.")
+                            description="Print the default search space as YAML, to start a --space file from: "
+                                        "with PROBLEM, the space 'gradtune tune PROBLEM' would search.")
+    add_problem_flags(parser, optional=True)
     parser.add_argument("--show", action="store_true", help="print the default space (the default action)")
     parser.add_argument("--strategy", default=DEFAULT_STRATEGY, help="grid shows the default grid")
     parser.add_argument("--format", default="yaml", choices=("yaml", "json"), help="output format")
@@ -23,13 +31,19 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from ..config import TrainConfig, parse_hidden
     from ..tuning import default_space
     from ..tuning.defaults import default_space_data, fitted_space
+    from .train import load_problem
 
+    problem = None
+    if args.problem is not None:
+        problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
     if args.optimizers is not None:
-        data = fitted_space(default_space_data(optimizers=args.optimizers.split(","))).to_data()
+        builtin = problem is None or problem.builtin_model
+        data = fitted_space(default_space_data(builtin, optimizers=args.optimizers.split(",")), problem).to_data()
     else:
-        data = default_space(None, args.strategy).to_data()
+        data = default_space(problem, args.strategy).to_data()
     if args.format == "json":
         print(json.dumps(data, indent=2))
     else:

@@ -135,9 +135,12 @@ def default_grid_data() -> dict[str, Any]:
 
 
 def fitted_space(data: dict[str, Any], problem: Problem | None = None) -> SearchSpace:
-    """The space ``data`` with what ``problem`` cannot take removed: batch sizes above its training set, and
-    batch size and initialisation for a test function."""
+    """The space ``data`` with what ``problem`` cannot take removed: batch sizes above its training set,
+    batch size and initialisation for a test function, and epochs for a stream (a length in steps is the
+    caller's to give: ``--trial-steps``)."""
     data = dict(data)
+    if problem is not None and not problem.sized:
+        data.pop("epochs", None)
     if problem is not None and problem.task == "function":
         data.pop("batch_size", None)
         data.pop("init", None)
