@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gradtune.cli.main import build_parser, main
 from gradtune.cli.tune import DEFAULT_STRATEGY, EARLIER_DEFAULT
+from gradtune.errors import UsageError
 from gradtune.problems import get_problem
 from gradtune.tuning import TuneSettings
 from user_problem_files import forget_imports
@@ -41,8 +43,8 @@ def test_space_over_chosen_optimizers_prints_each_ones_range_and_refuses_one_wit
 
 def test_space_for_a_problem_is_one_tune_takes_for_it(capsys):
     """Printed for a problem, the space is the one tune searches for it when given none: a model of the user's
-    own takes no init or activation (the space printed without a problem names both), and a stream has no
-    epochs, its trials' length being --trial-steps."""
+    own takes no init or activation (the space printed without a problem names both, and is refused for it
+    before any trial), and a stream has no epochs, its trials' length being --trial-steps."""
     examples, before = Path(__file__).resolve().parents[2] / "examples", list(sys.path)
     try:
         for name, extra in (("finetune_head", {}), ("streaming", {"trial_steps": 50})):
@@ -53,7 +55,10 @@ def test_space_for_a_problem_is_one_tune_takes_for_it(capsys):
             problem = get_problem(spec)
             assert TuneSettings.build(problem, shown, "random", 2, **extra).space.to_data() == \
                 TuneSettings.build(problem, None, "random", 2, **extra).space.to_data()
-            assert "activation" in yaml.safe_load(_shown(capsys))  # what a user was left to edit before
+        with pytest.raises(UsageError, match="'activation' parameter can only be set for built-in models"):
+            # The space printed without a problem: refused before any study or trial, not at the first model.
+            TuneSettings.build(get_problem(f"{examples / 'finetune_head'}.py:make_problem"),
+                               yaml.safe_load(_shown(capsys)), "random", 2)
     finally:
         forget_imports(examples, before)
     assert yaml.safe_load(_shown(capsys, "digits-mlp")) == yaml.safe_load(_shown(capsys))

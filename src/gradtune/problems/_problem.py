@@ -283,12 +283,17 @@ class Problem:
                 raise invalid_value(f"model_args.{key}", value, "a value JSON can hold (number, string, "
                                     "boolean, null, list or mapping)") from None
 
-    def build_model(self, activation: str | None = None, model_args: Mapping[str, Any] | None = None) -> nn.Module:
-        """A fresh model: the factory called with ``model_args``, and ``activation`` for built-in models."""
-        model_args = dict(model_args or {})
-        if activation is None or (activation == "relu" and not self.accepts_activation):
-            return self.model(activation="relu", **model_args) if self.accepts_activation else self.model(**model_args)
-        if not self.accepts_activation:
+    def check_activation(self, activation: str | None) -> None:
+        """Refuse, in one line, an ``activation`` the model factory cannot take: only built-in models take one
+        (``relu``, their default, stands for "the model as it is" elsewhere)."""
+        if activation not in (None, "relu") and not self.accepts_activation:
             raise UsageError(f"The 'activation' parameter can only be set for built-in models. Got "
                              f"{activation!r} for problem '{self.name}', whose model factory takes no activation.")
-        return self.model(activation=activation, **model_args)
+
+    def build_model(self, activation: str | None = None, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+        """A fresh model: the factory called with ``model_args``, and ``activation`` for built-in models."""
+        self.check_activation(activation)
+        model_args = dict(model_args or {})
+        if not self.accepts_activation:
+            return self.model(**model_args)
+        return self.model(activation=activation or "relu", **model_args)

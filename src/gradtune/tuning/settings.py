@@ -231,6 +231,11 @@ def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
                              f"training data has no length: give --trial-steps N (trial_steps=N), or a space "
                              f"with 'steps'. Got parameters: {', '.join(space.params)}.")
         steps = 1
+    if "activation" in space.params:  # else every trial would fail as its model is built
+        param = space.params["activation"]
+        for domain in param.per_optimizer.values() if param.per_optimizer is not None else [param.domain]:
+            for activation in domain.values():
+                problem.check_activation(activation)
     for optimizer in space.optimizers:
         full_batch = get_optimizer_def(optimizer).full_batch
         TrainConfig(optimizer=optimizer if full_batch else "sgd", sampling=sampling, steps=steps).resolve_for(problem)
