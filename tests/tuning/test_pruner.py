@@ -89,3 +89,23 @@ def test_a_baseline_runs_whole_and_still_sets_the_bar(tmp_path, storage, mark):
     # The baseline's rung value was recorded: a later trial competes against it too.
     rung = study._storage.get_trial(baseline._trial_id).system_attrs
     assert rung.get("completed_rung_0") == 0.1
+
+
+@pytest.mark.parametrize("length", [{"trial_steps": 60}, {"trial_epochs": 3}])
+def test_no_trial_is_pruned_at_its_last_report(tmp_path, length):
+    """A trial that has trained whole is recorded with its value, never pruned at its end. With a step budget
+    evaluated once (a stream's default), every report is a last one: halving once judged each trial's final
+    value at a rung and, outside the top third, recorded it as pruned, its value dropped."""
+    import gradtune
+    from gradtune.problems import get_problem
+
+    problem = get_problem("logreg")
+    result = gradtune.tune(problem, {"optimizer": "sgd", "lr": {"low": 1e-3, "high": 1.0, "log": True}},
+                           "halving", 12, f"sqlite:///{tmp_path}/p.db", population=1, device="cpu", **length)
+    last = 1 if "trial_steps" in length else 3
+    assert [t for t in result.trials if t["state"] == "pruned" and t["epochs_run"] >= last] == []
+    assert all(t["value"] is not None for t in result.trials if t["state"] == "completed")
+    if last == 1:  # one report each: nothing is pruned, every trial tells its value
+        assert [t["state"] for t in result.trials] == ["completed"] * 12
+    else:  # halving still prunes where a trial has reports left
+        assert any(t["state"] == "pruned" for t in result.trials)

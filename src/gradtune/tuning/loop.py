@@ -160,10 +160,11 @@ class TuningLoop:
     def _hooks(self, trial: optuna.Trial, config: TrainConfig) -> list[Callback]:
         s = self.settings
         prunes = self.strategy.prunes and not s.cv  # folds are not epochs of one run
+        reports = reports_in(config, self.prepared.problem) if prunes else None
         # The rung rule places a trial's reports by its length (rungs.py); the epoch rule needs none.
-        length = reports_in(config, self.prepared.problem) if prunes and s.rung_rule != "epoch" else None
-        return [PruningReporter(trial, s.metric, prunes, length), *(ForTrial(cb, trial.number)
-                                                                    for cb in self.callbacks)]
+        length = reports if s.rung_rule != "epoch" else None
+        return [PruningReporter(trial, s.metric, prunes, length, reports), *(ForTrial(cb, trial.number)
+                                                                             for cb in self.callbacks)]
 
     def _wait_for_others(self) -> bool:
         """While the budget is reserved but others still run trials, wait a heartbeat; True to look again."""

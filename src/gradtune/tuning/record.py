@@ -45,12 +45,17 @@ class TrialOutcome:
 class PruningReporter(Callback):
     """Reports the metric each epoch and asks the pruner whether to stop (Optuna's pattern).
 
-    ``length`` (the trial's length in reports, where its rung rule places reports by it) is stored with the
-    trial before its first report (:data:`~gradtune.tuning.rungs.LENGTH_KEY`).
+    ``reports`` is the trial's length in reports, where it is known before it trains; ``length`` the same where
+    its rung rule places reports by it, stored with the trial before its first report
+    (:data:`~gradtune.tuning.rungs.LENGTH_KEY`). The last report is reported but never pruned: the trial has
+    trained whole by then, and pruning it would only throw its value away. A trial with one report (a step
+    budget evaluated once, at its end) was otherwise judged at a rung by its final value and, outside the top
+    third, recorded as pruned with no value.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str, prunes: bool, length: int | None = None):
-        self.trial, self.metric, self.prunes = trial, metric, prunes
+    def __init__(self, trial: optuna.Trial, metric: str, prunes: bool, length: int | None = None,
+                 reports: int | None = None):
+        self.trial, self.metric, self.prunes, self.reports = trial, metric, prunes, reports
         if prunes and length is not None:
             set_system_attr(trial, LENGTH_KEY, length)
 
@@ -58,7 +63,7 @@ class PruningReporter(Callback):
         if not self.prunes:
             return False
         self.trial.report(record[self.metric], step=record["epoch"])
-        return self.trial.should_prune()
+        return (self.reports is None or record["epoch"] < self.reports) and self.trial.should_prune()
 
 
 def checkpoint_path(directory: Path, trial: optuna.trial.FrozenTrial) -> Path:
