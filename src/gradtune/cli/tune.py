@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
                         help="grid, random, tpe, halving, hyperband, gp, cmaes, pbt or auto (default auto)")
     parser.add_argument("--budget", default=None,
                         help="trials (50), time (90s, 5m, 2h) or both (50,5m); default 50, or the whole grid")
-    parser.add_argument("--space", help="search space file (YAML, JSON or TOML); see 'gradtune space --show'")
+    parser.add_argument("--space", help="search space file (YAML, JSON or TOML); 'gradtune space PROBLEM' prints "
+                                        "the default one to start from")
     parser.add_argument("--trial-epochs", type=int, default=None,
                         help="epochs per trial where the space sets none (default 20), else their cap")
     parser.add_argument("--trial-steps", type=int, default=None,
