@@ -232,8 +232,7 @@ def _check_space(problem: Problem, space: SearchSpace, sampling: str) -> None:
                              f"with 'steps'. Got parameters: {', '.join(space.params)}.")
         steps = 1
     if "activation" in space.params:  # else every trial would fail as its model is built
-        param = space.params["activation"]
-        for domain in param.per_optimizer.values() if param.per_optimizer is not None else [param.domain]:
+        for domain in space.params["activation"].domains():
             for activation in domain.values():
                 problem.check_activation(activation)
     for optimizer in space.optimizers:

@@ -159,6 +159,10 @@ class Param:
             return None
         return self.name, self.domain
 
+    def domains(self) -> list[Domain]:
+        """Every domain the parameter draws from: its one, or one per optimiser."""
+        return list(self.per_optimizer.values()) if self.per_optimizer is not None else [self.domain]
+
     def to_data(self) -> Any:
         if self.per_optimizer is not None:
             return {opt: d.to_data() for opt, d in self.per_optimizer.items()}
@@ -278,8 +282,7 @@ class SearchSpace:
         param = self.params.get("batch_size")
         if param is None:
             return
-        domains = param.per_optimizer.values() if param.per_optimizer else [param.domain]
-        for domain in domains:
+        for domain in param.domains():
             largest = domain.high if domain.low is not None else max(domain.values())
             if largest > n_train:
                 raise UsageError(f"The 'batch_size' in the space must be at most the training set size, "
@@ -335,6 +338,6 @@ def _check_values(space: SearchSpace) -> None:
     bounds = {"lookahead": {"low": 0, "integer": True}, "lookahead_alpha": {"low": 0.0, "high": 1.0, "low_open": True}}
     for name, bound in bounds.items():  # a range's ends, or every choice, must be a value the config accepts
         param = space.params.get(name)
-        for domain in ([param.domain] if param.domain else param.per_optimizer.values()) if param else ():
+        for domain in param.domains() if param else ():
             for value in (domain.low, domain.high) if domain.low is not None else domain.values():
                 check_number(name, value, **bound)
