@@ -16,7 +16,7 @@ from ._flags import (
     add_study_flag,
 )
 from ._paths import study_dir
-from .train import load_problem
+from .train import load_problem_of_flags
 
 
 def add_parser(sub) -> None:
@@ -45,12 +45,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..comparison import compare
-    from ..config import TrainConfig, parse_hidden
     from ..report import write_report
     from ._console import make_console
 
     console = make_console()
-    problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+    problem = load_problem_of_flags(args)
     progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
     result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
                      batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._flags import add_batch_size_flag, add_device_flag, add_output_flags, add_problem_flags, add_seed_flag
 from ._paths import problem_dir
-from .train import load_problem
+from .train import load_problem_of_flags
 
 
 def add_parser(sub) -> None:
@@ -30,7 +30,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import TrainConfig, parse_hidden
     from ..errors import check_choice
     from ..files import write_json
     from ..probes import SUGGESTIONS, lr_find_many
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     names = check_optimizers([n.strip() for n in args.optimizer.split(",") if n.strip()])
     check_choice("suggest", args.suggest, SUGGESTIONS)
-    problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+    problem = load_problem_of_flags(args)
     results = lr_find_many(problem, names, suggest=args.suggest, start_lr=args.start_lr, end_lr=args.end_lr,
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device)
     out = Path(args.out or problem_dir("lr-find", problem.name))

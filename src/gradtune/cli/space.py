@@ -31,14 +31,13 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ..config import TrainConfig, parse_hidden
     from ..tuning import default_space
     from ..tuning.defaults import default_space_data, fitted_space
-    from .train import load_problem
+    from .train import load_problem_of_flags
 
     problem = None
     if args.problem is not None:
-        problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+        problem = load_problem_of_flags(args)
     if args.optimizers is not None:
         builtin = problem is None or problem.builtin_model
         data = fitted_space(default_space_data(builtin, optimizers=args.optimizers.split(",")), problem).to_data()

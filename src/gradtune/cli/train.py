@@ -131,6 +131,13 @@ def load_problem(args: argparse.Namespace, config):
     return get_problem(args.problem, **options)
 
 
+def load_problem_of_flags(args: argparse.Namespace):
+    """:func:`load_problem` for the commands whose only training flag that shapes the problem is ``--hidden``."""
+    from ..config import TrainConfig, parse_hidden
+
+    return load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+
+
 def _refuse_builtin_flags(args: argparse.Namespace, config) -> None:
     """``--hidden``, ``--target`` and ``--task`` shape the problems gradtune builds; a user's own problem takes
     its settings through ``-o``."""

@@ -16,7 +16,7 @@ from ._flags import (
 )
 from ._paths import study_dir
 from ._signals import interrupts_as_keyboard_interrupt
-from .train import load_problem
+from .train import load_problem_of_flags
 
 # Where several local workers keep a study when no --storage is given: SQLite is not safe for
 # several writing processes, a journal file is.
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from ..storage.connection import check_reachable
 
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
-    from ..config import TrainConfig, load_config_file, parse_hidden
+    from ..config import load_config_file
     from ..errors import check_number
     from ..report import write_report
     from ..storage.open import open_storage
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     defaulted = args.strategy is None
     check_number("workers", args.workers, low=1, integer=True)
     url = _storage_for_workers(args.storage, args.workers)
-    problem = load_problem(args, TrainConfig(hidden=parse_hidden(args.hidden) if args.hidden else None))
+    problem = load_problem_of_flags(args)
     space = load_config_file(args.space) if args.space else None  # parsed against the problem's model keywords
     # Every setting is checked before a study is made.
     settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
