@@ -6,9 +6,11 @@ same factory called directly, as the oracle. Importable: tests/ is on sys.path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # The model is a lambda on purpose: the problem cannot be pickled, so another process can only get it by
@@ -89,6 +91,19 @@ def env_with_path(*directories: Path) -> dict:
     """The environment of a CLI subprocess with ``directories`` first on its PYTHONPATH."""
     paths = [str(d) for d in directories] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@contextlib.contextmanager
+def imports_forgotten(root: Path) -> Iterator[None]:
+    """Inside the block, specs may load files under ``root``; after it, :func:`forget_imports` undoes that."""
+    before = list(sys.path)
+    try:
+        yield
+    finally:
+        forget_imports(root, before)
 
 
 def forget_imports(root: Path, before_path: list[str]) -> None:

@@ -4,13 +4,11 @@ in-process: a fresh interpreter would cost seconds of imports per test and check
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from gradtune.cli.main import main
-from user_problem_files import forget_imports
+from user_problem_files import EXAMPLES, imports_forgotten
 
 
 def test_lr_find_one_optimizer_writes_result_and_figure(tmp_path, capsys):
@@ -82,11 +80,8 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, args, expected)
 def test_a_stream_is_refused_for_what_the_command_needs_not_for_a_flag_it_lacks(capsys, tmp_path, command, expected):
     # A stream once failed first on its missing length, "the 'steps' parameter must be set", which neither
     # command takes: the probe samples (x, y) tensors, and compare ranks runs by epochs to a target.
-    examples, before = Path(__file__).resolve().parents[2] / "examples", list(sys.path)
-    try:
-        code = main([command, f"{examples / 'streaming.py'}:make_problem", "--out", str(tmp_path / "out")])
-    finally:
-        forget_imports(examples, before)
+    with imports_forgotten(EXAMPLES):
+        code = main([command, f"{EXAMPLES / 'streaming.py'}:make_problem", "--out", str(tmp_path / "out")])
     lines = capsys.readouterr().err.splitlines()
     assert code == 2 and len(lines) == 1, lines
     assert expected in lines[0] and "steps' parameter" not in lines[0], lines[0]

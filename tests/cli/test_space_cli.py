@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -13,7 +10,7 @@ from gradtune.cli.tune import DEFAULT_STRATEGY, EARLIER_DEFAULT
 from gradtune.errors import UsageError
 from gradtune.problems import get_problem
 from gradtune.tuning import TuneSettings
-from user_problem_files import forget_imports
+from user_problem_files import EXAMPLES, imports_forgotten
 
 
 def _shown(capsys, *args: str) -> str:
@@ -45,10 +42,9 @@ def test_space_for_a_problem_is_one_tune_takes_for_it(capsys):
     """Printed for a problem, the space is the one tune searches for it when given none: a model of the user's
     own takes no init or activation (the space printed without a problem names both, and is refused for it
     before any trial), and a stream has no epochs, its trials' length being --trial-steps."""
-    examples, before = Path(__file__).resolve().parents[2] / "examples", list(sys.path)
-    try:
+    with imports_forgotten(EXAMPLES):
         for name, extra in (("finetune_head", {}), ("streaming", {"trial_steps": 50})):
-            spec = f"{examples / name}.py:make_problem"
+            spec = f"{EXAMPLES / name}.py:make_problem"
             shown = yaml.safe_load(_shown(capsys, spec))
             assert "init" not in shown and "activation" not in shown
             assert ("epochs" in shown) == (name != "streaming")
@@ -57,8 +53,6 @@ def test_space_for_a_problem_is_one_tune_takes_for_it(capsys):
                 TuneSettings.build(problem, None, "random", 2, **extra).space.to_data()
         with pytest.raises(UsageError, match="'activation' parameter can only be set for built-in models"):
             # The space printed without a problem: refused before any study or trial, not at the first model.
-            TuneSettings.build(get_problem(f"{examples / 'finetune_head'}.py:make_problem"),
+            TuneSettings.build(get_problem(f"{EXAMPLES / 'finetune_head'}.py:make_problem"),
                                yaml.safe_load(_shown(capsys)), "random", 2)
-    finally:
-        forget_imports(examples, before)
     assert yaml.safe_load(_shown(capsys, "digits-mlp")) == yaml.safe_load(_shown(capsys))

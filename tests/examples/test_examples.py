@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,12 +18,10 @@ import gradtune
 from gradtune.cli.main import main
 from gradtune.config import TrainConfig
 from gradtune.training.pool import fallback_reason
-from user_problem_files import forget_imports
+from user_problem_files import EXAMPLES, imports_forgotten
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
               pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load(name: str):
@@ -40,11 +36,8 @@ def run_in(tmp_path, monkeypatch, *args: str) -> int:
     """``main(ARGS)`` in ``tmp_path``: what the command runs, through main() in this process, without a fresh
     interpreter's seconds of imports (the example's module is forgotten afterwards)."""
     monkeypatch.chdir(tmp_path)
-    before = list(sys.path)
-    try:
+    with imports_forgotten(EXAMPLES):
         return main(list(args))
-    finally:
-        forget_imports(EXAMPLES, before)
 
 
 # The command the issue names, with the default strategy (auto).
