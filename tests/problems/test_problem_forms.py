@@ -6,8 +6,10 @@ wrong, and, where a model exists, that its weights never moved.
 
 from __future__ import annotations
 
+import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 import gradtune
@@ -24,11 +26,11 @@ def one_line(error: pytest.ExceptionInfo) -> str:
 class Built:
     """A model factory that keeps what it built and its first weights."""
 
-    def __init__(self):
-        self.model, self.initial = None, None
+    def __init__(self, make=linear):
+        self.make, self.model, self.initial = make, None, None
 
     def __call__(self) -> nn.Module:
-        self.model = linear()
+        self.model = self.make()
         self.initial = [p.detach().clone() for p in self.model.parameters()]
         return self.model
 
@@ -198,3 +200,46 @@ def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the
     fixed = Problem(DictOut, train=TRAIN, valid=VALID, objective="loss",
                     loss=lambda out, y: nn.functional.cross_entropy(out["scores"], y))
     assert gradtune.train(fixed, optimizer="sgd", lr=0.1, epochs=2, device="cpu").status == "completed"
+
+
+def _one_output() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(TRAIN[0].shape[1], 1)
+
+
+def _regression_data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    x = torch.randn(200, TRAIN[0].shape[1], generator=torch.Generator().manual_seed(0))
+    y = x.sum(dim=1, keepdim=True) + 0.5
+    return (x[:160], y[:160]), (x[160:], y[160:])
+
+
+def test_a_regression_problem_that_names_no_loss_trains_on_the_mean_squared_error():
+    train, valid = _regression_data()
+    problem = Problem(_one_output, train=train, valid=valid, task="regression")
+    result = gradtune.train(problem, optimizer="sgd", lr=0.05, batch_size=32, epochs=3, device="cpu")
+    with torch.no_grad():  # the oracle: torch's own MSE of the trained model on the validation set
+        expected = nn.functional.mse_loss(result.model(valid[0]), valid[1]).item()
+    assert problem.loss == "mse"
+    assert result.metrics["valid_loss"] == pytest.approx(expected, rel=1e-5)
+    assert 0 < expected < nn.functional.mse_loss(torch.zeros_like(valid[1]), valid[1]).item()
+
+
+@pytest.mark.parametrize("population", [1, 3])
+def test_cross_entropy_over_one_output_column_is_refused_at_the_first_step(population, tmp_path):
+    train, valid = _regression_data()  # float targets and one output: cross-entropy is 0 whatever the weights
+    factory = Built(_one_output)
+    problem = Problem(factory, train=train, valid=valid)  # the classification default
+    storage = f"sqlite:///{tmp_path}/a.db"
+    with pytest.raises(UsageError) as error:
+        if population == 1:
+            gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=1, device="cpu")
+        else:  # stacked: the probe under vmap lets it through to the first stacked step, which ends the study
+            gradtune.tune(problem, strategy="random", budget=3, population=population, device="cpu",
+                          storage=storage, best_model=False)
+    assert "'cross_entropy' needs one output per class" in one_line(error)
+    assert "task='regression'" in str(error.value)
+    assert factory.untouched()
+    if population > 1:  # the trials it ended are failed with the line, not left running
+        trials = optuna.load_study(study_name="custom-random", storage=storage).trials
+        assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "failed")] * population
+        assert all("needs one output per class" in t.user_attrs["error"] for t in trials)

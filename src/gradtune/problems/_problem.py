@@ -39,6 +39,20 @@ def _objective(output: Tensor, target: Tensor) -> Tensor:
     return output.mean()
 
 
+def _check_classes(output: Tensor) -> None:
+    """Cross-entropy over one output column is 0 whatever the weights, so training would go nowhere in silence:
+    the usual cause is a regression model left with the classification default."""
+    if output.dim() >= 1 and output.shape[1 if output.dim() > 1 else 0] == 1:
+        raise UsageError(f"The loss 'cross_entropy' needs one output per class. Got a model output with one "
+                         f"column (shape {tuple(output.shape)}), whose cross-entropy is always 0: for regression "
+                         f"give task='regression' (loss 'mse'); for two classes with one logit, loss='bce'.")
+
+
+def _cross_entropy(output: Tensor, target: Tensor) -> Tensor:
+    _check_classes(output)
+    return F.cross_entropy(output, target)
+
+
 def _mse(output: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(output, target.reshape(output.shape))
 
@@ -48,11 +62,13 @@ def _bce(output: Tensor, target: Tensor) -> Tensor:
 
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "cross_entropy": F.cross_entropy,
+    "cross_entropy": _cross_entropy,
     "bce": _bce,
     "mse": _mse,
     "objective": _objective,
 }
+# The loss a problem gets where it names none: the one its task is usually trained with.
+DEFAULT_LOSSES = {"classification": "cross_entropy", "regression": "mse", "function": "objective"}
 
 
 def accuracy(output: Tensor, target: Tensor) -> Tensor:
@@ -87,7 +103,8 @@ class Problem:
               iterable of batches (gradtune passes the keywords its signature names). Data without a
               length trains on a step budget (``steps=``).
         valid: the data to evaluate on, in the same forms.
-        loss: a name from :data:`LOSSES` or a callable ``(output, target) -> scalar``, used by the batch
+        loss: a name from :data:`LOSSES` or a callable ``(output, target) -> scalar``; by default the task's:
+            ``cross_entropy`` for classification, ``mse`` for regression. Used by the batch
             conventions: ``(x, y)`` gives ``loss(model(x), y)``; ``(x1, ..., xn, y)`` gives
             ``model(x1, ..., xn)``; a dict with a target key gives ``model(**inputs)``, and an output with a
             ``.loss`` attribute or ``"loss"`` key is the loss (else ``loss`` on its logits and the target).
@@ -122,7 +139,7 @@ class Problem:
     model: Callable[..., nn.Module]
     train: Any
     valid: Any
-    loss: str | Callable[[Tensor, Tensor], Tensor] = "cross_entropy"
+    loss: str | Callable[[Tensor, Tensor], Tensor] | None = None  # None: the task's (DEFAULT_LOSSES)
     task: str = "classification"
     name: str = "custom"
     reference: str = ""
@@ -144,6 +161,8 @@ class Problem:
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
+        if self.loss is None:
+            self.loss = DEFAULT_LOSSES[self.task]
         self.train_form, self.train = data_form(self.train, "train")
         self.valid_form, self.valid = data_form(self.valid, "valid")
         if isinstance(self.loss, str):
@@ -212,6 +231,7 @@ class Problem:
         about five times slower per call. Other losses go through ``vmap``.
         """
         if self.loss == "cross_entropy" and output.dim() == 3 and target.dim() == (1 if shared_target else 2):
+            _check_classes(output[0])
             members, batch = output.shape[:2]
             target = target.expand(members, batch) if shared_target else target
             losses = F.cross_entropy(output.flatten(0, 1), target.flatten(), reduction="none")

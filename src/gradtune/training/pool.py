@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import GradtuneError, check_number
+from ..errors import GradtuneError, UsageError, check_number
 from ..optim import get_optimizer_def
 from ..optim.schedule_free import is_schedule_free
 from ..problems import Problem
@@ -98,6 +98,8 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         reason = None
         try:
             _probe(problem, configs[0])
+        except UsageError:  # a mistake in the problem, not a limit of vmap: the first stacked step meets it and
+            pass  # ends the study with its line, as the single loop's first step would
         except Exception as error:  # any failure under vmap means: do not stack
             said = (str(error).splitlines() or [""])[0][:120]
             reason = f"the model and its loss do not run under torch.func.vmap ({type(error).__name__}: {said})"

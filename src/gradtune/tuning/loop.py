@@ -95,6 +95,9 @@ class TuningLoop:
         except KeyboardInterrupt:
             self._interrupt_all(trainer)
             return True
+        except Exception as error:  # a mistake in the problem, or the user's own code: it ends the study
+            self._fail_all(error)
+            raise
 
     # -- asking ------------------------------------------------------------------------------------
     def _ask_into(self, trainer: Trainer) -> int:
@@ -211,6 +214,18 @@ class TuningLoop:
             self.study.tell(trial, state=TrialState.FAIL)
             self.prepared.outcomes.append(outcome)
         self._announce(outcome)
+
+    def _fail_all(self, error: Exception) -> None:
+        """An error ends the study: every trial in flight is failed with it, so none is left RUNNING, counted
+        against the budget and waited for by the next run in this process."""
+        said = (str(error).splitlines() or [type(error).__name__])[0]
+        with HeldInterrupts():
+            for number in list(self.flight):
+                flight = self.flight.pop(number)
+                flight.beat.close()
+                flight.trial.set_user_attr("status", "failed")
+                flight.trial.set_user_attr("error", said)
+                self.study.tell(flight.trial, state=TrialState.FAIL)
 
     def _interrupt_all(self, trainer: Trainer | None) -> None:
         """Ctrl-C: tell what had ended; fail every other trial in flight and queue it again at once."""
