@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from gradtune import TrainConfig, UsageError
 from gradtune.problems import get_problem
+from gradtune.storage.study import requeue_failed
 from gradtune.storage.trials import trial_rows
 from gradtune.training import TrainResult
 from gradtune.tuning import TuneCallback, TuneSettings
@@ -247,6 +248,16 @@ def test_a_refused_combination_fails_its_trial_alone_and_does_not_count(tmp_path
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5  # the budget counts trained trials
     assert {("end", t.number, "failed") for t in failed} <= set(log.events)
     assert not [t for t in failed if "failed_trial" in t.system_attrs]  # refused, not retried
+
+
+def test_a_refused_trial_is_not_queued_again_when_a_resume_retries_lost_trials(tmp_path):
+    space = {**SPACE, "batch_size": {"choices": [32, REFUSED_BATCH]}}
+    _run(tmp_path, 5, space=space)
+    refused = {t.number for t in _trials(tmp_path) if t.state == TrialState.FAIL}
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    requeue_failed(study)  # what every start (recover_orphans) and every interrupt runs
+    retries = [t for t in study.get_trials() if "failed_trial" in t.system_attrs]
+    assert refused and not [t for t in retries if t.system_attrs["failed_trial"] in refused]
 
 
 def test_a_grid_asks_only_for_its_points(tmp_path):

@@ -7,7 +7,7 @@ here rather than from each other.
 
 from __future__ import annotations
 
-__all__ = ["METADATA_KEY", "AUTO_KEY", "COMPARE_KEY", "BASELINE_ATTR", "START_ATTR"]
+__all__ = ["METADATA_KEY", "AUTO_KEY", "COMPARE_KEY", "BASELINE_ATTR", "START_ATTR", "FAILED_STATUS"]
 
 # Study user attributes.
 METADATA_KEY = "gradtune"  # the settings that give a study's values their meaning (see storage.study)
@@ -22,3 +22,6 @@ BASELINE_ATTR = "gradtune_baseline"
 # run whole, as the baselines do (a higher rate often looks worse at the first rungs and ends better). Its value
 # is the number of that baseline's trial.
 START_ATTR = "gradtune_search_start"
+# The status of a trial whose configuration was refused, or that an error ended: it would fail the same way
+# again, so no resume queues it again (storage.study.requeue_failed).
+FAILED_STATUS = "failed"

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from ..errors import UsageError
 from ._optuna import fail_trial
-from .keys import METADATA_KEY
+from .keys import FAILED_STATUS, METADATA_KEY
 
 __all__ = ["open_study", "existing_metadata", "worker_id", "recover_orphans", "requeue_failed", "stored_metadata",
            "FINISHED_STATES"]
@@ -129,6 +129,8 @@ def recover_orphans(study: optuna.Study) -> list[int]:
 def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
     """Queue each interrupted or crashed trial's parameters again, as Optuna's heartbeat retry does.
 
+    A trial whose configuration was refused, or that an error ended, is not: it would fail the same way.
+
     One mechanism for both: the retry carries ``failed_trial``/``retry_history``
     system attributes, so a trial is retried once and a chain at most ``max_retry`` times.
     """
@@ -138,7 +140,8 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
     for trial in trials:
-        if trial.state == TrialState.FAIL and trial.number not in retried and trial.params:
+        if trial.state == TrialState.FAIL and trial.number not in retried and trial.params \
+                and trial.user_attrs.get("status") != FAILED_STATUS:
             retry(study, trial)
 
 

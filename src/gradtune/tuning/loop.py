@@ -30,6 +30,7 @@ from ..config import TrainConfig
 from ..errors import UsageError
 from ..interrupts import HeldInterrupts
 from ..storage._optuna import ask, frozen_trial, heartbeat, heartbeat_interval
+from ..storage.keys import FAILED_STATUS
 from ..storage.shared_budget import give_back, over_budget, running_elsewhere
 from ..storage.study import recover_orphans, requeue_failed, worker_id
 from ..training import Callback, TrainResult
@@ -207,9 +208,9 @@ class TuningLoop:
     def _fail(self, trial: optuna.Trial, config: dict, error: UsageError) -> None:
         """A sampled combination the configuration refuses: the trial fails, but it is not the user's fault."""
         self.flight.pop(trial.number).beat.close()
-        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("status", FAILED_STATUS)
         trial.set_user_attr("error", str(error))
-        outcome = TrialOutcome(trial.number, config, "failed", None, 0, 0.0)
+        outcome = TrialOutcome(trial.number, config, FAILED_STATUS, None, 0, 0.0)
         with HeldInterrupts():  # told and recorded together, so an interrupt cannot split them
             self.study.tell(trial, state=TrialState.FAIL)
             self.prepared.outcomes.append(outcome)
@@ -223,7 +224,7 @@ class TuningLoop:
             for number in list(self.flight):
                 flight = self.flight.pop(number)
                 flight.beat.close()
-                flight.trial.set_user_attr("status", "failed")
+                flight.trial.set_user_attr("status", FAILED_STATUS)
                 flight.trial.set_user_attr("error", said)
                 self.study.tell(flight.trial, state=TrialState.FAIL)
 
