@@ -8,6 +8,9 @@ scikit-learn: ``The 'lr' parameter must be a float in (0, inf). Got -0.1.``
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +24,7 @@ __all__ = [
     "check_choice",
     "mark_user_code",
     "is_user_code",
+    "raised_in_user_code",
 ]
 
 _USER_CODE = "_gradtune_user_code"
@@ -51,7 +55,38 @@ def mark_user_code(error: BaseException, during: str) -> None:
 
 
 def is_user_code(error: BaseException) -> bool:
-    return getattr(error, _USER_CODE, False) is True
+    """Whether ``error`` is the user's to read: marked by :func:`mark_user_code`, or an error not gradtune's
+    own raised through their code (a gradtune error keeps its one line, even where their code raised it)."""
+    marked = getattr(error, _USER_CODE, False) is True
+    return marked or (not isinstance(error, GradtuneError) and raised_in_user_code(error))
+
+
+def raised_in_user_code(error: BaseException) -> bool:
+    """Whether ``error``'s traceback passes through a file that is neither gradtune's, nor Python's, nor an
+    installed package's: the user's model, dataset, loss or metric, called while gradtune trains. Those calls
+    are too many to wrap one by one (a forward pass, under vmap too, a collate, a metric), and an error in
+    them needs its traceback to be found."""
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return any(_is_users(name) for name in frames)
+
+
+def _is_users(filename: str) -> bool:
+    if filename.startswith("<"):  # <frozen ...>, <string>, code that torch generates
+        return False
+    path = os.path.realpath(filename)
+    return not any(path.startswith(root + os.sep) for root in _not_users())
+
+
+def _not_users() -> set[str]:
+    """gradtune's package, the standard library and every installed package's directory."""
+    roots = {os.path.dirname(os.path.realpath(__file__))}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+            roots.add(os.path.realpath(sysconfig.get_path(key, vars=scheme_vars or None)))
+    return roots
 
 
 def _show(value: Any) -> str:

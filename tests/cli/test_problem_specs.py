@@ -130,6 +130,40 @@ def test_an_error_in_the_users_file_keeps_its_traceback_and_exits_1(user_dir, ca
     assert stderr.strip().splitlines()[-1] == f"gradtune train: error in your code: {last}"
 
 
+_TRAINS_BADLY = """import torch, gradtune
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        {forward}
+
+def make_problem():
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    return gradtune.Problem(Net, train=(x[:48], y[:48]), valid=(x[48:], y[48:]))
+"""
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["tune", "--strategy", "tpe", "--budget", "2"]])
+@pytest.mark.parametrize(("forward", "last"), [
+    ("raise RuntimeError('their forward')", "RuntimeError: their forward"),
+    ("return self.layer(x[:, :3])", "RuntimeError: mat1 and mat2 shapes cannot be multiplied (48x3 and 4x2)"),
+])
+def test_an_error_in_the_users_model_while_training_keeps_its_traceback(user_dir, capsys, command, forward, last):
+    # Raised in their forward while gradtune trains (directly, or inside torch called from it), not while the
+    # file is imported: the traceback must still show their line.
+    (user_dir / "net.py").write_text(_TRAINS_BADLY.format(forward=forward))
+    code = main([command[0], "net.py:make_problem", *command[1:], "--quiet", "--out", "out",
+                 *(["--storage", "sqlite:///t.db"] if command[0] == "tune" else [])])
+    stderr = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback (most recent call last)" in stderr and 'net.py", line 9, in forward' in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"gradtune {command[0]}: error in your code: ")
+    assert last.split(" (")[0] in stderr.strip().splitlines()[-1]
+
+
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -3,7 +3,9 @@
 Usage errors print one line, ending with where to read the command's usage,
 and exit with 2; runtime failures print one line and exit with 1; ``--debug``
 shows the traceback instead. An error raised by the user's own code (a problem
-spec's file or factory) prints its traceback, then one line, and exits with 1.
+spec's file or factory, or their model, data, loss or metric while gradtune
+trains: :func:`~gradtune.errors.is_user_code`) prints its traceback, then one
+line, and exits with 1.
 Subcommand modules import torch only when they run, so ``gradtune --help`` starts fast.
 """
 
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.debug:
             raise
-        if is_user_code(error):  # raised in the user's own file: its traceback is what they need to read
+        if is_user_code(error):  # raised in the user's own code: its traceback is what they need to read
             import traceback
 
             traceback.print_exception(error)
