@@ -27,7 +27,9 @@ __all__ = ["open_study", "existing_metadata", "worker_id", "recover_orphans", "r
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
 _MUST_MATCH = ("problem", "problem_spec", "metric", "direction", "space", "trial_epochs", "cv", "hidden",
-               "sampling")
+               "sampling", "data")
+# Keys that studies made before them lack: such a study resumes whatever the value now.
+_ADDED_LATER = ("data",)
 
 
 def worker_id() -> str:
@@ -80,7 +82,8 @@ def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mappi
     if stored is None:
         raise UsageError(f"The study '{name}' exists but was not made by gradtune tune. Choose another name "
                          f"with --study.")
-    differs = [key for key in _MUST_MATCH if _comparable(key, stored.get(key)) != _comparable(key, wanted.get(key))]
+    differs = [key for key in _MUST_MATCH if _comparable(key, stored.get(key)) != _comparable(key, wanted.get(key))
+               and not (key in _ADDED_LATER and key not in stored)]
     if differs:
         detail = "; ".join(_describe(key, stored.get(key), wanted.get(key)) for key in differs)
         raise UsageError(f"The study '{name}' cannot be resumed: {detail}. Re-run with the original settings, "
@@ -101,6 +104,9 @@ def _describe(key: str, old: Any, new: Any) -> str:
             return f"the problem file '{old.get('file')}' changed since the study was made"
         return f"the problem spec was {old['spec']!r} with options {old.get('options')}, now {new['spec']!r} " \
                f"with options {new.get('options')}"
+    if key == "data" and isinstance(old, dict) and isinstance(new, dict):
+        changed = [split for split in ("train", "valid") if old.get(split) != new.get(split)]
+        return f"the problem's {' and '.join(changed)} data changed since the study was made"
     if key == "space" and isinstance(old, dict) and isinstance(new, dict):
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return f"the space differs in {', '.join(changed)}"

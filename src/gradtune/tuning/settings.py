@@ -23,6 +23,7 @@ from ..config import SAMPLINGS, TrainConfig
 from ..errors import UsageError, check_choice, check_number, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
+from ..problems.fingerprint import data_fingerprint
 from ..storage.open import HEARTBEAT_SECONDS
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
@@ -66,6 +67,7 @@ class TuneSettings:
     problem_spec: dict[str, Any] | None = None  # a user problem's spec, options and file hash (problems.spec)
     rung_rule: str = DEFAULT_RUNG_RULE
     space_defaulted: bool = False  # the caller gave no space: a study made with an earlier default resumes with it
+    data: dict[str, str] | None = None  # the problem's data fingerprint (problems.fingerprint), stored with the study
 
     @classmethod
     def build(cls, problem: Problem, space: SearchSpace | dict | None = None, strategy: str = "tpe",
@@ -109,7 +111,7 @@ class TuneSettings:
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
                    float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
                    problem.source.to_metadata() if problem.source is not None else None, rung_rule,
-                   space_defaulted=defaulted)
+                   space_defaulted=defaulted, data=data_fingerprint(problem))
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""
@@ -123,6 +125,8 @@ class TuneSettings:
             metadata["rung_rule"] = self.rung_rule
         if self.problem_spec is not None:  # workers import it; a resumed run must bring the same file
             metadata["problem_spec"] = self.problem_spec
+        if self.data is not None:  # a resume, or a worker, on other data is refused (storage.study)
+            metadata["data"] = self.data
         if self.budget.trials is not None:  # workers that join with no budget of their own take this one
             metadata["budget_trials"] = self.budget.trials
         return metadata
