@@ -310,6 +310,25 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     return sizes
 
 
+def _load_yaml(text: str) -> Any:
+    """YAML, with ``1e-3`` read as the number it means.
+
+    YAML 1.1, which PyYAML follows, reads a float only with a dot (``1.0e-3``): ``lr: 1e-3`` was the string
+    ``'1e-3'``, which ``gradtune train --config`` refused and a search space drew as a choice or a fixed value
+    that failed every trial. YAML 1.2, JSON and TOML read it as a float.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # a subclass: adding a resolver copies the table, SafeLoader's stays as it is
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader with one more resolver
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON, YAML or TOML mapping; the file's ending picks the parser."""
     path = Path(path)
@@ -321,9 +340,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if suffix == ".json":
             data = json.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
         elif suffix == ".toml":
             import tomllib
 

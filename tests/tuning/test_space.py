@@ -306,3 +306,17 @@ def test_chosen_optimizers_without_a_range_or_unknown_are_refused(optimizers, me
 
     with pytest.raises(UsageError, match=message):
         default_space_data(optimizers=optimizers)
+
+
+def test_yaml_exponents_are_numbers_in_choices_and_fixed_values_too(tmp_path):
+    # A range's bounds were converted, but 'lr: 1e-3' and 'choices: [1e-3, 1e-2]' stayed strings: every trial
+    # that drew one failed, and a study of such trials never spent its trial budget.
+    from gradtune.config import load_config_file
+
+    path = tmp_path / "space.yaml"
+    path.write_text("optimizer: adam\nlr: 1e-3\nweight_decay: {choices: [1e-4, 1E-2, 0]}\nbeta2: -1.5e+0\n"
+                    "schedule: cosine\nprecision: '32'\n")
+    data = load_config_file(path)
+    assert data == {"optimizer": "adam", "lr": 1e-3, "weight_decay": {"choices": [1e-4, 1e-2, 0]}, "beta2": -1.5,
+                    "schedule": "cosine", "precision": "32"}
+    assert type(data["lr"]) is float and yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"  # PyYAML's own reading, untouched
