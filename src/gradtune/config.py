@@ -185,6 +185,7 @@ class TrainConfig:
         average, average_decay = check_average(self.optimizer, self.average, self.average_decay)
         epochs, steps = self._budget()
         self._check_eval_every()
+        self._check_hyper_schedule()
         if n_train is None and self.schedule == "batch-growth":
             raise invalid_value("schedule", self.schedule, "one other than 'batch-growth' for data without a known "
                                 "size (its growth is set by the number of samples)")
@@ -207,6 +208,17 @@ class TrainConfig:
         if self.sampling == "importance" and self.eval_every is not None:
             raise invalid_value("sampling", self.sampling, "'uniform' with eval_every (importance sampling scores "
                                 "and draws whole epochs)")
+
+    def _check_hyper_schedule(self) -> None:
+        """Each segment's values go to the optimiser as its own: a rate of -1 trained (and diverged), a string
+        ended in a TypeError mid-epoch, and a key the optimiser does not take was ignored."""
+        for segment in self.hyper_schedule or ():
+            values = {k: v for k, v in segment.items() if k != "epoch"}
+            try:
+                self.replace(hyper_schedule=None, **values).hyperparameters()
+            except UsageError as error:
+                raise UsageError(f"{str(error).rstrip('.')} (in 'hyper_schedule', the segment at epoch "
+                                 f"{segment['epoch']}).") from None
 
     def _check_eval_every(self) -> None:
         if self.eval_every is None:
