@@ -341,11 +341,12 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader with one more resolver
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON, YAML or TOML mapping; the file's ending picks the parser."""
+def load_config_file(path: str | Path, parameter: str = "config") -> dict[str, Any]:
+    """Read a JSON, YAML or TOML mapping; the file's ending picks the parser. ``parameter`` is the flag that
+    named the file, as the errors name it (``tune --space`` was told its 'config' parameter was missing)."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"The 'config' parameter must name an existing file. Got '{path}'.")
+        raise UsageError(f"The '{parameter}' parameter must name an existing file. Got '{path}'.")
     text = path.read_text()
     suffix = path.suffix.lower()
     try:
@@ -358,12 +359,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
             data = tomllib.loads(text)
         else:
-            raise UsageError(f"The 'config' parameter must be a .json, .yaml, .yml or .toml file. Got '{path}'.")
+            raise UsageError(f"The '{parameter}' parameter must be a .json, .yaml, .yml or .toml file. Got "
+                             f"'{path}'.")
     except UsageError:
         raise
     except Exception as error:  # each parser has its own error class
-        raise UsageError(f"The config file '{path}' could not be parsed: {error}".splitlines()[0]) from None
+        raise UsageError(f"The {parameter} file '{path}' could not be parsed: {error}".splitlines()[0]) from None
     if not isinstance(data, dict):
-        raise UsageError(f"The config file '{path}' must hold a mapping of keys to values. Got "
+        raise UsageError(f"The {parameter} file '{path}' must hold a mapping of keys to values. Got "
                          f"{type(data).__name__}.")
     return data
