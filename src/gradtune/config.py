@@ -185,6 +185,7 @@ class TrainConfig:
         average, average_decay = check_average(self.optimizer, self.average, self.average_decay)
         epochs, steps = self._budget()
         self._check_eval_every()
+        self._check_hyper_schedule()
         if n_train is None and self.schedule == "batch-growth":
             raise invalid_value("schedule", self.schedule, "one other than 'batch-growth' for data without a known "
                                 "size (its growth is set by the number of samples)")
@@ -207,6 +208,17 @@ class TrainConfig:
         if self.sampling == "importance" and self.eval_every is not None:
             raise invalid_value("sampling", self.sampling, "'uniform' with eval_every (importance sampling scores "
                                 "and draws whole epochs)")
+
+    def _check_hyper_schedule(self) -> None:
+        """Each segment's values go to the optimiser as its own: a rate of -1 trained (and diverged), a string
+        ended in a TypeError mid-epoch, and a key the optimiser does not take was ignored."""
+        for segment in self.hyper_schedule or ():
+            values = {k: v for k, v in segment.items() if k != "epoch"}
+            try:
+                self.replace(hyper_schedule=None, **values).hyperparameters()
+            except UsageError as error:
+                raise UsageError(f"{str(error).rstrip('.')} (in 'hyper_schedule', the segment at epoch "
+                                 f"{segment['epoch']}).") from None
 
     def _check_eval_every(self) -> None:
         if self.eval_every is None:
@@ -310,31 +322,50 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
     return sizes
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON, YAML or TOML mapping; the file's ending picks the parser."""
+def _load_yaml(text: str) -> Any:
+    """YAML, with ``1e-3`` read as the number it means.
+
+    YAML 1.1, which PyYAML follows, reads a float only with a dot (``1.0e-3``): ``lr: 1e-3`` was the string
+    ``'1e-3'``, which ``gradtune train --config`` refused and a search space drew as a choice or a fixed value
+    that failed every trial. YAML 1.2, JSON and TOML read it as a float.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # a subclass: adding a resolver copies the table, SafeLoader's stays as it is
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader with one more resolver
+
+
+def load_config_file(path: str | Path, parameter: str = "config") -> dict[str, Any]:
+    """Read a JSON, YAML or TOML mapping; the file's ending picks the parser. ``parameter`` is the flag that
+    named the file, as the errors name it (``tune --space`` was told its 'config' parameter was missing)."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"The 'config' parameter must name an existing file. Got '{path}'.")
+        raise UsageError(f"The '{parameter}' parameter must name an existing file. Got '{path}'.")
     text = path.read_text()
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
             data = json.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
         elif suffix == ".toml":
             import tomllib
 
             data = tomllib.loads(text)
         else:
-            raise UsageError(f"The 'config' parameter must be a .json, .yaml, .yml or .toml file. Got '{path}'.")
+            raise UsageError(f"The '{parameter}' parameter must be a .json, .yaml, .yml or .toml file. Got "
+                             f"'{path}'.")
     except UsageError:
         raise
     except Exception as error:  # each parser has its own error class
-        raise UsageError(f"The config file '{path}' could not be parsed: {error}".splitlines()[0]) from None
+        raise UsageError(f"The {parameter} file '{path}' could not be parsed: {error}".splitlines()[0]) from None
     if not isinstance(data, dict):
-        raise UsageError(f"The config file '{path}' must hold a mapping of keys to values. Got "
+        raise UsageError(f"The {parameter} file '{path}' must hold a mapping of keys to values. Got "
                          f"{type(data).__name__}.")
     return data

@@ -86,6 +86,13 @@ CASES = [
     # A bad value read from a config file is refused like the same flag.
     ("config-lr-negative", _write("neg.yaml", "lr: -1.5\n"), ["quadratic", "--config", "neg.yaml"],
      ["'lr'", "Got -1.5", "(0, inf)"]),
+    # A replayed PBT schedule's values are the optimiser's own: a rate of -1 trained (and diverged, exit 0), a
+    # string ended in a TypeError mid-epoch (exit 1), and a key the optimiser does not take was ignored.
+    ("hyper-schedule-lr-negative", _write("s.json", '{"hyper_schedule": [{"epoch": 0, "lr": 0.1}, '
+                                                     '{"epoch": 2, "lr": -1}]}'),
+     ["linreg", "--config", "s.json"], ["'lr'", "Got -1", "(0, inf)", "'hyper_schedule'", "epoch 2"]),
+    ("hyper-schedule-lr-text", _write("s.json", '{"hyper_schedule": [{"epoch": 0, "lr": "fast"}]}'),
+     ["linreg", "--config", "s.json"], ["'lr'", "Got 'fast'", "(0, inf)", "'hyper_schedule'"]),
 ]
 
 
@@ -121,3 +128,12 @@ def test_the_command_itself_exits_2_with_the_one_line(cli, tmp_path):
     setup(tmp_path)
     done = cli("train", *args, "--out", "out", timeout=120)
     check_refusal(done.returncode, done.stdout, done.stderr, expected, tmp_path)
+
+
+def test_a_hyper_schedule_key_the_optimizer_does_not_take_is_refused():
+    from gradtune.config import TrainConfig
+    from gradtune.errors import UsageError
+
+    config = TrainConfig.from_mapping({"optimizer": "adam", "hyper_schedule": [{"epoch": 0, "momentum": 0.9}]})
+    with pytest.raises(UsageError, match=r"'momentum' parameter does not apply to optimizer 'adam'.*'hyper_schedule'"):
+        config.resolve(100)

@@ -246,3 +246,12 @@ def test_ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes_to_the_numbers_o
     # The run has ended: a rerun trains afresh, and --checkpoint off wrote none.
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt", "result.json"]
     assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["model.pt", "result.json"]
+
+
+def test_a_yaml_config_with_an_exponent_without_a_dot_trains(tmp_path, monkeypatch):
+    # 'lr: 1e-3' is a float in YAML 1.2, JSON and TOML; PyYAML (YAML 1.1) read a string, which was refused.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("optimizer: adam\nlr: 1e-3\nepochs: 1\n")
+    code = main(["train", "logreg", "--config", "run.yaml", "--device", "cpu", "--out", "run", "--quiet"])
+    assert code == 0
+    assert _result(tmp_path / "run")["config"]["lr"] == 1e-3

@@ -249,3 +249,29 @@ def test_the_explanation_names_only_the_defaults_the_baselines_could_take(space,
                 if line.startswith("Baselines"))
     assert said in line
     assert ("GELU" in line) is ("activation" in space)
+
+
+def test_an_interrupted_search_start_trial_leaves_its_retry_in_the_explanation():
+    # Ctrl-C during the search's first trials marks them interrupted and queues each again. The interrupted trial
+    # stored no config (its row holds the sampler's 'lr[momentum]', not 'lr'); collecting the study crashed on
+    # formatting its rate as a number, and the start listed the trial twice.
+    from gradtune.storage.keys import START_ATTR
+    from gradtune.storage.trials import trial_rows
+    from gradtune.tuning.strategies.auto import _start, explain
+
+    distributions = {"lr[momentum]": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, params={"lr[momentum]": 0.02}, distributions=distributions,
+        user_attrs={START_ATTR: 0, "status": "interrupted"}))
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=0.9, params={"lr[momentum]": 0.02}, distributions=distributions,
+        user_attrs={START_ATTR: 0, "config": {"optimizer": "momentum", "lr": 0.02}, "status": "completed"}))
+    study.add_trial(optuna.trial.create_trial(  # another worker's, still training: no config stored yet
+        state=optuna.trial.TrialState.RUNNING, params={"lr[momentum]": 0.04}, distributions=distributions,
+        user_attrs={START_ATTR: 0}))
+    start = _start(study, trial_rows(study))
+    assert [(t["trial"], t["state"]) for t in start["tried"]] == [(1, "completed"), (2, "running")]
+    line = next(line for line in explain({"start": start}, None, None, "valid_accuracy")
+                if line.startswith("Search start"))
+    assert "0.9000 (lr 0.02), running;" in line

@@ -306,3 +306,39 @@ def test_chosen_optimizers_without_a_range_or_unknown_are_refused(optimizers, me
 
     with pytest.raises(UsageError, match=message):
         default_space_data(optimizers=optimizers)
+
+
+def test_yaml_exponents_are_numbers_in_choices_and_fixed_values_too(tmp_path):
+    # A range's bounds were converted, but 'lr: 1e-3' and 'choices: [1e-3, 1e-2]' stayed strings: every trial
+    # that drew one failed, and a study of such trials never spent its trial budget.
+    from gradtune.config import load_config_file
+
+    path = tmp_path / "space.yaml"
+    path.write_text("optimizer: adam\nlr: 1e-3\nweight_decay: {choices: [1e-4, 1E-2, 0]}\nbeta2: -1.5e+0\n"
+                    "schedule: cosine\nprecision: '32'\n")
+    data = load_config_file(path)
+    assert data == {"optimizer": "adam", "lr": 1e-3, "weight_decay": {"choices": [1e-4, 1e-2, 0]}, "beta2": -1.5,
+                    "schedule": "cosine", "precision": "32"}
+    assert type(data["lr"]) is float and yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"  # PyYAML's own reading, untouched
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"epochs": -2}, r"'epochs' parameter must be an integer in \[1, inf\)\. Got -2"),
+    ({"batch_size": {"choices": [0, 32]}}, r"'batch_size' .* Got 0"),
+    ({"epochs": {"low": 0, "high": 3}}, r"'epochs' .* Got 0"),
+    ({"optimizer": "adam", "lr": {"choices": [0.1, -1]}}, r"'lr' parameter must be a float in \(0, inf\)\. Got -1"),
+    ({"optimizer": "adam", "lr": "nan"}, r"'lr' .* Got 'nan'"),
+    ({"optimizer": {"choices": ["sgd", "momentum"]}, "momentum": {"low": 0.5, "high": 1.5}}, r"'momentum' .* Got 1.5"),
+    ({"optimizer": "adam", "lr": {"adam": {"low": -1.0, "high": 1.0}}}, r"'lr' .* Got -1"),
+])
+def test_a_value_the_config_refuses_is_refused_before_any_trial(spec, message):
+    # Each trial that drew it failed, and a study whose every draw failed never spent its trial budget: it ran
+    # until killed, failing hundreds of trials a second.
+    with pytest.raises(UsageError, match=message):
+        SearchSpace.from_mapping(spec)
+
+
+def test_a_range_may_end_on_an_open_bound_that_a_draw_never_reaches():
+    space = SearchSpace.from_mapping({"optimizer": "momentum", "momentum": {"low": 0.5, "high": 1.0},
+                                      "lr": {"low": 0.0, "high": 0.1}})
+    assert space.params["momentum"].domain.high == 1.0

@@ -193,3 +193,17 @@ def test_auto_is_the_default_and_a_plain_rerun_says_how_to_resume_an_earlier_tpe
     again = main_cli("tune", "digits-mlp", "--hidden", "8", "--budget", "3", "--trial-epochs", "1",
                 "--storage", "sqlite:///x.db", "--out", "out", "--quiet")
     assert again.returncode == 0 and "to resume" not in again.stderr  # the auto study exists: it resumes
+
+
+@pytest.mark.parametrize(("name", "text", "said"), [
+    ("absent.yaml", None, "The 'space' parameter must name an existing file. Got 'absent.yaml'."),
+    ("space.txt", "lr: 0.1\n", "The 'space' parameter must be a .json, .yaml, .yml or .toml file."),
+    ("list.yaml", "- 1\n", "The space file 'list.yaml' must hold a mapping"),
+])
+def test_a_bad_space_file_is_named_as_the_space_not_a_config(main_cli, tmp_path, name, text, said):
+    # The error named the 'config' parameter, a flag tune does not have.
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    done = main_cli("tune", "linreg", "--space", name, "--budget", "1", "--quiet")
+    assert done.returncode == 2 and said in done.stderr and "config" not in done.stderr, done.stderr
+    assert not (tmp_path / "gradtune.db").exists()

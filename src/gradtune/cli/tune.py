@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     check_number("workers", args.workers, low=1, integer=True)
     url = _storage_for_workers(args.storage, args.workers)
     problem = load_problem_of_flags(args)
-    space = load_config_file(args.space) if args.space else None  # parsed against the problem's model keywords
+    space = load_config_file(args.space, "space") if args.space else None  # parsed against the problem's model keywords
     # Every setting is checked before a study is made.
     settings = TuneSettings.build(problem, space, args.strategy or DEFAULT_STRATEGY, args.budget, args.study,
                                   seed=args.seed, trial_epochs=args.trial_epochs, cv=args.cv, sampling=args.sampling,

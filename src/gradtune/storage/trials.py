@@ -17,10 +17,10 @@ from ..files import json_number
 from .keys import BASELINE_ATTR
 from .shared_budget import OVER_BUDGET
 
-__all__ = ["trial_rows", "baselines", "search_gain"]
+__all__ = ["trial_rows", "baselines", "search_gain", "RETRIED"]
 
-# The states of a trial that was queued again: its retry, a baseline like it, stands for it.
-_RETRIED = ("failed", "interrupted")
+# The states of a trial that was queued again: its retry, a baseline or search start like it, stands for it.
+RETRIED = ("failed", "interrupted")
 _STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
                 TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 
@@ -58,7 +58,7 @@ def baselines(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, dict
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
     found: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["number"] not in names or row["state"] in _RETRIED:
+        if row["number"] not in names or row["state"] in RETRIED:
             continue
         tried = {"trial": row["number"], "lr": row["config"].get("lr"), "state": row["state"], "value": row["value"]}
         best = found.setdefault(names[row["number"]], {**tried, "tried": []})

@@ -33,6 +33,7 @@ range of one with integer bounds draws integers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 from ..config import HYPERPARAMETER_KEYS, TrainConfig, did_you_mean
 from ..errors import UsageError, check_number, invalid_choice
 from ..optim import OPTIMIZERS, check_installed, get_optimizer_def
+from ..optim._hyper import Hyperparameter
 from ..optim.averaging import AVERAGES, averaging_applies
 from ..optim.lookahead import LOOKAHEAD_KEYS, lookahead_applies
 from ..step_settings import DECAYS, PRECISIONS, STEP_SETTING_KEYS, normal_precision, setting_applies
@@ -341,3 +343,30 @@ def _check_values(space: SearchSpace) -> None:
         for domain in param.domains() if param else ():
             for value in (domain.low, domain.high) if domain.low is not None else domain.values():
                 check_number(name, value, **bound)
+    _check_numbers(space)
+
+
+# The lengths and sizes a config takes, each an integer of at least 1.
+_COUNTS = tuple(Hyperparameter(name, 1, low=1, integer=True)
+                for name in ("epochs", "steps", "batch_size", "micro_batch", "eval_every"))
+
+
+def _check_numbers(space: SearchSpace) -> None:
+    """Every length, size and optimiser hyperparameter the space can draw must be one the config accepts: a
+    value it refuses fails each trial that draws it, and a study whose every draw fails (``epochs: -2``,
+    ``lr: {choices: [-1]}``) never fills its trial budget. Choices and fixed values are checked as they are; a
+    range's ends as a closed interval, since a continuous draw never lands on an open end (``momentum: {low:
+    0.8, high: 1.0}`` stays a valid range)."""
+    checks = [(count, param) for count in _COUNTS if (param := space.params.get(count.name)) is not None]
+    for optimizer in space.optimizers:
+        for hyper in get_optimizer_def(optimizer).hyperparameters:
+            param = space.params.get(hyper.name)
+            found = param.domain_for(optimizer) if param is not None else None
+            if found is not None:
+                checks.append((hyper, Param(hyper.name, found[1])))
+    for check, param in checks:
+        for domain in param.domains():
+            if domain.low is not None and not check.integer:
+                check = dataclasses.replace(check, low_open=False, high_open=False)
+            for value in (domain.low, domain.high) if domain.low is not None else domain.values():
+                check.check(value)

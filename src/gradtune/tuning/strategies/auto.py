@@ -39,7 +39,7 @@ from ...config import TrainConfig
 from ...probes import measure_noise_scale
 from ...problems import Problem
 from ...storage.keys import BASELINE_ATTR, START_ATTR
-from ...storage.trials import baselines, search_gain
+from ...storage.trials import RETRIED, baselines, search_gain
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE, cheap_population, trials_that_fit
 from ..space import SearchSpace
@@ -215,8 +215,7 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
                      f"{at}.")
     start = report.get("start")
     if start:
-        tried = ", ".join(_valued(t) if t["value"] is not None else f"{t['state']} (lr {t['lr']:.3g})"
-                          for t in start["tried"])
+        tried = ", ".join(_valued(t) if t["value"] is not None else t["state"] + _rate(t) for t in start["tried"])
         lines.append(f"Search start: the best baseline (trial {start['from_trial']}) with its other values kept, at "
                      f"{', '.join(f'{f:g}x' for f in _portfolio.START_FACTORS)} its rate where the range allows, "
                      f"never pruned: {tried}; TPE went on from these and the baselines.")
@@ -236,15 +235,21 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
 
 def _valued(tried: dict[str, Any]) -> str:
     value = "-" if tried["value"] is None else f"{tried['value']:.4f}"
-    return f"{value} (lr {tried['lr']:.3g})"
+    return f"{value}{_rate(tried)}"
+
+
+def _rate(tried: dict[str, Any]) -> str:
+    """`` (lr X)``, or nothing for a trial still training on another worker, which has stored no config yet."""
+    return "" if tried["lr"] is None else f" (lr {tried['lr']:.3g})"
 
 
 def _start(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The search's first trials (the best baseline at rates around its own): which baseline, and each trial."""
     marked = {t.number: t.user_attrs[START_ATTR] for t in study.get_trials(deepcopy=False)
               if START_ATTR in t.user_attrs}
+    # An interrupted or failed trial was queued again, and its retry carries the same mark: it stands for it.
     tried = [{"trial": r["number"], "lr": r["config"].get("lr"), "state": r["state"], "value": r["value"]}
-             for r in rows if r["number"] in marked]
+             for r in rows if r["number"] in marked and r["state"] not in RETRIED]
     return {"from_trial": next(iter(marked.values())), "tried": tried} if tried else None
 
 
