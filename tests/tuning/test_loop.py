@@ -23,7 +23,7 @@ from gradtune.storage.trials import trial_rows
 from gradtune.training import TrainResult
 from gradtune.tuning import TuneCallback, TuneSettings
 from gradtune.tuning.api import collect
-from gradtune.tuning.loop import TuningLoop
+from gradtune.tuning.loop import REFUSALS_IN_A_ROW, TuningLoop
 from gradtune.tuning.prepare import prepare_study
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -258,6 +258,17 @@ def test_a_refused_trial_is_not_queued_again_when_a_resume_retries_lost_trials(t
     requeue_failed(study)  # what every start (recover_orphans) and every interrupt runs
     retries = [t for t in study.get_trials() if "failed_trial" in t.system_attrs]
     assert refused and not [t for t in retries if t.system_attrs["failed_trial"] in refused]
+
+
+def test_a_space_whose_every_draw_is_refused_ends_in_one_line_rather_than_running_forever(tmp_path):
+    # Refused trials do not count against the trial budget, so without a stop this study would never end.
+    space = {**SPACE, "batch_size": REFUSED_BATCH}
+    with pytest.raises(UsageError) as error:
+        _run(tmp_path, 5, space=space)
+    message = str(error.value)
+    assert "\n" not in message and f"the last {REFUSALS_IN_A_ROW} trials drawn were all refused" in message
+    assert "The 'batch_size' parameter must not be 64" in message
+    assert _states(tmp_path) == ["FAIL"] * REFUSALS_IN_A_ROW
 
 
 def test_a_grid_asks_only_for_its_points(tmp_path):

@@ -40,7 +40,10 @@ from .prepare import PreparedStudy
 from .record import PruningReporter, TrialOutcome, checkpoint_path, outcome_of, store_outcome
 from .rungs import reports_in
 
-__all__ = ["TuningLoop"]
+__all__ = ["TuningLoop", "REFUSALS_IN_A_ROW"]
+
+# Trials refused before training, in a row, that end a study: a space whose draws are (almost) all refused.
+REFUSALS_IN_A_ROW = 100
 
 
 @dataclass
@@ -65,6 +68,7 @@ class TuningLoop:
         self.study, self.strategy, self.settings = prepared.study, prepared.strategy, prepared.settings
         self.flight: dict[int, _Flight] = {}
         self.best: tuple[int, float, TrainResult] | None = None  # (trial number, value, its result)
+        self.refused_in_a_row = 0  # trials refused before training since the last one told
 
     def run(self) -> bool:
         """Run trials until the budget is spent; True if interrupted (Ctrl-C or SIGTERM).
@@ -184,6 +188,7 @@ class TuningLoop:
     # -- telling -----------------------------------------------------------------------------------
     def _tell(self, number: int, result: TrainResult) -> None:
         """Tell the trial its outcome and record it; its epoch checkpoint goes with the tell."""
+        self.refused_in_a_row = 0
         flight = self.flight.pop(number)
         flight.beat.close()
         outcome = outcome_of(number, result, self.settings.metric)
@@ -215,6 +220,10 @@ class TuningLoop:
             self.study.tell(trial, state=TrialState.FAIL)
             self.prepared.outcomes.append(outcome)
         self._announce(outcome)
+        self.refused_in_a_row += 1
+        if self.refused_in_a_row >= REFUSALS_IN_A_ROW:  # refused trials fill no trial budget: it would never end
+            raise UsageError(f"The search space must hold configurations gradtune can train: the last "
+                             f"{self.refused_in_a_row} trials drawn were all refused. The last said: {error}")
 
     def _fail_all(self, error: Exception) -> None:
         """An error ends the study: every trial in flight is failed with it, so none is left RUNNING, counted
