@@ -275,3 +275,18 @@ def test_an_interrupted_search_start_trial_leaves_its_retry_in_the_explanation()
     line = next(line for line in explain({"start": start}, None, None, "valid_accuracy")
                 if line.startswith("Search start"))
     assert "0.9000 (lr 0.02), running;" in line
+
+
+@pytest.mark.parametrize(("searched", "said"), [
+    (0, "none measured; the budget ended before the search began (best: the best baseline's valid_f1 1.0000 "
+        "(trial 1))."),
+    (4, "none over the best baseline's valid_f1 1.0000 (trial 1); 4 trials in 3 s did not beat it."),
+])
+def test_the_gain_line_says_when_no_search_ran_rather_than_that_zero_trials_did_not_beat_the_baselines(searched,
+                                                                                                       said):
+    gain = {"gain": 0.0, "baseline_value": 1.0, "baseline_trial": 1, "search_trials": searched, "seconds": 3.0,
+            "seconds_to_best": 0.0, "best_trial": 1}
+    line = next(line for line in gradtune.tuning.strategies.auto.explain({"search_gain": gain}, None, None,
+                                                                         "valid_f1")
+                if line.startswith("Search gain"))
+    assert line == f"Search gain: {said}"

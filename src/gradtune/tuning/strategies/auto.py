@@ -259,4 +259,6 @@ def _gain_line(gain: dict[str, Any], metric: str) -> str:
     if gain["gain"] > 0:
         return (f"Search gain: {gain['gain']:+.4f} {metric} over {bar}, reached {gain['seconds_to_best']:.0f} s "
                 f"into the search (trial {gain['best_trial']}; {trials} in {gain['seconds']:.0f} s).")
+    if not gain["search_trials"]:  # the budget ended with the baselines: there was no search to judge
+        return f"Search gain: none measured; the budget ended before the search began (best: {bar})."
     return f"Search gain: none over {bar}; {trials} in {gain['seconds']:.0f} s did not beat it."
