@@ -207,3 +207,17 @@ def test_a_bad_space_file_is_named_as_the_space_not_a_config(main_cli, tmp_path,
     done = main_cli("tune", "linreg", "--space", name, "--budget", "1", "--quiet")
     assert done.returncode == 2 and said in done.stderr and "config" not in done.stderr, done.stderr
     assert not (tmp_path / "gradtune.db").exists()
+
+
+@pytest.mark.parametrize(("device", "said"), [
+    ("mps", "The 'device' parameter must be auto, cpu, cuda or cuda:N. Got 'mps'."),
+    ("cuda", "The 'device' parameter must be auto or cpu on this machine, which has no CUDA device. Got 'cuda'."),
+])
+def test_a_device_this_machine_lacks_is_refused_before_the_display_and_the_study(main_cli, tmp_path, device, said):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    # Checked only when the first trial built its model: the live display had opened and the study was made.
+    done = main_cli("tune", "linreg", "--device", device, "--budget", "1")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"gradtune tune: error: {said} (see 'gradtune tune --help')"], done.stderr
+    assert done.stdout == "" and not (tmp_path / "gradtune.db").exists()

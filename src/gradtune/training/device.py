@@ -19,6 +19,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise invalid_value("device", name, "auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise invalid_value("device", name, "auto or cpu on this machine, which has no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise invalid_value("device", name, f"cuda:0 to cuda:{count - 1} on this machine, which has {count}")
     if device.type not in ("cpu", "cuda"):
         raise invalid_value("device", name, "auto, cpu, cuda or cuda:N")
     return device

@@ -25,6 +25,7 @@ from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..problems.fingerprint import data_fingerprint
 from ..storage.open import HEARTBEAT_SECONDS
+from ..training.device import resolve_device
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
 from .rungs import DEFAULT_RUNG_RULE, RUNG_RULES
@@ -99,6 +100,7 @@ class TuneSettings:
         if cv is not None:
             problem.require_xy("cross-validation ('cv')")
             check_number("cv", cv, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
+        resolve_device(device)  # a device this machine lacks is refused now, before any study is made
         population = kind.check_population(parse_population(population), cv)
         space = _as_space(space, problem, kind)
         if trial_steps is not None:
