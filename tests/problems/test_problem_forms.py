@@ -243,3 +243,23 @@ def test_cross_entropy_over_one_output_column_is_refused_at_the_first_step(popul
         trials = optuna.load_study(study_name="custom-random", storage=storage).trials
         assert [(t.state, t.user_attrs["status"]) for t in trials] == [(TrialState.FAIL, "failed")] * population
         assert all("needs one output per class" in t.user_attrs["error"] for t in trials)
+
+
+def _frozen() -> nn.Module:
+    model = linear()
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize(("factory", "said"), [
+    (_frozen, "a callable that builds a module with a parameter to train. Got one whose 2 parameters all have "
+              "requires_grad=False."),
+    (lambda: nn.ReLU(), "a callable that builds a module with a parameter to train. Got one with no parameters."),
+    (lambda: (linear(),), "a callable that returns a torch.nn.Module. Got one that returned tuple."),
+])
+def test_a_factory_that_builds_nothing_to_train_is_refused_in_one_line(factory, said):
+    # It failed at the first backward pass with torch's "element 0 of tensors does not require grad".
+    problem = Problem(factory, train=TRAIN, valid=VALID)
+    with pytest.raises(UsageError) as error:
+        gradtune.train(problem, optimizer="adamw", lr=1e-3, batch_size=16, epochs=1, device="cpu")
+    assert f"The 'model' parameter must be {said}" in one_line(error)

@@ -71,6 +71,20 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 DEFAULT_LOSSES = {"classification": "cross_entropy", "regression": "mse", "function": "objective"}
 
 
+def _trainable(model: Any) -> nn.Module:
+    """The factory's model, if it is one with something to train: else the first backward pass (or the first
+    call of a module's method) would fail far from the cause."""
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"The 'model' parameter must be a callable that returns a torch.nn.Module. Got one that "
+                         f"returned {type(model).__name__}.")
+    if not any(p.requires_grad for p in model.parameters()):
+        count = sum(1 for _ in model.parameters())
+        got = f"whose {count} parameters all have requires_grad=False" if count else "with no parameters"
+        raise UsageError(f"The 'model' parameter must be a callable that builds a module with a parameter to "
+                         f"train. Got one {got}.")
+    return model
+
+
 def accuracy(output: Tensor, target: Tensor) -> Tensor:
     """Fraction correct; one output column means a binary logit."""
     if output.shape[-1] == 1:
@@ -315,5 +329,5 @@ class Problem:
         self.check_activation(activation)
         model_args = dict(model_args or {})
         if not self.accepts_activation:
-            return self.model(**model_args)
-        return self.model(activation=activation or "relu", **model_args)
+            return _trainable(self.model(**model_args))
+        return _trainable(self.model(activation=activation or "relu", **model_args))
