@@ -193,6 +193,11 @@ def test_an_interrupt_fails_the_trial_in_flight_queues_it_again_and_a_resume_ret
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs["status"] == "interrupted"
     assert [o.status for o in loop.prepared.outcomes] == ["completed", "interrupted"]
+    # Its row shows the configuration that trained (as a told trial's does), not only the sampler's draws.
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    row = trial_rows(study)[1]
+    assert row["state"] == "interrupted"
+    assert (row["config"]["lr"], row["config"]["epochs"]) == (trials[1].params["lr"], 2)
 
     _run(tmp_path, 3)
     trials = _trials(tmp_path)

@@ -53,6 +53,14 @@ class _Flight:
     trial: optuna.Trial
     beat: ExitStack
     checkpoint: Path | None
+    config: dict | None = None  # stored with the trial where it ends untold (interrupted, or ended by an error)
+
+
+def _store_config(flight: _Flight) -> None:
+    """The trial's configuration, as a told trial stores it: its row in result.json shows the configuration
+    that trained (its rate as ``lr``, its length capped), not the sampler's raw draws (``lr[momentum]``)."""
+    if flight.config is not None:
+        flight.trial.set_user_attr("config", flight.config)
 
 
 class TuningLoop:
@@ -161,6 +169,7 @@ class TuningLoop:
             config = self.strategy.member_config(trial.number, config)
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
+            self.flight[trial.number].config = config.to_dict()
             trainer.add(trial.number, config, self._hooks(trial, config), self.flight[trial.number].checkpoint)
         except UsageError as error:
             self._fail(trial, {} if config is None else config.to_dict(), error)
@@ -233,6 +242,7 @@ class TuningLoop:
             for number in list(self.flight):
                 flight = self.flight.pop(number)
                 flight.beat.close()
+                _store_config(flight)
                 flight.trial.set_user_attr("status", FAILED_STATUS)
                 flight.trial.set_user_attr("error", said)
                 self.study.tell(flight.trial, state=TrialState.FAIL)
@@ -244,12 +254,14 @@ class TuningLoop:
         for number in list(self.flight):
             flight = self.flight.pop(number)
             flight.beat.close()
-            self._interrupt(flight.trial)
+            self._interrupt(flight)
 
-    def _interrupt(self, trial: optuna.Trial) -> None:
+    def _interrupt(self, flight: _Flight) -> None:
+        trial = flight.trial
         with HeldInterrupts():
             if frozen_trial(self.study, trial).state.is_finished():
                 return  # told just before the interrupt: it keeps its outcome
+            _store_config(flight)
             trial.set_user_attr("status", "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
             requeue_failed(self.study)  # queued at once, so that another worker can take it over now
