@@ -221,3 +221,12 @@ def test_a_device_this_machine_lacks_is_refused_before_the_display_and_the_study
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"gradtune tune: error: {said} (see 'gradtune tune --help')"], done.stderr
     assert done.stdout == "" and not (tmp_path / "gradtune.db").exists()
+
+
+@pytest.mark.parametrize("command", ["tune", "compare"])
+@pytest.mark.parametrize("name", ["", " "])
+def test_an_empty_study_name_is_refused_rather_than_read_as_the_default_study(main_cli, tmp_path, name, command):
+    # --study "$NAME" with NAME unset resumed (and added to) the default study PROBLEM-STRATEGY.
+    done = main_cli(command, "linreg", "--study", name, "--quiet", *(["--budget", "1"] if command == "tune" else []))
+    assert done.returncode == 2 and "The 'study' parameter must be a non-empty name" in done.stderr, done.stderr
+    assert not (tmp_path / "gradtune.db").exists()

@@ -30,7 +30,7 @@ from ..errors import UsageError, check_number
 from ..problems import Problem, as_problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
-from ..storage.study import open_study
+from ..storage.study import open_study, study_name
 from ..training.pool import fallback_reason
 from ..training.population import train_population
 from ..training.result import compact_history
@@ -94,10 +94,10 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
                       stacklevel=2)
         lrs = budget
     problem = as_problem(problem)
+    name = study_name(study, f"{problem.name}-compare")
     plan = _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress)
     if target is not None:
         target = check_number("target", target)
-    name = study or f"{problem.name}-compare"
     the_study, _ = open_study(name, open_storage(storage), _metadata(plan), None, None)
     _run_grid(the_study, plan)
     _run_seeds(the_study, plan, problem.direction == "maximize")

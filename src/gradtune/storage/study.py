@@ -17,12 +17,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import UsageError
+from ..errors import UsageError, invalid_value
 from ._optuna import fail_trial
 from .keys import FAILED_STATUS, METADATA_KEY
 
-__all__ = ["open_study", "existing_metadata", "worker_id", "recover_orphans", "requeue_failed", "stored_metadata",
-           "FINISHED_STATES"]
+__all__ = ["study_name", "open_study", "existing_metadata", "worker_id", "recover_orphans", "requeue_failed",
+           "stored_metadata", "FINISHED_STATES"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
@@ -30,6 +30,14 @@ _MUST_MATCH = ("problem", "problem_spec", "metric", "direction", "space", "trial
                "sampling", "data")
 # Keys that studies made before them lack: such a study resumes whatever the value now.
 _ADDED_LATER = ("data",)
+
+
+def study_name(given: str | None, default: str) -> str:
+    """``given``, or ``default`` where none was given; an empty name is refused, not read as none (``--study
+    "$NAME"`` with NAME unset would resume, and add to, the default study)."""
+    if given is not None and not given.strip():
+        raise invalid_value("study", given, f"a non-empty name (or left out, for {default})")
+    return given or default
 
 
 def worker_id() -> str:

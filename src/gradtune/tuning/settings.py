@@ -25,6 +25,7 @@ from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..problems.fingerprint import data_fingerprint
 from ..storage.open import HEARTBEAT_SECONDS
+from ..storage.study import study_name
 from ..training.device import resolve_device
 from .budget import Budget, parse_budget
 from .defaults import DEFAULT_TRIAL_EPOCHS
@@ -100,6 +101,7 @@ class TuneSettings:
         if cv is not None:
             problem.require_xy("cross-validation ('cv')")
             check_number("cv", cv, low=2, high=problem.n_train + len(problem.valid[0]), integer=True)
+        study = study_name(study, f"{problem.name}-{strategy}")
         resolve_device(device)  # a device this machine lacks is refused now, before any study is made
         population = kind.check_population(parse_population(population), cv)
         space = _as_space(space, problem, kind)
@@ -109,7 +111,7 @@ class TuneSettings:
         _check_space(problem, space, sampling)
         budget = parse_budget(budget, default_trials=kind.default_trials(space))
         return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
-                   study or f"{problem.name}-{strategy}", seed, trial_epochs, cv, sampling,
+                   study, seed, trial_epochs, cv, sampling,
                    tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
                    float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
                    problem.source.to_metadata() if problem.source is not None else None, rung_rule,
