@@ -90,6 +90,18 @@ def test_report_on_a_missing_study_is_one_line_and_exit_2(tmp_path, capsys, db):
     assert not (tmp_path / "r.html").exists() and (db == "x.db" or not (tmp_path / db).exists())
 
 
+@pytest.mark.parametrize("storage", ["sqlite:///typo.db", "journal:typo.log", None])
+def test_studies_on_a_missing_storage_file_is_one_line_and_exit_2_and_creates_nothing(tmp_path, monkeypatch, capsys,
+                                                                                       storage):
+    monkeypatch.chdir(tmp_path)
+    assert main(["studies"] + (["--storage", storage] if storage else [])) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("gradtune studies: error: The 'storage' parameter must name an existing storage")
+    assert "does not exist" in lines[0] and list(tmp_path.iterdir()) == []
+
+
 def test_compare_refuses_an_unknown_optimizer_with_exit_2(capsys):
     assert main(["compare", "linreg", "--optimizers", "sgd,adamx"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -47,6 +47,19 @@ def test_batch_size_reports_a_noise_scale(tmp_path, capsys):
     assert "recommended batch size" in out
 
 
+def test_batch_size_refuses_to_advise_from_a_run_that_diverged(tmp_path, capsys):
+    # At lr 1e4 SGD diverges in its first epoch: the one measurement taken before the first step is no
+    # critical batch size, and advising from it (exit 0, "recommended batch size 64") misled.
+    code = main(["batch-size", "logreg", "--lr", "1e4", "--epochs", "2", "--points", "3", "--samples", "256",
+                 "--device", "cpu", "--out", str(tmp_path / "bs")])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "recommended" not in captured.out
+    assert lines[0].startswith("gradtune batch-size: error: The measuring run diverged at epoch 1")
+    assert "sgd at lr 10000" in lines[0] and "--lr" in lines[0]
+    assert not (tmp_path / "bs" / "result.json").exists()
+
+
 CASES = [
     (["lr-find", "quadratic", "--optimizer", "sgdx"], ["'optimizer'", "'sgdx'", "adamw"]),
     (["lr-find", "quadratic", "--optimizer", "sgd,lbfgs"], ["'optimizer'", "'lbfgs'", "line search"]),

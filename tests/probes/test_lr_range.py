@@ -155,6 +155,14 @@ def test_suggestion_of_a_run_that_diverged_at_once():
     assert suggest_lr([1.0], [math.nan], "valley", 100) is None
 
 
+@pytest.mark.parametrize("rule", ["valley", "steepest", "minimum"])
+def test_a_curve_that_never_falls_below_its_first_loss_suggests_nothing(rule):
+    # Diverged from the first rate tried: every rule read a rate off it, 'minimum' (and so 'valley') a tenth of
+    # the first rate, below the range the test ever tried.
+    assert suggest_lr([1e-7, 1.2e-7], [4.2e17, 7.6e27], rule, 100) is None
+    assert suggest_lr([10.0 ** (i / 10 - 7) for i in range(30)], [1.0 + i for i in range(30)], rule, 100) is None
+
+
 def test_the_ramp_is_geometric_from_start_to_end():
     lr_at = gradtune.lr_range_schedule(1e-7, 10.0, 100)
     lrs = [lr_at(i) for i in range(100)]

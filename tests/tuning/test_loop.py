@@ -186,6 +186,23 @@ def test_a_resumed_study_counts_its_earlier_trials_and_keeps_them(tmp_path):
     assert log.events[0] == ("tune", 3)
 
 
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_a_resumed_seeded_study_draws_new_points_not_its_first_run_s_again(tmp_path, strategy):
+    # A sampler seeded as in the first run would replay that run's draws: the resume would train them twice.
+    _run(tmp_path, 3, strategy=strategy)
+    _run(tmp_path, 6, strategy=strategy)
+    lrs = [t.params["lr"] for t in _trials(tmp_path)]
+    assert len(lrs) == 6 and not set(lrs[3:]) & set(lrs[:3]), lrs
+
+
+def test_a_new_seeded_study_draws_what_the_same_seed_drew_before(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    _run(tmp_path / "a", 3)
+    _run(tmp_path / "b", 3)
+    assert [t.params for t in _trials(tmp_path / "a")] == [t.params for t in _trials(tmp_path / "b")]
+
+
 def test_an_interrupt_fails_the_trial_in_flight_queues_it_again_and_a_resume_retries_it(tmp_path):
     loop, _, interrupted = _run(tmp_path, 3, interrupt_at=4)  # in the second epoch of trial 1
     assert interrupted

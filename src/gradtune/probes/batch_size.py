@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
-from ..errors import UsageError, check_number
+from ..errors import GradtuneError, UsageError, check_number
 from ..problems import Problem, as_problem
 from ..schedules import BatchGrowth
 from ..training import Callback, train
@@ -143,7 +143,15 @@ def measure_noise_scale(problem: Problem | str, config: TrainConfig | None = Non
     x, y = problem.train[0][pick], problem.train[1][pick]
     at_epochs = {round(config.epochs * k / (points - 1)) for k in range(1, points)}
     probe = _Probe(problem, x, y, at_epochs, chunk)
-    train(dataclasses.replace(problem, model=probe.wrapped_factory()), config, callbacks=[probe])
+    run = train(dataclasses.replace(problem, model=probe.wrapped_factory()), config, callbacks=[probe])
+    if run.status == "diverged":
+        # The scale grows as the loss falls, so measurements cut short by a divergence, taken at a
+        # non-finite gradient or never past the start, say nothing of the batch size the training needs.
+        at = run.diverged_at or {}
+        raise GradtuneError(f"The measuring run diverged at epoch {at.get('epoch')}, step {at.get('step')} "
+                            f"({config.optimizer} at lr {config.lr:g}), so there is no noise scale of its "
+                            f"training to advise from; measure a run that trains: a lower --lr, or another "
+                            f"--optimizer.")
     return _advise(probe.history, problem.n_train, config)
 
 

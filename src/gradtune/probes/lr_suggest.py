@@ -136,7 +136,8 @@ def falling(lrs: Sequence[float], losses: Sequence[float], fraction: float = HEA
 
 
 def suggest_lr(lrs: Sequence[float], losses: Sequence[float], rule: str, planned_steps: int) -> float | None:
-    """The learning rate ``rule`` picks from a recorded curve, or None when fewer than two points are usable.
+    """The learning rate ``rule`` picks from a recorded curve, or None when fewer than two points are usable or
+    the loss never falls below its first value.
 
     ``valley`` reads the curve from where the loss has begun to fall
     (:func:`falling`), and never suggests more than ``minimum`` does: a tenth of
@@ -146,6 +147,10 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float], rule: str, planned
     check_choice("suggest", rule, SUGGESTIONS)
     lrs, losses = trimmed(lrs, losses, planned_steps)
     if len(losses) < 2:
+        return None
+    if min(losses) >= losses[0]:
+        # No rate of the range lowered the loss (it diverged from the first one): every rule would still read
+        # a rate off the curve, 'minimum' a tenth of the first rate, below any the test tried.
         return None
     if rule == "minimum":
         return float(minimum(lrs, losses))

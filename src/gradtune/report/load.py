@@ -8,7 +8,6 @@ storage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -16,7 +15,7 @@ from optuna.trial import TrialState
 
 from ..errors import UsageError
 from ..storage.keys import AUTO_KEY, COMPARE_KEY, METADATA_KEY
-from ..storage.open import DEFAULT_STORAGE, open_storage
+from ..storage.open import DEFAULT_STORAGE, missing_file, open_storage
 from ..storage.trials import baselines, trial_rows
 
 __all__ = ["ReportData", "load_report_data", "EXTRA_KEYS"]
@@ -56,7 +55,7 @@ class ReportData:
 def load_report_data(name: str, storage: str | None = None) -> ReportData:
     """The study ``name`` in ``storage``; a study that is not there is the user's mistake (exit 2)."""
     url = storage or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if missing_file(url) is not None:
         # Opening a missing SQLite file would create it: say what is wrong instead.
         raise UsageError(f"The 'study' parameter must name a study in the storage. Got {name!r}, but "
                          f"{url} does not exist.")

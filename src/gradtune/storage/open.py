@@ -17,7 +17,7 @@ import optuna
 from ..errors import GradtuneError, UsageError
 from .connection import check_reachable, engine_kwargs, failure_message
 
-__all__ = ["DEFAULT_STORAGE", "open_storage", "HEARTBEAT_SECONDS", "is_sqlite", "is_shared_server"]
+__all__ = ["DEFAULT_STORAGE", "open_storage", "HEARTBEAT_SECONDS", "is_sqlite", "is_shared_server", "missing_file"]
 
 DEFAULT_STORAGE = "sqlite:///gradtune.db"
 HEARTBEAT_SECONDS = 10
@@ -34,6 +34,22 @@ def is_sqlite(url: str | None) -> bool:
 def is_shared_server(url: str | None) -> bool:
     """A database server that workers on several machines can share (not SQLite, not a journal file)."""
     return bool(url) and "://" in url and not is_sqlite(url)
+
+
+def missing_file(url: str | None) -> Path | None:
+    """The file of a SQLite or journal storage ``url`` where that file does not exist, else None.
+
+    Opening such a storage creates the file, which a command that only reads (``studies``, ``report``) must
+    not do: a typo in the path would show an empty storage, and leave a stray database behind.
+    """
+    url = url or DEFAULT_STORAGE
+    if url.startswith("journal:") or url.endswith((".log", ".journal")):
+        path = Path(url.removeprefix("journal:"))
+    elif url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///").split("?")[0])
+    else:
+        return None
+    return None if path.is_file() else path
 
 
 def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS,

@@ -21,8 +21,8 @@ from ..errors import UsageError, invalid_value
 from ._optuna import fail_trial
 from .keys import FAILED_STATUS, METADATA_KEY
 
-__all__ = ["study_name", "open_study", "existing_metadata", "worker_id", "recover_orphans", "requeue_failed",
-           "stored_metadata", "FINISHED_STATES"]
+__all__ = ["study_name", "open_study", "existing_metadata", "trials_in", "worker_id", "recover_orphans",
+           "requeue_failed", "stored_metadata", "FINISHED_STATES"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
@@ -67,6 +67,12 @@ def existing_metadata(storage, name: str) -> dict[str, Any] | None:
     summary = _summaries(storage).get(name)
     stored = summary.user_attrs.get(METADATA_KEY) if summary is not None else None
     return dict(stored) if stored is not None else None
+
+
+def trials_in(storage, name: str) -> int:
+    """How many trials study ``name`` holds, in any state (0 where there is no such study)."""
+    summary = _summaries(storage).get(name)
+    return summary.n_trials if summary is not None else 0
 
 
 def stored_metadata(storage, name: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -20,7 +21,7 @@ from ..config import TrainConfig
 from ..problems import Problem
 from ..storage.open import open_storage
 from ..storage.shared_budget import reserved
-from ..storage.study import FINISHED_STATES, existing_metadata, open_study, recover_orphans
+from ..storage.study import FINISHED_STATES, existing_metadata, open_study, recover_orphans, trials_in
 from ..training.trainer import Trainer
 from .concurrency import make_trainer, population_size
 from .record import TrialOutcome
@@ -82,13 +83,27 @@ class PreparedStudy:
         return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
+def resumed_sampler_seed(settings: TuneSettings, drawn: int) -> TuneSettings:
+    """The settings whose sampler continues a study that holds ``drawn`` trials, instead of starting over.
+
+    Optuna's samplers draw from their own generator, seeded afresh in each process: a resumed run seeded as the
+    first one would draw that run's points again, in the same order, and train each a second time. So a
+    resumed study's sampler is seeded by the seed and the trials already there: still reproducible, and apart
+    from every earlier run's. A new study (``drawn`` 0) keeps its seed, so that a seeded study reproduces.
+    """
+    if drawn == 0:
+        return settings
+    seed = settings.seed if settings.sampler_seed is None else settings.sampler_seed
+    return settings.replace(sampler_seed=int(np.random.SeedSequence([seed, drawn]).generate_state(1)[0]))
+
+
 def prepare_study(problem: Problem, settings: TuneSettings, storage: str | optuna.storages.BaseStorage | None = None
                   ) -> PreparedStudy:
     """Open the storage and the study (creating and seeding it if new), recover orphans, let the strategy prepare."""
     if not isinstance(storage, optuna.storages.BaseStorage):
         storage = open_storage(storage, settings.heartbeat)
     settings = settings.resuming(existing_metadata(storage, settings.study), problem)
-    strategy = settings.make_strategy()
+    strategy = resumed_sampler_seed(settings, trials_in(storage, settings.study)).make_strategy()
     study, created = open_study(settings.study, storage, settings.to_metadata(), strategy.sampler(),
                                 strategy.pruner())
     if created:
