@@ -290,3 +290,15 @@ def test_the_gain_line_says_when_no_search_ran_rather_than_that_zero_trials_did_
                                                                          "valid_f1")
                 if line.startswith("Search gain"))
     assert line == f"Search gain: {said}"
+
+
+def test_batch_size_advice_from_a_short_run_that_diverges_is_skipped_and_the_study_stands():
+    # measure_noise_scale refuses to advise from a diverged run (a GradtuneError); at the end of auto it must not
+    # throw the finished study away.
+    from gradtune.tuning.strategies.auto import batch_size_advice
+
+    advice = batch_size_advice(gradtune.get_problem("digits-mlp"),
+                               {"optimizer": "sgd", "lr": 50.0, "batch_size": 32, "epochs": 2, "device": "cpu"})
+    assert advice["noise_scale"] is None and "diverged" in advice["skipped"]
+    lines = gradtune.tuning.strategies.auto.explain({"batch_size": advice}, None, None, "valid_accuracy")
+    assert not [line for line in lines if line.startswith("Batch size")]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from ...config import TrainConfig
+from ...errors import GradtuneError
 from ...probes import measure_noise_scale
 from ...problems import Problem
 from ...storage.keys import BASELINE_ATTR, START_ATTR
@@ -174,7 +175,10 @@ def batch_size_advice(problem: Problem, best_config: dict[str, Any] | None) -> d
         return None
     config = TrainConfig.from_mapping(best_config).replace(epochs=min(best_config.get("epochs") or 1, _NOISE_EPOCHS),
                                                            steps=None, hyper_schedule=None)
-    result = measure_noise_scale(problem, config, points=2, samples=1024)
+    try:
+        result = measure_noise_scale(problem, config, points=2, samples=1024)
+    except GradtuneError as error:  # its short run diverged: the study's result stands, without this advice
+        return {"noise_scale": None, "skipped": str(error), "measured_after_epochs": config.epochs}
     return {"noise_scale": result.noise_scale, "recommended_batch_size": result.recommended_batch_size,
             "batch_schedule": result.batch_schedule, "measured_after_epochs": config.epochs}
 
