@@ -166,6 +166,42 @@ def test_in_memory_trees_train_each_member_on_its_own_batches_as_the_single_loop
         assert_same_run(result, stacked_losses, *train_single(problem, config))
 
 
+class SequenceNet(nn.Module):
+    """Scores of 2 classes at each of 4 positions, ``[B, C, L]`` as ``F.cross_entropy`` takes them."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 8).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x).view(-1, 2, 4)
+
+
+def _no_accuracy(form: str) -> tuple[Problem, object]:
+    """Classification whose output accuracy cannot read (several labels a sample), and its loss by hand."""
+    (x, _), (xv, _) = TRAIN, VALID
+    if form == "multi-label":
+        labels, valid_labels = (x[:, :3] > 0).double(), (xv[:, :3] > 0).double()
+        return (Problem(lambda: nn.Linear(4, 3).double(), train=(x, labels), valid=(xv, valid_labels), loss="bce",
+                        objective="loss"), lambda model: F.binary_cross_entropy_with_logits(model(xv), valid_labels))
+    labels, valid_labels = (x > 0).long(), (xv > 0).long()
+    return (Problem(SequenceNet, train=(x, labels), valid=(xv, valid_labels), objective="loss"),
+            lambda model: F.cross_entropy(model(xv), valid_labels))
+
+
+@pytest.mark.parametrize("form", ["multi-label", "sequence"])
+def test_a_stack_records_no_accuracy_for_an_output_with_several_labels_a_sample_as_the_single_loop(form):
+    """Accuracy reads one label a sample: the stack's validation skips it where the single loop does."""
+    problem, loss_of = _no_accuracy(form)
+    configs = _configs(epochs=2)
+    results, losses = train_stacked(problem, configs)
+    for config, result, stacked_losses in zip(configs, results, losses):
+        assert "valid_accuracy" not in result.history[-1]
+        with torch.no_grad():
+            assert result.metrics["valid_loss"] == pytest.approx(loss_of(result.model).item(), rel=1e-10)
+        assert_same_run(result, stacked_losses, *train_single(problem, config))
+
+
 # -- (c) the user's compute_loss, per-batch metric and whole-set evaluate -------------------------------------
 def compute_loss(model, batch):
     logits = model(batch["features"])
