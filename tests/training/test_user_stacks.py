@@ -15,6 +15,7 @@ import json
 import logging
 import math
 
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -333,3 +334,21 @@ def test_a_population_tune_on_each_data_form_records_which_batches_it_used(form,
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert [row["batches"] for row in saved["trials"]] == [SHARED[form]] * 3
     assert all(math.isfinite(row["value"]) for row in saved["trials"])
+
+
+def test_a_population_tune_whose_objective_no_metric_produces_ends_in_one_line_without_failing_trials_forever(
+        tmp_path):
+    """The objective is checked when the stack first trains: an error from adding a trial would fail that trial
+    alone, and the next one the same, until the time budget ran out."""
+    (x, y), (xv, yv) = TRAIN, VALID
+    problem = Problem(DictNet, train={"features": x, "labels": y}, valid={"features": xv, "labels": yv},
+                      evaluate=whole_set, objective="precision", direction="maximize")
+    storage = f"sqlite:///{tmp_path}/s.db"
+    space = {"optimizer": {"choices": ["adam", "momentum"]}, "lr": {"low": 1e-3, "high": 0.1, "log": True},
+             "epochs": {"choices": [2]}, "batch_size": {"choices": [16]}}
+    with pytest.raises(gradtune.UsageError, match="'objective' parameter must name a metric") as error:
+        gradtune.tune(problem, space=space, strategy="random", budget="3,3s", population=3, device="cpu",
+                      storage=storage, study="s", out=tmp_path / "out", best_model=False)
+    assert len(str(error.value).splitlines()) == 1
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 3
