@@ -14,6 +14,7 @@ from torch import nn
 
 import gradtune
 from gradtune import Problem, UsageError
+from gradtune.training.population import train_population
 from user_data_problems import TRAIN, VALID, DictDataset, DictModel, Stream, linear, loader_factory, separable
 
 
@@ -183,7 +184,7 @@ def test_tensor_inputs_as_a_dict_and_a_tuple_train_by_the_conventions():
     assert separable(1, 0)[0].shape == (1, 4)
 
 
-def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the_first_evaluation():
+def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_before_the_first_step():
     class DictOut(nn.Module):
         def __init__(self):
             super().__init__()
@@ -200,6 +201,29 @@ def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the
     fixed = Problem(DictOut, train=TRAIN, valid=VALID, objective="loss",
                     loss=lambda out, y: nn.functional.cross_entropy(out["scores"], y))
     assert gradtune.train(fixed, optimizer="sgd", lr=0.1, epochs=2, device="cpu").status == "completed"
+
+
+class Steps(gradtune.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step(self, step, loss, lr):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_a_default_accuracy_objective_multi_label_targets_cannot_give_is_refused_before_the_first_step(population):
+    """(x, y) tensors do not make accuracy sure: multi-label targets have none, which one batch shows."""
+    (x, _), (xv, _) = TRAIN, VALID
+    problem = Problem(lambda: nn.Linear(4, 3), train=(x, (x[:, :3] > 0).float()), valid=(xv, (xv[:, :3] > 0).float()),
+                      loss="bce")
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    steps = Steps()
+    with pytest.raises(UsageError) as error:
+        train_population(problem, configs[:population], callbacks=[[steps]] * population)
+    assert "'objective'" in one_line(error) and "'accuracy'" in str(error.value) and "objective='loss'" in str(
+        error.value)
+    assert steps.steps == 0
 
 
 def _one_output() -> nn.Module:
