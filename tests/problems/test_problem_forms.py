@@ -226,6 +226,27 @@ def test_a_default_accuracy_objective_multi_label_targets_cannot_give_is_refused
     assert steps.steps == 0
 
 
+class TupleOut(nn.Module):
+    """Returns ``(logits, features)``, as many vision and sequence models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.layer(x), x
+
+
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_an_output_gradtunes_loss_cannot_read_is_refused_in_one_line_before_the_first_step(population):
+    factory = Built(TupleOut)
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    with pytest.raises(UsageError) as error:
+        train_population(Problem(factory, train=TRAIN, valid=VALID), configs[:population])
+    assert "'loss' parameter must be a function" in one_line(error) and "tuple of 2" in str(error.value)
+    assert factory.untouched()
+
+
 def _one_output() -> nn.Module:
     torch.manual_seed(0)
     return nn.Linear(TRAIN[0].shape[1], 1)

@@ -66,6 +66,7 @@ def step_loss(problem: Problem, model: nn.Module, batch: Any, counted: bool = Tr
     logits = logits_of(out)
     loss = _loss_in(out)
     if loss is None:
+        _check_scores(problem, logits)
         loss = problem.loss_fn(logits, target)
     return StepOutput(loss, leading_size(batch) if counted else 0, out, logits, target)
 
@@ -131,6 +132,16 @@ def _loss_in(out: Any) -> Tensor | None:
         return None
     loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
     return loss if isinstance(loss, Tensor) else None
+
+
+def _check_scores(problem: Problem, logits: Any) -> None:
+    """gradtune's own losses take a tensor; any other output (a tuple, a dict without ``"logits"``) only the
+    user's loss can read, and would fail inside gradtune with a traceback that is not theirs."""
+    if isinstance(problem.loss, str) and not isinstance(logits, Tensor):
+        shown = type(logits).__name__ + (f" of {len(logits)}" if isinstance(logits, (tuple, list)) else "")
+        raise UsageError(f"The 'loss' parameter must be a function fn(output, target) for a model whose output is "
+                         f"not a tensor and has no 'logits' or 'loss'. Got {problem.loss!r} and an output of type "
+                         f"{shown}.")
 
 
 def logits_of(out: Any) -> Any:
