@@ -247,6 +247,18 @@ def test_an_output_gradtunes_loss_cannot_read_is_refused_in_one_line_before_the_
     assert factory.untouched()
 
 
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_a_loss_fn_reads_an_output_that_is_not_a_tensor_in_the_single_loop_and_a_stack(population):
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    problem = Problem(TupleOut, train=TRAIN, valid=VALID, loss=lambda out, y: nn.functional.cross_entropy(out[0], y),
+                      objective="loss")
+    for result in train_population(problem, configs[:population]):
+        assert result.batches == ("per-member" if population > 1 else None)  # stacked, or the single loop
+        with torch.no_grad():  # the oracle: torch's cross-entropy of the trained model's logits
+            expected = nn.functional.cross_entropy(result.model(VALID[0])[0], VALID[1]).item()
+        assert result.metrics["valid_loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def _one_output() -> nn.Module:
     torch.manual_seed(0)
     return nn.Linear(TRAIN[0].shape[1], 1)
