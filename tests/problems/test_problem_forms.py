@@ -14,6 +14,7 @@ from torch import nn
 
 import gradtune
 from gradtune import Problem, UsageError
+from gradtune.training.population import train_population
 from user_data_problems import TRAIN, VALID, DictDataset, DictModel, Stream, linear, loader_factory, separable
 
 
@@ -183,7 +184,7 @@ def test_tensor_inputs_as_a_dict_and_a_tuple_train_by_the_conventions():
     assert separable(1, 0)[0].shape == (1, 4)
 
 
-def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the_first_evaluation():
+def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_before_the_first_step():
     class DictOut(nn.Module):
         def __init__(self):
             super().__init__()
@@ -200,6 +201,62 @@ def test_a_default_accuracy_objective_an_output_cannot_give_is_refused_after_the
     fixed = Problem(DictOut, train=TRAIN, valid=VALID, objective="loss",
                     loss=lambda out, y: nn.functional.cross_entropy(out["scores"], y))
     assert gradtune.train(fixed, optimizer="sgd", lr=0.1, epochs=2, device="cpu").status == "completed"
+
+
+class Steps(gradtune.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step(self, step, loss, lr):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_a_default_accuracy_objective_multi_label_targets_cannot_give_is_refused_before_the_first_step(population):
+    """(x, y) tensors do not make accuracy sure: multi-label targets have none, which one batch shows."""
+    (x, _), (xv, _) = TRAIN, VALID
+    problem = Problem(lambda: nn.Linear(4, 3), train=(x, (x[:, :3] > 0).float()), valid=(xv, (xv[:, :3] > 0).float()),
+                      loss="bce")
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    steps = Steps()
+    with pytest.raises(UsageError) as error:
+        train_population(problem, configs[:population], callbacks=[[steps]] * population)
+    assert "'objective'" in one_line(error) and "'accuracy'" in str(error.value) and "objective='loss'" in str(
+        error.value)
+    assert steps.steps == 0
+
+
+class TupleOut(nn.Module):
+    """Returns ``(logits, features)``, as many vision and sequence models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.layer(x), x
+
+
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_an_output_gradtunes_loss_cannot_read_is_refused_in_one_line_before_the_first_step(population):
+    factory = Built(TupleOut)
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    with pytest.raises(UsageError) as error:
+        train_population(Problem(factory, train=TRAIN, valid=VALID), configs[:population])
+    assert "'loss' parameter must be a function" in one_line(error) and "tuple of 2" in str(error.value)
+    assert factory.untouched()
+
+
+@pytest.mark.parametrize("population", [1, 2], ids=["single-loop", "stack"])
+def test_a_loss_fn_reads_an_output_that_is_not_a_tensor_in_the_single_loop_and_a_stack(population):
+    configs = [gradtune.TrainConfig(optimizer="sgd", lr=lr, epochs=2, device="cpu") for lr in (0.1, 0.2)]
+    problem = Problem(TupleOut, train=TRAIN, valid=VALID, loss=lambda out, y: nn.functional.cross_entropy(out[0], y),
+                      objective="loss")
+    for result in train_population(problem, configs[:population]):
+        assert result.batches == ("per-member" if population > 1 else None)  # stacked, or the single loop
+        with torch.no_grad():  # the oracle: torch's cross-entropy of the trained model's logits
+            expected = nn.functional.cross_entropy(result.model(VALID[0])[0], VALID[1]).item()
+        assert result.metrics["valid_loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def _one_output() -> nn.Module:

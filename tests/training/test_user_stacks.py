@@ -15,6 +15,7 @@ import json
 import logging
 import math
 
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -166,6 +167,42 @@ def test_in_memory_trees_train_each_member_on_its_own_batches_as_the_single_loop
         assert_same_run(result, stacked_losses, *train_single(problem, config))
 
 
+class SequenceNet(nn.Module):
+    """Scores of 2 classes at each of 4 positions, ``[B, C, L]`` as ``F.cross_entropy`` takes them."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 8).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x).view(-1, 2, 4)
+
+
+def _no_accuracy(form: str) -> tuple[Problem, object]:
+    """Classification whose output accuracy cannot read (several labels a sample), and its loss by hand."""
+    (x, _), (xv, _) = TRAIN, VALID
+    if form == "multi-label":
+        labels, valid_labels = (x[:, :3] > 0).double(), (xv[:, :3] > 0).double()
+        return (Problem(lambda: nn.Linear(4, 3).double(), train=(x, labels), valid=(xv, valid_labels), loss="bce",
+                        objective="loss"), lambda model: F.binary_cross_entropy_with_logits(model(xv), valid_labels))
+    labels, valid_labels = (x > 0).long(), (xv > 0).long()
+    return (Problem(SequenceNet, train=(x, labels), valid=(xv, valid_labels), objective="loss"),
+            lambda model: F.cross_entropy(model(xv), valid_labels))
+
+
+@pytest.mark.parametrize("form", ["multi-label", "sequence"])
+def test_a_stack_records_no_accuracy_for_an_output_with_several_labels_a_sample_as_the_single_loop(form):
+    """Accuracy reads one label a sample: the stack's validation skips it where the single loop does."""
+    problem, loss_of = _no_accuracy(form)
+    configs = _configs(epochs=2)
+    results, losses = train_stacked(problem, configs)
+    for config, result, stacked_losses in zip(configs, results, losses):
+        assert "valid_accuracy" not in result.history[-1]
+        with torch.no_grad():
+            assert result.metrics["valid_loss"] == pytest.approx(loss_of(result.model).item(), rel=1e-10)
+        assert_same_run(result, stacked_losses, *train_single(problem, config))
+
+
 # -- (c) the user's compute_loss, per-batch metric and whole-set evaluate -------------------------------------
 def compute_loss(model, batch):
     logits = model(batch["features"])
@@ -297,3 +334,21 @@ def test_a_population_tune_on_each_data_form_records_which_batches_it_used(form,
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert [row["batches"] for row in saved["trials"]] == [SHARED[form]] * 3
     assert all(math.isfinite(row["value"]) for row in saved["trials"])
+
+
+def test_a_population_tune_whose_objective_no_metric_produces_ends_in_one_line_without_failing_trials_forever(
+        tmp_path):
+    """The objective is checked when the stack first trains: an error from adding a trial would fail that trial
+    alone, and the next one the same, until the time budget ran out."""
+    (x, y), (xv, yv) = TRAIN, VALID
+    problem = Problem(DictNet, train={"features": x, "labels": y}, valid={"features": xv, "labels": yv},
+                      evaluate=whole_set, objective="precision", direction="maximize")
+    storage = f"sqlite:///{tmp_path}/s.db"
+    space = {"optimizer": {"choices": ["adam", "momentum"]}, "lr": {"low": 1e-3, "high": 0.1, "log": True},
+             "epochs": {"choices": [2]}, "batch_size": {"choices": [16]}}
+    with pytest.raises(gradtune.UsageError, match="'objective' parameter must name a metric") as error:
+        gradtune.tune(problem, space=space, strategy="random", budget="3,3s", population=3, device="cpu",
+                      storage=storage, study="s", out=tmp_path / "out", best_model=False)
+    assert len(str(error.value).splitlines()) == 1
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 3

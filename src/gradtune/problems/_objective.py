@@ -74,12 +74,11 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Callable] | No
     return dict(metrics)
 
 
-def static_names(task: str, metrics: Mapping[str, Any] | None, accuracy_known: bool) -> list[str]:
-    """The metric names known without running the model: the loss, accuracy where it is sure, ``metrics``."""
-    names = ["loss"]
-    if task == "classification" and accuracy_known:
-        names.append("accuracy")
-    return names + [n for n in (metrics or {}) if n not in names]
+def static_names(metrics: Mapping[str, Any] | None) -> list[str]:
+    """The metric names known without running the model: the loss and ``metrics``. Accuracy is not among them
+    even for ``(x, y)`` tensors: only the model's output tells whether it holds one label a sample (multi-label
+    targets and ``[B, C, L]`` scores have none), so a run checks it on one validation batch before training."""
+    return ["loss"] + [n for n in (metrics or {}) if n != "loss"]
 
 
 def check_objective_known(objective: str, names: list[str], has_evaluate: bool, maybe_accuracy: bool) -> bool:

@@ -197,7 +197,7 @@ class Problem:
         self.direction = resolve_direction(self.direction, self.objective)
         self._sized: bool | None = None
         self.objective_known = check_objective_known(
-            self.objective, static_names(self.task, self.metrics, accuracy_known=self._plain_valid()),
+            self.objective, static_names(self.metrics),
             self.evaluate is not None, maybe_accuracy=self.task == "classification")
 
     @property
@@ -222,12 +222,6 @@ class Problem:
         if given:
             return f"it has its own {given[0]}"
         return None
-
-    def _plain_valid(self) -> bool:
-        """Validation (x, y) tensors under the conventions: accuracy is sure to be measured."""
-        valid = self.valid
-        return self.compute_loss is None and self.valid_form == "tensors" and isinstance(valid, tuple) \
-            and len(valid) == 2 and all(isinstance(t, Tensor) for t in valid)
 
     def require_xy(self, feature: str) -> None:
         """Raise a one-line :class:`~gradtune.UsageError` if ``feature`` cannot take this problem's data."""

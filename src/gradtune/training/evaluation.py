@@ -93,5 +93,7 @@ def check_produced(problem: Problem, record: Mapping[str, Any]) -> None:
     """Raise a one-line :class:`~gradtune.UsageError` if ``record`` lacks the problem's objective."""
     if problem.metric_name not in record:
         shown = ", ".join(name.removeprefix("valid_") for name in record if name.startswith("valid_"))
+        why = (" (classification's default, which needs class scores and one label a sample: give "
+               "objective='loss' or a metric of your own)") if problem.objective == "accuracy" else ""
         raise UsageError(f"The 'objective' parameter must name a metric the problem produces: {shown}. Got "
-                         f"{problem.objective!r}.")
+                         f"{problem.objective!r}{why}.")

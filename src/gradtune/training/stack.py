@@ -123,6 +123,7 @@ class Stack:
         self.ended: Finished = []  # members that left and were not yet collected
         self.model: Any = None  # the stacked model (see stack_models)
         self.optimizer: StackedOptimizer | None = None
+        self._unchecked: torch.nn.Module | None = None  # the first member's model until its objective is checked
         self.add(entries)
 
     def add(self, entries: Sequence[Entry]) -> None:
@@ -140,8 +141,8 @@ class Stack:
         decays, lookahead = [e.config.decay for e in entries], [lookahead_row(e.config) for e in entries]
         averages = [m.averaging for m in self.members[first:]]
         if self.model is None:
-            if not self.problem.objective_known:  # only a model can tell: refused before training, as alone
-                check_objective(models[0], self.problem, self.data.valid_batches)
+            if not self.problem.objective_known:  # only a model can tell: checked before the first epoch
+                self._unchecked = models[0]
             self.data.keep_vessel(models[0])
             self.model = stack_models(models, plain=self.data.plain)
             self.optimizer = StackedOptimizer(names, hyperparameters, self.model.params.flat, decays=decays,
@@ -187,6 +188,11 @@ class Stack:
 
     def run_epoch(self) -> Finished:
         """One epoch of every active member; returns the members that ended in it, who have left the stack."""
+        if self._unchecked is not None:
+            # Refused before training, as alone; here, not in add(), because a tune fails a trial alone for an
+            # error its add() raises, and every trial after it would fail the same, without end.
+            check_objective(self._unchecked, self.problem, self.data.valid_batches)
+            self._unchecked = None
         self._epoch()
         self._end_epoch()
         return self.collect()

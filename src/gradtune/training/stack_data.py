@@ -44,7 +44,7 @@ from ..config import TrainConfig
 from ..problems import Problem, accuracy
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .evaluation import check_produced, evaluate_batches
-from .step import is_pair, logits_of, member_loss
+from .step import is_pair, logits_of, member_loss, reads_classes
 from .step_rule import autocast
 
 __all__ = ["MicroStep", "StackData", "MemberRows", "SharedStream", "stack_data"]
@@ -113,10 +113,11 @@ class StackData:
             return [self._evaluate_member(model, row) for row in rows]
         x, y = self.valid
         with autocast(self.precision, self.device):
-            out = logits_of(model.evaluate(x))[rows]
+            # Any tree of tensors (a tuple, a dict without "logits"), which only the user's loss reads.
+            out = map_tensors(lambda t: t[rows], logits_of(model.evaluate(x)))
             loss = self.problem.member_losses(out, y, shared_target=True).tolist()
         metrics = [{"valid_loss": v} for v in loss]
-        if self.problem.task == "classification":
+        if self.problem.task == "classification" and isinstance(out, torch.Tensor) and reads_classes(out[0], y):
             acc = torch.vmap(accuracy, in_dims=(0, None))(out, y).tolist()
             for d, a in zip(metrics, acc):
                 d["valid_accuracy"] = a

@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..problems import Problem, accuracy
 
 __all__ = ["TARGET_KEYS", "StepOutput", "step_loss", "member_loss", "is_pair", "logits_of", "batch_accuracy",
-           "scalar_metric"]
+           "reads_classes", "scalar_metric"]
 
 TARGET_KEYS = ("labels", "label", "target", "y")
 _CONVENTIONS = ("(x, y), (x1, ..., xn, y), (inputs, y) or a dict with a 'labels', 'label', 'target' or 'y' key; "
@@ -66,6 +66,7 @@ def step_loss(problem: Problem, model: nn.Module, batch: Any, counted: bool = Tr
     logits = logits_of(out)
     loss = _loss_in(out)
     if loss is None:
+        _check_scores(problem, logits)
         loss = problem.loss_fn(logits, target)
     return StepOutput(loss, leading_size(batch) if counted else 0, out, logits, target)
 
@@ -83,15 +84,19 @@ def is_pair(batch: Any) -> bool:
 
 def batch_accuracy(logits: Any, target: Any) -> Tensor | None:
     """The batch's accuracy where the output holds class logits and the target labels, else None."""
+    return accuracy(logits, target) if reads_classes(logits, target) else None
+
+
+def reads_classes(logits: Any, target: Any) -> bool:
+    """Whether ``logits`` are class scores (or one binary logit) per sample and ``target`` one label each: the
+    outputs accuracy is defined for (not multi-label targets, nor a ``[B, C, L]`` sequence's scores)."""
     if not (isinstance(logits, Tensor) and isinstance(target, Tensor)) or logits.dim() == 0:
-        return None
+        return False
     if not logits.is_floating_point():
-        return None
+        return False
     if logits.shape[-1] == 1:
-        ok = target.numel() == logits.shape[:-1].numel()
-    else:
-        ok = target.shape == logits.shape[:-1]
-    return accuracy(logits, target) if ok else None
+        return target.numel() == logits.shape[:-1].numel()
+    return target.shape == logits.shape[:-1]
 
 
 def _convention(batch: Any, model: nn.Module) -> tuple[tuple, dict, Any]:
@@ -127,6 +132,16 @@ def _loss_in(out: Any) -> Tensor | None:
         return None
     loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
     return loss if isinstance(loss, Tensor) else None
+
+
+def _check_scores(problem: Problem, logits: Any) -> None:
+    """gradtune's own losses take a tensor; any other output (a tuple, a dict without ``"logits"``) only the
+    user's loss can read, and would fail inside gradtune with a traceback that is not theirs."""
+    if isinstance(problem.loss, str) and not isinstance(logits, Tensor):
+        shown = type(logits).__name__ + (f" of {len(logits)}" if isinstance(logits, (tuple, list)) else "")
+        raise UsageError(f"The 'loss' parameter must be a function fn(output, target) for a model whose output is "
+                         f"not a tensor and has no 'logits' or 'loss'. Got {problem.loss!r} and an output of type "
+                         f"{shown}.")
 
 
 def logits_of(out: Any) -> Any:
