@@ -334,3 +334,17 @@ def test_the_collected_result_reads_the_study(tmp_path):
     result = collect(loop.prepared, best=loop.best, collecting=False)
     assert [row["number"] for row in result.trials] == [0, 1, 2, 3]
     assert result.best_value == min(row["value"] for row in result.trials) and result.best_model is None
+
+
+def test_what_is_left_of_an_overrun_budget_is_zero_not_negative(tmp_path):
+    # Trials in flight when the time runs out finish first; auto's explanation then said "the -21 s left held
+    # about -3" trials.
+    settings = TuneSettings.build(PROBLEM, SPACE, "random", "5s", "s", trial_epochs=2)
+    prepared = prepare_study(PROBLEM, settings, f"sqlite:///{tmp_path / 's.db'}")
+    clock = Clock()
+    prepared.clock = clock
+    prepared.start()
+    clock.now = 2.0
+    assert prepared.left() == (3.0, None)
+    clock.now = 26.0
+    assert prepared.left() == (0.0, None)

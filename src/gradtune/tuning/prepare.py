@@ -68,8 +68,9 @@ class PreparedStudy:
     def left(self) -> tuple[float | None, int | None]:
         """The seconds and trials left of the budget (None where it sets no limit)."""
         budget = self.settings.budget
-        seconds = None if budget.seconds is None else budget.seconds - (self.clock() - self.started)
-        trials = None if budget.trials is None else budget.trials - reserved(self.study)
+        # Never below 0: trials in flight when the time runs out finish first, and overrun it.
+        seconds = None if budget.seconds is None else max(budget.seconds - (self.clock() - self.started), 0.0)
+        trials = None if budget.trials is None else max(budget.trials - reserved(self.study), 0)
         return seconds, trials
 
     def queued(self) -> list[optuna.trial.FrozenTrial]:
