@@ -39,7 +39,12 @@ class TuneDisplay(TuneCallback):
     def __exit__(self, *exc):
         if self.live is not None:
             self.live.update(self._render())
-            return self.live.__exit__(*exc)
+            swallowed = self.live.__exit__(*exc)
+            if exc[0] is not None and not self.live.console.is_terminal:
+                # Off a terminal (a log, a pipe) the box's last row ends without a newline, and the command's
+                # error line would start on it (the leaderboard, printed otherwise, starts its own line).
+                self.live.console.line()
+            return swallowed
         return False
 
     def _render(self):
