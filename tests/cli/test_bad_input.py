@@ -137,3 +137,16 @@ def test_a_hyper_schedule_key_the_optimizer_does_not_take_is_refused():
     config = TrainConfig.from_mapping({"optimizer": "adam", "hyper_schedule": [{"epoch": 0, "momentum": 0.9}]})
     with pytest.raises(UsageError, match=r"'momentum' parameter does not apply to optimizer 'adam'.*'hyper_schedule'"):
         config.resolve(100)
+
+
+@pytest.mark.parametrize("command", [["train", "linreg", "--epochs", "1"], ["tune", "linreg", "--budget", "1"],
+                                     ["compare", "linreg", "--epochs", "1", "--seeds", "1", "--lrs", "2"],
+                                     ["lr-find", "linreg"], ["batch-size", "linreg"]])
+@pytest.mark.parametrize(("out", "said"), [("taken", "'taken' is an existing file"),
+                                           ("taken/sub", "'taken/sub' lies under the file 'taken'")])
+def test_an_out_directory_that_is_a_file_is_refused_before_any_work(main_cli, tmp_path, command, out, said):
+    # The results are written at the end: each command ran whole, then failed with FileExistsError (exit 1).
+    (tmp_path / "taken").write_text("mine\n")
+    done = main_cli(*command, "--out", out, "--quiet")
+    assert done.returncode == 2 and said in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "gradtune.db").exists() and (tmp_path / "taken").read_text() == "mine\n"

@@ -88,6 +88,23 @@ def add_output_flags(parser: argparse.ArgumentParser, *, out: str, quiet: str) -
     """``--out`` (``out``: the default directory, as its help names it) and ``--quiet`` (``quiet``: what it hides)."""
     parser.add_argument("--out", default=None, help=f"output directory (default {out})")
     parser.add_argument("--quiet", action="store_true", help=quiet)
+    parser.set_defaults(out_is_dir=True)  # checked before the command runs (check_output_dir)
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` directory (of :func:`add_output_flags`) that names an existing file, or lies under
+    one, before any work: the results are written at the end, and a long run ended there in a FileExistsError."""
+    if not getattr(args, "out_is_dir", False) or args.out is None:
+        return
+    from pathlib import Path
+
+    from ..errors import invalid_value
+
+    path = Path(args.out)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "is an existing file" if blocking == path else f"lies under the file '{blocking}'"
+        raise invalid_value("--out", args.out, f"a directory to write the results in; '{args.out}' {where}")
 
 
 def add_deprecated_alias(parser: argparse.ArgumentParser, alias: str, flag: str, *, dest: str, type: Callable,

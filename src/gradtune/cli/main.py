@@ -26,6 +26,7 @@ from . import studies as studies_cmd
 from . import train as train_cmd
 from . import tune as tune_cmd
 from . import worker as worker_cmd
+from ._flags import check_output_dir
 
 __all__ = ["main", "build_parser"]
 
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = debug
     try:
         _quiet_optuna()
+        check_output_dir(args)
         return args.run(args) or 0
     except KeyboardInterrupt:
         print("gradtune: interrupted", file=sys.stderr)
