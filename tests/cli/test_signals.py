@@ -30,3 +30,19 @@ def test_the_handlers_are_restored_after_a_block_that_ends_normally(ignored_sign
     with interrupts_as_keyboard_interrupt():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_compare_hears_sigterm_as_ctrl_c(main_cli, monkeypatch):
+    # 'kill' of a compare ended it with exit 143 and no line, where tune and train stop as on Ctrl-C (exit 130).
+    import gradtune.comparison
+
+    heard = []
+
+    def compare(*args, **kwargs):
+        heard.append(signal.getsignal(signal.SIGTERM))
+        raise KeyboardInterrupt  # what the handler raises on SIGTERM
+
+    monkeypatch.setattr(gradtune.comparison, "compare", compare)
+    done = main_cli("compare", "linreg", "--quiet")
+    assert heard and heard[0] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    assert done.returncode == 130 and "interrupted" in done.stderr

@@ -47,13 +47,15 @@ def run(args: argparse.Namespace) -> int:
     from ..comparison import compare
     from ..report import write_report
     from ._console import make_console
+    from ._signals import interrupts_as_keyboard_interrupt
 
     console = make_console()
     problem = load_problem_of_flags(args)
     progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
-    result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
-                     batch_size=args.batch_size, target=args.target_value, storage=args.storage, study=args.study,
-                     seed=args.seed, device=args.device, progress=progress)
+    with interrupts_as_keyboard_interrupt():  # kill stops it as Ctrl-C does: each stored run is kept
+        result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
+                         batch_size=args.batch_size, target=args.target_value, storage=args.storage,
+                         study=args.study, seed=args.seed, device=args.device, progress=progress)
     out = result.save(Path(args.out or study_dir("compare", result.study)))
     report = write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:
