@@ -121,7 +121,7 @@ def trial_lengths(space, trial_epochs: int | None) -> list[int] | None:
     if param is None or param.domain is None:
         return [trial_epochs or DEFAULT_TRIAL_EPOCHS]
     domain = param.domain
-    lengths = [domain.low, domain.high] if domain.low is not None else list(domain.values())
+    lengths = domain.extremes()
     return sorted({min(n, trial_epochs) if trial_epochs else n for n in lengths})
 
 

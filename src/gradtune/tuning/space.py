@@ -118,6 +118,11 @@ class Domain:
         cast = int if integer else float
         return cls(low=cast(low), high=cast(high), log=log, integer=integer, points=points)
 
+    def extremes(self) -> list:
+        """The values that bound what the domain draws: a range's two ends, else every choice or the fixed value
+        (what a check against a limit must accept)."""
+        return [self.low, self.high] if self.low is not None else self.values()
+
     def values(self) -> list:
         """Every value a grid takes: the choices, the fixed value, or ``points`` spaced values."""
         if self.choices is not None:
@@ -285,7 +290,7 @@ class SearchSpace:
         if param is None:
             return
         for domain in param.domains():
-            largest = domain.high if domain.low is not None else max(domain.values())
+            largest = max(domain.extremes())
             if largest > n_train:
                 raise UsageError(f"The 'batch_size' in the space must be at most the training set size, "
                                  f"{n_train}. Got {largest}.")
@@ -341,7 +346,7 @@ def _check_values(space: SearchSpace) -> None:
     for name, bound in bounds.items():  # a range's ends, or every choice, must be a value the config accepts
         param = space.params.get(name)
         for domain in param.domains() if param else ():
-            for value in (domain.low, domain.high) if domain.low is not None else domain.values():
+            for value in domain.extremes():
                 check_number(name, value, **bound)
     _check_numbers(space)
 
@@ -366,7 +371,7 @@ def _check_numbers(space: SearchSpace) -> None:
                 checks.append((hyper, Param(hyper.name, found[1])))
     for check, param in checks:
         for domain in param.domains():
-            if domain.low is not None and not check.integer:
-                check = dataclasses.replace(check, low_open=False, high_open=False)
-            for value in (domain.low, domain.high) if domain.low is not None else domain.values():
-                check.check(value)
+            closed = domain.low is not None and not check.integer
+            bound = dataclasses.replace(check, low_open=False, high_open=False) if closed else check
+            for value in domain.extremes():
+                bound.check(value)

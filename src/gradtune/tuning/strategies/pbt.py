@@ -97,7 +97,7 @@ def _first(domain) -> Any:
 
 
 def _largest(domain) -> Any:
-    return domain.high if domain.low is not None else max(domain.values())
+    return max(domain.extremes())
 
 
 def _scheduled(config: TrainConfig) -> dict[str, float]:
