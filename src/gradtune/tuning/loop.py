@@ -169,7 +169,7 @@ class TuningLoop:
             config = self.strategy.member_config(trial.number, config)
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
-            self.flight[trial.number].config = config.to_dict()
+            self.flight[trial.number].config = config.to_dict()  # apart from the callbacks' copies
             trainer.add(trial.number, config, self._hooks(trial, config), self.flight[trial.number].checkpoint)
         except UsageError as error:
             self._fail(trial, {} if config is None else config.to_dict(), error)
@@ -222,11 +222,9 @@ class TuningLoop:
     def _fail(self, trial: optuna.Trial, config: dict, error: UsageError) -> None:
         """A sampled combination the configuration refuses: the trial fails, but it is not the user's fault."""
         self.flight.pop(trial.number).beat.close()
-        trial.set_user_attr("status", FAILED_STATUS)
-        trial.set_user_attr("error", str(error))
         outcome = TrialOutcome(trial.number, config, FAILED_STATUS, None, 0, 0.0)
         with HeldInterrupts():  # told and recorded together, so an interrupt cannot split them
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell_failed(trial, str(error))
             self.prepared.outcomes.append(outcome)
         self._announce(outcome)
         self.refused_in_a_row += 1
@@ -243,9 +241,13 @@ class TuningLoop:
                 flight = self.flight.pop(number)
                 flight.beat.close()
                 _store_config(flight)
-                flight.trial.set_user_attr("status", FAILED_STATUS)
-                flight.trial.set_user_attr("error", said)
-                self.study.tell(flight.trial, state=TrialState.FAIL)
+                self._tell_failed(flight.trial, said)
+
+    def _tell_failed(self, trial: optuna.Trial, error: str) -> None:
+        """Failed with ``error``, and marked so that no resume queues it again (it would fail the same way)."""
+        trial.set_user_attr("status", FAILED_STATUS)
+        trial.set_user_attr("error", error)
+        self.study.tell(trial, state=TrialState.FAIL)
 
     def _interrupt_all(self, trainer: Trainer | None) -> None:
         """Ctrl-C: tell what had ended; fail every other trial in flight and queue it again at once."""
