@@ -70,14 +70,15 @@ def raised_in_user_code(error: BaseException) -> bool:
     while tb is not None:
         frames.append(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
-    return any(_is_users(name) for name in frames)
+    roots = _not_users()
+    return any(_is_users(name, roots) for name in frames)
 
 
-def _is_users(filename: str) -> bool:
+def _is_users(filename: str, roots: set[str]) -> bool:
     if filename.startswith("<"):  # <frozen ...>, <string>, code that torch generates
         return False
     path = os.path.realpath(filename)
-    return not any(path.startswith(root + os.sep) for root in _not_users())
+    return not any(path.startswith(root + os.sep) for root in roots)
 
 
 def _not_users() -> set[str]:

@@ -23,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from ..storage.open import DEFAULT_STORAGE, missing_file, open_storage
     from ._console import make_console
 
-    if missing_file(args.storage) is not None:
+    missing = missing_file(args.storage)
+    if missing is not None:
         url = args.storage or f"{DEFAULT_STORAGE} (the default)"
         raise UsageError(f"The 'storage' parameter must name an existing storage: listing studies only reads. "
-                         f"Got {url}, and {missing_file(args.storage)} does not exist.")
+                         f"Got {url}, and {missing} does not exist.")
     storage = open_storage(args.storage)
     table = Table(title="gradtune studies")
     # The metric names what "best value" is: a study may tune on the user's own (valid_f1, say).
