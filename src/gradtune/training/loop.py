@@ -28,7 +28,7 @@ from ..optim.lookahead import Lookahead
 from ..problems import Problem, as_problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
+from .checkpoint import global_rng_state, load_epoch_checkpoint, save_epoch_checkpoint, set_global_rng_state
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
 from .divergence import DIVERGENCE_FACTOR, Diverged, DivergenceGuard
@@ -152,6 +152,7 @@ class Run:
         self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
         self.step_rule.load_state_dict(saved.get("scaler_state"))
         self.lookahead.load_state_dict(saved.get("lookahead_state"))
+        set_global_rng_state(saved.get("rng_state"), self.device)
         self._remember()
         self.resumed_from = self.epoch
 
@@ -256,7 +257,8 @@ class Run:
                                   data_position=None if self._stream is None else self._stream.position(),
                                   scaler_state=self.step_rule.state_dict(),
                                   lookahead_state=self.lookahead.state_dict(),
-                                  eval_weights=self.eval_weights.checkpoint_state(training))
+                                  eval_weights=self.eval_weights.checkpoint_state(training),
+                                  rng_state=global_rng_state(self.device))
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:
