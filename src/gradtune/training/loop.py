@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,12 @@ def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> 
     return model.to(device)
 
 
-def train(problem: Problem | str, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
-          checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
+def train(problem: Problem | str, config: TrainConfig | Mapping[str, Any] | None = None, *,
+          callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
     """Train ``problem`` with one configuration and return a :class:`TrainResult`.
+
+    ``config`` is a :class:`TrainConfig`, a mapping of its keys (a tune's ``best_config``) or None for the
+    defaults; ``overrides`` go on top.
 
     With ``checkpoint``, the run's whole state is written there (atomically) after
     every epoch, and a run that finds a checkpoint of the same configuration there
@@ -66,7 +69,7 @@ def train(problem: Problem | str, config: TrainConfig | None = None, *, callback
         >>> result.report["weight"], result.status
     """
     problem = as_problem(problem)
-    config = (config or TrainConfig()).replace(**overrides)
+    config = TrainConfig.given(config, **overrides)
     config = config.resolve_for(problem)  # the problem's own defaults first (MNIST-1D keeps its data order)
     return Run(problem, config, callbacks, checkpoint).run()
 
