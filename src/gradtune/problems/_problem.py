@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ..batches import leading_size
 from ..errors import UsageError, check_choice, invalid_value
-from ._data import DatasetData, as_tensors, call_factory, data_form
+from ._data import DatasetData, as_tensors, call_factory, data_form, has_length
 from ._objective import (
     check_metrics,
     check_objective_known,
@@ -260,8 +260,7 @@ class Problem:
         """Whether an epoch of the training data has an end: a factory is asked once, for its iterable's len."""
         if self._sized is None:
             self._sized = self.train_form in ("tensors", "dataset") or (
-                self.train_form == "factory" and hasattr(call_factory(self.train, DEFAULT_PROBE_BATCH, 0, 0),
-                                                         "__len__"))
+                self.train_form == "factory" and has_length(call_factory(self.train, DEFAULT_PROBE_BATCH, 0, 0)))
         return self._sized
 
     @property
