@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,20 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 # The loss a problem gets where it names none: the one its task is usually trained with.
 DEFAULT_LOSSES = {"classification": "cross_entropy", "regression": "mse", "function": "objective"}
+
+
+# The modules model factories have returned, while they live: a factory that returns one again (``lambda: net``)
+# would hand each run the weights the run before it trained.
+_BUILT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _fresh(model: nn.Module) -> nn.Module:
+    if model in _BUILT:
+        raise UsageError(f"The 'model' parameter must build a new module at each call, such as lambda: Net() or "
+                         f"lambda: copy.deepcopy(net). Got one that returned the same {type(model).__name__} again, "
+                         f"whose weights the previous run trained.")
+    _BUILT.add(model)
+    return model
 
 
 def _trainable(model: Any) -> nn.Module:
@@ -322,5 +337,5 @@ class Problem:
         self.check_activation(activation)
         model_args = dict(model_args or {})
         if not self.accepts_activation:
-            return _trainable(self.model(**model_args))
-        return _trainable(self.model(activation=activation or "relu", **model_args))
+            return _fresh(_trainable(self.model(**model_args)))
+        return _fresh(_trainable(self.model(activation=activation or "relu", **model_args)))
