@@ -146,6 +146,20 @@ class TrainConfig:
             del values["model_args"]
         return cls(**values)
 
+    @classmethod
+    def given(cls, config: TrainConfig | Mapping[str, Any] | None, **overrides: Any) -> TrainConfig:
+        """The configuration a caller passes (``train(problem, config, **overrides)``): a TrainConfig, a mapping
+        of its keys (a tune's ``best_config``, a loaded best_config.json) or None for the defaults, with
+        ``overrides`` on top."""
+        if config is None:
+            config = cls()
+        elif isinstance(config, Mapping):
+            config = cls.from_mapping(config, "configuration")
+        elif not isinstance(config, cls):
+            raise invalid_value("config", config, "a TrainConfig, a mapping of its keys (such as a tune's "
+                                "best_config) or None")
+        return config.replace(**overrides)
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)  # an unknown key is refused by __new__
 

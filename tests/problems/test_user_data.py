@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -213,3 +216,29 @@ def test_python_problem_from_a_torch_dataset():
     result = gradtune.train(problem, optimizer="sgd", lr=0.5, batch_size=25, epochs=5, device="cpu")
     assert result.status == "completed"
     assert result.metrics["valid_accuracy"] > 0.9
+
+
+def test_a_factory_that_returns_the_same_module_again_is_refused_in_one_line(tmp_path):
+    """``lambda: net`` hands every run the module the run before trained: the same seed and configuration gave
+    other numbers each call, and each trial of a tune started from the last one's weights. The second build is
+    refused, naming the parameter; a factory that builds anew, or copies one module, is taken."""
+    x, y = torch.randn(40, 4, generator=torch.Generator().manual_seed(0)), torch.arange(40) % 2
+    net = nn.Linear(4, 2)
+    problem = Problem(lambda: net, train=(x[:32], y[:32]), valid=(x[32:], y[32:]))
+    settings = dict(optimizer="sgd", lr=0.1, epochs=1, device="cpu")
+    gradtune.train(problem, **settings)
+    with pytest.raises(UsageError, match=r"The 'model' parameter must build a new module at each call.*Linear"):
+        gradtune.train(problem, **settings)
+    # A halving tune (16 trials in flight on the CPU) refuses it before its first trial, not once a trial.
+    other = nn.Linear(4, 2)
+    again = Problem(lambda: other, train=(x[:32], y[:32]), valid=(x[32:], y[32:]))
+    storage = f"sqlite:///{tmp_path}/s.db"
+    with pytest.raises(UsageError, match=r"^The 'model' parameter must build a new module at each call"):
+        gradtune.tune(again, {"optimizer": "sgd", "lr": {"low": 0.01, "high": 0.1}}, "halving", 4, storage,
+                      "same", trial_epochs=1, device="cpu")
+    assert optuna.load_study(study_name="same", storage=storage).trials == []
+    fresh = Problem(lambda: nn.Linear(4, 2), train=(x[:32], y[:32]), valid=(x[32:], y[32:]))
+    copied = Problem(lambda: copy.deepcopy(net), train=(x[:32], y[:32]), valid=(x[32:], y[32:]))
+    for ok in (fresh, copied):
+        first, second = gradtune.train(ok, **settings), gradtune.train(ok, **settings)
+        assert first.metrics == second.metrics  # the same seed, the same numbers

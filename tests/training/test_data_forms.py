@@ -165,6 +165,24 @@ def test_a_factory_is_called_once_an_epoch_with_the_keywords_it_names():
     assert factory.calls[-3:] == [(10, 7, 0), (10, 7, 1), (10, 7, 2)]
 
 
+def test_a_factory_returning_a_dataloader_over_a_stream_trains_on_a_step_budget():
+    """A DataLoader over an IterableDataset (streaming with workers) has ``__len__``, which raises: the factory's
+    data has no length, so it trains on ``steps`` and an epoch budget is refused in one line."""
+    stream, counted = forms()["stream"].train, Losses()
+
+    def loader(batch_size, *, seed, epoch):
+        return torch.utils.data.DataLoader(stream, batch_size=batch_size)
+
+    problem = Problem(linear, train=loader, valid=VALID)
+    result = gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, steps=25, device="cpu",
+                            callbacks=[counted])
+    alone = gradtune.train(forms()["stream"], optimizer="sgd", lr=0.1, batch_size=16, steps=25, device="cpu")
+    assert result.status == "completed" and len(counted.losses) == 25
+    assert result.metrics["valid_loss"] == alone.metrics["valid_loss"]  # the same batches as the stream itself
+    with pytest.raises(gradtune.UsageError, match="The 'steps' parameter must be set for data without a length"):
+        gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=2, device="cpu")
+
+
 def test_a_user_model_error_propagates_with_its_traceback():
     class Broken(nn.Module):
         def __init__(self):

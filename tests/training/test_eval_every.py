@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import gradtune
 from gradtune import Callback, Problem, TrainConfig, UsageError
@@ -98,3 +99,52 @@ def test_bad_eval_every_in_a_config_file_exits_with_code_2(main_cli, tmp_path):
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "'eval_every'" in lines[0]
+
+
+def dropout_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
+
+
+class Jittered(torch.utils.data.Dataset):
+    """Noise drawn from torch's global generator at each read, as a random transform draws it."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int):
+        return self.x[index] + 0.1 * torch.randn(4), self.y[index]
+
+
+RANDOM_DRAWS = {"dropout": lambda: Problem(dropout_model, train=TRAIN, valid=VALID),
+                "jittered-dataset": lambda: Problem(dropout_model, train=Jittered(*TRAIN), valid=Jittered(*VALID)),
+                "stream": lambda: Problem(dropout_model, train=Stream(*TRAIN), valid=Stream(*VALID))}
+
+
+@pytest.mark.parametrize("eval_every", [None, 7])
+@pytest.mark.parametrize("form", RANDOM_DRAWS)
+def test_a_resumed_run_draws_the_random_numbers_of_a_run_never_stopped(tmp_path, form, eval_every):
+    """Dropout's masks and a Dataset's transforms come from torch's global generator: a resumed run goes on
+    from its state at the checkpoint, and reading data draws nothing from it (a resumed pass makes one more
+    loader than the run never stopped did)."""
+    class KilledAfterPeriod2(Callback):
+        def on_epoch_end(self, record):
+            if record["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    budget = {"steps": 40} if form == "stream" else {"epochs": 4}
+    config = TrainConfig(optimizer="adam", lr=0.01, batch_size=16, eval_every=eval_every or (10 if form == "stream"
+                         else None), seed=3, device="cpu", **budget)
+    whole = gradtune.train(RANDOM_DRAWS[form](), config)
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        gradtune.train(RANDOM_DRAWS[form](), config, callbacks=[KilledAfterPeriod2()], checkpoint=path)
+    torch.manual_seed(12345)  # what the process that resumes draws before the run is its own
+    resumed = gradtune.train(RANDOM_DRAWS[form](), config, checkpoint=path)
+    assert resumed.report["resumed_from_epoch"] == 2
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
+    assert [r["valid_loss"] for r in resumed.history] == [r["valid_loss"] for r in whole.history]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -11,6 +11,7 @@ import json
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -110,6 +111,28 @@ def test_evaluate_sees_the_whole_validation_set():
     assert result.metrics["valid_f1"] == expected
     assert [set(r) >= {"valid_f1", "valid_loss", "valid_accuracy"} for r in result.history] == [True] * 3
     assert evaluate(result.model, problem)["valid_f1"] == expected
+
+
+def test_numpy_numbers_are_numbers():
+    """Metrics computed with numpy (``np.float32`` from a float32 array's mean, ``np.int64`` from a count) are
+    recorded as the floats they are, per batch and over the whole set."""
+    def positives_np(outputs, batch):
+        return batch[-1].numpy().astype(np.float32).mean()
+
+    def mae_np(model, batches):
+        errors = [np.abs(model(x).softmax(-1)[:, 1].numpy() - y.numpy()) for x, y in batches]
+        return {"mae": np.concatenate(errors).mean(), "wrong": np.int64(sum((e > 0.5).sum() for e in errors))}
+
+    xv, yv = separable(40, 9)
+    problem = Problem(linear, train=TRAIN, valid=ValidSet(xv, yv), metrics={"positives": positives_np},
+                      evaluate=mae_np, objective="mae", direction="minimize")
+    result = gradtune.train(problem, optimizer="sgd", lr=0.1, batch_size=16, epochs=1, device="cpu")
+    with torch.no_grad():
+        error = (result.model(xv).softmax(-1)[:, 1] - yv).abs()
+    assert result.metrics["valid_positives"] == pytest.approx(yv.float().mean().item(), rel=1e-6)
+    assert result.metrics["valid_mae"] == pytest.approx(error.mean().item(), rel=1e-6)
+    assert result.metrics["valid_wrong"] == (error > 0.5).sum().item()
+    assert all(type(result.metrics[k]) is float for k in ("valid_positives", "valid_mae", "valid_wrong"))
 
 
 class HFStyle(nn.Module):

@@ -237,6 +237,19 @@ def test_an_explicit_population_of_one_trains_every_auto_trial_alone(tmp_path, m
     assert first["value"] == alone.metrics["valid_accuracy"]
 
 
+def test_on_a_stream_the_explanation_says_halving_had_no_rung_to_cut_at(tmp_path):
+    """A stream's trials, on a step budget without eval_every, report once, at their ends: the explanation
+    does not promise rungs at 1/10, 3/10 and 9/10 of each trial, and no trial was pruned."""
+    from user_data_problems import forms
+
+    result = tune(forms()["stream"], strategy="auto", budget=6, trial_steps=20, storage=f"sqlite:///{tmp_path}/s.db",
+                  device="cpu")
+    assert result.auto["rungs"] is None
+    (line,) = [line for line in result.auto["explanation"] if line.startswith("Search:")]
+    assert "cut no trial: each reports once, at its end" in line and "1/10" not in line
+    assert "pruned" not in {t["state"] for t in result.trials}
+
+
 @pytest.mark.parametrize(("space", "said"), [
     ({"optimizer": {}, "lr": {}, "batch_size": {}, "schedule": {}, "warmup": {}, "epochs": {}, "activation": {}},
      "(GELU, batch 32, cosine decay, 5% warm-up for the Adam family and Muon, the longest training allowed) at"),

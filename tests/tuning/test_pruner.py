@@ -91,21 +91,30 @@ def test_a_baseline_runs_whole_and_still_sets_the_bar(tmp_path, storage, mark):
     assert rung.get("completed_rung_0") == 0.1
 
 
-@pytest.mark.parametrize("length", [{"trial_steps": 60}, {"trial_epochs": 3}])
-def test_no_trial_is_pruned_at_its_last_report(tmp_path, length):
+@pytest.mark.parametrize(("name", "length"), [("logreg", {"trial_epochs": 3}), ("logreg", {"trial_steps": 60}),
+                                            ("stream", {"trial_steps": 60})])
+def test_no_trial_is_pruned_at_its_last_report(tmp_path, name, length):
     """A trial that has trained whole is recorded with its value, never pruned at its end. With a step budget
     evaluated once (a stream's default), every report is a last one: halving once judged each trial's final
-    value at a rung and, outside the top third, recorded it as pruned, its value dropped."""
+    value at a rung and, outside the top third, recorded it as pruned, its value dropped. A step budget on data
+    with a length reports after each pass (logreg: 1600 samples, 1 to 9 passes in 60 steps), so halving prunes
+    there as it does by epochs."""
     import gradtune
+    from gradtune import TrainConfig
     from gradtune.problems import get_problem
+    from gradtune.tuning.rungs import reports_in
+    from user_data_problems import forms
 
-    problem = get_problem("logreg")
+    problem = get_problem("logreg") if name == "logreg" else forms()["stream"]
     result = gradtune.tune(problem, {"optimizer": "sgd", "lr": {"low": 1e-3, "high": 1.0, "log": True}},
                            "halving", 12, f"sqlite:///{tmp_path}/p.db", population=1, device="cpu", **length)
-    last = 1 if "trial_steps" in length else 3
-    assert [t for t in result.trials if t["state"] == "pruned" and t["epochs_run"] >= last] == []
+
+    def last(trial) -> int:
+        return reports_in(TrainConfig.from_mapping(trial["config"]), problem)
+
+    assert [t for t in result.trials if t["state"] == "pruned" and t["epochs_run"] >= last(t)] == []
     assert all(t["value"] is not None for t in result.trials if t["state"] == "completed")
-    if last == 1:  # one report each: nothing is pruned, every trial tells its value
+    if name == "stream":  # one report each: nothing is pruned, every trial tells its value
         assert [t["state"] for t in result.trials] == ["completed"] * 12
     else:  # halving still prunes where a trial has reports left
         assert any(t["state"] == "pruned" for t in result.trials)

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import gradtune
 from gradtune import TrainConfig, UsageError
 from gradtune.tuning import TuneSettings
 from gradtune.tuning.loop import TuningLoop
@@ -20,6 +21,7 @@ from gradtune.tuning.rungs import LENGTH_KEY, RungScale, reports_in, resolution,
 from gradtune.tuning.space import SearchSpace
 from gradtune.tuning.strategies.pruner import SuccessiveHalvingPruner
 from toy_problems import three_class_problem
+from user_data_problems import forms
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
               pytest.mark.filterwarnings("ignore:Heartbeat of storage")]
@@ -93,13 +95,24 @@ def test_the_resolution_follows_the_lengths_the_space_allows(space, cap, lengths
     assert resolution(space, cap) == steps
 
 
-def test_a_trial_counts_its_reports_by_epochs_or_by_evaluations():
+@pytest.mark.parametrize(("config", "reports"), [
+    (TrainConfig(epochs=7), 7),
+    (TrainConfig(steps=1000, eval_every=300), 4),
+    (TrainConfig(epochs=3, batch_size=100, eval_every=5), 3),  # 12 steps, 4 a period
+    (TrainConfig(epochs=3, eval_every=5), 8),  # the default batch of 32: 13 steps an epoch, 39 in all
+    (TrainConfig(steps=1000), 77),  # a step budget on data with a length: a report after each pass of 13 steps
+    (TrainConfig(steps=100, schedule="batch-growth"), 36),  # passes shorten as the batch grows
+])
+def test_a_trial_counts_its_reports_as_its_run_evaluates(config, reports):
+    """The oracle: the run's own history, one record per report."""
     problem = three_class_problem(600, 400, 16)
-    assert reports_in(TrainConfig(epochs=7), problem) == 7
-    assert reports_in(TrainConfig(steps=1000, eval_every=300), problem) == 4
-    assert reports_in(TrainConfig(steps=1000), problem) == 1
-    assert reports_in(TrainConfig(epochs=3, batch_size=100, eval_every=5), problem) == 3  # 12 steps, 4 a period
-    assert reports_in(TrainConfig(epochs=3, eval_every=5), problem) is None  # the batch size decides
+    assert reports_in(config, problem) == reports == len(gradtune.train(problem, config, device="cpu").history)
+
+
+@pytest.mark.parametrize(("form", "reports"), [("stream", 1), ("factory", 3), ("dict-dataset", 3)])
+def test_a_step_budget_reports_once_on_a_stream_and_after_each_pass_on_data_with_a_length(form, reports):
+    problem, config = forms()[form], TrainConfig(steps=30, batch_size=16)  # 160 samples: 10 steps a pass
+    assert reports_in(config, problem) == reports == len(gradtune.train(problem, config, device="cpu").history)
 
 
 def _play(scale: RungScale, storage: str | None) -> int | None:

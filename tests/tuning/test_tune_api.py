@@ -78,6 +78,20 @@ def test_resumed_study_rebuilds_the_best_model_of_an_earlier_run(tmp_path):
     assert math.isclose(value, second.best_value, rel_tol=1e-5)
 
 
+def test_the_best_config_trains_again_as_the_result_holds_it(tmp_path):
+    """``best_config`` is a dict (as best_config.json is): ``train`` takes it in place of a TrainConfig, with
+    keyword overrides on top, and reproduces the best trial; anything else is refused in one line."""
+    problem = get_problem("linreg")
+    result = gradtune.tune(problem, SPACE, "random", 2, _storage(tmp_path), "again", seed=2, trial_epochs=2,
+                           best_model=False)
+    again = gradtune.train(problem, result.best_config)
+    assert again.metrics["valid_loss"] == result.best_value
+    longer = gradtune.train(problem, result.best_config, epochs=3)
+    assert longer.epochs_run == 3 and longer.config["lr"] == result.best_config["lr"]
+    with pytest.raises(UsageError, match="The 'config' parameter must be a TrainConfig"):
+        gradtune.train(problem, "best_config.json")
+
+
 def test_the_seed_changes_the_trials(tmp_path):
     problem = get_problem("linreg")
     a = gradtune.tune(problem, SPACE, "random", 2, _storage(tmp_path), "a", seed=0, trial_epochs=1)

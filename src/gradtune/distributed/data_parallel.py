@@ -23,7 +23,7 @@ import os
 import pickle
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,8 @@ class _ParallelRun(Run):
             super().save()
 
 
-def train_parallel(problem: Problem | str, config: TrainConfig | None = None, nproc: int = 2, *,
-                   callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
+def train_parallel(problem: Problem | str, config: TrainConfig | Mapping[str, Any] | None = None, nproc: int = 2,
+                   *, callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None,
                    **overrides: Any) -> TrainResult | None:
     """Train one configuration on ``nproc`` data-parallel processes; the same result as :func:`gradtune.train`.
 
@@ -121,7 +121,8 @@ def train_parallel(problem: Problem | str, config: TrainConfig | None = None, np
     Args:
         problem: a built-in problem, one loaded from a spec (``get_problem("tasks.py:make_problem")``), or a
             :class:`~gradtune.Problem` that can be pickled.
-        config: the configuration; ``batch_size`` is the global batch, split across the ranks.
+        config: the configuration (a TrainConfig or a mapping of its keys); ``batch_size`` is the global batch,
+            split across the ranks.
         nproc: processes, >= 2 (1 trains as :func:`gradtune.train` does).
         callbacks: hooks, run on rank 0; a stop asked for there stops every rank.
         checkpoint: as for :func:`gradtune.train`; rank 0 writes it and every rank resumes from it.
@@ -130,7 +131,7 @@ def train_parallel(problem: Problem | str, config: TrainConfig | None = None, np
         >>> result = train_parallel(get_problem("digits-mlp"), TrainConfig(optimizer="adam", epochs=5), nproc=2)
     """
     problem = as_problem(problem)
-    config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)
+    config = TrainConfig.given(config, **overrides).resolve_for(problem)
     nproc, one_node = _ranks(nproc)
     _check(problem, config, nproc, one_node)
     if not one_node:

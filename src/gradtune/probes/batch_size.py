@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +121,8 @@ class _Probe(Callback):
                              "gradient_norm_sq": estimate.gradient_norm_sq, "samples": estimate.samples})
 
 
-def measure_noise_scale(problem: Problem | str, config: TrainConfig | None = None, *, points: int = 5,
-                        samples: int = 2048, chunk: int = 256, **overrides: Any) -> BatchSizeResult:
+def measure_noise_scale(problem: Problem | str, config: TrainConfig | Mapping[str, Any] | None = None, *,
+                        points: int = 5, samples: int = 2048, chunk: int = 256, **overrides: Any) -> BatchSizeResult:
     """Train ``problem`` and measure the gradient noise scale at ``points`` moments, then advise a batch size.
 
     Args:
@@ -135,7 +136,7 @@ def measure_noise_scale(problem: Problem | str, config: TrainConfig | None = Non
     problem.require_xy("noise-scale probe")
     check_number("points", points, low=2, integer=True)
     check_number("samples", samples, low=2, integer=True)
-    config = (config or TrainConfig()).replace(**overrides).resolve_for(problem)
+    config = TrainConfig.given(config, **overrides).resolve_for(problem)
     if config.epochs is None:  # a step budget has no epoch ends to measure at
         raise UsageError(f"The 'steps' parameter must be left unset here; give 'epochs' instead. Got {config.steps}.")
     generator = torch.Generator().manual_seed(config.seed + 2)

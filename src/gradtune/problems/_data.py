@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from ..batches import leading_size
 from ..errors import UsageError
 
-__all__ = ["FORMS", "DatasetData", "data_form", "as_tensor", "as_tensors", "factory_keywords", "call_factory"]
+__all__ = ["FORMS", "DatasetData", "data_form", "as_tensor", "as_tensors", "factory_keywords", "call_factory",
+           "has_length"]
 
 FORMS = ("tensors", "dataset", "iterable", "factory")
 _ACCEPTED = ("(x, y) tensors or arrays, (inputs, y) with inputs a tuple or dict of tensors, a map-style Dataset, "
@@ -166,3 +167,13 @@ def call_factory(factory: Callable, batch_size: int, seed: int, epoch: int) -> A
     keywords = factory_keywords(factory, "train")
     given = {"seed": seed, "epoch": epoch}
     return factory(batch_size=batch_size, **{k: v for k, v in given.items() if k in keywords})
+
+
+def has_length(iterable: Any) -> bool:
+    """Whether ``len(iterable)`` answers. Having ``__len__`` is not enough: a ``DataLoader`` over an
+    ``IterableDataset`` (a stream read by workers) has one, which raises ``TypeError``."""
+    try:
+        len(iterable)
+    except TypeError:
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 
 from ..batches import leading_size
 from ..errors import UsageError, check_choice, invalid_value
-from ._data import DatasetData, as_tensors, call_factory, data_form
+from ._data import DatasetData, as_tensors, call_factory, data_form, has_length
 from ._objective import (
     check_metrics,
     check_objective_known,
@@ -69,6 +70,20 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 # The loss a problem gets where it names none: the one its task is usually trained with.
 DEFAULT_LOSSES = {"classification": "cross_entropy", "regression": "mse", "function": "objective"}
+
+
+# The modules model factories have returned, while they live: a factory that returns one again (``lambda: net``)
+# would hand each run the weights the run before it trained.
+_BUILT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _fresh(model: nn.Module) -> nn.Module:
+    if model in _BUILT:
+        raise UsageError(f"The 'model' parameter must build a new module at each call, such as lambda: Net() or "
+                         f"lambda: copy.deepcopy(net). Got one that returned the same {type(model).__name__} again, "
+                         f"whose weights the previous run trained.")
+    _BUILT.add(model)
+    return model
 
 
 def _trainable(model: Any) -> nn.Module:
@@ -260,8 +275,7 @@ class Problem:
         """Whether an epoch of the training data has an end: a factory is asked once, for its iterable's len."""
         if self._sized is None:
             self._sized = self.train_form in ("tensors", "dataset") or (
-                self.train_form == "factory" and hasattr(call_factory(self.train, DEFAULT_PROBE_BATCH, 0, 0),
-                                                         "__len__"))
+                self.train_form == "factory" and has_length(call_factory(self.train, DEFAULT_PROBE_BATCH, 0, 0)))
         return self._sized
 
     @property
@@ -323,5 +337,5 @@ class Problem:
         self.check_activation(activation)
         model_args = dict(model_args or {})
         if not self.accepts_activation:
-            return _trainable(self.model(**model_args))
-        return _trainable(self.model(activation=activation or "relu", **model_args))
+            return _fresh(_trainable(self.model(**model_args)))
+        return _fresh(_trainable(self.model(activation=activation or "relu", **model_args)))

@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, read with ``weights_only=True``.
 
 A checkpoint holds the model's and optimiser's ``state_dict``, the config, the
-seed, the epoch, the data order's generator state and, with importance
+seed, the epoch, the data order's generator state, the state of torch's global
+generator (dropout's masks, a Dataset's random transforms) and, with importance
 sampling, the sampler's draws and switch, so that a run can resume exactly where
 it stopped.
 """
@@ -16,7 +17,8 @@ import torch
 from ..errors import CheckpointError
 from ..files import atomic_replace
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "load_epoch_checkpoint", "save_epoch_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_KEYS", "load_epoch_checkpoint", "save_epoch_checkpoint",
+           "global_rng_state", "set_global_rng_state"]
 
 CHECKPOINT_KEYS = ("model_state", "optimizer_state", "config", "seed", "epoch")
 _FORMAT = "gradtune-checkpoint-1"
@@ -59,7 +61,8 @@ def save_epoch_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: t
                           epoch: int, step: int, history: list, data_generator: torch.Generator,
                           guard_bound: float, sampling_state: dict | None = None,
                           data_position: dict | None = None, scaler_state: dict | None = None,
-                          lookahead_state: dict | None = None, eval_weights: dict | None = None) -> Path:
+                          lookahead_state: dict | None = None, eval_weights: dict | None = None,
+                          rng_state: dict | None = None) -> Path:
     """The checkpoint a run writes after each epoch, and :func:`load_epoch_checkpoint` reads back.
 
     One writer for the single loop and the stacked pool, so that either
@@ -72,7 +75,23 @@ def save_epoch_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: t
                            config=config.to_dict(), seed=config.seed, epoch=epoch, step=step, history=history,
                            data_generator=data_generator.get_state(), guard_bound=guard_bound,
                            sampling_state=sampling_state, data_position=data_position, scaler_state=scaler_state,
-                           lookahead_state=lookahead_state, eval_weights=eval_weights)
+                           lookahead_state=lookahead_state, eval_weights=eval_weights, rng_state=rng_state)
+
+
+def global_rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
+    """torch's global generators, the CPU's and ``device``'s if it is a GPU: what dropout draws its masks
+    from, and a Dataset its random transforms, so that a resumed run draws what the run never stopped would."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_global_rng_state(state: dict[str, torch.Tensor | None] | None, device: torch.device) -> None:
+    """Restore what :func:`global_rng_state` gave (nothing for a checkpoint written without it)."""
+    if state is None:
+        return
+    torch.set_rng_state(state["cpu"])
+    if state.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def load_epoch_checkpoint(path: str | Path, config: dict) -> dict[str, Any] | None:

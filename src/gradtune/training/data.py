@@ -64,8 +64,12 @@ class EpochOrder(Sampler[int]):
         return max(self.n - self.skip, 0)
 
 
-def _collate(problem: Problem) -> Callable:
-    return problem.collate if problem.collate is not None else default_collate
+def _loader(problem: Problem, data: Any, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    """A ``DataLoader`` with the problem's ``collate``. Its own generator, so that making its iterator draws
+    nothing from torch's global one, whose state (dropout's masks, a Dataset's transforms) is the run's: a
+    run resumed mid-pass makes one more iterator than the run never stopped did."""
+    collate = problem.collate if problem.collate is not None else default_collate
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=collate, generator=torch.Generator())
 
 
 def train_batches(problem: Problem, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
@@ -75,9 +79,9 @@ def train_batches(problem: Problem, batch_size: int, seed: int, epoch: int, shuf
     form, data = problem.train_form, problem.train
     if form == "dataset":
         order = EpochOrder(len(data.dataset), seed, epoch, shuffle, skip * batch_size)
-        return DataLoader(data.dataset, batch_size=batch_size, sampler=order, collate_fn=_collate(problem))
+        return _loader(problem, data.dataset, batch_size, order)
     if form == "iterable":
-        batches: Iterable = DataLoader(data, batch_size=batch_size, collate_fn=_collate(problem))
+        batches: Iterable = _loader(problem, data, batch_size)
     elif form == "factory":
         batches = call_factory(data, batch_size, seed, epoch)
     else:
@@ -116,10 +120,10 @@ def valid_batches(problem: Problem, valid: Any, batch_size: int, device: torch.d
         return _Reiterable(lambda: (slice_rows(valid, s, s + EVAL_CHUNK) for s in range(0, rows, EVAL_CHUNK)), None)
     if form == "dataset":
         def make() -> Iterable[Any]:
-            return DataLoader(valid.dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate(problem))
+            return _loader(problem, valid.dataset, batch_size)
     elif form == "iterable":
         def make() -> Iterable[Any]:
-            return DataLoader(valid, batch_size=batch_size, collate_fn=_collate(problem))
+            return _loader(problem, valid, batch_size)
     else:
         def make() -> Iterable[Any]:
             return call_factory(valid, batch_size, 0, 0)

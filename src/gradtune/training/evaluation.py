@@ -39,7 +39,7 @@ def evaluate(model: nn.Module, problem: Problem | str, *data: Any, batch_size: i
         >>> evaluate(result.model, problem, x_test, y_test)
     """
     problem = as_problem(problem)
-    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+    device = _device(model)
     if data:
         problem = dataclasses.replace(problem, valid=data[0] if len(data) == 1 else tuple(data))
     valid = to_device(problem.valid, device) if problem.valid_form == "tensors" else problem.valid
@@ -76,6 +76,10 @@ def evaluate_batches(model: nn.Module, problem: Problem, batches: Iterable[Any])
     return metrics
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+
+
 def _whole_set(returned: Any) -> dict[str, float]:
     if not isinstance(returned, Mapping):
         raise UsageError(f"The 'evaluate' parameter must return a mapping of names to numbers, such as "
@@ -85,8 +89,11 @@ def _whole_set(returned: Any) -> dict[str, float]:
 
 def check_objective(model: nn.Module, problem: Problem, batches: Iterable[Any]) -> None:
     """Raise a one-line :class:`~gradtune.UsageError` if no validation number is the problem's objective,
-    trying the model on the first validation batch only (before any training)."""
-    check_produced(problem, evaluate_batches(model, problem, list(itertools.islice(iter(batches), 1))))
+    trying the model on the first validation batch only (before any training). What that draws from torch's
+    generators (a Dataset's random transforms) is not the run's: a resumed run checks again."""
+    device = _device(model)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        check_produced(problem, evaluate_batches(model, problem, list(itertools.islice(iter(batches), 1))))
 
 
 def check_produced(problem: Problem, record: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..optim.lookahead import Lookahead
 from ..problems import Problem, as_problem
 from ..schedules import LRSchedule
 from .callbacks import Callback
-from .checkpoint import load_epoch_checkpoint, save_epoch_checkpoint
+from .checkpoint import global_rng_state, load_epoch_checkpoint, save_epoch_checkpoint, set_global_rng_state
 from .data import Stream, epoch_length, no_batches, train_batches, valid_batches
 from .device import resolve_device
 from .divergence import DIVERGENCE_FACTOR, Diverged, DivergenceGuard
@@ -52,9 +52,12 @@ def build_model(problem: Problem, config: TrainConfig, device: torch.device) -> 
     return model.to(device)
 
 
-def train(problem: Problem | str, config: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (),
-          checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
+def train(problem: Problem | str, config: TrainConfig | Mapping[str, Any] | None = None, *,
+          callbacks: Sequence[Callback] = (), checkpoint: str | Path | None = None, **overrides: Any) -> TrainResult:
     """Train ``problem`` with one configuration and return a :class:`TrainResult`.
+
+    ``config`` is a :class:`TrainConfig`, a mapping of its keys (a tune's ``best_config``) or None for the
+    defaults; ``overrides`` go on top.
 
     With ``checkpoint``, the run's whole state is written there (atomically) after
     every epoch, and a run that finds a checkpoint of the same configuration there
@@ -66,7 +69,7 @@ def train(problem: Problem | str, config: TrainConfig | None = None, *, callback
         >>> result.report["weight"], result.status
     """
     problem = as_problem(problem)
-    config = (config or TrainConfig()).replace(**overrides)
+    config = TrainConfig.given(config, **overrides)
     config = config.resolve_for(problem)  # the problem's own defaults first (MNIST-1D keeps its data order)
     return Run(problem, config, callbacks, checkpoint).run()
 
@@ -152,6 +155,7 @@ class Run:
         self._resumed_position = saved.get("data_position")  # mid-pass: the stream takes up from there
         self.step_rule.load_state_dict(saved.get("scaler_state"))
         self.lookahead.load_state_dict(saved.get("lookahead_state"))
+        set_global_rng_state(saved.get("rng_state"), self.device)
         self._remember()
         self.resumed_from = self.epoch
 
@@ -256,7 +260,8 @@ class Run:
                                   data_position=None if self._stream is None else self._stream.position(),
                                   scaler_state=self.step_rule.state_dict(),
                                   lookahead_state=self.lookahead.state_dict(),
-                                  eval_weights=self.eval_weights.checkpoint_state(training))
+                                  eval_weights=self.eval_weights.checkpoint_state(training),
+                                  rng_state=global_rng_state(self.device))
 
     # -- one epoch -----------------------------------------------------------------
     def _epoch(self) -> tuple[float, int]:

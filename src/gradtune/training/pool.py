@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ..config import TrainConfig
 from ..errors import GradtuneError, UsageError, check_number
 from ..optim import get_optimizer_def
@@ -95,9 +97,13 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
         return f"optimizer {unstackable[0]} {get_optimizer_def(unstackable[0]).single_loop_reason}"
     key = (configs[0].activation, configs[0].device, model_args_key(configs[0]), configs[0].precision)
     if probed is None or key not in probed:
+        # Built apart from the probe: a model factory's mistake (one that returns the same module again) is the
+        # problem's, not a limit of vmap, and is refused here, before any trial, rather than at every stack made.
+        device = resolve_device(configs[0].device)
+        models = [build_model(problem, configs[0].replace(seed=configs[0].seed + i), device) for i in range(2)]
         reason = None
         try:
-            _probe(problem, configs[0])
+            _probe(problem, configs[0], models)
         except UsageError:  # a mistake in the problem, not a limit of vmap: the first stacked step meets it and
             pass  # ends the study with its line, as the single loop's first step would
         except Exception as error:  # any failure under vmap means: do not stack
@@ -109,12 +115,12 @@ def fallback_reason(problem: Problem, configs: Sequence[TrainConfig],
     return probed[key]
 
 
-def _probe(problem: Problem, config: TrainConfig) -> None:
-    """A forward and backward pass of two stacked members, through the loss a stack would run (the problem's
-    ``compute_loss`` or the batch conventions), on two samples of the first real batch."""
+def _probe(problem: Problem, config: TrainConfig, models: list[nn.Module]) -> None:
+    """A forward and backward pass of two stacked members (``models``, built from ``config``), through the loss a
+    stack would run (the problem's ``compute_loss`` or the batch conventions), on two samples of the first real
+    batch."""
     device = resolve_device(config.device)
     data = stack_data(problem, config, device)
-    models = [build_model(problem, config.replace(seed=config.seed + i), device) for i in range(2)]
     stack = stack_models(models, plain=data.plain)
     batch, shared = data.probe_batch()
     with autocast(config.precision, device):

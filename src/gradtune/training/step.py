@@ -20,6 +20,7 @@ which per-batch ``metrics`` receive.
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,13 +185,14 @@ def _from_compute_loss(returned: Any, batch: Any, counted: bool = True) -> StepO
 
 
 def scalar_metric(name: str, value: Any) -> float:
-    """A metric function's value for one batch, as a float (a tensor of one element, or a number)."""
+    """A metric function's value for one batch, as a float (a tensor of one element, or a number: numpy's
+    scalars, such as the ``np.float32`` of a float32 array's mean, are numbers too)."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise UsageError(f"The metric {name!r} must return one number per batch. Got a tensor of shape "
                              f"{tuple(value.shape)}.")
         return value.item()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     raise UsageError(f"The metric {name!r} must return one number per batch. Got {type(value).__name__}.")
 

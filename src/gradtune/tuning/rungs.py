@@ -52,6 +52,8 @@ from optuna.trial import FrozenTrial
 from ..config import TrainConfig
 from ..errors import check_choice
 from ..problems import Problem
+from ..training.data import epoch_length
+from ..training.plan import TrainingPlan
 from .defaults import DEFAULT_TRIAL_EPOCHS
 
 __all__ = ["RUNG_RULES", "DEFAULT_RUNG_RULE", "RESOLUTION", "LENGTH_KEY", "RungScale", "resolution",
@@ -133,14 +135,22 @@ def resolution(space, trial_epochs: int | None) -> int:
     return RESOLUTION if lengths is None else lengths[-1]
 
 
-def reports_in(config: TrainConfig, problem: Problem) -> int | None:
-    """How many times a trial of ``config`` reports: once an epoch, or once per ``eval_every`` steps of its
-    budget; None where that is not known before it trains (a loader without a length, batch size unset)."""
-    if config.steps is None and config.eval_every is None:
-        return config.epochs
-    total = config.steps
-    if total is None:
-        if problem.n_train is None or config.batch_size is None or config.epochs is None:
-            return None
-        total = config.epochs * math.ceil(problem.n_train / config.batch_size)
-    return math.ceil(total / (config.eval_every or total))
+def reports_in(config: TrainConfig, problem: Problem) -> int:
+    """How many times a trial of ``config`` reports: once a period, as its run evaluates. A period is an epoch,
+    ``eval_every`` steps, a pass over data with a length within a step budget, or a stream's whole budget (see
+    :class:`~gradtune.training.plan.TrainingPlan`); counted on the configuration resolved as its run resolves it.
+
+    Raises:
+        UsageError: a configuration the problem refuses (as the trainer would).
+    """
+    resolved = config.resolve_for(problem)
+    sized_factory = problem.n_train is None and problem.sized  # its passes' length is known by asking it
+    epoch_steps = epoch_length(problem, resolved.batch_size, resolved.seed) if sized_factory else None
+    plan = TrainingPlan(resolved, problem.n_train, epoch_steps=epoch_steps)
+    if not plan.by_steps:
+        return resolved.epochs
+    step = periods = 0
+    while step < plan.total_steps:
+        step += min(plan.period_steps(periods, step), plan.total_steps - step)
+        periods += 1
+    return periods

@@ -43,6 +43,7 @@ from ...storage.keys import BASELINE_ATTR, START_ATTR
 from ...storage.trials import RETRIED, baselines, search_gain
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE, cheap_population, trials_that_fit
+from ..rungs import reports_in
 from ..space import SearchSpace
 from . import _portfolio
 from .halving import SuccessiveHalving, rung_scale
@@ -151,12 +152,19 @@ class Auto(SuccessiveHalving):
         found = baselines(run.study, result.trials)
         report = {**self.stored, "baselines": found, "start": _start(run.study, result.trials),
                   "search_gain": search_gain(run.study, found),
-                  "rungs": rung_scale(self.settings).describe(),
+                  "rungs": None if _reports_once(run.problem, result.best_config)
+                  else rung_scale(self.settings).describe(),
                   "batch_size": batch_size_advice(run.problem, result.best_config)}
         if self.search is not None:
             report["search"] = self.search
         result.auto = {**report, "explanation": explain(report, result.best_config, result.best_value,
                                                         self.settings.metric)}
+
+
+def _reports_once(problem: Problem, best_config: dict[str, Any] | None) -> bool:
+    """Whether the trials report once, at their ends (a stream's step budget without ``eval_every``), so that
+    halving has no rung to cut one at."""
+    return best_config is not None and reports_in(TrainConfig.from_mapping(best_config), problem) == 1
 
 
 def _round_size(run: PreparedStudy) -> int:
@@ -208,8 +216,10 @@ def explain(report: dict[str, Any], best_config: dict[str, Any] | None, best_val
             took += f", so the {search['seconds_left']:.0f} s left held about {search['trials_that_fit']:.0f}"
         how = (f", {search['in_flight']} trials in flight on the population trainer ({took})"
                if search["in_flight"] > 1 else f", one trial at a time ({took}: too few to stack)")
-    lines.append(f"Search: successive halving (a third go on {report.get('rungs', 'at each rung')}), sampled by "
-                 f"TPE{how}.")
+    rungs = report.get("rungs", "at each rung")
+    halving = (f"successive halving (a third go on {rungs})" if rungs else "successive halving, which cut no "
+               "trial: each reports once, at its end (an eval_every in the space reports on the way)")
+    lines.append(f"Search: {halving}, sampled by TPE{how}.")
     valued = {name: b for name, b in report.get("baselines", {}).items() if b["value"] is not None}
     if valued:
         at = ", ".join(f"{name} " + " and ".join(_valued(t) for t in b["tried"]) for name, b in valued.items())
