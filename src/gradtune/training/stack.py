@@ -61,7 +61,9 @@ class Population:
 
     def __init__(self, stack: Stack):
         self._stack = stack
-        self.epoch = stack.epoch  # epochs completed
+        # Epochs the members have completed, their own count: members resumed from a checkpoint go on from its
+        # epoch, not from the new stack's first (a round resumes together, so its members' counts agree).
+        self.epoch = max(stack._age(stack.members[i]) for i in stack.active)
 
     @property
     def members(self) -> list[int]:

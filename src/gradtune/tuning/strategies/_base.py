@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import optuna
@@ -114,12 +115,13 @@ class Strategy:
         """At most this many trials may be asked for now (None: no limit of the strategy's own)."""
         return None
 
-    def member_config(self, number: int, config: TrainConfig) -> TrainConfig:
-        """Trial ``number``'s configuration as it trains."""
+    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        """Trial ``number``'s configuration as it trains; ``checkpoint`` is where it keeps its epoch checkpoint
+        (a retry's may hold its predecessor's)."""
         return config
 
     def user_attrs(self, number: int) -> dict[str, Any]:
-        """What the strategy stores with trial ``number`` when it is told."""
+        """What the strategy stores with trial ``number`` when it ends: told, interrupted or failed."""
         return {}
 
     def told(self, run: PreparedStudy, number: int) -> None:

@@ -31,6 +31,7 @@ import math
 import random as stdlib_random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -38,6 +39,7 @@ import optuna
 from ...config import SCHEDULED_KEYS, TrainConfig, segment_at
 from ...errors import UsageError, invalid_value
 from ...optim import get_optimizer_def
+from ...training.checkpoint import CheckpointError, load_checkpoint
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE
 from ..space import SearchSpace
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PBT", "PopulationBasedTraining", "population_space", "MIN_MEMBERS"]
 
+# What every member of a round shares (population_space pins it, or the study sets it for every trial).
+_SHARED = ("optimizer", "batch_size", "activation", "epochs", "steps", "eval_every", "model_args", "schedule", "seed",
+           "device", "precision")
 MIN_MEMBERS = 4  # with fewer, the top and bottom quantiles are one member each or empty
 # Optimisers tried, in order, when the space offers several: momentum is PBT's classic subject.
 _PREFERRED = ("momentum", "nesterov", "adamw", "adam", "sgd", "rmsprop", "adagrad")
@@ -123,12 +128,20 @@ class PBT:
     resample: Callable[[TrainConfig], dict[str, Any]] | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
     schedules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    copies: dict[int, TrainConfig] = field(default_factory=dict)  # the config a member trains as since its copy
 
     def __post_init__(self) -> None:
         self.rng = stdlib_random.Random(self.seed)
 
-    def join(self, member: int, config: TrainConfig) -> TrainConfig:
-        """Member ``member``'s config with its opening schedule segment, to train with."""
+    def join(self, member: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        """Member ``member``'s config with its opening schedule segment, to train with; or, where ``checkpoint``
+        holds this member as an interrupted run left it, the config it trained as there, so that it resumes from
+        it: after a copy, its source's values and the schedule it followed."""
+        saved = _copy_in(checkpoint, config)
+        if saved is not None:
+            self.copies[member] = saved
+            self.schedules[member] = [dict(segment) for segment in saved.hyper_schedule]
+            return saved
         self.schedules[member] = [{"epoch": 0, **_scheduled(config)}]
         return config.replace(hyper_schedule=tuple(self.schedules[member]))
 
@@ -159,6 +172,7 @@ class PBT:
             self.schedules[target] = [*self.schedules[source], {"epoch": population.epoch, **explored}]
             config = source_config.replace(hyper_schedule=tuple(self.schedules[target]))
             population.exploit(target, source, config)
+            self.copies[target] = population.config(target)
             self.lineage.append({"epoch": population.epoch, "member": target, "copied_from": source,
                                  "score": population.record(target).get(self.metric),
                                  "source_score": population.record(source).get(self.metric), **explored})
@@ -174,6 +188,22 @@ class PBT:
             if key in ("momentum", "beta1"):
                 out[key] = min(out[key], 0.999)  # a momentum of 1 or more never forgets: it diverges
         return out
+
+
+def _copy_in(checkpoint: Path | None, config: TrainConfig) -> TrainConfig | None:
+    """The config of the PBT member ``checkpoint`` holds if it trained in a round of ``config``'s (a retry's
+    checkpoint is its interrupted predecessor's); else None, and the member starts afresh."""
+    if checkpoint is None or not checkpoint.is_file():
+        return None
+    try:
+        saved = TrainConfig.from_mapping(load_checkpoint(checkpoint)["config"])
+    except (CheckpointError, UsageError):
+        return None
+    # A copy takes its source's values of the rest of the space (its init, say); what a round shares stays.
+    # The saved config is resolved (defaults filled in), so only the values the trial's own config sets count.
+    kept, ours = saved.to_dict(), config.to_dict()
+    same = all(kept.get(key) == ours[key] for key in _SHARED if ours.get(key) is not None)
+    return saved if same and saved.hyper_schedule else None
 
 
 def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], dict[str, Any]]:
@@ -229,11 +259,12 @@ class PopulationBasedTraining(Strategy):
                          resample=space_resampler(s.space, seed))
         return run.make_trainer(int(s.population), controller=self.round, closes=True)
 
-    def member_config(self, number: int, config: TrainConfig) -> TrainConfig:
-        return self.round.join(number, config)
+    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        return self.round.join(number, config, checkpoint)
 
     def user_attrs(self, number: int) -> dict[str, Any]:
-        return {"pbt_lineage": self.round.lineage_of(number)}
+        copy = self.round.copies.get(number)  # what a copied member trained as, told or interrupted
+        return {"pbt_lineage": self.round.lineage_of(number), **({"config": copy.to_dict()} if copy else {})}
 
     def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:
         lineage = [event for t in run.study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
