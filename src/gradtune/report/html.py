@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..storage.keys import AUTO_KEY, COMPARE_KEY
+from ..tuning.defaults import DEFAULT_TRIAL_EPOCHS
 from . import data as d
 from . import figures as f
 from .load import ReportData
@@ -69,11 +70,17 @@ def _status(report: ReportData) -> str:
 
 
 def _trial_length(meta: dict) -> str:
-    """A trial's length as the study sets it: steps where its space sets them (--trial-steps), else epochs."""
-    steps = (meta.get("space") or {}).get("steps")
+    """A trial's length as the study sets it: steps where its space sets them (--trial-steps), else epochs: the
+    space's, capped by --trial-epochs, or --trial-epochs where the space sets none (as tuning.rungs reads them)."""
+    space, cap = meta.get("space") or {}, meta.get("trial_epochs")
+    steps, epochs = space.get("steps"), space.get("epochs")
     if steps is not None:
         return f"{steps} steps per trial" if isinstance(steps, int) else "steps per trial as the space draws them"
-    return f"{meta.get('trial_epochs') or 'default'} epochs per trial"
+    if isinstance(epochs, int):
+        return f"{min(epochs, cap) if cap else epochs} epochs per trial"
+    if epochs is not None:
+        return "epochs per trial as the space draws them" + (f", at most {cap}" if cap else "")
+    return f"{cap or DEFAULT_TRIAL_EPOCHS} epochs per trial"
 
 
 def _summary(report: ReportData) -> str:
