@@ -230,3 +230,14 @@ def test_an_empty_study_name_is_refused_rather_than_read_as_the_default_study(ma
     done = main_cli(command, "linreg", "--study", name, "--quiet", *(["--budget", "1"] if command == "tune" else []))
     assert done.returncode == 2 and "The 'study' parameter must be a non-empty name" in done.stderr, done.stderr
     assert not (tmp_path / "gradtune.db").exists()
+
+
+def test_a_study_with_no_completed_trial_names_only_the_files_it_wrote(main_cli, tmp_path):
+    (tmp_path / "space.yaml").write_text("optimizer: sgd\nlr: {low: 50.0, high: 100.0}\nbatch_size: 16\nepochs: 2\n")
+    done = main_cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+                    "--storage", "sqlite:///x.db", "--out", "out")
+    _ok(done)
+    assert {t["state"] for t in _result(tmp_path / "out")["trials"]} == {"diverged"}  # no best: nothing to retrain
+    line = next(line for line in done.stdout.splitlines() if "written to" in line)
+    listed = line.split("written to out/{")[1].rstrip("}").split(", ")
+    assert sorted(listed) == sorted(path.name for path in (tmp_path / "out").iterdir())
