@@ -203,3 +203,14 @@ def test_an_interrupted_pbt_round_resumes_every_member_from_its_checkpoint(tmp_p
         assert schedule[:len(followed["config"]["hyper_schedule"])] == followed["config"]["hyper_schedule"]
         assert schedule[len(followed["config"]["hyper_schedule"]):] == [{k: v for k, v in e.items() if k in schedule[0]}
                                                                          for e in lineage]
+
+
+def test_pbt_refuses_members_that_cannot_train_as_one_stack_before_any_trains(tmp_path):
+    """Alone, members cannot copy each other: the study would be a random search that calls itself PBT."""
+    space = {"optimizer": "momentum", "lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 16,
+             "epochs": 4, "eval_every": 3}  # mid-epoch evaluations, which stacks do not make
+    storage = f"sqlite:///{tmp_path}/s.db"
+    with pytest.raises(UsageError, match="'pbt'.*eval_every evaluates mid-epoch"):
+        tune(small_problem(), space, "pbt", 4, storage, "alone", population=4)
+    trials = optuna.load_study(study_name="alone", storage=storage).get_trials()
+    assert trials and all(t.state == optuna.trial.TrialState.FAIL and "history" not in t.user_attrs for t in trials)

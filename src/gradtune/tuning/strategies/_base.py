@@ -117,7 +117,7 @@ class Strategy:
 
     def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
         """Trial ``number``'s configuration as it trains; ``checkpoint`` is where it keeps its epoch checkpoint
-        (a retry's may hold its predecessor's)."""
+        (a retry's may hold its predecessor's). A UsageError raised here refuses every trial: it ends the study."""
         return config
 
     def user_attrs(self, number: int) -> dict[str, Any]:

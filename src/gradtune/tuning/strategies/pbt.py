@@ -40,12 +40,14 @@ from ...config import SCHEDULED_KEYS, TrainConfig, segment_at
 from ...errors import UsageError, invalid_value
 from ...optim import get_optimizer_def
 from ...training.checkpoint import CheckpointError, load_checkpoint
+from ...training.pool import fallback_reason
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE
 from ..space import SearchSpace
 from ._base import Strategy
 
 if TYPE_CHECKING:
+    from ...problems import Problem
     from ..prepare import PreparedStudy
     from ..result import TuneResult
     from ..settings import TuneSettings
@@ -233,6 +235,8 @@ class PopulationBasedTraining(Strategy):
     def __init__(self, settings: TuneSettings):
         super().__init__(settings)
         self.round: PBT | None = None
+        self.problem: Problem | None = None
+        self.probed: dict[tuple, str | None] = {}  # the model's verdict under vmap, probed once (fallback_reason)
 
     @classmethod
     def check_population(cls, population: str | int, cv: int | None) -> int:
@@ -255,11 +259,23 @@ class PopulationBasedTraining(Strategy):
     def trainer(self, run: PreparedStudy) -> Trainer:
         """A new round, seeded by the trials this process has ended so far."""
         s, seed = self.settings, self.settings.seed + len(run.outcomes)
+        self.problem = run.problem
         self.round = PBT(maximize=s.direction == "maximize", metric=s.metric, seed=seed,
                          resample=space_resampler(s.space, seed))
         return run.make_trainer(int(s.population), controller=self.round, closes=True)
 
     def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        """The member's config; refused, for the whole study, where members would train one at a time: alone
+        they cannot copy each other, and the study would be a random search. Members share what decides it."""
+        try:
+            resolved = config.resolve_for(self.problem)
+        except UsageError:  # a value the problem refuses: the trainer refuses it, for this trial alone
+            return self.round.join(number, config, checkpoint)
+        reason = fallback_reason(self.problem, [resolved], self.probed)
+        if reason is not None:
+            raise UsageError(f"The 'strategy' parameter 'pbt' needs members that train together as one stack, "
+                             f"to copy each other's weights; these would train one at a time: {reason}. Got "
+                             f"strategy='pbt'.")
         return self.round.join(number, config, checkpoint)
 
     def user_attrs(self, number: int) -> dict[str, Any]:
