@@ -110,10 +110,12 @@ def _compare_section(compare: dict[str, Any]) -> str:
     for rank, name in enumerate(compare["ranking"], start=1):
         s = compare["optimizers"][name]
         sens = s["lr_sensitivity"]
-        rows.append((rank, name, s["final_mean"], s["final_std"], s["epochs_to_target"], s["seconds_to_target"],
+        rows.append((rank, name, s["final_mean"], s["final_std"], f"{s['seeds_diverged']} / {s['seeds']}",
+                     s["epochs_to_target"], s["seconds_to_target"],
                      f"{sens['reaching_target']} / {sens['points']}", f"{s['diverged_fraction']:.0%}",
                      (s["best_config"] or {}).get("lr")))
-    table = _table(("rank", "optimizer", "final mean", "final std", "epochs to target", "seconds to target",
+    table = _table(("rank", "optimizer", "final mean", "final std", "seeds diverged", "epochs to target",
+                    "seconds to target",
                     "rates reaching target", "grid diverged", "best lr"), rows)
     return (f"<h2>Comparison</h2><p>Target {_e(_fmt(compare['target']))} {_e(compare['metric'])}; "
             f"{compare['seeds']} seeds per optimiser, {compare['budget']} learning rates each; the sensitivity "
