@@ -214,3 +214,12 @@ def test_pbt_refuses_members_that_cannot_train_as_one_stack_before_any_trains(tm
         tune(small_problem(), space, "pbt", 4, storage, "alone", population=4)
     trials = optuna.load_study(study_name="alone", storage=storage).get_trials()
     assert trials and all(t.state == optuna.trial.TrialState.FAIL and "history" not in t.user_attrs for t in trials)
+
+
+def test_pbt_on_a_step_budget_exploits_between_epochs_until_the_members_steps_run_out(tmp_path):
+    space = {"optimizer": "momentum", "lr": {"low": 0.005, "high": 0.5, "log": True}, "batch_size": 16}
+    result = tune(small_problem(), space, "pbt", 4, f"sqlite:///{tmp_path}/s.db", population=4, trial_steps=40)
+    assert result.counts() == {"completed": 4}
+    epochs = {t["epochs_run"] for t in result.trials}
+    assert epochs == {7}  # 40 steps of 6 an epoch (96 samples, batch 16): the last epoch is cut short
+    assert result.pbt["lineage"] and {e["epoch"] for e in result.pbt["lineage"]} <= {2, 4, 6}

@@ -70,6 +70,13 @@ class Population:
         """The members still training."""
         return [self._stack.members[i].key for i in self._stack.active]
 
+    @property
+    def going_on(self) -> list[int]:
+        """The members with more to train: one whose epochs or steps just ran out leaves after the controller."""
+        stack = self._stack
+        return [stack.members[i].key for i in stack.active
+                if stack.members[i].plan.epochs_left(stack._age(stack.members[i]), stack.members[i].step)]
+
     def record(self, member: int) -> dict[str, Any]:
         """The member's latest epoch record (``valid_accuracy``, ``valid_loss``, ...)."""
         return self._stack.member(member).history[-1]

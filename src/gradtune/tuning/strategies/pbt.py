@@ -160,7 +160,7 @@ class PBT:
     def after_epoch(self, population) -> None:
         if population.epoch % self.interval:
             return
-        going_on = [m for m in population.members if population.config(m).epochs > population.epoch]
+        going_on = population.going_on
         if len(going_on) < 2:
             return
         ranked = sorted(going_on, key=lambda m: self._score(population.record(m)), reverse=True)
