@@ -241,3 +241,12 @@ def test_a_study_with_no_completed_trial_names_only_the_files_it_wrote(main_cli,
     line = next(line for line in done.stdout.splitlines() if "written to" in line)
     listed = line.split("written to out/{")[1].rstrip("}").split(", ")
     assert sorted(listed) == sorted(path.name for path in (tmp_path / "out").iterdir())
+
+
+def test_pbt_on_members_that_cannot_stack_is_one_line_before_the_display_and_the_study(main_cli, tmp_path):
+    done = main_cli("tune", "rosenbrock", "--strategy", "pbt", "--budget", "4", "--population", "4")
+    assert done.returncode == 2 and done.stdout == "" and not (tmp_path / "gradtune.db").exists()
+    assert done.stderr.strip().splitlines() == [
+        "gradtune tune: error: The 'strategy' parameter 'pbt' needs members that train together as one stack, to "
+        "copy each other's weights; these would train one at a time: test functions train full-batch on one point; "
+        "the single loop is already minimal. Got strategy='pbt'. (see 'gradtune tune --help')"]

@@ -157,21 +157,17 @@ class TuningLoop:
         return trial
 
     def _add(self, trainer: Trainer, trial: optuna.Trial) -> None:
-        """The trial's configuration joins the trainer; one the configuration refuses fails that trial alone (what
-        the strategy refuses, it refuses for every trial: that ends the study)."""
+        """The trial's configuration joins the trainer; one the configuration refuses fails that trial alone."""
+        config = None
         try:
             config = self.settings.trial_config(self.prepared.space.suggest(trial))
-        except UsageError as error:
-            self._fail(trial, {}, error)
-            return
-        config = self.strategy.member_config(trial.number, config, self.flight[trial.number].checkpoint)
-        try:
+            config = self.strategy.member_config(trial.number, config, self.flight[trial.number].checkpoint)
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
             self.flight[trial.number].config = config.to_dict()  # apart from the callbacks' copies
             trainer.add(trial.number, config, self._hooks(trial, config), self.flight[trial.number].checkpoint)
         except UsageError as error:
-            self._fail(trial, config.to_dict(), error)
+            self._fail(trial, {} if config is None else config.to_dict(), error)
 
     def _hooks(self, trial: optuna.Trial, config: TrainConfig) -> list[Callback]:
         s = self.settings

@@ -218,7 +218,7 @@ def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], di
     finally:
         optuna.logging.set_verbosity(verbosity)
 
-    def resample(config: TrainConfig) -> dict[str, Any]:
+    def resample(config: TrainConfig | None) -> dict[str, Any]:
         return space.suggest(study.ask())
 
     return resample
@@ -235,8 +235,6 @@ class PopulationBasedTraining(Strategy):
     def __init__(self, settings: TuneSettings):
         super().__init__(settings)
         self.round: PBT | None = None
-        self.problem: Problem | None = None
-        self.probed: dict[tuple, str | None] = {}  # the model's verdict under vmap, probed once (fallback_reason)
 
     @classmethod
     def check_population(cls, population: str | int, cv: int | None) -> int:
@@ -259,23 +257,26 @@ class PopulationBasedTraining(Strategy):
     def trainer(self, run: PreparedStudy) -> Trainer:
         """A new round, seeded by the trials this process has ended so far."""
         s, seed = self.settings, self.settings.seed + len(run.outcomes)
-        self.problem = run.problem
         self.round = PBT(maximize=s.direction == "maximize", metric=s.metric, seed=seed,
                          resample=space_resampler(s.space, seed))
         return run.make_trainer(int(s.population), controller=self.round, closes=True)
 
-    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
-        """The member's config; refused, for the whole study, where members would train one at a time: alone
-        they cannot copy each other, and the study would be a random search. Members share what decides it."""
+    @classmethod
+    def check_trials(cls, problem: Problem, settings: TuneSettings) -> None:
+        """Members that would train one at a time are refused: alone they cannot copy each other, and the study
+        would be a random search. They share all that decides it (population_space), so one draw speaks for all."""
         try:
-            resolved = config.resolve_for(self.problem)
-        except UsageError:  # a value the problem refuses: the trainer refuses it, for this trial alone
-            return self.round.join(number, config, checkpoint)
-        reason = fallback_reason(self.problem, [resolved], self.probed)
+            config = settings.trial_config(space_resampler(settings.space, settings.seed)(None))
+            config = config.resolve_for(problem)
+        except UsageError:  # a draw the problem refuses: the loop refuses such trials one by one
+            return
+        reason = fallback_reason(problem, [config])
         if reason is not None:
             raise UsageError(f"The 'strategy' parameter 'pbt' needs members that train together as one stack, "
                              f"to copy each other's weights; these would train one at a time: {reason}. Got "
                              f"strategy='pbt'.")
+
+    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
         return self.round.join(number, config, checkpoint)
 
     def user_attrs(self, number: int) -> dict[str, Any]:
