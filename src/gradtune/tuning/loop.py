@@ -56,8 +56,6 @@ class _Flight:
     config: dict | None = None  # stored with the trial where it ends untold (interrupted, or ended by an error)
 
 
-
-
 class TuningLoop:
     """The ask/tell loop of one process over a prepared study; ``best`` is the best trial it trained.
 

@@ -127,7 +127,7 @@ class PBT:
     maximize: bool = True
     metric: str = "valid_accuracy"
     seed: int = 0
-    resample: Callable[[TrainConfig], dict[str, Any]] | None = None
+    resample: Callable[[TrainConfig | None], dict[str, Any]] | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
     schedules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     copies: dict[int, TrainConfig] = field(default_factory=dict)  # the config a member trains as since its copy
@@ -208,7 +208,7 @@ def _copy_in(checkpoint: Path | None, config: TrainConfig) -> TrainConfig | None
     return saved if same and saved.hyper_schedule else None
 
 
-def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], dict[str, Any]]:
+def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig | None], dict[str, Any]]:
     """Fresh draws of the space for explore, from an in-memory study of its own (made quietly: Optuna would
     announce it at INFO, and it is gradtune's, not the user's)."""
     verbosity = optuna.logging.get_verbosity()
