@@ -222,3 +222,26 @@ def test_pbt_on_a_step_budget_exploits_between_epochs_until_the_members_steps_ru
     epochs = {t["epochs_run"] for t in result.trials}
     assert epochs == {7}  # 40 steps of 6 an epoch (96 samples, batch 16): the last epoch is cut short
     assert result.pbt["lineage"] and {e["epoch"] for e in result.pbt["lineage"]} <= {2, 4, 6}
+
+
+def test_a_resumed_round_reports_each_copy_once_though_its_checkpoint_predates_the_interrupt(tmp_path, monkeypatch):
+    """Checkpoints are written only now and then: copies made after a member's last checkpoint were lost with the
+    interrupt and made again by its retry, so the study's lineage must not list them twice."""
+    monkeypatch.setattr("gradtune.training.pool.CheckpointClock.due", lambda self: not self.cost)  # the first only
+    storage, checkpoints = f"sqlite:///{tmp_path}/s.db", tmp_path / "checkpoints"
+    args = dict(strategy="pbt", budget=4, population=4, trial_epochs=7, storage=storage, study="pbt", seed=2,
+                checkpoints=checkpoints)
+    assert tune(small_problem(), callbacks=[InterruptAtEpoch(6)], **args).interrupted
+    stopped = optuna.load_study(study_name="pbt", storage=storage).get_trials()[:4]
+    assert any(e["epoch"] > 1 for t in stopped for e in t.user_attrs["pbt_lineage"])  # made after the checkpoint
+
+    result = tune(small_problem(), **args)
+    trials = optuna.load_study(study_name="pbt", storage=storage).get_trials()
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert {t.user_attrs["resumed_from_epoch"] for t in retries} == {1}
+    # The oracle: each copy as the trial whose weights it shaped recorded it; the lost ones, redone, once.
+    expected = [e for t in retries for e in t.user_attrs["pbt_lineage"]]
+    expected += [e for t in stopped for e in t.user_attrs["pbt_lineage"] if e["epoch"] <= 1]
+    assert sorted(map(json.dumps, result.pbt["lineage"])) == sorted(map(json.dumps, expected))
+    from gradtune.report import load_report_data
+    assert load_report_data("pbt", storage).extras["pbt"]["lineage"] == result.pbt["lineage"]

@@ -39,6 +39,7 @@ import optuna
 from ...config import SCHEDULED_KEYS, TrainConfig, segment_at
 from ...errors import UsageError, invalid_value
 from ...optim import get_optimizer_def
+from ...storage.trials import pbt_lineage
 from ...training.checkpoint import CheckpointError, load_checkpoint
 from ...training.pool import fallback_reason
 from ...training.trainer import Trainer
@@ -284,6 +285,5 @@ class PopulationBasedTraining(Strategy):
         return {"pbt_lineage": self.round.lineage_of(number), **({"config": copy.to_dict()} if copy else {})}
 
     def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:
-        lineage = [event for t in run.study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
-        result.pbt = {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+        result.pbt = {"lineage": pbt_lineage(run.study),
                       "best_schedule": (result.best_config or {}).get("hyper_schedule")}
