@@ -255,3 +255,27 @@ def test_a_yaml_config_with_an_exponent_without_a_dot_trains(tmp_path, monkeypat
     code = main(["train", "logreg", "--config", "run.yaml", "--device", "cpu", "--out", "run", "--quiet"])
     assert code == 0
     assert _result(tmp_path / "run")["config"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize(("flag", "value", "key"), [("--lr", "0.3", "lr"), ("--momentum", "0.5", "momentum")])
+def test_a_flag_the_configs_schedule_replaces_from_its_first_epoch_is_refused(main_cli, tmp_path, flag, value, key):
+    """A PBT best_config.json's hyper_schedule sets lr and momentum from epoch 0: the flag trained nowhere, while
+    result.json's config said it had."""
+    schedule = [{"epoch": 0, "lr": 0.05, "momentum": 0.9}, {"epoch": 2, "lr": 0.02}]
+    (tmp_path / "best.json").write_text(json.dumps({"optimizer": "momentum", "lr": 0.05, "momentum": 0.9,
+                                                    "epochs": 3, "hyper_schedule": schedule}))
+    done = main_cli("train", "linreg", "--config", "best.json", flag, value, "--out", "run", "--quiet")
+    assert done.returncode == 2 and not (tmp_path / "run").exists()
+    assert done.stderr.strip().splitlines() == [
+        f"gradtune train: error: The '{key}' parameter cannot be given as a flag over config file 'best.json', whose "
+        f"'hyper_schedule' sets {key} from epoch 0 and so replaces it. Got {key}={float(value)}; change the "
+        f"schedule instead. (see 'gradtune train --help')"]
+
+
+def test_a_flag_for_what_the_schedule_sets_only_later_trains_until_then(main_cli, tmp_path):
+    schedule = [{"epoch": 0, "lr": 0.05}, {"epoch": 2, "lr": 0.02, "momentum": 0.5}]
+    (tmp_path / "best.json").write_text(json.dumps({"optimizer": "momentum", "lr": 0.05, "momentum": 0.9,
+                                                    "epochs": 3, "hyper_schedule": schedule}))
+    done = main_cli("train", "linreg", "--config", "best.json", "--momentum", "0.7", "--out", "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert _result(tmp_path / "run")["config"]["momentum"] == 0.7

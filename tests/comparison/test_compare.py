@@ -103,7 +103,8 @@ def test_the_earlier_keyword_budget_still_sets_lrs_with_a_deprecation_warning(ru
 
 @pytest.mark.parametrize("kwargs, message", [({"seeds": 0}, "'seeds' parameter must be an integer in \\[1, inf\\)"),
                                              ({"lrs": 0}, "'lrs' parameter"),
-                                             ({"batch_size": 5000}, "'batch_size' parameter")])
+                                             ({"batch_size": 5000}, "'batch_size' parameter"),
+                                             ({"device": "mps"}, "'device' parameter must be auto, cpu, cuda")])
 def test_bad_settings_are_refused_before_training(kwargs, message, tmp_path):
     with pytest.raises(UsageError, match=message):
         compare(get_problem("linreg"), "sgd", storage=f"sqlite:///{tmp_path / 'x.db'}", **kwargs)

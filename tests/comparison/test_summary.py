@@ -124,3 +124,19 @@ def test_a_best_rate_at_the_grid_edge_is_flagged():
     out = summarise(rows, ["sgd", "adam"], METRIC, maximize=True)
     assert out["optimizers"]["sgd"]["best_lr_at_grid_edge"] and not out["optimizers"]["adam"]["best_lr_at_grid_edge"]
     assert "The best rate of sgd lies at the edge of its grid" in out["recommendation"]
+
+
+def test_an_optimizer_whose_reruns_diverge_is_not_ranked_on_the_seeds_that_survived():
+    """risky's one surviving seed ends highest, but two of its three re-runs at its best rate diverged: the
+    steady optimizer, which completed all three, ranks first, and the text says how many seeds the mean is over."""
+    rows = [_row("risky", 0.1, "grid", [0.5, 0.9]), _row("steady", 0.01, "grid", [0.5, 0.8]),
+            _row("risky", 0.1, "seed", [0.5, 0.9], seed=1),
+            *[_row("risky", 0.1, "seed", [0.5], seed=s, status="diverged") for s in (2, 3)],
+            *[_row("steady", 0.01, "seed", [0.5, 0.85], seed=s) for s in (1, 2, 3)]]
+    out = summarise(rows, ["risky", "steady"], METRIC, maximize=True)
+    risky = out["optimizers"]["risky"]
+    assert risky["final_mean"] == pytest.approx(0.9) and risky["seeds_diverged"] == 2  # over the one it completed
+    assert out["ranking"] == ["steady", "risky"] and out["recommended"] == "steady"
+    assert "over 3 seeds" in out["recommendation"]
+    assert "The runner-up, risky, ends 5.88% higher (beyond the seeds' spread) over 1 of 3 seeds (2 diverged)" in (
+        out["recommendation"])

@@ -156,3 +156,25 @@ def test_a_pbt_study_reports_its_lineage_and_the_best_schedule(tmp_path):
                                     "schedule": schedules[1]}
     text = write_report(tmp_path, report).read_text()
     assert "Population-based training" in text and "<td>lr=0.24</td>" in text
+
+
+def test_the_summary_gives_the_length_the_trials_trained(small_study, tmp_path):
+    storage, name, _ = small_study
+    ran = {t.user_attrs["epochs_run"] for t in optuna.load_study(study_name=name, storage=storage).trials
+           if t.user_attrs.get("status") == "completed"}
+    assert len(ran) == 1  # the space's constant length, which the study's summary must name
+    text = write_report(tmp_path, study=name, storage=storage).read_text()
+    assert f"<dd>{ran.pop()} epochs per trial; seed 0</dd>" in text
+
+
+@pytest.mark.parametrize(("space", "trial_epochs", "said"), [
+    ({"epochs": 30}, 6, "6 epochs per trial"),  # --trial-epochs caps the space's length
+    ({"epochs": {"choices": [5, 10]}}, None, "epochs per trial as the space draws them"),
+    ({"epochs": {"low": 5, "high": 50}}, 8, "epochs per trial as the space draws them, at most 8"),
+    ({}, 7, "7 epochs per trial"),
+    ({}, None, "20 epochs per trial"),  # DEFAULT_TRIAL_EPOCHS
+])
+def test_the_summary_gives_the_length_a_space_and_trial_epochs_set(tmp_path, space, trial_epochs, said):
+    meta = {"problem": "linreg", "strategy": "tpe", "space": space, "trial_epochs": trial_epochs, "seed": 0}
+    text = write_report(tmp_path, ReportData("study s", metadata=meta)).read_text()
+    assert f"<dd>{said}; seed 0</dd>" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from torch import nn
 import gradtune
 from gradtune import TrainConfig, UsageError
 from gradtune.training.population import train_population
-from gradtune.tuning import default_space, tune
+from gradtune.tuning import TuneCallback, default_space, tune
 from gradtune.tuning.space import SearchSpace
 from gradtune.tuning.strategies import pbt
 from toy_problems import three_class_problem
@@ -153,3 +154,94 @@ def test_pbt_needs_a_population_of_four(population):
 def test_pbt_refuses_cross_validation():
     with pytest.raises(UsageError, match="cv"):
         tune(gradtune.get_problem("digits-mlp"), strategy="pbt", cv=3, budget=4, storage="sqlite:///:memory:")
+
+
+class InterruptAtEpoch(TuneCallback):
+    """Ctrl-C at a member's epoch end: after PBT's exploits at epochs 2 and 4, before the run ends."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_trial_epoch_end(self, number, record):
+        if record["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_pbt_round_resumes_every_member_from_its_checkpoint(tmp_path, monkeypatch):
+    """Exploited members too: a member that copied another trains as that copy, and its checkpoint says so."""
+    monkeypatch.setattr("gradtune.training.pool.CHECKPOINT_GAP", 0)  # a checkpoint at every epoch end
+    storage, checkpoints = f"sqlite:///{tmp_path}/s.db", tmp_path / "checkpoints"
+    args = dict(strategy="pbt", budget=4, population=4, trial_epochs=7, storage=storage, study="pbt", seed=2,
+                checkpoints=checkpoints)
+    first = tune(small_problem(), callbacks=[InterruptAtEpoch(6)], **args)
+    assert first.interrupted
+    saved = {int(p.stem.split("-")[1]): gradtune.load_checkpoint(p) for p in checkpoints.iterdir()}
+    assert sorted(saved) == [0, 1, 2, 3] and {s["epoch"] for s in saved.values()} == {5}
+    copied = [n for n, s in saved.items() if len(s["config"]["hyper_schedule"]) > 1]
+    assert copied, "members copied others at epochs 2 and 4"
+    # What each member followed before the interrupt is kept with it: its lineage and the config that trained.
+    stopped = {t.number: t for t in optuna.load_study(study_name="pbt", storage=storage).get_trials()[:4]}
+    for n, checkpoint in saved.items():
+        trained = stopped[n].user_attrs["config"]
+        assert all(trained[key] == checkpoint["config"][key] for key in ("lr", "hyper_schedule"))
+    assert all(stopped[n].user_attrs["pbt_lineage"] for n in copied)
+
+    tune(small_problem(), **args)
+    retries = [t for t in optuna.load_study(study_name="pbt", storage=storage).get_trials()
+               if "failed_trial" in t.system_attrs]
+    assert len(retries) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in retries)
+    predecessor = {t.number: saved[t.system_attrs["failed_trial"]] for t in retries}
+    for trial in retries:
+        before = predecessor[trial.number]
+        assert trial.user_attrs["resumed_from_epoch"] == 5  # none started afresh, none lost its five epochs
+        assert [r["lr"] for r in trial.user_attrs["history"][:5]] == [r["lr"] for r in before["history"]]
+        # Exploits after the resume happen at the members' own epochs: the interval's sixth, not the round's first;
+        # a member copied then follows its source's schedule up to there, else its own.
+        lineage, schedule = trial.user_attrs["pbt_lineage"], trial.user_attrs["config"]["hyper_schedule"]
+        assert [event["epoch"] for event in lineage] in ([], [6])
+        followed = predecessor[lineage[0]["copied_from"]] if lineage else before
+        assert schedule[:len(followed["config"]["hyper_schedule"])] == followed["config"]["hyper_schedule"]
+        assert schedule[len(followed["config"]["hyper_schedule"]):] == [{k: v for k, v in e.items() if k in schedule[0]}
+                                                                         for e in lineage]
+
+
+def test_pbt_refuses_members_that_cannot_train_as_one_stack_before_any_trains(tmp_path):
+    """Alone, members cannot copy each other: the study would be a random search that calls itself PBT."""
+    space = {"optimizer": "momentum", "lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 16,
+             "epochs": 4, "eval_every": 3}  # mid-epoch evaluations, which stacks do not make
+    storage = f"sqlite:///{tmp_path}/s.db"
+    with pytest.raises(UsageError, match="'pbt'.*eval_every evaluates mid-epoch"):
+        tune(small_problem(), space, "pbt", 4, storage, "alone", population=4)
+    assert not optuna.get_all_study_summaries(storage)  # refused with the settings, before the study is made
+
+
+def test_pbt_on_a_step_budget_exploits_between_epochs_until_the_members_steps_run_out(tmp_path):
+    space = {"optimizer": "momentum", "lr": {"low": 0.005, "high": 0.5, "log": True}, "batch_size": 16}
+    result = tune(small_problem(), space, "pbt", 4, f"sqlite:///{tmp_path}/s.db", population=4, trial_steps=40)
+    assert result.counts() == {"completed": 4}
+    epochs = {t["epochs_run"] for t in result.trials}
+    assert epochs == {7}  # 40 steps of 6 an epoch (96 samples, batch 16): the last epoch is cut short
+    assert result.pbt["lineage"] and {e["epoch"] for e in result.pbt["lineage"]} <= {2, 4, 6}
+
+
+def test_a_resumed_round_reports_each_copy_once_though_its_checkpoint_predates_the_interrupt(tmp_path, monkeypatch):
+    """Checkpoints are written only now and then: copies made after a member's last checkpoint were lost with the
+    interrupt and made again by its retry, so the study's lineage must not list them twice."""
+    monkeypatch.setattr("gradtune.training.pool.CheckpointClock.due", lambda self: not self.cost)  # the first only
+    storage, checkpoints = f"sqlite:///{tmp_path}/s.db", tmp_path / "checkpoints"
+    args = dict(strategy="pbt", budget=4, population=4, trial_epochs=7, storage=storage, study="pbt", seed=2,
+                checkpoints=checkpoints)
+    assert tune(small_problem(), callbacks=[InterruptAtEpoch(6)], **args).interrupted
+    stopped = optuna.load_study(study_name="pbt", storage=storage).get_trials()[:4]
+    assert any(e["epoch"] > 1 for t in stopped for e in t.user_attrs["pbt_lineage"])  # made after the checkpoint
+
+    result = tune(small_problem(), **args)
+    trials = optuna.load_study(study_name="pbt", storage=storage).get_trials()
+    retries = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert {t.user_attrs["resumed_from_epoch"] for t in retries} == {1}
+    # The oracle: each copy as the trial whose weights it shaped recorded it; the lost ones, redone, once.
+    expected = [e for t in retries for e in t.user_attrs["pbt_lineage"]]
+    expected += [e for t in stopped for e in t.user_attrs["pbt_lineage"] if e["epoch"] <= 1]
+    assert sorted(map(json.dumps, result.pbt["lineage"])) == sorted(map(json.dumps, expected))
+    from gradtune.report import load_report_data
+    assert load_report_data("pbt", storage).extras["pbt"]["lineage"] == result.pbt["lineage"]

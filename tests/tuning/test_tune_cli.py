@@ -230,3 +230,23 @@ def test_an_empty_study_name_is_refused_rather_than_read_as_the_default_study(ma
     done = main_cli(command, "linreg", "--study", name, "--quiet", *(["--budget", "1"] if command == "tune" else []))
     assert done.returncode == 2 and "The 'study' parameter must be a non-empty name" in done.stderr, done.stderr
     assert not (tmp_path / "gradtune.db").exists()
+
+
+def test_a_study_with_no_completed_trial_names_only_the_files_it_wrote(main_cli, tmp_path):
+    (tmp_path / "space.yaml").write_text("optimizer: sgd\nlr: {low: 50.0, high: 100.0}\nbatch_size: 16\nepochs: 2\n")
+    done = main_cli("tune", "linreg", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+                    "--storage", "sqlite:///x.db", "--out", "out")
+    _ok(done)
+    assert {t["state"] for t in _result(tmp_path / "out")["trials"]} == {"diverged"}  # no best: nothing to retrain
+    line = next(line for line in done.stdout.splitlines() if "written to" in line)
+    listed = line.split("written to out/{")[1].rstrip("}").split(", ")
+    assert sorted(listed) == sorted(path.name for path in (tmp_path / "out").iterdir())
+
+
+def test_pbt_on_members_that_cannot_stack_is_one_line_before_the_display_and_the_study(main_cli, tmp_path):
+    done = main_cli("tune", "rosenbrock", "--strategy", "pbt", "--budget", "4", "--population", "4")
+    assert done.returncode == 2 and done.stdout == "" and not (tmp_path / "gradtune.db").exists()
+    assert done.stderr.strip().splitlines() == [
+        "gradtune tune: error: The 'strategy' parameter 'pbt' needs members that train together as one stack, to "
+        "copy each other's weights; these would train one at a time: test functions train full-batch on one point; "
+        "the single loop is already minimal. Got strategy='pbt'. (see 'gradtune tune --help')"]

@@ -119,7 +119,7 @@ def print_leaderboard(result, out: Path) -> None:
     console.print()  # the live display's last frame ends without a newline
     console.print(table)
     console.print(f"best {result.metric}: {_fmt(result.best_value)}; written to {out}/"
-                  f"{{result.json, best_config.json, best_model.pt, report.html}}")
+                  f"{{{', '.join([*result.files(), 'report.html'])}}}")
 
 
 def _counts(result) -> str:

@@ -70,14 +70,15 @@ def print_ranking(result, console) -> None:
     s = result.summary
     table = Table(title=f"gradtune compare {result.problem}: {s['metric']}, target {s['target']:.4g}, "
                         f"{result.seeds} seeds, {result.budget} rates each")
-    for column in ("rank", "optimizer", "final mean ± std", "epochs to target", "seconds to target",
+    for column in ("rank", "optimizer", "final mean ± std", "seeds diverged", "epochs to target", "seconds to target",
                    "rates reaching target", "grid diverged", "best lr"):
         table.add_column(column, justify="left" if column == "optimizer" else "right")
     for rank, name in enumerate(result.ranking, start=1):
         o = result.optimizers[name]
         sens = o["lr_sensitivity"]
         final = "-" if o["final_mean"] is None else f"{o['final_mean']:.4g} ± {o['final_std']:.2g}"
-        table.add_row(str(rank), name, final, _fmt(o["epochs_to_target"]), _fmt(o["seconds_to_target"]),
+        table.add_row(str(rank), name, final, f"{o['seeds_diverged']} / {o['seeds']}", _fmt(o["epochs_to_target"]),
+                      _fmt(o["seconds_to_target"]),
                       f"{sens['reaching_target']} / {sens['points']}", f"{o['diverged_fraction']:.0%}",
                       _fmt((o["best_config"] or {}).get("lr")))
     console.print(table)

@@ -97,13 +97,21 @@ def add_parser(sub) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The file's values, then every flag the user gave on top."""
-    from ..config import TrainConfig, load_config_file
+    from ..config import SCHEDULED_KEYS, TrainConfig, load_config_file
+    from ..errors import UsageError
 
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
     source = f"config file '{args.config}'"
-    TrainConfig.from_mapping(values, source)  # unknown keys are refused before flags are merged
-    values.update({k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None})
-    return TrainConfig.from_mapping(values, source)
+    from_file = TrainConfig.from_mapping(values, source)  # unknown keys are refused before flags are merged
+    flags = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    # A value the schedule's first segment sets is the schedule's from epoch 0: the flag would train nowhere.
+    opening = (from_file.hyper_schedule or [{}])[0]
+    key = next((k for k in SCHEDULED_KEYS if k in flags and k in opening), None)
+    if key is not None:
+        raise UsageError(f"The '{key}' parameter cannot be given as a flag over {source}, whose 'hyper_schedule' "
+                         f"sets {key} from epoch 0 and so replaces it. Got {key}={flags[key]!r}; change the "
+                         f"schedule instead.")
+    return TrainConfig.from_mapping({**values, **flags}, source)
 
 
 def load_problem(args: argparse.Namespace, config):

@@ -31,6 +31,7 @@ from ..problems import Problem, as_problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
 from ..storage.study import open_study, study_name
+from ..training.device import resolve_device
 from ..training.pool import fallback_reason
 from ..training.population import train_population
 from ..training.result import compact_history
@@ -120,6 +121,7 @@ def _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, pro
     default_epochs = DEFAULT_FUNCTION_EPOCHS if problem.task == "function" else DEFAULT_EPOCHS
     epochs = check_number("epochs", default_epochs if epochs is None else epochs, low=1, integer=True)
     seed = check_number("seed", seed, low=0, integer=True)
+    resolve_device(device)  # a device this machine lacks is refused now, before the study is made
     plan = _Plan(problem, names, lrs, seeds, epochs, batch_size, seed, device, progress or (lambda line: None))
     for name in names:  # refuse a bad batch size or optimiser before anything trains
         plan.config(name, lr_grid(name, 1)[0], seed)

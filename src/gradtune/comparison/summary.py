@@ -123,13 +123,14 @@ def summarise(rows: Sequence[dict[str, Any]], optimizers: Sequence[str], metric:
 
 
 def rank(summary: dict[str, dict[str, Any]], maximize: bool) -> list[str]:
-    """Best final mean first; ties go to fewer epochs to target; optimisers with no result last."""
+    """Fewest re-runs diverged first (a mean over the seeds that survived flatters an optimiser that diverges at
+    its best rate), then best final mean; ties go to fewer epochs to target; optimisers with no result last."""
     def key(name: str):
         s = summary[name]
         mean = s["final_mean"]
         if mean is None:
-            return (1, 0.0, math.inf)
-        return (0, -mean if maximize else mean, s["epochs_to_target"] or math.inf)
+            return (1, 0, 0.0, math.inf)
+        return (0, s["seeds_diverged"], -mean if maximize else mean, s["epochs_to_target"] or math.inf)
 
     return sorted(summary, key=key)
 
@@ -153,7 +154,7 @@ def recommend(summary: dict[str, dict[str, Any]], ranking: list[str], metric: st
         return {"recommended": None, "recommendation": "No optimiser completed a run: every learning rate "
                                                        "diverged or nothing was trained."}
     leader = summary[scored[0]]
-    tied = [n for n in scored if _tied(summary[n], leader)]
+    tied = [n for n in scored if summary[n]["seeds_diverged"] == leader["seeds_diverged"] and _tied(summary[n], leader)]
     choice = min(tied, key=lambda n: (summary[n]["epochs_to_target"] or math.inf,
                                       -summary[n]["lr_sensitivity"]["reaching_target"], scored.index(n)))
     text = _explain(summary, scored, choice, metric, target, maximize)
@@ -186,10 +187,18 @@ def _reach_text(s: dict, target: float, maximize: bool) -> str:
             f"({s['seconds_to_target']:.2g}s); {_grid_text(s, maximize)} it")
 
 
+def _over(s: dict) -> str:
+    """The seeds a final mean is over: those re-runs that completed, said so where some diverged."""
+    diverged = s["seeds_diverged"]
+    if not diverged:
+        return f"over {s['seeds']} seeds"
+    return f"over {s['seeds'] - diverged} of {s['seeds']} seeds ({diverged} diverged)"
+
+
 def _explain(summary, scored, choice, metric, target, maximize) -> str:
     s = summary[choice]
     lines = [f"Use {choice}: it {_reach_text(s, target, maximize)}, and it ends at "
-             f"{_fmt(s['final_mean'])} ± {s['final_std']:.2g} {metric} over {s['seeds']} seeds."]
+             f"{_fmt(s['final_mean'])} ± {s['final_std']:.2g} {metric} {_over(s)}."]
     other = scored[0] if scored[0] != choice else (scored[1] if len(scored) > 1 else None)
     if other is None:
         return lines[0]
@@ -208,5 +217,5 @@ def _explain(summary, scored, choice, metric, target, maximize) -> str:
                      f"target.")
     else:
         tie = "within the seeds' spread" if _tied(o, s) else "beyond the seeds' spread"
-        lines.append(f"The runner-up, {other}, ends {gap} ({tie}); it {_reach_text(o, target, maximize)}.")
+        lines.append(f"The runner-up, {other}, ends {gap} ({tie}) {_over(o)}; it {_reach_text(o, target, maximize)}.")
     return " ".join(lines)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..storage.keys import AUTO_KEY, COMPARE_KEY
+from ..tuning.defaults import DEFAULT_TRIAL_EPOCHS
 from . import data as d
 from . import figures as f
 from .load import ReportData
@@ -69,11 +70,17 @@ def _status(report: ReportData) -> str:
 
 
 def _trial_length(meta: dict) -> str:
-    """A trial's length as the study sets it: steps where its space sets them (--trial-steps), else epochs."""
-    steps = (meta.get("space") or {}).get("steps")
+    """A trial's length as the study sets it: steps where its space sets them (--trial-steps), else epochs: the
+    space's, capped by --trial-epochs, or --trial-epochs where the space sets none (as tuning.rungs reads them)."""
+    space, cap = meta.get("space") or {}, meta.get("trial_epochs")
+    steps, epochs = space.get("steps"), space.get("epochs")
     if steps is not None:
         return f"{steps} steps per trial" if isinstance(steps, int) else "steps per trial as the space draws them"
-    return f"{meta.get('trial_epochs') or 'default'} epochs per trial"
+    if isinstance(epochs, int):
+        return f"{min(epochs, cap) if cap else epochs} epochs per trial"
+    if epochs is not None:
+        return "epochs per trial as the space draws them" + (f", at most {cap}" if cap else "")
+    return f"{cap or DEFAULT_TRIAL_EPOCHS} epochs per trial"
 
 
 def _summary(report: ReportData) -> str:
@@ -103,10 +110,12 @@ def _compare_section(compare: dict[str, Any]) -> str:
     for rank, name in enumerate(compare["ranking"], start=1):
         s = compare["optimizers"][name]
         sens = s["lr_sensitivity"]
-        rows.append((rank, name, s["final_mean"], s["final_std"], s["epochs_to_target"], s["seconds_to_target"],
+        rows.append((rank, name, s["final_mean"], s["final_std"], f"{s['seeds_diverged']} / {s['seeds']}",
+                     s["epochs_to_target"], s["seconds_to_target"],
                      f"{sens['reaching_target']} / {sens['points']}", f"{s['diverged_fraction']:.0%}",
                      (s["best_config"] or {}).get("lr")))
-    table = _table(("rank", "optimizer", "final mean", "final std", "epochs to target", "seconds to target",
+    table = _table(("rank", "optimizer", "final mean", "final std", "seeds diverged", "epochs to target",
+                    "seconds to target",
                     "rates reaching target", "grid diverged", "best lr"), rows)
     return (f"<h2>Comparison</h2><p>Target {_e(_fmt(compare['target']))} {_e(compare['metric'])}; "
             f"{compare['seeds']} seeds per optimiser, {compare['budget']} learning rates each; the sensitivity "

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from ..errors import UsageError
 from ..storage.keys import AUTO_KEY, COMPARE_KEY, METADATA_KEY
 from ..storage.open import DEFAULT_STORAGE, missing_file, open_storage
-from ..storage.trials import baselines, trial_rows
+from ..storage.trials import baselines, pbt_lineage, trial_rows
 
 __all__ = ["ReportData", "load_report_data", "EXTRA_KEYS"]
 
@@ -97,10 +97,10 @@ def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 def _pbt(study: optuna.Study, rows: list[dict[str, Any]], maximize: bool) -> dict[str, Any] | None:
     """PBT's lineage (who copied whom, when) and the schedule the best member followed; None without PBT."""
-    lineage = [e for t in study.get_trials(deepcopy=False) for e in t.user_attrs.get("pbt_lineage", [])]
+    lineage = pbt_lineage(study)
     if not lineage:
         return None
     done = [r for r in rows if r["state"] == "completed" and r["value"] is not None]
     best = (max if maximize else min)(done, key=lambda r: r["value"]) if done else None
-    return {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+    return {"lineage": lineage,
             "schedule": list((best or {}).get("config", {}).get("hyper_schedule") or [])}

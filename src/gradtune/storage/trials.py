@@ -8,6 +8,7 @@ that can reach the storage reads the same rows, while the study runs or after.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -17,7 +18,7 @@ from ..files import json_number
 from .keys import BASELINE_ATTR
 from .shared_budget import OVER_BUDGET
 
-__all__ = ["trial_rows", "baselines", "search_gain", "RETRIED"]
+__all__ = ["trial_rows", "baselines", "search_gain", "pbt_lineage", "RETRIED"]
 
 # The states of a trial that was queued again: its retry, a baseline or search start like it, stands for it.
 RETRIED = ("failed", "interrupted")
@@ -41,6 +42,21 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                      "seconds": t.user_attrs.get("seconds", _duration(t)),
                      **({"batches": t.user_attrs["batches"]} if "batches" in t.user_attrs else {})})
     return rows
+
+
+def pbt_lineage(study: optuna.Study) -> list[dict[str, Any]]:
+    """PBT's copies (each trial's ``pbt_lineage``), by epoch and member. An interrupted member's copies made after
+    the checkpoint its retry resumed from were lost with it, and its retry made its own: those are left out, and
+    all of them where the retry started afresh (a retry not yet run leaves them in)."""
+    trials = study.get_trials(deepcopy=False)
+    retry_of = {t.system_attrs["retry_history"][-1]: t for t in trials if t.system_attrs.get("retry_history")}
+    events = []
+    for t in trials:
+        retry = retry_of.get(t.number)
+        kept = math.inf if retry is None or not retry.state.is_finished() else \
+            retry.user_attrs.get("resumed_from_epoch", 0)
+        events += [e for e in t.user_attrs.get("pbt_lineage", []) if e["epoch"] <= kept]
+    return sorted(events, key=lambda e: (e["epoch"], e["member"]))
 
 
 def _duration(t: optuna.trial.FrozenTrial) -> float:

@@ -61,12 +61,21 @@ class Population:
 
     def __init__(self, stack: Stack):
         self._stack = stack
-        self.epoch = stack.epoch  # epochs completed
+        # Epochs the members have completed, their own count: members resumed from a checkpoint go on from its
+        # epoch, not from the new stack's first (a round resumes together, so its members' counts agree).
+        self.epoch = max(stack._age(stack.members[i]) for i in stack.active)
 
     @property
     def members(self) -> list[int]:
         """The members still training."""
         return [self._stack.members[i].key for i in self._stack.active]
+
+    @property
+    def going_on(self) -> list[int]:
+        """The members with more to train: one whose epochs or steps just ran out leaves after the controller."""
+        stack = self._stack
+        return [stack.members[i].key for i in stack.active
+                if stack.members[i].plan.epochs_left(stack._age(stack.members[i]), stack.members[i].step)]
 
     def record(self, member: int) -> dict[str, Any]:
         """The member's latest epoch record (``valid_accuracy``, ``valid_loss``, ...)."""

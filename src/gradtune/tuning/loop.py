@@ -56,13 +56,6 @@ class _Flight:
     config: dict | None = None  # stored with the trial where it ends untold (interrupted, or ended by an error)
 
 
-def _store_config(flight: _Flight) -> None:
-    """The trial's configuration, as a told trial stores it: its row in result.json shows the configuration
-    that trained (its rate as ``lr``, its length capped), not the sampler's raw draws (``lr[momentum]``)."""
-    if flight.config is not None:
-        flight.trial.set_user_attr("config", flight.config)
-
-
 class TuningLoop:
     """The ask/tell loop of one process over a prepared study; ``best`` is the best trial it trained.
 
@@ -166,7 +159,7 @@ class TuningLoop:
         config = None
         try:
             config = self.settings.trial_config(self.prepared.space.suggest(trial))
-            config = self.strategy.member_config(trial.number, config)
+            config = self.strategy.member_config(trial.number, config, self.flight[trial.number].checkpoint)
             for cb in self.callbacks:
                 cb.on_trial_start(trial.number, config.to_dict())
             self.flight[trial.number].config = config.to_dict()  # apart from the callbacks' copies
@@ -240,8 +233,17 @@ class TuningLoop:
             for number in list(self.flight):
                 flight = self.flight.pop(number)
                 flight.beat.close()
-                _store_config(flight)
+                self._store_untold(flight)
                 self._tell_failed(flight.trial, said)
+
+    def _store_untold(self, flight: _Flight) -> None:
+        """What a told trial stores of its configuration and of the strategy's record, for one that ends untold:
+        its row in result.json shows the configuration that trained (its rate as ``lr``, its length capped, a PBT
+        member's copy), not the sampler's raw draws (``lr[momentum]``)."""
+        if flight.config is not None:
+            flight.trial.set_user_attr("config", flight.config)
+        for key, item in self.strategy.user_attrs(flight.trial.number).items():
+            flight.trial.set_user_attr(key, item)
 
     def _tell_failed(self, trial: optuna.Trial, error: str) -> None:
         """Failed with ``error``, and marked so that no resume queues it again (it would fail the same way)."""
@@ -263,7 +265,7 @@ class TuningLoop:
         with HeldInterrupts():
             if frozen_trial(self.study, trial).state.is_finished():
                 return  # told just before the interrupt: it keeps its outcome
-            _store_config(flight)
+            self._store_untold(flight)
             trial.set_user_attr("status", "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
             requeue_failed(self.study)  # queued at once, so that another worker can take it over now

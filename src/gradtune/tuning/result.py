@@ -67,13 +67,18 @@ class TuneResult:
                 **({"auto": self.auto} if self.auto is not None else {}),
                 **({"problem_spec": self.problem_spec} if self.problem_spec is not None else {})}
 
+    def files(self) -> list[str]:
+        """What :meth:`save` writes: ``result.json``, and the best trial's config and model where there is one."""
+        return ["result.json", *(["best_config.json"] if self.best_config is not None else []),
+                *(["best_model.pt"] if self.best_model is not None else [])]
+
     def save(self, out: str | Path) -> Path:
-        out = Path(out)
+        out, files = Path(out), self.files()
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "result.json", self.to_json())
-        if self.best_config is not None:
+        if "best_config.json" in files:
             write_json(out / "best_config.json", self.best_config)
-        if self.best_model is not None:
+        if "best_model.pt" in files:
             save_checkpoint(out / "best_model.pt", model_state=self.best_model.state_dict(), optimizer_state={},
                             config=self.best_config, seed=self.best_config.get("seed", 0),
                             epoch=self.best_config.get("epochs") or 0, trial=self.best_model_trial)

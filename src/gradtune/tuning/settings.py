@@ -110,12 +110,14 @@ class TuneSettings:
         space = kind.search_space(space)
         _check_space(problem, space, sampling)
         budget = parse_budget(budget, default_trials=kind.default_trials(space))
-        return cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
-                   study, seed, trial_epochs, cv, sampling,
-                   tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
-                   float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
-                   problem.source.to_metadata() if problem.source is not None else None, rung_rule,
-                   space_defaulted=defaulted, data=data_fingerprint(problem))
+        settings = cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
+                       study, seed, trial_epochs, cv, sampling,
+                       tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
+                       float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
+                       problem.source.to_metadata() if problem.source is not None else None, rung_rule,
+                       space_defaulted=defaulted, data=data_fingerprint(problem))
+        kind.check_trials(problem, settings)
+        return settings
 
     def to_metadata(self) -> dict[str, Any]:
         """What is stored with the study: what its values mean, and what a worker joining it must know."""

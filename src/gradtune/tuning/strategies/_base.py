@@ -3,8 +3,8 @@
 The hooks, in the order a run meets them:
 
 1. When the settings are built: :meth:`Strategy.default_space` (the grid's is a grid),
-   :meth:`Strategy.check_population`, :meth:`Strategy.search_space` (PBT pins what its members share) and
-   :meth:`Strategy.default_trials` (the grid's size).
+   :meth:`Strategy.check_population`, :meth:`Strategy.search_space` (PBT pins what its members share),
+   :meth:`Strategy.default_trials` (the grid's size) and :meth:`Strategy.check_trials` (PBT's members must stack).
 2. When the study opens: :meth:`Strategy.sampler` and :meth:`Strategy.pruner` (Optuna's), :meth:`Strategy.enqueue`
    (points tried first in a new study), then :meth:`Strategy.prepare` (auto's range tests), which returns the
    space trials are drawn from.
@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import optuna
@@ -78,6 +79,11 @@ class Strategy:
         return fitted_space(default_space_data(problem is None or problem.builtin_model), problem)
 
     @classmethod
+    def check_trials(cls, problem: Problem, settings: TuneSettings) -> None:
+        """Refuse (a UsageError) a study whose trials this strategy cannot train as it means to, before the study
+        is made; ``settings`` are otherwise checked."""
+
+    @classmethod
     def default_trials(cls, space: SearchSpace) -> int:
         """The trial budget when none is given."""
         return DEFAULT_TRIALS
@@ -114,12 +120,13 @@ class Strategy:
         """At most this many trials may be asked for now (None: no limit of the strategy's own)."""
         return None
 
-    def member_config(self, number: int, config: TrainConfig) -> TrainConfig:
-        """Trial ``number``'s configuration as it trains."""
+    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        """Trial ``number``'s configuration as it trains; ``checkpoint`` is where it keeps its epoch checkpoint
+        (a retry's may hold its predecessor's)."""
         return config
 
     def user_attrs(self, number: int) -> dict[str, Any]:
-        """What the strategy stores with trial ``number`` when it is told."""
+        """What the strategy stores with trial ``number`` when it ends: told, interrupted or failed."""
         return {}
 
     def told(self, run: PreparedStudy, number: int) -> None:

@@ -31,6 +31,7 @@ import math
 import random as stdlib_random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -38,18 +39,25 @@ import optuna
 from ...config import SCHEDULED_KEYS, TrainConfig, segment_at
 from ...errors import UsageError, invalid_value
 from ...optim import get_optimizer_def
+from ...storage.trials import pbt_lineage
+from ...training.checkpoint import CheckpointError, load_checkpoint
+from ...training.pool import fallback_reason
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE
 from ..space import SearchSpace
 from ._base import Strategy
 
 if TYPE_CHECKING:
+    from ...problems import Problem
     from ..prepare import PreparedStudy
     from ..result import TuneResult
     from ..settings import TuneSettings
 
 __all__ = ["PBT", "PopulationBasedTraining", "population_space", "MIN_MEMBERS"]
 
+# What every member of a round shares (population_space pins it, or the study sets it for every trial).
+_SHARED = ("optimizer", "batch_size", "activation", "epochs", "steps", "eval_every", "model_args", "schedule", "seed",
+           "device", "precision")
 MIN_MEMBERS = 4  # with fewer, the top and bottom quantiles are one member each or empty
 # Optimisers tried, in order, when the space offers several: momentum is PBT's classic subject.
 _PREFERRED = ("momentum", "nesterov", "adamw", "adam", "sgd", "rmsprop", "adagrad")
@@ -120,15 +128,23 @@ class PBT:
     maximize: bool = True
     metric: str = "valid_accuracy"
     seed: int = 0
-    resample: Callable[[TrainConfig], dict[str, Any]] | None = None
+    resample: Callable[[TrainConfig | None], dict[str, Any]] | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
     schedules: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    copies: dict[int, TrainConfig] = field(default_factory=dict)  # the config a member trains as since its copy
 
     def __post_init__(self) -> None:
         self.rng = stdlib_random.Random(self.seed)
 
-    def join(self, member: int, config: TrainConfig) -> TrainConfig:
-        """Member ``member``'s config with its opening schedule segment, to train with."""
+    def join(self, member: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        """Member ``member``'s config with its opening schedule segment, to train with; or, where ``checkpoint``
+        holds this member as an interrupted run left it, the config it trained as there, so that it resumes from
+        it: after a copy, its source's values and the schedule it followed."""
+        saved = _copy_in(checkpoint, config)
+        if saved is not None:
+            self.copies[member] = saved
+            self.schedules[member] = [dict(segment) for segment in saved.hyper_schedule]
+            return saved
         self.schedules[member] = [{"epoch": 0, **_scheduled(config)}]
         return config.replace(hyper_schedule=tuple(self.schedules[member]))
 
@@ -145,7 +161,7 @@ class PBT:
     def after_epoch(self, population) -> None:
         if population.epoch % self.interval:
             return
-        going_on = [m for m in population.members if population.config(m).epochs > population.epoch]
+        going_on = population.going_on
         if len(going_on) < 2:
             return
         ranked = sorted(going_on, key=lambda m: self._score(population.record(m)), reverse=True)
@@ -159,6 +175,7 @@ class PBT:
             self.schedules[target] = [*self.schedules[source], {"epoch": population.epoch, **explored}]
             config = source_config.replace(hyper_schedule=tuple(self.schedules[target]))
             population.exploit(target, source, config)
+            self.copies[target] = population.config(target)
             self.lineage.append({"epoch": population.epoch, "member": target, "copied_from": source,
                                  "score": population.record(target).get(self.metric),
                                  "source_score": population.record(source).get(self.metric), **explored})
@@ -176,7 +193,23 @@ class PBT:
         return out
 
 
-def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], dict[str, Any]]:
+def _copy_in(checkpoint: Path | None, config: TrainConfig) -> TrainConfig | None:
+    """The config of the PBT member ``checkpoint`` holds if it trained in a round of ``config``'s (a retry's
+    checkpoint is its interrupted predecessor's); else None, and the member starts afresh."""
+    if checkpoint is None or not checkpoint.is_file():
+        return None
+    try:
+        saved = TrainConfig.from_mapping(load_checkpoint(checkpoint)["config"])
+    except (CheckpointError, UsageError):
+        return None
+    # A copy takes its source's values of the rest of the space (its init, say); what a round shares stays.
+    # The saved config is resolved (defaults filled in), so only the values the trial's own config sets count.
+    kept, ours = saved.to_dict(), config.to_dict()
+    same = all(kept.get(key) == ours[key] for key in _SHARED if ours.get(key) is not None)
+    return saved if same and saved.hyper_schedule else None
+
+
+def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig | None], dict[str, Any]]:
     """Fresh draws of the space for explore, from an in-memory study of its own (made quietly: Optuna would
     announce it at INFO, and it is gradtune's, not the user's)."""
     verbosity = optuna.logging.get_verbosity()
@@ -186,7 +219,7 @@ def space_resampler(space: SearchSpace, seed: int) -> Callable[[TrainConfig], di
     finally:
         optuna.logging.set_verbosity(verbosity)
 
-    def resample(config: TrainConfig) -> dict[str, Any]:
+    def resample(config: TrainConfig | None) -> dict[str, Any]:
         return space.suggest(study.ask())
 
     return resample
@@ -229,13 +262,28 @@ class PopulationBasedTraining(Strategy):
                          resample=space_resampler(s.space, seed))
         return run.make_trainer(int(s.population), controller=self.round, closes=True)
 
-    def member_config(self, number: int, config: TrainConfig) -> TrainConfig:
-        return self.round.join(number, config)
+    @classmethod
+    def check_trials(cls, problem: Problem, settings: TuneSettings) -> None:
+        """Members that would train one at a time are refused: alone they cannot copy each other, and the study
+        would be a random search. They share all that decides it (population_space), so one draw speaks for all."""
+        try:
+            config = settings.trial_config(space_resampler(settings.space, settings.seed)(None))
+            config = config.resolve_for(problem)
+        except UsageError:  # a draw the problem refuses: the loop refuses such trials one by one
+            return
+        reason = fallback_reason(problem, [config])
+        if reason is not None:
+            raise UsageError(f"The 'strategy' parameter 'pbt' needs members that train together as one stack, "
+                             f"to copy each other's weights; these would train one at a time: {reason}. Got "
+                             f"strategy='pbt'.")
+
+    def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
+        return self.round.join(number, config, checkpoint)
 
     def user_attrs(self, number: int) -> dict[str, Any]:
-        return {"pbt_lineage": self.round.lineage_of(number)}
+        copy = self.round.copies.get(number)  # what a copied member trained as, told or interrupted
+        return {"pbt_lineage": self.round.lineage_of(number), **({"config": copy.to_dict()} if copy else {})}
 
     def report(self, result: TuneResult, run: PreparedStudy, collecting: bool) -> None:
-        lineage = [event for t in run.study.get_trials(deepcopy=False) for event in t.user_attrs.get("pbt_lineage", [])]
-        result.pbt = {"lineage": sorted(lineage, key=lambda e: (e["epoch"], e["member"])),
+        result.pbt = {"lineage": pbt_lineage(run.study),
                       "best_schedule": (result.best_config or {}).get("hyper_schedule")}
