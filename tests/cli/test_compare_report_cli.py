@@ -46,6 +46,25 @@ def test_compare_prints_the_ranking_and_writes_result_and_report(tmp_path, monke
     assert f"written to {out}" in capsys.readouterr().out and "<h2>Comparison</h2>" in out.read_text()
 
 
+def test_compare_keeps_its_runs_checkpoints_by_the_study_unless_told_where(tmp_path, monkeypatch):
+    # What lets a comparison stopped within a stage go on (tests/comparison: the resume itself); the default
+    # directory is named by the study, as tune's is, so that running the same command again finds it.
+    import gradtune.comparison
+
+    monkeypatch.chdir(tmp_path)
+    given = []
+
+    def compare(*args, checkpoints=None, **kwargs):
+        given.append(checkpoints)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gradtune.comparison, "compare", compare)
+    for flags in ([], ["--study", "mine"], ["--checkpoints", "elsewhere"]):
+        assert main(["compare", "linreg", "--optimizers", "sgd", *flags]) == 130
+    assert [str(g) for g in given] == ["runs/compare-linreg-compare/checkpoints", "runs/compare-mine/checkpoints",
+                                       "elsewhere"]
+
+
 def test_compare_still_takes_budget_for_lrs_with_one_deprecation_line(tmp_path, capsys):
     code = main(["compare", "linreg", "--optimizers", "sgd", "--budget", "2", "--seeds", "1", "--epochs", "1",
                  "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--out", str(tmp_path / "out"), "--device", "cpu",

@@ -13,6 +13,8 @@ from gradtune.comparison import compare, lr_grid
 from gradtune.comparison.runner import compare_rows
 from gradtune.config import TrainConfig
 from gradtune.errors import UsageError
+from gradtune.training import pool
+from gradtune.training.stack import Stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -85,6 +87,42 @@ def test_running_again_resumes_and_trains_nothing(run):
     assert {n: o["final_mean"] for n, o in fewer.optimizers.items()} == first
     assert all(o["final_std"] == 0.0 for o in fewer.optimizers.values())
     compare(problem, "sgd,adam", seeds=2, lrs=3, epochs=2, storage=storage, device="cpu")  # as other tests expect
+
+
+def test_a_comparison_stopped_within_its_grid_goes_on_from_the_runs_checkpoints(tmp_path, monkeypatch):
+    # The grid trains as one population and is recorded when it ends: without checkpoints a Ctrl-C in it lost
+    # every epoch the grid had trained. Oracle: the same comparison never stopped, in a study of its own.
+    problem = get_problem("digits-mlp", hidden=(16,))
+    settings = {"optimizers": "sgd,adam", "seeds": 1, "lrs": 2, "epochs": 4, "device": "cpu"}
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setattr(pool, "CHECKPOINT_GAP", 0)  # every member's checkpoint at every epoch end
+    run_epoch, epochs = Stack.run_epoch, []
+
+    def stopped_after_two(stack):
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+        epochs.append(stack)
+        return run_epoch(stack)
+
+    monkeypatch.setattr(Stack, "run_epoch", stopped_after_two)
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        compare(problem, storage=storage, checkpoints=checkpoints, **settings)
+    assert len(list(checkpoints.iterdir())) == 4  # the grid's four runs, at epoch 2
+
+    epochs.clear()
+    monkeypatch.setattr(Stack, "run_epoch", lambda stack: epochs.append(stack) or run_epoch(stack))
+    resumed = compare(problem, storage=storage, checkpoints=checkpoints, **settings)
+    assert len(epochs) == 2  # the grid's last two epochs, not four (each seed re-run trains alone)
+    assert not list(checkpoints.iterdir())  # each dropped once its run is recorded
+
+    other = f"sqlite:///{tmp_path / 'n.db'}"
+    never_stopped = compare(problem, storage=other, **settings)
+    first, second = ({(r["stage"], r["optimizer"], r["lr"], r["seed"]): r["value"] for r in compare_rows(
+        optuna.load_study(study_name="digits-mlp-compare", storage=s))} for s in (storage, other))
+    assert first.keys() == second.keys() and len(first) == 6
+    assert [first[k] for k in sorted(first)] == pytest.approx([second[k] for k in sorted(second)], abs=1e-6)
+    assert resumed.ranking == never_stopped.ranking
 
 
 def test_a_different_grid_on_the_same_study_is_refused(run):

@@ -39,12 +39,16 @@ def add_parser(sub) -> None:
     add_study_flag(parser, "PROBLEM-compare")
     add_device_flag(parser)
     add_problem_flags(parser)
+    parser.add_argument("--checkpoints", default=None,
+                        help="directory where each run keeps its epoch checkpoint until it is recorded, from which "
+                             "a comparison stopped within a stage goes on (default runs/compare-STUDY/checkpoints)")
     add_output_flags(parser, out="runs/compare-STUDY", quiet="no progress lines or table")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..comparison import compare
+    from ..comparison.runner import compare_study_name
     from ..report import write_report
     from ._console import make_console
     from ._signals import interrupts_as_keyboard_interrupt
@@ -52,10 +56,12 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     problem = load_problem_of_flags(args)
     progress = None if args.quiet else (lambda line: console.print(line, highlight=False))
+    checkpoints = args.checkpoints or study_dir("compare", compare_study_name(problem, args.study)) / "checkpoints"
     with interrupts_as_keyboard_interrupt():  # kill stops it as Ctrl-C does: each stored run is kept
         result = compare(problem, args.optimizers, seeds=args.seeds, lrs=args.lrs, epochs=args.epochs,
                          batch_size=args.batch_size, target=args.target_value, storage=args.storage,
-                         study=args.study, seed=args.seed, device=args.device, progress=progress)
+                         study=args.study, seed=args.seed, device=args.device, progress=progress,
+                         checkpoints=checkpoints)
     out = result.save(Path(args.out or study_dir("compare", result.study)))
     report = write_report(out, study=result.study, storage=args.storage)
     if not args.quiet:

@@ -11,6 +11,9 @@ Seeds are fresh: the grid picks each best rate at seed ``seed``, the re-runs use
 
 Every run is a trial of an Optuna study (``PROBLEM-compare``), so a comparison
 resumes where it stopped, shows in ``gradtune report`` and in optuna-dashboard.
+With ``checkpoints``, each run of a stage also keeps an epoch checkpoint until it is
+recorded: a stage trains as one population and is recorded when it ends, so without
+them a comparison stopped within a stage would train that stage again from the start.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -39,7 +43,7 @@ from .grid import DEFAULT_OPTIMIZERS, DEFAULT_POINTS, LR_GRID_RANGES, lr_grid, p
 from .result import CompareResult
 from .summary import summarise
 
-__all__ = ["compare", "DEFAULT_EPOCHS", "compare_rows"]
+__all__ = ["compare", "DEFAULT_EPOCHS", "compare_rows", "compare_study_name"]
 
 DEFAULT_EPOCHS = 20
 DEFAULT_FUNCTION_EPOCHS = 200  # a test function takes one full-batch step per epoch
@@ -58,18 +62,26 @@ class _Plan:
     seed: int
     device: str
     report: Callable[[str], None] = field(default=lambda line: None)
+    checkpoints: Path | None = None
 
     def config(self, optimizer: str, lr: float, seed: int) -> TrainConfig:
         batch = None if optimizer in ("gd", "lbfgs") else self.batch_size
         return TrainConfig(optimizer=optimizer, lr=lr, epochs=self.epochs, batch_size=batch, seed=seed,
                            device=self.device, hidden=self.problem.hidden).resolve_for(self.problem)
 
+    def checkpoint(self, stage: str, config: TrainConfig) -> Path | None:
+        """Where a run keeps its epoch checkpoint until it is recorded: named by what names it in the study, so
+        that the same run of a resumed comparison finds it."""
+        if self.checkpoints is None:
+            return None
+        return self.checkpoints / f"{stage}-{config.optimizer}-lr{config.lr!r}-seed{config.seed}.pt"
+
 
 def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = None, *, seeds: int = 3,
             lrs: int = DEFAULT_POINTS, epochs: int | None = None, batch_size: int | None = None,
             target: float | None = None, storage: str | None = None, study: str | None = None, seed: int = 0,
             device: str = "auto", progress: Callable[[str], None] | None = None,
-            budget: int | None = None) -> CompareResult:
+            budget: int | None = None, checkpoints: str | Path | None = None) -> CompareResult:
     """Compare optimisers on ``problem`` with the same budget each, DeepOBS-style.
 
     Args:
@@ -85,6 +97,9 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
         seed: the grid's seed; the re-runs use ``seed + 1`` to ``seed + seeds``.
         budget: deprecated: the earlier name of ``lrs``, which it replaces where given (``budget`` means trials
             or time in ``tune``).
+        checkpoints: a directory where each run keeps its epoch checkpoint until it is recorded, so that a
+            comparison stopped within a stage (Ctrl-C) and run again goes on from the runs' last checkpoints
+            (default: none; ``gradtune compare`` keeps them in ``runs/compare-STUDY/checkpoints``).
 
     Example:
         >>> result = compare(get_problem("digits-mlp"), "sgd,momentum,adam", seeds=3)
@@ -95,8 +110,9 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
                       stacklevel=2)
         lrs = budget
     problem = as_problem(problem)
-    name = study_name(study, f"{problem.name}-compare")
+    name = compare_study_name(problem, study)
     plan = _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress)
+    plan.checkpoints = Path(checkpoints) if checkpoints is not None else None
     if target is not None:
         target = check_number("target", target)
     the_study, _ = open_study(name, open_storage(storage), _metadata(plan), None, None)
@@ -108,6 +124,11 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
     result = CompareResult(problem.name, name, plan.epochs, plan.points, plan.seeds, summary)
     the_study.set_user_attr(COMPARE_KEY, result.to_json())
     return result
+
+
+def compare_study_name(problem: Problem, study: str | None) -> str:
+    """The study a comparison of ``problem`` records its runs in: ``study``, else ``PROBLEM-compare``."""
+    return study_name(study, f"{problem.name}-compare")
 
 
 def _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress) -> _Plan:
@@ -171,13 +192,16 @@ def _train_and_record(study: optuna.Study, plan: _Plan, configs: list[TrainConfi
     optimizers = _optimizer_distribution(study)  # a resumed study's set of optimisers is checked on resume
     stacked = fallback_reason(plan.problem, configs) is None
     started, clock = datetime.datetime.now(), time.perf_counter()
-    results = train_population(plan.problem, configs)
+    checkpoints = [plan.checkpoint(stage, config) for config in configs]
+    results = train_population(plan.problem, configs, checkpoints=checkpoints)
     plan.report(f"{stage}: trained {len(configs)} runs in {time.perf_counter() - clock:.1f}s"
                 f"{' as a population' if stacked else ' one at a time'}")
     ended = datetime.datetime.now()
-    for config, result in zip(configs, results):
+    for config, result, checkpoint in zip(configs, results, checkpoints):
         share = sum(c.batch_size == config.batch_size for c in configs) if stacked else 1
         _record(study, plan.problem.metric_name, stage, config, result, share, started, ended, optimizers)
+        if checkpoint is not None:  # recorded: a resumed comparison skips the run
+            checkpoint.unlink(missing_ok=True)
 
 
 def _optimizer_distribution(study: optuna.Study) -> CategoricalDistribution:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -34,7 +35,8 @@ log = logging.getLogger("gradtune")
 
 def train_population(problem: Problem | str, configs: Sequence[TrainConfig | Mapping[str, Any]], *,
                      callbacks: Sequence[Sequence[Callback]] | None = None,
-                     controller: PopulationController | None = None) -> list[TrainResult]:
+                     controller: PopulationController | None = None,
+                     checkpoints: Sequence[Path | None] | None = None) -> list[TrainResult]:
     """Train every configuration; returns one :class:`TrainResult` per configuration, in order.
 
     Each result equals what :func:`gradtune.train` gives for the same config,
@@ -53,6 +55,8 @@ def train_population(problem: Problem | str, configs: Sequence[TrainConfig | Map
         controller: called at every epoch end of every stack with a :class:`Population` view,
             through which it may copy one member into another with new hyperparameters (population-based
             training); members are named by their index in ``configs``.
+        checkpoints: one path per configuration (or None) where it keeps its epoch checkpoint and from which
+            it resumes: a population stopped part-way (Ctrl-C) and run again goes on where it was.
 
     Example:
         >>> configs = [TrainConfig(optimizer="momentum", lr=lr, epochs=5) for lr in (0.01, 0.03, 0.1)]
@@ -65,5 +69,5 @@ def train_population(problem: Problem | str, configs: Sequence[TrainConfig | Map
     reason = fallback_reason(problem, configs, pool.probed) if configs else None  # the pool reuses the probe
     if reason is not None:
         log.warning("gradtune: training %d configurations one at a time: %s", len(configs), reason)
-        return train_all(SingleLoop(problem), configs, callbacks)
-    return train_all(pool, configs, callbacks)
+        return train_all(SingleLoop(problem), configs, callbacks, checkpoints)
+    return train_all(pool, configs, callbacks, checkpoints)

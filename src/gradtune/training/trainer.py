@@ -140,10 +140,13 @@ class WholeRunTrainer:
 
 
 def train_all(trainer: Trainer, configs: Sequence[TrainConfig],
-              callbacks: Sequence[Sequence[Callback]] | None = None) -> list[TrainResult]:
-    """Add every configuration (keyed by its index), advance until none is in flight; results in order."""
+              callbacks: Sequence[Sequence[Callback]] | None = None,
+              checkpoints: Sequence[Path | None] | None = None) -> list[TrainResult]:
+    """Add every configuration (keyed by its index), advance until none is in flight; results in order. With
+    ``checkpoints`` (one path per configuration), each keeps its epoch checkpoint there and resumes from it."""
     for key, config in enumerate(configs):
-        trainer.add(key, config, callbacks[key] if callbacks is not None else ())
+        trainer.add(key, config, callbacks[key] if callbacks is not None else (),
+                    checkpoints[key] if checkpoints is not None else None)
     results: dict[int, TrainResult] = {}
     while trainer.in_flight:
         results.update(trainer.advance())
