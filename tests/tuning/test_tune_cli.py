@@ -250,3 +250,14 @@ def test_pbt_on_members_that_cannot_stack_is_one_line_before_the_display_and_the
         "gradtune tune: error: The 'strategy' parameter 'pbt' needs members that train together as one stack, to "
         "copy each other's weights; these would train one at a time: test functions train full-batch on one point; "
         "the single loop is already minimal. Got strategy='pbt'. (see 'gradtune tune --help')"]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "sqlite:///file:s?mode=memory&cache=shared&uri=true"])
+def test_an_in_memory_sqlite_storage_is_one_line_not_a_storage_error(main_cli, tmp_path, url):
+    # It ended in 'StorageInternalError: An exception is raised during the commit' (exit 1): each connection
+    # gradtune opens (Optuna's engine after its set-up, the heartbeats, the report) has its own empty database.
+    done = main_cli("tune", "linreg", "--strategy", "tpe", "--budget", "1", "--storage", url, "--quiet")
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "The 'storage' parameter must name a database that outlives one connection" in lines[0]
+    assert f"Got {url!r}" in lines[0] and list(tmp_path.iterdir()) == []

@@ -72,6 +72,11 @@ def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS,
     if "://" not in url:
         raise UsageError(f"The 'storage' parameter must be an Optuna storage URL (sqlite:///x.db, "
                          f"postgresql://user:pass@host/db) or a journal file (journal:PATH). Got {url!r}.")
+    if _in_memory(url):
+        raise UsageError(f"The 'storage' parameter must name a database that outlives one connection: gradtune "
+                         f"opens a study on several (its heartbeats, its report), and each would find its own "
+                         f"empty in-memory SQLite database. Give a file, such as sqlite:///study.db (a "
+                         f"temporary one for a throwaway study). Got {url!r}.")
     if not reachable:
         check_reachable(url)  # one connection, one timeout; Optuna's set-up below connects several times
     try:
@@ -87,6 +92,13 @@ def open_storage(url: str | None = None, heartbeat: float = HEARTBEAT_SECONDS,
         return storage
     except Exception as error:  # sqlalchemy raises many types; the user needs one line
         raise GradtuneError(failure_message(url, error)) from None
+
+
+def _in_memory(url: str) -> bool:
+    """An in-memory SQLite URL (``sqlite://``, ``sqlite:///:memory:``, a ``mode=memory`` URI), whose database
+    lives as long as the one connection that made it."""
+    base, _, query = url.partition("?")
+    return url.startswith("sqlite") and (base in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in query)
 
 
 def _fast_sqlite_commits(storage: optuna.storages.RDBStorage) -> None:
