@@ -245,3 +245,18 @@ def test_a_resumed_round_reports_each_copy_once_though_its_checkpoint_predates_t
     assert sorted(map(json.dumps, result.pbt["lineage"])) == sorted(map(json.dumps, expected))
     from gradtune.report import load_report_data
     assert load_report_data("pbt", storage).extras["pbt"]["lineage"] == result.pbt["lineage"]
+
+
+def test_pbt_refuses_members_that_report_once_before_any_trains(tmp_path):
+    """A stream on a step budget trains as one block: its members were never ranked, so none copied another, and
+    the study was a random search that called itself PBT."""
+    from user_data_problems import forms
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    space = {"optimizer": "momentum", "lr": {"low": 0.01, "high": 0.1, "log": True}, "batch_size": 16}
+    with pytest.raises(UsageError, match="'pbt' needs members that report along the way.*report once"):
+        tune(forms()["stream"], space, "pbt", 4, storage, "once", population=4, trial_steps=30)
+    assert not optuna.get_all_study_summaries(storage)
+    # The same members on data with a length report after each pass, and are ranked and copied there.
+    result = tune(forms()["tensors"], space, "pbt", 4, storage, "passes", population=4, trial_steps=30)
+    assert result.counts() == {"completed": 4}

@@ -44,6 +44,7 @@ from ...training.checkpoint import CheckpointError, load_checkpoint
 from ...training.pool import fallback_reason
 from ...training.trainer import Trainer
 from ..concurrency import AUTO_SIZE
+from ..rungs import reports_in
 from ..space import SearchSpace
 from ._base import Strategy
 
@@ -276,6 +277,12 @@ class PopulationBasedTraining(Strategy):
             raise UsageError(f"The 'strategy' parameter 'pbt' needs members that train together as one stack, "
                              f"to copy each other's weights; these would train one at a time: {reason}. Got "
                              f"strategy='pbt'.")
+        if reports_in(config, problem) < 2:  # a stream on a step budget is one period; eval_every would unstack it
+            raise UsageError("The 'strategy' parameter 'pbt' needs members that report along the way, to be ranked "
+                             "and copied between reports; these would report once, at their end, as training data "
+                             "without a length does on a step budget (and reports within it, eval_every, train "
+                             "one at a time). Give training data with a length, or another strategy. Got "
+                             "strategy='pbt'.")
 
     def member_config(self, number: int, config: TrainConfig, checkpoint: Path | None = None) -> TrainConfig:
         return self.round.join(number, config, checkpoint)
