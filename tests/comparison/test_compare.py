@@ -127,7 +127,8 @@ def test_a_comparison_stopped_within_its_grid_goes_on_from_the_runs_checkpoints(
 
 def test_a_different_grid_on_the_same_study_is_refused(run):
     problem, storage, _, _ = run
-    with pytest.raises(UsageError, match="cannot be resumed"):
+    # Said to a Python caller as well as on the command line: how to name another study in either.
+    with pytest.raises(UsageError, match=r"cannot be resumed.*another name \(--study NAME, or study= in Python\)"):
         compare(problem, "sgd,adam", seeds=2, lrs=4, epochs=2, storage=storage, device="cpu")
 
 

@@ -92,16 +92,20 @@ def _summaries(storage) -> dict[str, optuna.study.StudySummary]:
     return {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
 
 
+# How a study is named, on the command line and in Python (the same refusal reaches both).
+_ANOTHER_NAME = "--study NAME, or study= in Python"
+
+
 def _check_compatible(name: str, stored: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> None:
     if stored is None:
         raise UsageError(f"The study '{name}' exists but was not made by gradtune tune. Choose another name "
-                         f"with --study.")
+                         f"({_ANOTHER_NAME}).")
     differs = [key for key in _MUST_MATCH if _comparable(key, stored.get(key)) != _comparable(key, wanted.get(key))
                and not (key in _ADDED_LATER and key not in stored)]
     if differs:
         detail = "; ".join(_describe(key, stored.get(key), wanted.get(key)) for key in differs)
         raise UsageError(f"The study '{name}' cannot be resumed: {detail}. Re-run with the original settings, "
-                         f"or start a new study with --study NAME.")
+                         f"or start a new study under another name ({_ANOTHER_NAME}).")
 
 
 def _comparable(key: str, value: Any) -> Any:
