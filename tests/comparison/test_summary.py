@@ -140,3 +140,14 @@ def test_an_optimizer_whose_reruns_diverge_is_not_ranked_on_the_seeds_that_survi
     assert "over 3 seeds" in out["recommendation"]
     assert "The runner-up, risky, ends 5.88% higher (beyond the seeds' spread) over 1 of 3 seeds (2 diverged)" in (
         out["recommendation"])
+
+
+def test_one_seed_each_is_said_to_have_no_spread_rather_than_to_be_beyond_it():
+    # With --seeds 1 the runner-up was "beyond the seeds' spread", over "1 seeds": a spread of one value is none.
+    rows = [r for r in _rows() if r["stage"] == "grid" or r["seed"] == 1]
+    text = summarise(rows, ["fast", "slow"], METRIC, maximize=True, target=0.9)["recommendation"]
+    assert "one seed each: no spread to weigh it against" in text and "seeds' spread" not in text
+    assert "over 1 seed." in text and "1 seeds" not in text
+    # Three seeds each: the spread decides, as before.
+    text = summarise(_rows(), ["fast", "slow"], METRIC, maximize=True, target=0.9)["recommendation"]
+    assert "seeds' spread" in text and "no spread" not in text

@@ -191,8 +191,15 @@ def _over(s: dict) -> str:
     """The seeds a final mean is over: those re-runs that completed, said so where some diverged."""
     diverged = s["seeds_diverged"]
     if not diverged:
-        return f"over {s['seeds']} seeds"
+        return f"over {s['seeds']} seed{'s' if s['seeds'] != 1 else ''}"
     return f"over {s['seeds'] - diverged} of {s['seeds']} seeds ({diverged} diverged)"
+
+
+def _spread(a: dict, b: dict) -> str:
+    """Whether two final means differ within the seeds' spread; with one completed re-run each there is none."""
+    if max(x["seeds"] - x["seeds_diverged"] for x in (a, b)) < 2:
+        return "one seed each: no spread to weigh it against"
+    return "within the seeds' spread" if _tied(a, b) else "beyond the seeds' spread"
 
 
 def _explain(summary, scored, choice, metric, target, maximize) -> str:
@@ -216,6 +223,6 @@ def _explain(summary, scored, choice, metric, target, maximize) -> str:
         lines.append(f"{other} ends {gap}, within the seeds' spread,{speed}; {_grid_text(o, maximize)} the "
                      f"target.")
     else:
-        tie = "within the seeds' spread" if _tied(o, s) else "beyond the seeds' spread"
-        lines.append(f"The runner-up, {other}, ends {gap} ({tie}) {_over(o)}; it {_reach_text(o, target, maximize)}.")
+        lines.append(f"The runner-up, {other}, ends {gap} ({_spread(o, s)}) {_over(o)}; it "
+                     f"{_reach_text(o, target, maximize)}.")
     return " ".join(lines)
