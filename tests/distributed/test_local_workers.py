@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -79,3 +80,59 @@ def test_workers_share_the_cores_instead_of_each_taking_them_all(tmp_path):
     workers = {pid: threads for pid, parent, threads in rows if parent != os.getpid()}  # not the command itself
     assert len(workers) == 2
     assert set(workers.values()) == {max(1, _default_threads() // 2)}
+
+
+DIES = textwrap.dedent("""
+    import os
+    import signal
+    import torch
+    import gradtune
+
+    class DiesOnce(torch.nn.Module):
+        '''The first worker to train a batch is killed outright (SIGKILL), mid-trial; every other trains on.'''
+
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(1, 1)
+
+        def forward(self, x):
+            if self.training:
+                try:
+                    os.close(os.open(os.environ["DIES_MARK"], os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return self.linear(x)
+
+    def make_problem():
+        x = torch.linspace(-1, 1, 64).unsqueeze(1)
+        return gradtune.Problem(DiesOnce, train=(x, 2 * x), valid=(x, 2 * x), task="regression")
+""")
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_other(tmp_path):
+    """The command reaps a killed worker at once: left a zombie, its pid looked alive to the other worker, which
+    waited for the dead worker's trial for ever (a journal file has no heartbeats to go stale)."""
+    (tmp_path / "dies.py").write_text(DIES)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DIES_MARK": str(tmp_path / "died")}
+    command = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", "tune", "dies.py:make_problem",
+                                "--workers", "2", "--budget", "3", "--strategy", "random", "--trial-epochs", "1",
+                                "--study", "dies", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = command.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(command.pid, signal.SIGKILL)  # the command and its workers
+        command.communicate()
+        pytest.fail("the surviving worker never took over the killed worker's trial")
+    assert (tmp_path / "died").exists()
+    assert command.returncode == 1
+    assert "(exit code -9) failed" in stderr
+    study = optuna.load_study(study_name="dies", storage=open_storage(str(tmp_path / "gradtune.journal")))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == failed[0].params

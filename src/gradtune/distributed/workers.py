@@ -14,11 +14,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from .threads import threads_each
 
 __all__ = ["launch_workers", "WorkerExit"]
+
+REAP_SECONDS = 0.2  # how often the ended workers are looked for
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,13 @@ def launch_workers(n: int, worker_args: list[str]) -> list[WorkerExit]:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for process in processes:
-            while True:
-                try:
-                    process.wait()
-                    break
-                except KeyboardInterrupt:  # a handler installed above us may still raise; keep waiting
-                    forward(None, None)
+        # Each worker is reaped the moment it ends, whichever it is: a killed worker left a zombie while this
+        # waited on another keeps a pid that looks alive, and its peers wait for its trial for ever.
+        while any(process.poll() is None for process in processes):
+            try:
+                time.sleep(REAP_SECONDS)
+            except KeyboardInterrupt:  # a handler installed above us may still raise; keep waiting
+                forward(None, None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
