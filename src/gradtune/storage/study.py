@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from ..errors import UsageError, invalid_value
 from ._optuna import fail_trial
 from .keys import FAILED_STATUS, METADATA_KEY
+from .shared_budget import OVER_BUDGET
 
 __all__ = ["study_name", "open_study", "existing_metadata", "trials_in", "worker_id", "recover_orphans",
            "requeue_failed", "stored_metadata", "FINISHED_STATES"]
@@ -149,7 +150,9 @@ def recover_orphans(study: optuna.Study) -> list[int]:
 def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
     """Queue each interrupted or crashed trial's parameters again, as Optuna's heartbeat retry does.
 
-    A trial whose configuration was refused, or that an error ended, is not: it would fail the same way.
+    A trial whose configuration was refused, or that an error ended, is not: it would fail the same way. Nor is
+    one given back untrained (``OVER_BUDGET``): a retry asked for beyond the budget, or a repeated retry, keeps the
+    parameters it was queued with, but its configuration waits in the queue or trains elsewhere.
 
     One mechanism for both: the retry carries ``failed_trial``/``retry_history``
     system attributes, so a trial is retried once and a chain at most ``max_retry`` times.
@@ -161,7 +164,7 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
     for trial in trials:
         if trial.state == TrialState.FAIL and trial.number not in retried and trial.params \
-                and trial.user_attrs.get("status") != FAILED_STATUS:
+                and trial.user_attrs.get("status") not in (FAILED_STATUS, OVER_BUDGET):
             retry(study, trial)
 
 
