@@ -117,6 +117,9 @@ def test_rank_0_trains_on_its_share_of_the_threads_and_gives_them_back():
     (["digits-mlp", "--nproc", "0"], "'nproc' parameter must be an integer in [1, inf)"),
     (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),
     (["digits-mlp", "--batch-size", "2", "--nproc", "3"], "'nproc' parameter must be at most the batch size"),
+    # The ranks weighted no sample: such a run trained uniformly and said importance sampling had not paid.
+    (["digits-mlp", "--sampling", "importance", "--nproc", "2"], "'nproc' parameter must be 1 with sampling "
+                                                                "'importance'"),
 ])
 def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
     # In-process: main() is what the command runs, and the refusal comes before any process is started.
@@ -126,6 +129,17 @@ def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
     assert message in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_tune_refuses_importance_sampling_with_trial_nproc_before_making_a_study(tmp_path, capsys):
+    # Its trials once trained uniformly on the ranks, each recorded with sampling 'importance'.
+    code = main(["tune", "linreg", "--sampling", "importance", "--trial-nproc", "2", "--budget", "1",
+                 "--storage", f"sqlite:///{tmp_path / 't.db'}", "--out", str(tmp_path / "run"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert "'trial_nproc' parameter must be 1 with sampling 'importance'" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t.db").exists() and not (tmp_path / "run").exists()
 
 
 def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):

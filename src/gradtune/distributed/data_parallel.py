@@ -40,7 +40,7 @@ from ..training.loop import Run
 from ..training.trainer import Entry, WholeRunTrainer
 from .threads import threads_each, torch_threads
 
-__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank"]
+__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank", "check_sampling"]
 
 # Long enough for an epoch's evaluation on one rank while the others wait; short enough that a dead rank
 # does not hang the rest for gloo's default half hour.
@@ -199,6 +199,7 @@ def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) ->
         # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
         raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
                          f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
+    check_sampling(config.sampling, nproc)
     if nproc > 1:
         problem.require_xy("data-parallel training ('nproc')")
     if nproc > 1 and problem.task == "function":
@@ -208,6 +209,14 @@ def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) ->
     if nproc > smallest:
         raise UsageError(f"The 'nproc' parameter must be at most the batch size ({smallest}), so that every "
                          f"process has samples. Got {nproc}.")
+
+
+def check_sampling(sampling: str, nproc: int, parameter: str = "nproc") -> None:
+    """Refuse importance sampling on several processes: the ranks draw uniform shards and weight no sample, so
+    such a run would train uniformly while its record said importance."""
+    if nproc > 1 and sampling != "uniform":
+        raise UsageError(f"The '{parameter}' parameter must be 1 with sampling {sampling!r}, which data-parallel "
+                         f"training does not do (each rank trains on its uniform shard of the batch). Got {nproc}.")
 
 
 def _run_rank(rank: int, world: int, init: str, problem: Problem, config: TrainConfig,
