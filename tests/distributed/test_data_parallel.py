@@ -8,11 +8,17 @@ sums differs, hence the 1e-5 relative tolerance on the final weights.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 import gradtune
+from ctrl_c import default_sigint
 from gradtune.cli.main import main
 from gradtune.distributed import train_parallel
 
@@ -153,3 +159,25 @@ def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):
     for trial in completed:
         alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(trial["config"]))
         assert trial["value"] == pytest.approx(alone.metrics["valid_loss"], rel=RTOL)
+
+
+def test_ctrl_c_stops_every_rank_without_a_traceback(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the spawned ranks too: each printed the
+    KeyboardInterrupt's traceback, which only --debug shows. The command ends with its one line and 130."""
+    out = tmp_path / "run"
+    command = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", "train", "mnist1d-mlp", "--nproc", "2",
+                                "--batch-size", "16", "--epochs", "50", "--out", str(out), "--quiet"],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
+    try:
+        while not (out / "checkpoint.pt").exists():  # the ranks train
+            assert command.poll() is None, command.communicate()
+            time.sleep(0.05)
+        os.killpg(command.pid, signal.SIGINT)
+        _, stderr = command.communicate(timeout=120)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    assert command.returncode == 130
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("gradtune train: interrupted; the same command resumes")

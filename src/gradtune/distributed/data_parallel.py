@@ -246,6 +246,8 @@ def _rank_main(rank: int, world: int, init: str, recipe: tuple, config: TrainCon
     torch.set_num_threads(threads)
     try:
         _run_rank(rank, world, init, _rebuild(recipe), config, (), checkpoint, rank)
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank of the terminal's group; rank 0 says it, once
+        sys.exit(130)
     except Exception as error:  # the parent reports which rank failed; this line says why
         print(f"gradtune: data-parallel rank {rank}: {type(error).__name__}: {error}", file=sys.stderr)
         sys.exit(1)
