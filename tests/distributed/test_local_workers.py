@@ -43,6 +43,16 @@ def test_workers_refuse_an_sqlite_storage(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x.db").exists()
 
 
+def test_bad_input_with_workers_is_one_line_before_the_journal_note(tmp_path, monkeypatch, capsys):
+    # The note that the study goes to a journal file came first: bad input was two lines, not one.
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune", "linreg", "--workers", "2", "--budget", "0", "--quiet"]) == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1
+    assert "'budget' parameter must be a trial count" in stderr
+    assert not (tmp_path / "gradtune.journal").exists()
+
+
 def _default_threads() -> int:
     """torch's threads in a fresh interpreter left to its default (this test process runs on one)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}

@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
     defaulted = args.strategy is None
     check_number("workers", args.workers, low=1, integer=True)
-    url = _storage_for_workers(args.storage, args.workers)
     problem = load_problem_of_flags(args)
     space = load_config_file(args.space, "space") if args.space else None  # parsed against the problem's model keywords
     # Every setting is checked before a study is made.
@@ -105,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                   trial_nproc=args.trial_nproc, rung_rule=args.rung_rule,
                                   trial_steps=args.trial_steps)
     settings = settings.replace(checkpoints=checkpoint_dir(args, settings.study))
+    url = _storage_for_workers(args.storage, args.workers)  # its note only once every setting is known good
     storage = open_storage(url, settings.heartbeat, reachable=url == args.storage)
     if defaulted and args.study is None:
         _note_earlier_default(storage, problem.name, settings.study)
