@@ -230,3 +230,18 @@ def test_an_empty_study_name_is_refused_rather_than_read_as_the_default_study(ma
     done = main_cli(command, "linreg", "--study", name, "--quiet", *(["--budget", "1"] if command == "tune" else []))
     assert done.returncode == 2 and "The 'study' parameter must be a non-empty name" in done.stderr, done.stderr
     assert not (tmp_path / "gradtune.db").exists()
+
+
+def test_a_study_with_no_completed_trial_names_only_the_files_it_wrote(main_cli, tmp_path):
+    # Every trial diverges: there is no best configuration or model, and the last line said it had written both.
+    (tmp_path / "space.yaml").write_text("optimizer: sgd\nlr: {low: 1.0e+3, high: 1.0e+4, log: true}\n"
+                                         "batch_size: 32\n")
+    done = main_cli("tune", "digits-mlp", "--strategy", "random", "--space", "space.yaml", "--budget", "2",
+                    "--trial-epochs", "2", "--hidden", "16", "--storage", "sqlite:///x.db", "--out", "out")
+    _ok(done)
+    assert [t["state"] for t in _result(tmp_path / "out")["trials"]] == ["diverged", "diverged"]
+    said = " ".join(done.stdout.split()).split("written to ")[-1]
+    for name in ("result.json", "report.html"):
+        assert name in said and (tmp_path / "out" / name).exists()
+    for name in ("best_config.json", "best_model.pt"):
+        assert name not in said and not (tmp_path / "out" / name).exists()

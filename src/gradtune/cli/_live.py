@@ -118,8 +118,10 @@ def print_leaderboard(result, out: Path) -> None:
     console = make_console()
     console.print()  # the live display's last frame ends without a newline
     console.print(table)
-    console.print(f"best {result.metric}: {_fmt(result.best_value)}; written to {out}/"
-                  f"{{result.json, best_config.json, best_model.pt, report.html}}")
+    # What TuneResult.save and the report wrote: no best configuration or model where no trial completed.
+    written = ["result.json", *(["best_config.json"] if result.best_config is not None else []),
+               *(["best_model.pt"] if result.best_model is not None else []), "report.html"]
+    console.print(f"best {result.metric}: {_fmt(result.best_value)}; written to {out}/{{{', '.join(written)}}}")
 
 
 def _counts(result) -> str:
