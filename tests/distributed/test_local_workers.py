@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from ctrl_c import default_sigint
 from gradtune.cli.main import main
 from gradtune.storage.open import open_storage
 
@@ -146,3 +148,58 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_other(tmp_path):
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == failed[0].params
+
+
+SLOW = textwrap.dedent("""
+    import time
+    import torch
+    import gradtune
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(1, 1)
+
+        def forward(self, x):
+            time.sleep(0.05)
+            return self.linear(x)
+
+    def make_problem():
+        x = torch.linspace(-1, 1, 64).unsqueeze(1)
+        return gradtune.Problem(Slow, train=(x, 2 * x), valid=(x, 2 * x), task="regression")
+""")
+
+
+def test_ctrl_c_stops_every_worker_once_and_queues_each_trial_once(tmp_path):
+    """Ctrl-C reaches the terminal's whole group, and the command forwarded it to its workers as well: each worker
+    heard two interrupts, and the second broke off its clean stop ('gradtune: interrupted' instead of its summary)."""
+    (tmp_path / "slow.py").write_text(SLOW)
+    command = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", "tune", "slow.py:make_problem",
+                                "--workers", "2", "--budget", "6", "--strategy", "random", "--trial-epochs", "50",
+                                "--study", "s"], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=default_sigint)
+    journal = tmp_path / "gradtune.journal"
+    try:
+        while True:  # both workers train a trial
+            assert command.poll() is None, command.communicate()
+            if journal.exists() and "s" in {s.study_name for s in optuna.get_all_study_summaries(
+                    open_storage(str(journal)))}:
+                study = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
+                if len(study.get_trials(states=(TrialState.RUNNING,))) == 2:
+                    break
+            time.sleep(0.1)
+        os.killpg(command.pid, signal.SIGINT)
+        stdout, stderr = command.communicate(timeout=120)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    assert command.returncode == 130, stderr
+    assert "gradtune: interrupted" not in stderr and "Traceback" not in stderr, stderr
+    assert stdout.count(": interrupted after ") == 2, stdout
+    study = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
+    interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 2 and {t.user_attrs["status"] for t in interrupted} == {"interrupted"}
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in interrupted)
+    assert not study.get_trials(states=(TrialState.RUNNING,))

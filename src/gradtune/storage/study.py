@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import optuna
@@ -147,7 +147,7 @@ def recover_orphans(study: optuna.Study) -> list[int]:
     return failed
 
 
-def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
+def requeue_failed(study: optuna.Study, max_retry: int = 2, only: Container[int] | None = None) -> None:
     """Queue each interrupted or crashed trial's parameters again, as Optuna's heartbeat retry does.
 
     A trial whose configuration was refused, or that an error ended, is not: it would fail the same way. Nor is
@@ -155,7 +155,9 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
     parameters it was queued with, but its configuration waits in the queue or trains elsewhere.
 
     One mechanism for both: the retry carries ``failed_trial``/``retry_history``
-    system attributes, so a trial is retried once and a chain at most ``max_retry`` times.
+    system attributes, so a trial is retried once and a chain at most ``max_retry`` times. ``only``: the numbers
+    of the trials to look at (a worker's own, as it stops), so that workers stopping at once do not each queue
+    the others' trials as well.
     """
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
@@ -163,6 +165,8 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
     for trial in trials:
+        if only is not None and trial.number not in only:
+            continue
         if trial.state == TrialState.FAIL and trial.number not in retried and trial.params \
                 and trial.user_attrs.get("status") not in (FAILED_STATUS, OVER_BUDGET):
             retry(study, trial)

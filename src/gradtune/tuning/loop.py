@@ -269,7 +269,7 @@ class TuningLoop:
             _store_config(flight)
             trial.set_user_attr("status", "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
-            requeue_failed(self.study)  # queued at once, so that another worker can take it over now
+            requeue_failed(self.study, only={trial.number})  # queued at once: another worker can take it over now
             self.prepared.outcomes.append(TrialOutcome(trial.number, {}, "interrupted", None, 0, 0.0))
 
     def _announce(self, outcome: TrialOutcome) -> None:
