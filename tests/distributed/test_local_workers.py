@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import gradtune
 from ctrl_c import default_sigint
 from gradtune.cli.main import main
 from gradtune.storage.open import open_storage
@@ -203,3 +205,23 @@ def test_ctrl_c_stops_every_worker_once_and_queues_each_trial_once(tmp_path):
     queued = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(t.number for t in interrupted)
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_workers_of_the_same_process_id_on_two_hosts_draw_apart(tmp_path, monkeypatch, capsys):
+    """In containers every worker may be process 1 (a Kubernetes Job's pods): seeded by the process id alone, two
+    pods that start on the same study together drew the same configurations. Each study here is such a start."""
+    from gradtune.tuning import TuneSettings
+    from gradtune.tuning.prepare import prepare_study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    problem = gradtune.get_problem("linreg")
+    drawn = []
+    for host in ("pod-a", "pod-b"):
+        storage = f"sqlite:///{tmp_path / host}.db"
+        prepare_study(problem, TuneSettings.build(problem, None, "random", 2, "big", trial_epochs=1), storage)
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        assert main(["worker", "--storage", storage, "--study", "big", "--quiet"]) == 0, capsys.readouterr().err
+        drawn.append([t.params for t in optuna.load_study(study_name="big", storage=storage).trials])
+    assert len(drawn[0]) == len(drawn[1]) == 2
+    assert drawn[0] != drawn[1]

@@ -8,6 +8,7 @@ differs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import warnings
@@ -23,7 +24,7 @@ from .keys import FAILED_STATUS, METADATA_KEY
 from .shared_budget import OVER_BUDGET
 
 __all__ = ["study_name", "open_study", "existing_metadata", "trials_in", "worker_id", "recover_orphans",
-           "requeue_failed", "stored_metadata", "FINISHED_STATES"]
+           "requeue_failed", "stored_metadata", "worker_index", "FINISHED_STATES"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
@@ -43,6 +44,12 @@ def study_name(given: str | None, default: str) -> str:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_index() -> int:
+    """A number in [0, 2**31) that sets this worker apart from its peers where it is given none: from its host
+    name and process id both, since in containers every worker may be process 1."""
+    return int.from_bytes(hashlib.sha256(worker_id().encode()).digest()[:4], "big") >> 1
 
 
 def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner) -> tuple[optuna.Study, bool]:
