@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 import gradtune
 from ctrl_c import default_sigint
 from gradtune.cli.main import main
+from gradtune.errors import GradtuneError
 from gradtune.storage.open import open_storage
 
 
@@ -225,3 +226,16 @@ def test_workers_of_the_same_process_id_on_two_hosts_draw_apart(tmp_path, monkey
         drawn.append([t.params for t in optuna.load_study(study_name="big", storage=storage).trials])
     assert len(drawn[0]) == len(drawn[1]) == 2
     assert drawn[0] != drawn[1]
+
+
+def test_debug_reaches_the_workers(tmp_path, monkeypatch, capfd):
+    """'gradtune --debug tune --workers N' showed the command's own traceback, of its line that the workers had
+    failed, but each worker's error only as its one line: what went wrong in a worker had no traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where the checkpoints' directory should go")
+    with pytest.raises(GradtuneError, match="failed"):
+        main(["--debug", "tune", "linreg", "--workers", "2", "--budget", "2", "--strategy", "random",
+              "--trial-epochs", "1", "--checkpoints", "blocker/checkpoints", "--quiet"])
+    stderr = capfd.readouterr().err
+    assert stderr.count("Traceback (most recent call last)") == 2, stderr  # one per worker
+    assert "gradtune/cli/worker.py" in stderr

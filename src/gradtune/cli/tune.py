@@ -176,6 +176,8 @@ def _run_workers(args: argparse.Namespace, problem, settings, storage, url: str)
             worker_args += [f"--{flag}", getattr(args, flag)]
     if args.quiet:
         worker_args.append("--quiet")
+    if args.debug:  # an error in a worker shows its own traceback, not only the line that the worker failed
+        worker_args.append("--debug")
     exits = launch_workers(args.workers, worker_args)
     interrupted = any(e.returncode in (130, -2, -15) for e in exits)
     result = collect(prepared, interrupted=interrupted, collecting=not interrupted)
