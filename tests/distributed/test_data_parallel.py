@@ -181,3 +181,28 @@ def test_ctrl_c_stops_every_rank_without_a_traceback(tmp_path):
     assert command.returncode == 130
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("gradtune train: interrupted; the same command resumes")
+
+
+def test_an_interrupt_on_rank_0_ends_the_other_ranks_at_once(monkeypatch):
+    """'kill' reaches rank 0 alone (SIGTERM, as a scheduler sends it): the other ranks, waiting in their next
+    collective, were left to the minute-long join and then killed, so the command took a minute to stop."""
+    import torch.multiprocessing
+
+    spawn, made = torch.multiprocessing.get_context("spawn"), []
+
+    class Recording:
+        """The spawn context, keeping the rank processes it makes (they are real spawned processes)."""
+
+        def Process(self, *args, **kwargs):  # noqa: N802 - the context's own name
+            made.append(spawn.Process(*args, **kwargs))
+            return made[-1]
+
+    class Interrupt(gradtune.training.Callback):
+        def on_epoch_end(self, record):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.multiprocessing, "get_context", lambda method: Recording())
+    with pytest.raises(KeyboardInterrupt):
+        train_parallel(gradtune.get_problem("linreg"), gradtune.TrainConfig(epochs=3, batch_size=100), 2,
+                       callbacks=[Interrupt()])
+    assert [p.exitcode for p in made] == [-signal.SIGTERM]  # ended by the interrupt, not killed after the join

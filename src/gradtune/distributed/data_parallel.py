@@ -148,8 +148,15 @@ def train_parallel(problem: Problem | str, config: TrainConfig | None = None, np
     try:
         with torch_threads(threads):
             result = _run_rank(0, nproc, init, problem, config, callbacks, checkpoint, 0)
-    except RuntimeError as error:  # a collective failed: a rank died
-        raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
+    except BaseException as error:
+        # The other ranks hold nothing to save (rank 0 writes the checkpoint); left alone, they would wait in
+        # their next collective for the join's timeout below (an interrupt that reached rank 0 alone: 'kill').
+        for process in others:
+            if process.is_alive():
+                process.terminate()
+        if isinstance(error, RuntimeError):  # a collective failed: a rank died
+            raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
+        raise
     finally:
         for process in others:
             process.join(timeout=60)
