@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from gradtune.cli.main import main
 from gradtune.distributed import train_parallel
 
 RTOL = 1e-5
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def _relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -137,13 +139,23 @@ def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_tune_refuses_importance_sampling_with_trial_nproc_before_making_a_study(tmp_path, capsys):
+@pytest.mark.parametrize("args, message", [
     # Its trials once trained uniformly on the ranks, each recorded with sampling 'importance'.
-    code = main(["tune", "linreg", "--sampling", "importance", "--trial-nproc", "2", "--budget", "1",
-                 "--storage", f"sqlite:///{tmp_path / 't.db'}", "--out", str(tmp_path / "run"), "--quiet"])
+    (["linreg", "--sampling", "importance"], "'trial_nproc' parameter must be 1 with sampling 'importance'"),
+    # These two failed 100 trials, each refused alike, before the study ended with that line.
+    (["quadratic"], "'trial_nproc' parameter must be 1 for function problems"),
+    (["examples/text_classifier.py:make_problem", "-o", "n=100"], "data-parallel training ('trial_nproc') needs a "
+                                                                  "problem of (x, y) tensors"),
+])
+def test_tune_refuses_what_no_trial_on_ranks_could_train_before_making_a_study(tmp_path, capsys, monkeypatch,
+                                                                                 args, message):
+    monkeypatch.syspath_prepend(str(EXAMPLES.parent))  # undone after: the example file's directory goes on sys.path
+    args = [str(EXAMPLES.parent / a) if a.startswith("examples/") else a for a in args]
+    code = main(["tune", *args, "--trial-nproc", "2", "--budget", "1", "--storage", f"sqlite:///{tmp_path / 't.db'}",
+                 "--out", str(tmp_path / "run"), "--quiet"])
     stderr = capsys.readouterr().err
     assert code == 2
-    assert "'trial_nproc' parameter must be 1 with sampling 'importance'" in stderr
+    assert message in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t.db").exists() and not (tmp_path / "run").exists()
 

@@ -40,7 +40,7 @@ from ..training.loop import Run
 from ..training.trainer import Entry, WholeRunTrainer
 from .threads import threads_each, torch_threads
 
-__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank", "check_sampling"]
+__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank", "check_parallel"]
 
 # Long enough for an epoch's evaluation on one rank while the others wait; short enough that a dead rank
 # does not hang the rest for gloo's default half hour.
@@ -206,24 +206,27 @@ def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) ->
         # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
         raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
                          f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
-    check_sampling(config.sampling, nproc)
-    if nproc > 1:
-        problem.require_xy("data-parallel training ('nproc')")
-    if nproc > 1 and problem.task == "function":
-        raise UsageError(f"The 'nproc' parameter must be 1 for function problems such as '{problem.name}', which "
-                         f"have no data to share out. Got {nproc}.")
+    check_parallel(problem, nproc, config.sampling)
     smallest = min(config.batch_size, problem.n_train)
     if nproc > smallest:
         raise UsageError(f"The 'nproc' parameter must be at most the batch size ({smallest}), so that every "
                          f"process has samples. Got {nproc}.")
 
 
-def check_sampling(sampling: str, nproc: int, parameter: str = "nproc") -> None:
-    """Refuse importance sampling on several processes: the ranks draw uniform shards and weight no sample, so
-    such a run would train uniformly while its record said importance."""
-    if nproc > 1 and sampling != "uniform":
+def check_parallel(problem: Problem, nproc: int, sampling: str, parameter: str = "nproc") -> None:
+    """Refuse ``nproc`` processes where no configuration could train on them: a problem without (x, y) tensors,
+    a function problem, or importance sampling (the ranks draw uniform shards and weight no sample, so such a run
+    would train uniformly while its record said importance). ``gradtune tune --trial-nproc`` checks it before
+    any study is made, rather than refusing every trial alike."""
+    if nproc <= 1:
+        return
+    if sampling != "uniform":
         raise UsageError(f"The '{parameter}' parameter must be 1 with sampling {sampling!r}, which data-parallel "
                          f"training does not do (each rank trains on its uniform shard of the batch). Got {nproc}.")
+    problem.require_xy(f"data-parallel training ('{parameter}')")
+    if problem.task == "function":
+        raise UsageError(f"The '{parameter}' parameter must be 1 for function problems such as '{problem.name}', "
+                         f"which have no data to share out. Got {nproc}.")
 
 
 def _run_rank(rank: int, world: int, init: str, problem: Problem, config: TrainConfig,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLINGS, TrainConfig
-from ..distributed.data_parallel import check_sampling
+from ..distributed.data_parallel import check_parallel
 from ..errors import UsageError, check_choice, check_number, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
@@ -91,7 +91,7 @@ class TuneSettings:
         check_number("seed", seed, low=0, integer=True)
         check_number("heartbeat", heartbeat, low=1)
         check_number("trial_nproc", trial_nproc, low=1, integer=True)
-        check_sampling(sampling, trial_nproc, "trial_nproc")
+        check_parallel(problem, trial_nproc, sampling, "trial_nproc")
         if trial_epochs is not None:
             check_number("trial_epochs", trial_epochs, low=1, integer=True)
         if trial_steps is not None:
