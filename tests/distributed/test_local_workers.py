@@ -100,24 +100,27 @@ def test_workers_share_the_cores_instead_of_each_taking_them_all(tmp_path):
 DIES = textwrap.dedent("""
     import os
     import signal
+    import sys
+    import time
     import torch
     import gradtune
 
     class DiesOnce(torch.nn.Module):
-        '''The first worker to train a batch is killed outright (SIGKILL), mid-trial; every other trains on.'''
+        '''Worker 1 is killed outright (SIGKILL) in its first batch; worker 0 trains only once it is dead.'''
 
         def __init__(self):
             super().__init__()
             self.linear = torch.nn.Linear(1, 1)
 
         def forward(self, x):
-            if self.training:
-                try:
-                    os.close(os.open(os.environ["DIES_MARK"], os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    pass
-                else:
+            if self.training and not os.path.exists(os.environ["DIES_MARK"]):
+                if sys.argv[sys.argv.index("--index") + 1] == "1":
+                    open(os.environ["DIES_MARK"], "w").close()
                     os.kill(os.getpid(), signal.SIGKILL)
+                for _ in range(1200):  # worker 0 waits for it (a minute at most)
+                    if os.path.exists(os.environ["DIES_MARK"]):
+                        break
+                    time.sleep(0.05)
             return self.linear(x)
 
     def make_problem():
@@ -128,7 +131,8 @@ DIES = textwrap.dedent("""
 
 def test_a_worker_killed_mid_trial_has_its_trial_retried_by_the_other(tmp_path):
     """The command reaps a killed worker at once: left a zombie, its pid looked alive to the other worker, which
-    waited for the dead worker's trial for ever (a journal file has no heartbeats to go stale)."""
+    waited for the dead worker's trial for ever (a journal file has no heartbeats to go stale). The last worker
+    dies: the command once looked no further than the first still running."""
     (tmp_path / "dies.py").write_text(DIES)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DIES_MARK": str(tmp_path / "died")}
     command = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", "tune", "dies.py:make_problem",

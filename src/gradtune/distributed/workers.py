@@ -51,7 +51,7 @@ def launch_workers(n: int, worker_args: list[str]) -> list[WorkerExit]:
     try:
         # Each worker is reaped the moment it ends, whichever it is: a killed worker left a zombie while this
         # waited on another keeps a pid that looks alive, and its peers wait for its trial for ever.
-        while any(process.poll() is None for process in processes):
+        while None in [process.poll() for process in processes]:  # every one polled: poll() is what reaps
             try:
                 time.sleep(REAP_SECONDS)
             except KeyboardInterrupt:  # a handler installed above us may still raise; keep waiting
