@@ -8,15 +8,23 @@ sums differs, hence the 1e-5 relative tolerance on the final weights.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import gradtune
+from ctrl_c import default_sigint
 from gradtune.cli.main import main
 from gradtune.distributed import train_parallel
 
 RTOL = 1e-5
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def _relative_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -117,6 +125,9 @@ def test_rank_0_trains_on_its_share_of_the_threads_and_gives_them_back():
     (["digits-mlp", "--nproc", "0"], "'nproc' parameter must be an integer in [1, inf)"),
     (["quadratic", "--nproc", "2"], "'nproc' parameter must be 1 for function problems"),
     (["digits-mlp", "--batch-size", "2", "--nproc", "3"], "'nproc' parameter must be at most the batch size"),
+    # The ranks weighted no sample: such a run trained uniformly and said importance sampling had not paid.
+    (["digits-mlp", "--sampling", "importance", "--nproc", "2"], "'nproc' parameter must be 1 with sampling "
+                                                                "'importance'"),
 ])
 def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
     # In-process: main() is what the command runs, and the refusal comes before any process is started.
@@ -126,6 +137,27 @@ def test_bad_nproc_is_refused_before_training(tmp_path, capsys, args, message):
     assert message in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    # Its trials once trained uniformly on the ranks, each recorded with sampling 'importance'.
+    (["linreg", "--sampling", "importance"], "'trial_nproc' parameter must be 1 with sampling 'importance'"),
+    # These two failed 100 trials, each refused alike, before the study ended with that line.
+    (["quadratic"], "'trial_nproc' parameter must be 1 for function problems"),
+    (["examples/text_classifier.py:make_problem", "-o", "n=100"], "data-parallel training ('trial_nproc') needs a "
+                                                                  "problem of (x, y) tensors"),
+])
+def test_tune_refuses_what_no_trial_on_ranks_could_train_before_making_a_study(tmp_path, capsys, monkeypatch,
+                                                                                 args, message):
+    monkeypatch.syspath_prepend(str(EXAMPLES.parent))  # undone after: the example file's directory goes on sys.path
+    args = [str(EXAMPLES.parent / a) if a.startswith("examples/") else a for a in args]
+    code = main(["tune", *args, "--trial-nproc", "2", "--budget", "1", "--storage", f"sqlite:///{tmp_path / 't.db'}",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 2
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t.db").exists() and not (tmp_path / "run").exists()
 
 
 def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):
@@ -139,3 +171,50 @@ def test_tune_trial_nproc_trains_each_trial_data_parallel(tmp_path):
     for trial in completed:
         alone = gradtune.train(problem, gradtune.TrainConfig.from_mapping(trial["config"]))
         assert trial["value"] == pytest.approx(alone.metrics["valid_loss"], rel=RTOL)
+
+
+def test_ctrl_c_stops_every_rank_without_a_traceback(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, the spawned ranks too: each printed the
+    KeyboardInterrupt's traceback, which only --debug shows. The command ends with its one line and 130."""
+    out = tmp_path / "run"
+    command = subprocess.Popen([sys.executable, "-m", "gradtune.cli.main", "train", "mnist1d-mlp", "--nproc", "2",
+                                "--batch-size", "16", "--epochs", "50", "--out", str(out), "--quiet"],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
+    try:
+        while not (out / "checkpoint.pt").exists():  # the ranks train
+            assert command.poll() is None, command.communicate()
+            time.sleep(0.05)
+        os.killpg(command.pid, signal.SIGINT)
+        _, stderr = command.communicate(timeout=120)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    assert command.returncode == 130
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("gradtune train: interrupted; the same command resumes")
+
+
+def test_an_interrupt_on_rank_0_ends_the_other_ranks_at_once(monkeypatch):
+    """'kill' reaches rank 0 alone (SIGTERM, as a scheduler sends it): the other ranks, waiting in their next
+    collective, were left to the minute-long join and then killed, so the command took a minute to stop."""
+    import torch.multiprocessing
+
+    spawn, made = torch.multiprocessing.get_context("spawn"), []
+
+    class Recording:
+        """The spawn context, keeping the rank processes it makes (they are real spawned processes)."""
+
+        def Process(self, *args, **kwargs):  # noqa: N802 - the context's own name
+            made.append(spawn.Process(*args, **kwargs))
+            return made[-1]
+
+    class Interrupt(gradtune.training.Callback):
+        def on_epoch_end(self, record):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.multiprocessing, "get_context", lambda method: Recording())
+    with pytest.raises(KeyboardInterrupt):
+        train_parallel(gradtune.get_problem("linreg"), gradtune.TrainConfig(epochs=3, batch_size=100), 2,
+                       callbacks=[Interrupt()])
+    assert [p.exitcode for p in made] == [-signal.SIGTERM]  # ended by the interrupt, not killed after the join

@@ -82,3 +82,15 @@ def test_time_budget_stops_the_study(tmp_path):
     done = len(_finished(storage, "s"))
     assert 1 <= done < 50
     assert len(result.trials) == done
+
+
+@pytest.mark.parametrize("made_with", [Budget(seconds=90.0), Budget(trials=20), Budget(trials=20, seconds=90.0)])
+def test_a_worker_with_no_budget_of_its_own_takes_the_study_s(made_with):
+    """'gradtune worker' without --budget: a study made with a time budget (per worker) had stored none, so its
+    workers ran the default 50 trials instead, however long they took."""
+    from gradtune.tuning import TuneSettings
+
+    problem = get_problem("linreg")
+    stored = TuneSettings.build(problem, SPACE, "random", made_with, "s").to_metadata()
+    assert TuneSettings.from_metadata(stored, problem, "s").budget == made_with
+    assert TuneSettings.from_metadata(stored, problem, "s", budget="7").budget == Budget(trials=7)

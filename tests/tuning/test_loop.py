@@ -223,6 +223,26 @@ def test_an_interrupt_fails_the_trial_in_flight_queues_it_again_and_a_resume_ret
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+def test_a_trial_queued_again_twice_by_racing_workers_trains_once(tmp_path):
+    """Two workers interrupted at once (Ctrl-C reaches every worker of 'tune --workers'), or one sweeping the study
+    while another requeues its own trial: each reads the failed trial before the other's retry is written, and
+    each queues a retry. The second is given back when asked, so the configuration trains once and the budget
+    counts it once."""
+    _run(tmp_path, 3, interrupt_at=4)  # trial 1 interrupted, and its retry (trial 2) queued
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    optuna.storages.RetryHeartbeatStaleTrialCallback(2)(study, study.trials[1])  # the other worker's retry of it
+    assert [t.system_attrs.get("failed_trial") for t in _trials(tmp_path)] == [None, None, 1, 1]
+    _run(tmp_path, 4)
+    trials = _trials(tmp_path)
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 4
+    assert [t.number for t in finished if t.params == trials[1].params] == [2]
+    assert trials[3].state == TrialState.FAIL and trials[3].user_attrs["status"] == "over budget"
+    assert [row["number"] for row in trial_rows(study)] == [0, 1] + [t.number for t in finished[1:]]
+    requeue_failed(study)  # what every start runs: the given-back trial is no lost trial to queue again
+    assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
+
+
 def test_an_interrupt_tells_a_trial_that_had_ended_instead_of_failing_it(tmp_path):
     _, _, interrupted = _run(tmp_path, 3, population=2, interrupt_at=1, stop_hands_back=True)
     assert interrupted

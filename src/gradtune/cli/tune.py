@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
     defaulted = args.strategy is None
     check_number("workers", args.workers, low=1, integer=True)
-    url = _storage_for_workers(args.storage, args.workers)
     problem = load_problem_of_flags(args)
     space = load_config_file(args.space, "space") if args.space else None  # parsed against the problem's model keywords
     # Every setting is checked before a study is made.
@@ -105,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                   trial_nproc=args.trial_nproc, rung_rule=args.rung_rule,
                                   trial_steps=args.trial_steps)
     settings = settings.replace(checkpoints=checkpoint_dir(args, settings.study))
+    url = _storage_for_workers(args.storage, args.workers)  # its note only once every setting is known good
     storage = open_storage(url, settings.heartbeat, reachable=url == args.storage)
     if defaulted and args.study is None:
         _note_earlier_default(storage, problem.name, settings.study)
@@ -176,6 +176,8 @@ def _run_workers(args: argparse.Namespace, problem, settings, storage, url: str)
             worker_args += [f"--{flag}", getattr(args, flag)]
     if args.quiet:
         worker_args.append("--quiet")
+    if args.debug:  # an error in a worker shows its own traceback, not only the line that the worker failed
+        worker_args.append("--debug")
     exits = launch_workers(args.workers, worker_args)
     interrupted = any(e.returncode in (130, -2, -15) for e in exits)
     result = collect(prepared, interrupted=interrupted, collecting=not interrupted)

@@ -15,7 +15,6 @@ you trust.
 from __future__ import annotations
 
 import argparse
-import os
 
 from ._flags import add_data_flags, add_device_flag, add_storage_flag, add_study_flag
 from ._signals import interrupts_as_keyboard_interrupt
@@ -31,7 +30,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--budget", default=None,
                         help="trials (counted over all workers), time (per worker) or both; default the study's")
     parser.add_argument("--index", type=int, default=None,
-                        help="this worker's number among its peers; seeds its sampler (default: its process id)")
+                        help="this worker's number among its peers; seeds its sampler (default: one drawn from "
+                             "its host name and process id)")
     add_device_flag(parser)
     parser.add_argument("--population", default="auto", help="as for 'gradtune tune'")
     add_shared_flags(parser)
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     check_reachable(args.storage)  # before torch is imported: a bad URL costs one timeout and one line
     from ..errors import check_number
     from ..storage.open import open_storage
-    from ..storage.study import stored_metadata, worker_id
+    from ..storage.study import stored_metadata, worker_id, worker_index
     from ..tuning import TuneSettings
     from ..tuning.api import run_study
     from ._console import write_line
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage, args.heartbeat, reachable=True)  # a bad URL: reported before loading
     meta = stored_metadata(storage, args.study)
     problem = stored_problem(meta, args)
-    index = args.index if args.index is not None else os.getpid()
+    index = args.index if args.index is not None else worker_index()
     # Everything that gives the study's values their meaning comes from the study; what is this worker's own
     # (its device, trials in flight, checkpoints, processes per trial, sampler seed) from its command line.
     settings = TuneSettings.from_metadata(meta, problem, args.study, budget=args.budget, device=args.device,

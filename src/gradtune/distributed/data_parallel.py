@@ -40,7 +40,7 @@ from ..training.loop import Run
 from ..training.trainer import Entry, WholeRunTrainer
 from .threads import threads_each, torch_threads
 
-__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank"]
+__all__ = ["train_parallel", "ParallelTrainer", "launched_by_torchrun", "torchrun_rank", "check_parallel"]
 
 # Long enough for an epoch's evaluation on one rank while the others wait; short enough that a dead rank
 # does not hang the rest for gloo's default half hour.
@@ -149,8 +149,15 @@ def train_parallel(problem: Problem | str, config: TrainConfig | Mapping[str, An
     try:
         with torch_threads(threads):
             result = _run_rank(0, nproc, init, problem, config, callbacks, checkpoint, 0)
-    except RuntimeError as error:  # a collective failed: a rank died
-        raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
+    except BaseException as error:
+        # The other ranks hold nothing to save (rank 0 writes the checkpoint); left alone, they would wait in
+        # their next collective for the join's timeout below (an interrupt that reached rank 0 alone: 'kill').
+        for process in others:
+            if process.is_alive():
+                process.terminate()
+        if isinstance(error, RuntimeError):  # a collective failed: a rank died
+            raise GradtuneError(f"data-parallel training failed: {str(error).splitlines()[0][:300]}") from None
+        raise
     finally:
         for process in others:
             process.join(timeout=60)
@@ -200,15 +207,27 @@ def _check(problem: Problem, config: TrainConfig, nproc: int, one_node: bool) ->
         # nccl refuses two ranks on one GPU; gloo would share it, but slower than one process.
         raise UsageError(f"The 'nproc' parameter must be at most the number of GPUs ({torch.cuda.device_count()}) "
                          f"on CUDA, one process per GPU. Got {nproc}; use --device cpu for more processes.")
-    if nproc > 1:
-        problem.require_xy("data-parallel training ('nproc')")
-    if nproc > 1 and problem.task == "function":
-        raise UsageError(f"The 'nproc' parameter must be 1 for function problems such as '{problem.name}', which "
-                         f"have no data to share out. Got {nproc}.")
+    check_parallel(problem, nproc, config.sampling)
     smallest = min(config.batch_size, problem.n_train)
     if nproc > smallest:
         raise UsageError(f"The 'nproc' parameter must be at most the batch size ({smallest}), so that every "
                          f"process has samples. Got {nproc}.")
+
+
+def check_parallel(problem: Problem, nproc: int, sampling: str, parameter: str = "nproc") -> None:
+    """Refuse ``nproc`` processes where no configuration could train on them: a problem without (x, y) tensors,
+    a function problem, or importance sampling (the ranks draw uniform shards and weight no sample, so such a run
+    would train uniformly while its record said importance). ``gradtune tune --trial-nproc`` checks it before
+    any study is made, rather than refusing every trial alike."""
+    if nproc <= 1:
+        return
+    if sampling != "uniform":
+        raise UsageError(f"The '{parameter}' parameter must be 1 with sampling {sampling!r}, which data-parallel "
+                         f"training does not do (each rank trains on its uniform shard of the batch). Got {nproc}.")
+    problem.require_xy(f"data-parallel training ('{parameter}')")
+    if problem.task == "function":
+        raise UsageError(f"The '{parameter}' parameter must be 1 for function problems such as '{problem.name}', "
+                         f"which have no data to share out. Got {nproc}.")
 
 
 def _run_rank(rank: int, world: int, init: str, problem: Problem, config: TrainConfig,
@@ -238,6 +257,8 @@ def _rank_main(rank: int, world: int, init: str, recipe: tuple, config: TrainCon
     torch.set_num_threads(threads)
     try:
         _run_rank(rank, world, init, _rebuild(recipe), config, (), checkpoint, rank)
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank of the terminal's group; rank 0 says it, once
+        sys.exit(130)
     except Exception as error:  # the parent reports which rank failed; this line says why
         print(f"gradtune: data-parallel rank {rank}: {type(error).__name__}: {error}", file=sys.stderr)
         sys.exit(1)

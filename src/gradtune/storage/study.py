@@ -8,10 +8,11 @@ differs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import warnings
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import optuna
@@ -20,9 +21,10 @@ from optuna.trial import TrialState
 from ..errors import UsageError, invalid_value
 from ._optuna import fail_trial
 from .keys import FAILED_STATUS, METADATA_KEY
+from .shared_budget import OVER_BUDGET
 
 __all__ = ["study_name", "open_study", "existing_metadata", "trials_in", "worker_id", "recover_orphans",
-           "requeue_failed", "stored_metadata", "FINISHED_STATES"]
+           "requeue_failed", "stored_metadata", "worker_index", "FINISHED_STATES"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metadata that must match for a study to be resumed; the strategy and seed may change.
@@ -42,6 +44,12 @@ def study_name(given: str | None, default: str) -> str:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_index() -> int:
+    """A number in [0, 2**31) that sets this worker apart from its peers where it is given none: from its host
+    name and process id both, since in containers every worker may be process 1."""
+    return int.from_bytes(hashlib.sha256(worker_id().encode()).digest()[:4], "big") >> 1
 
 
 def open_study(name: str, storage, metadata: Mapping[str, Any], sampler, pruner) -> tuple[optuna.Study, bool]:
@@ -150,13 +158,17 @@ def recover_orphans(study: optuna.Study) -> list[int]:
     return failed
 
 
-def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
+def requeue_failed(study: optuna.Study, max_retry: int = 2, only: Container[int] | None = None) -> None:
     """Queue each interrupted or crashed trial's parameters again, as Optuna's heartbeat retry does.
 
-    A trial whose configuration was refused, or that an error ended, is not: it would fail the same way.
+    A trial whose configuration was refused, or that an error ended, is not: it would fail the same way. Nor is
+    one given back untrained (``OVER_BUDGET``): a retry asked for beyond the budget, or a repeated retry, keeps the
+    parameters it was queued with, but its configuration waits in the queue or trains elsewhere.
 
     One mechanism for both: the retry carries ``failed_trial``/``retry_history``
-    system attributes, so a trial is retried once and a chain at most ``max_retry`` times.
+    system attributes, so a trial is retried once and a chain at most ``max_retry`` times. ``only``: the numbers
+    of the trials to look at (a worker's own, as it stops), so that workers stopping at once do not each queue
+    the others' trials as well.
     """
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
@@ -164,8 +176,10 @@ def requeue_failed(study: optuna.Study, max_retry: int = 2) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry)
     for trial in trials:
+        if only is not None and trial.number not in only:
+            continue
         if trial.state == TrialState.FAIL and trial.number not in retried and trial.params \
-                and trial.user_attrs.get("status") != FAILED_STATUS:
+                and trial.user_attrs.get("status") not in (FAILED_STATUS, OVER_BUDGET):
             retry(study, trial)
 
 

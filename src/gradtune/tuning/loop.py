@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..interrupts import HeldInterrupts
 from ..storage._optuna import ask, frozen_trial, heartbeat, heartbeat_interval
 from ..storage.keys import FAILED_STATUS
-from ..storage.shared_budget import give_back, over_budget, running_elsewhere
+from ..storage.shared_budget import give_back, over_budget, repeated_retry, running_elsewhere
 from ..storage.study import recover_orphans, requeue_failed, worker_id
 from ..training import Callback, TrainResult
 from ..training.trainer import Trainer
@@ -135,10 +135,13 @@ class TuningLoop:
         return trial
 
     def _within_budget(self, trials: list[optuna.Trial]) -> list[optuna.Trial]:
-        """The trials that fit the shared trial budget; the others are given back (see shared_budget)."""
+        """The trials that fit the shared trial budget, less repeated retries; the others are given back (see
+        shared_budget)."""
         kept = []
         for trial in trials:
-            if over_budget(self.study, trial, self.settings.budget.trials):
+            if repeated_retry(self.study, trial):
+                give_back(self.study, trial, requeue=False)
+            elif over_budget(self.study, trial, self.settings.budget.trials):
                 give_back(self.study, trial)
             else:
                 kept.append(trial)
@@ -268,7 +271,7 @@ class TuningLoop:
             self._store_untold(flight)
             trial.set_user_attr("status", "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
-            requeue_failed(self.study)  # queued at once, so that another worker can take it over now
+            requeue_failed(self.study, only={trial.number})  # queued at once: another worker can take it over now
             self.prepared.outcomes.append(TrialOutcome(trial.number, {}, "interrupted", None, 0, 0.0))
 
     def _announce(self, outcome: TrialOutcome) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLINGS, TrainConfig
+from ..distributed.data_parallel import check_parallel
 from ..errors import UsageError, check_choice, check_number, invalid_value
 from ..optim import get_optimizer_def
 from ..problems import Problem
@@ -90,6 +91,7 @@ class TuneSettings:
         check_number("seed", seed, low=0, integer=True)
         check_number("heartbeat", heartbeat, low=1)
         check_number("trial_nproc", trial_nproc, low=1, integer=True)
+        check_parallel(problem, trial_nproc, sampling, "trial_nproc")
         if trial_epochs is not None:
             check_number("trial_epochs", trial_epochs, low=1, integer=True)
         if trial_steps is not None:
@@ -135,6 +137,8 @@ class TuneSettings:
             metadata["data"] = self.data
         if self.budget.trials is not None:  # workers that join with no budget of their own take this one
             metadata["budget_trials"] = self.budget.trials
+        if self.budget.seconds is not None:  # and this one, as their own time (a time budget is per worker)
+            metadata["budget_seconds"] = self.budget.seconds
         return metadata
 
     @classmethod
@@ -142,8 +146,9 @@ class TuneSettings:
                       budget: str | int | Budget | None = None, **process: Any) -> TuneSettings:
         """The settings of the stored study ``study``, with this process's own ``process`` options (device,
         population, sampler_seed, heartbeat, checkpoints, trial_nproc) and, if given, its own budget."""
-        return cls.build(problem, metadata["space"], metadata["strategy"],
-                         budget if budget is not None else metadata.get("budget_trials"), study,
+        if budget is None and (metadata.get("budget_trials") or metadata.get("budget_seconds")):
+            budget = Budget(metadata.get("budget_trials"), metadata.get("budget_seconds"))
+        return cls.build(problem, metadata["space"], metadata["strategy"], budget, study,
                          seed=metadata["seed"], trial_epochs=metadata.get("trial_epochs"), cv=metadata.get("cv"),
                          sampling=metadata.get("sampling", "uniform"),
                          rung_rule=metadata.get("rung_rule", DEFAULT_RUNG_RULE), **process)
