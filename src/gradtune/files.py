@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .errors import invalid_value
 from .interrupts import HeldInterrupts
 
-__all__ = ["atomic_replace", "atomic_write_bytes", "write_json", "json_number"]
+__all__ = ["atomic_replace", "atomic_write_bytes", "write_json", "json_number", "writable_dir"]
 
 
 def _default_mode() -> int:
@@ -66,3 +67,18 @@ def json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def writable_dir(name: str, path: str | Path) -> Path:
+    """``path`` made (with its parents) and checked writable now, for a directory the run writes in later, so that
+    a bad one is refused in one line naming the parameter ``name`` before any work rather than when a trial first
+    writes there (a FileNotFoundError, or a PermissionError, after minutes of training)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise invalid_value(name, str(path), f"a directory gradtune can create and write in ({error.strerror})"
+                            ) from None
+    return path

@@ -237,10 +237,15 @@ def test_debug_reaches_the_workers(tmp_path, monkeypatch, capfd):
     """'gradtune --debug tune --workers N' showed the command's own traceback, of its line that the workers had
     failed, but each worker's error only as its one line: what went wrong in a worker had no traceback."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "blocker").write_text("a file where the checkpoints' directory should go")
+    # Unseeded data, drawn anew in each process: each worker finds other data than the study was made on, and
+    # gradtune refuses it there (a failure of the workers alone, and gradtune's own, not an error in user code).
+    (tmp_path / "drawn.py").write_text("import torch\nimport gradtune\n\n\ndef make_problem():\n"
+                                       "    x = torch.randn(32, 1)\n"
+                                       "    return gradtune.Problem(lambda: torch.nn.Linear(1, 1), train=(x, 2 * x), "
+                                       "valid=(x, 2 * x), task='regression')\n")
     with pytest.raises(GradtuneError, match="failed"):
-        main(["--debug", "tune", "linreg", "--workers", "2", "--budget", "2", "--strategy", "random",
-              "--trial-epochs", "1", "--checkpoints", "blocker/checkpoints", "--quiet"])
+        main(["--debug", "tune", "drawn.py:make_problem", "--workers", "2", "--budget", "2", "--strategy", "random",
+              "--trial-epochs", "1", "--quiet"])
     stderr = capfd.readouterr().err
     assert stderr.count("Traceback (most recent call last)") == 2, stderr  # one per worker
     assert "gradtune/cli/worker.py" in stderr

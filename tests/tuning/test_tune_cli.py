@@ -261,3 +261,29 @@ def test_an_in_memory_sqlite_storage_is_one_line_not_a_storage_error(main_cli, t
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "The 'storage' parameter must name a database that outlives one connection" in lines[0]
     assert f"Got {url!r}" in lines[0] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["tune", "compare"])
+def test_a_checkpoint_directory_that_cannot_be_made_is_one_line_before_the_study(main_cli, tmp_path, command):
+    # It was a FileNotFoundError or NotADirectoryError (exit 1) when the first trial wrote its checkpoint.
+    (tmp_path / "a-file").write_text("")
+    done = main_cli(command, "linreg", "--checkpoints", "a-file/checkpoints", "--quiet",
+                    *(["--budget", "1"] if command == "tune" else ["--optimizers", "sgd"]))
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoints' parameter must be a directory gradtune can create and write in" \
+        in lines[0] and "Got 'a-file/checkpoints'" in lines[0], lines
+    assert not (tmp_path / "gradtune.db").exists()
+
+
+def test_the_python_api_checks_its_checkpoint_directory_before_the_study(tmp_path):
+    from gradtune import UsageError, tune
+
+    (tmp_path / "a-file").write_text("")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(UsageError, match="The 'checkpoints' parameter must be a directory gradtune can create"):
+        tune("linreg", strategy="tpe", budget=1, storage=storage, checkpoints=tmp_path / "a-file" / "ck")
+    assert not (tmp_path / "s.db").exists()
+    made = tmp_path / "new" / "ck"  # a directory that can be made is made, as before, at once
+    tune("linreg", strategy="tpe", budget=1, storage=storage, checkpoints=made)
+    assert made.is_dir()

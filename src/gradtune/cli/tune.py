@@ -78,7 +78,13 @@ def add_shared_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_dir(args: argparse.Namespace, study: str) -> Path:
-    return Path(args.checkpoints or study_dir("tune", study) / "checkpoints")
+    """``--checkpoints``, made and checked writable now (see :func:`~gradtune.files.writable_dir`), or the study's
+    default, made when a trial first writes there."""
+    if args.checkpoints is None:
+        return study_dir("tune", study) / "checkpoints"
+    from ..files import writable_dir
+
+    return writable_dir("--checkpoints", args.checkpoints)
 
 
 def run(args: argparse.Namespace) -> int:

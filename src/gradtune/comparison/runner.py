@@ -31,6 +31,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from ..config import TrainConfig
 from ..errors import UsageError, check_number
+from ..files import writable_dir
 from ..problems import Problem, as_problem
 from ..storage.keys import COMPARE_KEY
 from ..storage.open import open_storage
@@ -112,7 +113,7 @@ def compare(problem: Problem | str, optimizers: str | Sequence[str] | None = Non
     problem = as_problem(problem)
     name = compare_study_name(problem, study)
     plan = _plan(problem, optimizers, seeds, lrs, epochs, batch_size, seed, device, progress)
-    plan.checkpoints = Path(checkpoints) if checkpoints is not None else None
+    plan.checkpoints = writable_dir("checkpoints", checkpoints) if checkpoints is not None else None
     if target is not None:
         target = check_number("target", target)
     the_study, _ = open_study(name, open_storage(storage), _metadata(plan), None, None)

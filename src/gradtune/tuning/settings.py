@@ -22,6 +22,7 @@ from typing import Any
 from ..config import SAMPLINGS, TrainConfig
 from ..distributed.data_parallel import check_parallel
 from ..errors import UsageError, check_choice, check_number, invalid_value
+from ..files import writable_dir
 from ..optim import get_optimizer_def
 from ..problems import Problem
 from ..problems.fingerprint import data_fingerprint
@@ -115,7 +116,8 @@ class TuneSettings:
         settings = cls(problem.name, problem.metric_name, problem.direction, space, strategy, budget,
                        study, seed, trial_epochs, cv, sampling,
                        tuple(problem.hidden) if problem.hidden else None, device, population, sampler_seed,
-                       float(heartbeat), Path(checkpoints) if checkpoints is not None else None, trial_nproc,
+                       float(heartbeat), writable_dir("checkpoints", checkpoints) if checkpoints is not None
+                       else None, trial_nproc,
                        problem.source.to_metadata() if problem.source is not None else None, rung_rule,
                        space_defaulted=defaulted, data=data_fingerprint(problem))
         kind.check_trials(problem, settings)
