@@ -29,3 +29,16 @@ def test_an_error_is_one_line_and_only_a_usage_error_points_to_help(monkeypatch,
     assert main(["problems"]) == code
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [line] and captured.out == ""
+
+
+def test_python_dash_m_gradtune_runs_the_command_with_its_exit_code(tmp_path):
+    # 'python -m gradtune' said "No module named gradtune.__main__": the command where scripts are not on PATH.
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-m", "gradtune", "problems"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert listed.returncode == 0 and "digits-mlp" in listed.stdout, listed.stderr
+    refused = subprocess.run([sys.executable, "-m", "gradtune", "train", "nosuch"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.startswith("gradtune train: error:"), refused.stderr
