@@ -6,11 +6,14 @@ a user's Ctrl-C reaches a process with Python's own handler (or, before Python s
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["default_sigint", "python_sigint"]
+__all__ = ["default_sigint", "python_sigint", "ctrl_c_to_group_when"]
 
 
 def default_sigint() -> None:
@@ -26,3 +29,20 @@ def python_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_to_group_when(command: subprocess.Popen, ready: Callable[[], bool], poll: float = 0.05,
+                         timeout: float = 120) -> tuple[str, str]:
+    """Once ``ready()`` holds (the command still running), Ctrl-C as a terminal sends it: SIGINT to the whole
+    process group of ``command`` (started with ``start_new_session=True`` and ``preexec_fn=default_sigint``), its
+    workers or ranks included. Returns the command's stdout and stderr; whatever of the group still runs after
+    that, or after a failed check, is killed."""
+    try:
+        while not ready():
+            assert command.poll() is None, command.communicate()
+            time.sleep(poll)
+        os.killpg(command.pid, signal.SIGINT)
+        return command.communicate(timeout=timeout)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)

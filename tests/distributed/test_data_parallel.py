@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import gradtune
-from ctrl_c import default_sigint
+from ctrl_c import ctrl_c_to_group_when, default_sigint
 from gradtune.cli.main import main
 from gradtune.distributed import train_parallel
 
@@ -181,15 +180,7 @@ def test_ctrl_c_stops_every_rank_without_a_traceback(tmp_path):
                                 "--batch-size", "16", "--epochs", "50", "--out", str(out), "--quiet"],
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
-    try:
-        while not (out / "checkpoint.pt").exists():  # the ranks train
-            assert command.poll() is None, command.communicate()
-            time.sleep(0.05)
-        os.killpg(command.pid, signal.SIGINT)
-        _, stderr = command.communicate(timeout=120)
-    finally:
-        if command.poll() is None:
-            os.killpg(command.pid, signal.SIGKILL)
+    _, stderr = ctrl_c_to_group_when(command, (out / "checkpoint.pt").exists)  # once the ranks train
     assert command.returncode == 130
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("gradtune train: interrupted; the same command resumes")

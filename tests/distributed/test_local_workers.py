@@ -8,14 +8,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 import gradtune
-from ctrl_c import default_sigint
+from ctrl_c import ctrl_c_to_group_when, default_sigint
 from gradtune.cli.main import main
 from gradtune.errors import GradtuneError
 from gradtune.storage.open import open_storage
@@ -187,21 +186,17 @@ def test_ctrl_c_stops_every_worker_once_and_queues_each_trial_once(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=default_sigint)
     journal = tmp_path / "gradtune.journal"
-    try:
-        while True:  # both workers train a trial: asked for and drawn (a trial stopped before its draw has nothing
-            # to queue again, and one is RUNNING from the moment it is asked for; on a busy machine that gap shows)
-            assert command.poll() is None, command.communicate()
-            if journal.exists() and "s" in {s.study_name for s in optuna.get_all_study_summaries(
-                    open_storage(str(journal)))}:
-                study = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
-                if sum(bool(t.params) for t in study.get_trials(states=(TrialState.RUNNING,))) == 2:
-                    break
-            time.sleep(0.1)
-        os.killpg(command.pid, signal.SIGINT)
-        stdout, stderr = command.communicate(timeout=120)
-    finally:
-        if command.poll() is None:
-            os.killpg(command.pid, signal.SIGKILL)
+
+    def both_drawn() -> bool:
+        """Both workers train a trial: asked for and drawn (a trial stopped before its draw has nothing to queue
+        again, and one is RUNNING from the moment it is asked for; on a busy machine that gap shows)."""
+        if not journal.exists() or "s" not in {s.study_name for s in optuna.get_all_study_summaries(
+                open_storage(str(journal)))}:
+            return False
+        study = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
+        return sum(bool(t.params) for t in study.get_trials(states=(TrialState.RUNNING,))) == 2
+
+    stdout, stderr = ctrl_c_to_group_when(command, both_drawn, poll=0.1)
     assert command.returncode == 130, stderr
     assert "gradtune: interrupted" not in stderr and "Traceback" not in stderr, stderr
     assert stdout.count(": interrupted after ") == 2, stdout
