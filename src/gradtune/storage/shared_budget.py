@@ -43,9 +43,10 @@ def over_budget(study: optuna.Study, trial: optuna.Trial, budget_trials: int | N
     return ahead >= budget_trials
 
 
-def repeated_retry(study: optuna.Study, trial: optuna.Trial) -> bool:
-    """True if ``trial`` retries a trial that an earlier-numbered trial already retries (see the module's notes)."""
-    history = frozen_trial(study, trial).system_attrs.get("retry_history")
+def repeated_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """True if ``trial`` (as stored) retries a trial that an earlier-numbered trial already retries (see the
+    module's notes)."""
+    history = trial.system_attrs.get("retry_history")
     if not history:
         return False
     return any(t.number < trial.number and t.system_attrs.get("retry_history", [None])[-1] == history[-1]

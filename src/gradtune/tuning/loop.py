@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ..config import TrainConfig
 from ..errors import UsageError
@@ -117,7 +117,8 @@ class TuningLoop:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial is retried here
             wanted = self._wanted(room)
-            owned = [self._own(trial) for trial in self._within_budget([self._ask() for _ in range(wanted)])]
+            owned = [self._own(trial, stored)
+                     for trial, stored in self._within_budget([self._ask() for _ in range(wanted)])]
         for trial in owned:
             self._add(trainer, trial)
         return wanted
@@ -134,26 +135,28 @@ class TuningLoop:
         trial.set_user_attr("status", "running")
         return trial
 
-    def _within_budget(self, trials: list[optuna.Trial]) -> list[optuna.Trial]:
-        """The trials that fit the shared trial budget, less repeated retries; the others are given back (see
-        shared_budget)."""
+    def _within_budget(self, trials: list[optuna.Trial]) -> list[tuple[optuna.Trial, FrozenTrial]]:
+        """The trials that fit the shared trial budget, less repeated retries, each with its stored record (read
+        once: what it was queued with, a retry's history, is set before it is asked for); the others are given
+        back (see shared_budget)."""
         kept = []
         for trial in trials:
-            if repeated_retry(self.study, trial):
+            stored = frozen_trial(self.study, trial)
+            if repeated_retry(self.study, stored):
                 give_back(self.study, trial, requeue=False)
             elif over_budget(self.study, trial, self.settings.budget.trials):
                 give_back(self.study, trial)
             else:
-                kept.append(trial)
+                kept.append((trial, stored))
         return kept
 
-    def _own(self, trial: optuna.Trial) -> optuna.Trial:
+    def _own(self, trial: optuna.Trial, stored: FrozenTrial) -> optuna.Trial:
         """The trial is this process's: it beats, and knows where its epoch checkpoint lives."""
         beat = ExitStack()
         beat.enter_context(heartbeat(self.study, trial))
         checkpoint = None
         if self.settings.checkpoints is not None and not self.settings.cv:
-            checkpoint = checkpoint_path(self.settings.checkpoints, frozen_trial(self.study, trial))
+            checkpoint = checkpoint_path(self.settings.checkpoints, stored)
         self.flight[trial.number] = _Flight(trial, beat, checkpoint)
         return trial
 
